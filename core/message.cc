@@ -1,5 +1,6 @@
 #include "core/message.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/check.h"
@@ -74,16 +75,19 @@ void Body::Append(std::string_view bytes) {
 }
 
 std::span<char> Body::WritableTail() {
-  if (chunks_.empty() || chunks_.back().used == kChunkBytes) {
-    chunks_.push_back(Chunk{std::make_unique_for_overwrite<char[]>(kChunkBytes), 0});
+  if (chunks_.empty() || chunks_.back().used == chunks_.back().capacity) {
+    size_t capacity = chunks_.empty()
+                          ? kFirstChunkBytes
+                          : std::min(chunks_.back().capacity * 2, kMaxChunkBytes);
+    chunks_.push_back(Chunk{std::make_unique_for_overwrite<char[]>(capacity), 0, capacity});
   }
   Chunk& last = chunks_.back();
-  return {last.data.get() + last.used, kChunkBytes - last.used};
+  return {last.data.get() + last.used, last.capacity - last.used};
 }
 
 void Body::Commit(size_t n) {
   RM_DCHECK(!chunks_.empty());
-  RM_DCHECK(chunks_.back().used + n <= kChunkBytes);
+  RM_DCHECK(chunks_.back().used + n <= chunks_.back().capacity);
   chunks_.back().used += n;
   size_ += n;
 }

@@ -70,11 +70,13 @@ struct Envelope {
   std::string peer;       // "ip:port" of the client
 };
 
-// A chain of fixed-size chunks. Append() fills the last chunk and starts a new one when it
-// is full; the bytes never move once written.
+// A chain of chunks. Append() fills the last chunk and starts a new one when it is full;
+// the bytes never move once written. Chunks grow from 4 KiB to 64 KiB so a small message
+// costs little memory and a large one few iovecs.
 class Body {
  public:
-  static constexpr size_t kChunkBytes = 64 * 1024;
+  static constexpr size_t kFirstChunkBytes = 4 * 1024;
+  static constexpr size_t kMaxChunkBytes = 64 * 1024;
 
   Body() = default;
   Body(Body&&) noexcept = default;
@@ -100,6 +102,7 @@ class Body {
   struct Chunk {
     std::unique_ptr<char[]> data;
     size_t used = 0;
+    size_t capacity = 0;
   };
   std::vector<Chunk> chunks_;
   size_t size_ = 0;
