@@ -1,8 +1,8 @@
 // tests/core/thread_pool_test.cc — ThreadPool and ThreadPoolRegistry.
 //
-// Jobs are held with absl::Notification gates and counted with a mutex-backed Counter, so
-// every test waits for an event, never for time. Waits carry a generous timeout only so that
-// a broken pool fails the test instead of hanging it.
+// Jobs are held at Gates, report with absl::Notification and are counted with a mutex-backed
+// Counter, so every test waits for an event, never for time. The test's own waits carry a
+// generous timeout only so that a broken pool fails the test instead of hanging it.
 #include "core/thread_pool.h"
 
 #include <pthread.h>
@@ -55,6 +55,26 @@ class Counter {
   int value_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// Where blocked jobs wait. It opens when destroyed, so a failed ASSERT never leaves a
+// worker stuck; declare it after the pool so that it opens before the pool drains. Jobs wait
+// without a timeout: a timeout here would let a broken pool make progress on its own.
+class Gate {
+ public:
+  ~Gate() { Open(); }
+  void Open() {
+    absl::MutexLock lock(&mu_);
+    open_ = true;
+  }
+  void Wait() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&open_));
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool open_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 // Polls a condition that has no event of its own (a worker retiring, a Submit starting to
 // wait): yields between checks, never sleeps.
 bool WaitUntil(const std::function<bool()>& done) {
@@ -75,10 +95,10 @@ std::unique_ptr<ThreadPool> MakePool(uint32_t concurrency, uint32_t backlog,
 }
 
 // A job that reports it started, then waits for `gate`.
-ThreadPool::Job Blocker(absl::Notification* started, absl::Notification* gate) {
+ThreadPool::Job Blocker(absl::Notification* started, Gate* gate) {
   return [started, gate] {
     if (started != nullptr) started->Notify();
-    gate->WaitForNotificationWithTimeout(kTimeout);
+    gate->Wait();
   };
 }
 
@@ -88,7 +108,8 @@ ThreadPool::Job Count(Counter* counter) {
 
 TEST(ThreadPoolTest, TrySubmitAnswersBacklogFullAndLeavesTheJobWithTheCaller) {
   auto pool = MakePool(/*concurrency=*/1, /*backlog=*/3);
-  absl::Notification started, gate, first_queued_ran;
+  absl::Notification started, first_queued_ran;
+  Gate gate;
   ASSERT_EQ(pool->TrySubmit(Blocker(&started, &gate)), SubmitResult::kAccepted);
   ASSERT_TRUE(started.WaitForNotificationWithTimeout(kTimeout));
   Counter ran;
@@ -107,7 +128,7 @@ TEST(ThreadPoolTest, TrySubmitAnswersBacklogFullAndLeavesTheJobWithTheCaller) {
   EXPECT_EQ(pool->Stats().rejected, 2u);
   EXPECT_EQ(pool->Stats().queued, 3u);
 
-  gate.Notify();
+  gate.Open();
   ASSERT_TRUE(first_queued_ran.WaitForNotificationWithTimeout(kTimeout));
   // One slot freed by the pop that started the first queued job.
   EXPECT_EQ(pool->TrySubmit(std::move(extra)), SubmitResult::kAccepted);
@@ -119,7 +140,8 @@ TEST(ThreadPoolTest, TrySubmitAnswersBacklogFullAndLeavesTheJobWithTheCaller) {
 
 TEST(ThreadPoolTest, SubmitWaitsForRoom) {
   auto pool = MakePool(/*concurrency=*/1, /*backlog=*/2);
-  absl::Notification started, gate, submit_returned;
+  absl::Notification started, submit_returned;
+  Gate gate;
   ASSERT_EQ(pool->TrySubmit(Blocker(&started, &gate)), SubmitResult::kAccepted);
   ASSERT_TRUE(started.WaitForNotificationWithTimeout(kTimeout));
   Counter ran;
@@ -135,7 +157,7 @@ TEST(ThreadPoolTest, SubmitWaitsForRoom) {
   EXPECT_FALSE(submit_returned.HasBeenNotified());
   EXPECT_EQ(pool->Stats().queued, 2u);
 
-  gate.Notify();
+  gate.Open();
   ASSERT_TRUE(submit_returned.WaitForNotificationWithTimeout(kTimeout));
   submitter.join();
   EXPECT_EQ(result, SubmitResult::kAccepted);
@@ -146,7 +168,8 @@ TEST(ThreadPoolTest, SubmitWaitsForRoom) {
 
 TEST(ThreadPoolTest, StopReleasesBlockedSubmitWithStoppedAndTheJobIntact) {
   auto pool = MakePool(/*concurrency=*/1, /*backlog=*/1);
-  absl::Notification started, gate;
+  absl::Notification started;
+  Gate gate;
   ASSERT_EQ(pool->TrySubmit(Blocker(&started, &gate)), SubmitResult::kAccepted);
   ASSERT_TRUE(started.WaitForNotificationWithTimeout(kTimeout));
   Counter ran;
@@ -165,7 +188,7 @@ TEST(ThreadPoolTest, StopReleasesBlockedSubmitWithStoppedAndTheJobIntact) {
   ASSERT_TRUE(submit_returned.WaitForNotificationWithTimeout(kTimeout));
   EXPECT_EQ(result, SubmitResult::kStopped);
   EXPECT_NE(waiting_job, nullptr);
-  gate.Notify();
+  gate.Open();
   stopper.join();
   submitter.join();
   EXPECT_EQ(ran.value(), 1);  // the queued job was drained; the refused one never ran
@@ -205,11 +228,11 @@ TEST(ThreadPoolTest, ShrinkingAtRunTimeLosesNoQueuedJobAndLowersBusy) {
   constexpr int kQueued = 20;
   auto pool = MakePool(kWorkers, /*backlog=*/64);
   Counter blockers_started;
-  absl::Notification gate;
+  Gate gate;
   for (int i = 0; i < kWorkers; ++i) {
     ASSERT_EQ(pool->TrySubmit([&] {
       blockers_started.Add();
-      gate.WaitForNotificationWithTimeout(kTimeout);
+      gate.Wait();
     }),
               SubmitResult::kAccepted);
   }
@@ -241,7 +264,7 @@ TEST(ThreadPoolTest, ShrinkingAtRunTimeLosesNoQueuedJobAndLowersBusy) {
   EXPECT_EQ(shrinking.busy, 4u);
   EXPECT_EQ(shrinking.queued, static_cast<uint32_t>(kQueued));
 
-  gate.Notify();
+  gate.Open();
   ASSERT_TRUE(ran.AwaitAtLeast(kQueued));
   EXPECT_EQ(running_max.load(), 1);
   EXPECT_EQ(busy_max.load(), 1u);  // surplus workers retired instead of taking queued jobs
@@ -254,11 +277,11 @@ TEST(ThreadPoolTest, ShrinkingAtRunTimeLosesNoQueuedJobAndLowersBusy) {
 TEST(ThreadPoolTest, ShrinkingToZeroDrainsTheQueueOnWorkersThenRunsInline) {
   auto pool = MakePool(/*concurrency=*/2, /*backlog=*/16);
   Counter started;
-  absl::Notification gate;
+  Gate gate;
   for (int i = 0; i < 2; ++i) {
     ASSERT_EQ(pool->TrySubmit([&] {
       started.Add();
-      gate.WaitForNotificationWithTimeout(kTimeout);
+      gate.Wait();
     }),
               SubmitResult::kAccepted);
   }
@@ -277,7 +300,7 @@ TEST(ThreadPoolTest, ShrinkingToZeroDrainsTheQueueOnWorkersThenRunsInline) {
             SubmitResult::kAccepted);
   EXPECT_TRUE(inline_ran);
 
-  gate.Notify();
+  gate.Open();
   ASSERT_TRUE(ran_on_worker.AwaitAtLeast(5));
   ASSERT_TRUE(WaitUntil([&] { return pool->Stats().threads == 0; }));
   pool->Stop();
@@ -287,14 +310,15 @@ TEST(ThreadPoolTest, ShrinkingToZeroDrainsTheQueueOnWorkersThenRunsInline) {
 TEST(ThreadPoolTest, ConcurrencyOneIsStrictlyFifo) {
   constexpr int kJobs = 200;
   auto pool = MakePool(/*concurrency=*/1, /*backlog=*/kJobs);
-  absl::Notification started, gate;
+  absl::Notification started;
+  Gate gate;
   ASSERT_EQ(pool->TrySubmit(Blocker(&started, &gate)), SubmitResult::kAccepted);
   ASSERT_TRUE(started.WaitForNotificationWithTimeout(kTimeout));
   std::vector<int> order;  // touched only by the single worker until Stop returns
   for (int i = 0; i < kJobs - 1; ++i) {
     ASSERT_EQ(pool->TrySubmit([&order, i] { order.push_back(i); }), SubmitResult::kAccepted);
   }
-  gate.Notify();
+  gate.Open();
   pool->Stop();
   std::vector<int> expected(kJobs - 1);
   std::iota(expected.begin(), expected.end(), 0);
@@ -397,11 +421,12 @@ TEST(ThreadPoolTest, ConcurrencyZeroRunsInlineOnTheCallersThread) {
 TEST(ThreadPoolTest, StopDrainsEveryQueuedJob) {
   constexpr int kQueued = 10;
   auto pool = MakePool(/*concurrency=*/1, /*backlog=*/kQueued);
-  absl::Notification started, gate;
+  absl::Notification started;
+  Gate gate;
   Counter ran;
   ASSERT_EQ(pool->TrySubmit([&] {
     started.Notify();
-    gate.WaitForNotificationWithTimeout(kTimeout);
+    gate.Wait();
     ran.Add();
   }),
             SubmitResult::kAccepted);
@@ -419,7 +444,7 @@ TEST(ThreadPoolTest, StopDrainsEveryQueuedJob) {
   EXPECT_EQ(pool->TrySubmit(std::move(late)), SubmitResult::kStopped);
   EXPECT_NE(late, nullptr);
   EXPECT_FALSE(stop_returned.HasBeenNotified());  // a job is still running
-  gate.Notify();
+  gate.Open();
   stopper.join();
   EXPECT_EQ(ran.value(), kQueued + 1);
   ThreadPoolStats stats = pool->Stats();
@@ -432,7 +457,8 @@ TEST(ThreadPoolTest, StopDrainsEveryQueuedJob) {
 TEST(ThreadPoolTest, StopDropDestroysQueuedJobsUnrun) {
   constexpr int kQueued = 10;
   auto pool = MakePool(/*concurrency=*/1, /*backlog=*/kQueued);
-  absl::Notification started, gate;
+  absl::Notification started;
+  Gate gate;
   ASSERT_EQ(pool->TrySubmit(Blocker(&started, &gate)), SubmitResult::kAccepted);
   ASSERT_TRUE(started.WaitForNotificationWithTimeout(kTimeout));
   Counter ran, destroyed;
@@ -445,7 +471,7 @@ TEST(ThreadPoolTest, StopDropDestroysQueuedJobsUnrun) {
   std::thread stopper([&] { pool->Stop(StopMode::kDrop); });
   // The queued jobs die on the stopping thread while the running one still runs.
   ASSERT_TRUE(destroyed.AwaitAtLeast(kQueued));
-  gate.Notify();
+  gate.Open();
   stopper.join();
   EXPECT_EQ(ran.value(), 0);
   ThreadPoolStats stats = pool->Stats();
@@ -467,12 +493,12 @@ TEST(ThreadPoolTest, DestructorDrains) {
 
 TEST(ThreadPoolTest, StatsCountWhatHappened) {
   auto pool = MakePool(/*concurrency=*/2, /*backlog=*/5);
-  absl::Notification gate;
+  Gate gate;
   Counter started;
   for (int i = 0; i < 2; ++i) {
     ASSERT_EQ(pool->TrySubmit([&] {
       started.Add();
-      gate.WaitForNotificationWithTimeout(kTimeout);
+      gate.Wait();
     }),
               SubmitResult::kAccepted);
   }
@@ -492,7 +518,7 @@ TEST(ThreadPoolTest, StatsCountWhatHappened) {
   EXPECT_EQ(stats.rejected, 1u);
   EXPECT_FALSE(stats.stopping);
 
-  gate.Notify();
+  gate.Open();
   pool->Stop();
   stats = pool->Stats();
   EXPECT_EQ(stats.busy, 0u);
@@ -594,11 +620,11 @@ TEST(ThreadPoolRegistryTest, StandardPoolsHaveTheirDefaults) {
     uint32_t concurrency;
     uint32_t backlog;
   };
+  constexpr uint32_t kDefault = kThreadPoolBacklogDefault;
   const Want wants[] = {
-      {kSwapOutPool, 5, kThreadPoolBacklogDefault}, {kSwapInPool, 5, kThreadPoolBacklogDefault},
-      {kUnlinkPool, 6, 100},                        {kBatchUnlinkPool, 4, kThreadPoolBacklogDefault},
-      {kClosePool, 0, kThreadPoolBacklogDefault},   {kCpuPool, 4, kThreadPoolBacklogDefault},
-      {kIoPool, 50, kThreadPoolBacklogDefault},     {kSpoolInPool, 1, kThreadPoolBacklogDefault},
+      {"SwapOut", 5, kDefault}, {"SwapIn", 5, kDefault}, {"Unlink", 6, 100},
+      {"Batch_Unlink", 4, kDefault}, {"Close", 0, kDefault}, {"CPU", 4, kDefault},
+      {"IO", 50, kDefault}, {"SpoolIn", 1, kDefault},
   };
   std::vector<ThreadPoolStats> list = registry->ListStats();
   ASSERT_EQ(list.size(), std::size(wants));
