@@ -156,12 +156,13 @@ absl::Status CheckText(std::string_view text, bool allow_tab) {
   for (size_t i = 0; i < text.size();) {
     unsigned char c = static_cast<unsigned char>(text[i]);
     if ((c < 0x20 && !(allow_tab && c == '\t')) || c == 0x7f) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("control character 0x%02x (not a text license file?)", c));
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "control character 0x%02x at column %d (not a text license file?)", c, i + 1));
     }
     size_t n = Utf8SequenceLength(text, i);
     if (n == 0) {
-      return absl::InvalidArgumentError("invalid UTF-8 (not a text license file?)");
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "invalid UTF-8: byte 0x%02x at column %d (not a text license file?)", c, i + 1));
     }
     i += n;
   }
@@ -274,7 +275,7 @@ absl::StatusOr<LicenseLine> SplitLine(std::string_view line) {
   size_t eq = trimmed.find('=');
   if (eq == std::string_view::npos) return absl::InvalidArgumentError("expected key = value");
   LicenseLine out{TrimBlanks(trimmed.substr(0, eq)), TrimBlanks(trimmed.substr(eq + 1))};
-  if (out.key.empty()) return absl::InvalidArgumentError("expected key = value");
+  if (out.key.empty()) return absl::InvalidArgumentError("missing field name before '='");
   return out;
 }
 
