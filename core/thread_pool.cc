@@ -236,6 +236,7 @@ absl::Status ThreadPool::StartWorkerLocked() {
         absl::StrCat("thread pool ", name_, ": cannot start a worker: ", ErrnoText(rc)));
   }
   ++workers_;
+  // The new thread cannot exit before we drop mu_ (it takes mu_ first), so `thread` is valid.
   // Thread names are limited to 15 bytes; the pool name (truncated) is what `top -H` shows.
   pthread_setname_np(thread, name_.substr(0, 15).c_str());
   return absl::OkStatus();

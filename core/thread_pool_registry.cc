@@ -15,6 +15,11 @@ std::string LowerName(std::string_view name) {
   return absl::AsciiStrToLower(absl::string_view(name.data(), name.size()));
 }
 
+absl::Status TooManyPools() {
+  return absl::InvalidArgumentError(
+      absl::StrCat("more than ", kThreadPoolCountMax, " thread pools defined"));
+}
+
 }  // namespace
 
 std::vector<ThreadPoolSpec> StandardThreadPoolSpecs() {
@@ -37,6 +42,7 @@ absl::StatusOr<std::vector<ThreadPoolSpec>> ApplyThreadPoolOverrides(
       if (absl::EqualsIgnoreCase(spec.name, change.name)) target = &spec;
     }
     if (target == nullptr) {
+      if (base.size() >= kThreadPoolCountMax) return TooManyPools();
       base.push_back(ThreadPoolSpec{change.name, kThreadPoolConcurrencyDefault,
                                     kThreadPoolBacklogDefault, /*stack_size_bytes=*/0});
       target = &base.back();
@@ -55,6 +61,7 @@ absl::StatusOr<std::vector<ThreadPoolSpec>> ApplyThreadPoolOverrides(
 absl::StatusOr<std::unique_ptr<ThreadPoolRegistry>> ThreadPoolRegistry::Create(
     absl::Span<const ThreadPoolSpec> specs) {
   // Validate everything before starting any thread, so a bad config starts nothing.
+  if (specs.size() > kThreadPoolCountMax) return TooManyPools();
   absl::flat_hash_map<std::string, size_t> seen;
   for (size_t i = 0; i < specs.size(); ++i) {
     absl::Status status = ValidateThreadPoolSpec(specs[i]);

@@ -44,6 +44,8 @@ inline constexpr std::string_view kSpoolInPool = "SpoolIn";
 inline constexpr uint32_t kThreadPoolBacklogDefault = 1024;
 // Concurrency of a new (non-standard) pool that names none.
 inline constexpr uint32_t kThreadPoolConcurrencyDefault = 1;
+// How many pools a configuration may define, standard ones included.
+inline constexpr size_t kThreadPoolCountMax = 64;
 
 // SwapOut 5, SwapIn 5, Unlink 6 (Backlog 100), Batch_Unlink 4, Close 0 (inline), CPU 4,
 // IO 50, SpoolIn 1; libc default stacks.
@@ -59,15 +61,16 @@ struct ThreadPoolOverride {
 };
 
 // Applies `overrides` in order onto `base` (matching names case-insensitively; a new name is
-// appended). Every resulting spec is validated; InvalidArgument names the offending pool.
+// appended). Every resulting spec is validated; InvalidArgument names the offending pool, or
+// says that there would be more than kThreadPoolCountMax pools.
 absl::StatusOr<std::vector<ThreadPoolSpec>> ApplyThreadPoolOverrides(
     std::vector<ThreadPoolSpec> base, absl::Span<const ThreadPoolOverride> overrides);
 
 class ThreadPoolRegistry {
  public:
-  // Creates every pool. InvalidArgument for a bad spec or a name given twice (ignoring
-  // case); the first error from ThreadPool::Create otherwise (pools already started are
-  // stopped again).
+  // Creates every pool. InvalidArgument for a bad spec, a name given twice (ignoring case)
+  // or more than kThreadPoolCountMax specs, all checked before any thread starts; otherwise
+  // the first error from ThreadPool::Create (the pools already started are stopped again).
   static absl::StatusOr<std::unique_ptr<ThreadPoolRegistry>> Create(
       absl::Span<const ThreadPoolSpec> specs);
 

@@ -707,10 +707,25 @@ TEST(ThreadPoolRegistryTest, OverridesChangeStandardPoolsAndAddNewOnes) {
   EXPECT_EQ(specs->at(0).backlog, kThreadPoolBacklogDefault);
 }
 
-TEST(ThreadPoolRegistryTest, DuplicateOrInvalidSpecsAreRefused) {
+TEST(ThreadPoolRegistryTest, DuplicateInvalidOrTooManySpecsAreRefused) {
   EXPECT_EQ(ThreadPoolRegistry::Create({{"A", 1, 10, 0}, {"a", 1, 10, 0}}).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ThreadPoolRegistry::Create({{"A", 1, 10, 0}, {"B", 1, 0, 0}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  std::vector<ThreadPoolOverride> many;
+  for (size_t i = 0; i + 8 < kThreadPoolCountMax; ++i) {
+    many.push_back({"extra" + std::to_string(i), 0, std::nullopt, std::nullopt});
+  }
+  absl::StatusOr<std::vector<ThreadPoolSpec>> specs =
+      ApplyThreadPoolOverrides(StandardThreadPoolSpecs(), many);
+  ASSERT_TRUE(specs.ok()) << specs.status();
+  EXPECT_EQ(specs->size(), kThreadPoolCountMax);
+  many.push_back({"one_too_many", 0, std::nullopt, std::nullopt});
+  EXPECT_EQ(ApplyThreadPoolOverrides(StandardThreadPoolSpecs(), many).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  specs->push_back({"one_too_many", 0, 1, 0});
+  EXPECT_EQ(ThreadPoolRegistry::Create(*specs).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
