@@ -1,14 +1,13 @@
 // config/license.cc — see license.h for the format, the canonical text and the error modes.
 #include "config/license.h"
 
-// wolfSSL's headers must see the build's feature macros before anything else of theirs.
-#include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/ed25519.h>
-#include <wolfssl/wolfcrypt/random.h>
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+// wolfssl/options.h first: the other wolfSSL headers depend on the build's feature macros.
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/ed25519.h>
+#include <wolfssl/wolfcrypt/random.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -245,15 +244,13 @@ absl::StatusOr<int> ParseEventLoopsValue(std::string_view value) {
 
 absl::Status DecodeHex(std::string_view what, std::string_view hex, std::span<uint8_t> out) {
   if (hex.size() != 2 * out.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(Av(what), " must be ", 2 * out.size(),
-                                                   " hex digits, found ", hex.size(),
-                                                   " characters"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        Av(what), " must be ", 2 * out.size(), " hex digits, found ", hex.size(), " characters"));
   }
   for (size_t i = 0; i < hex.size(); ++i) {
     if (HexDigitValue(hex[i]) < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(Av(what), " has a non-hex character ",
-                                                     Quote(hex.substr(i, 1)), " at position ",
-                                                     i + 1));
+      return absl::InvalidArgumentError(absl::StrCat(
+          Av(what), " has a non-hex character ", Quote(hex.substr(i, 1)), " at position ", i + 1));
     }
   }
   for (size_t i = 0; i < out.size(); ++i) {
@@ -288,8 +285,9 @@ int FieldIndexOf(std::string_view key) {
 
 // Fills one field of `out` from its value text.
 absl::Status ParseFieldValue(int field, std::string_view value, SignedLicense& out) {
-  if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(Av(kFieldNames[field]),
-                                                                    " has no value"));
+  if (value.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(Av(kFieldNames[field]), " has no value"));
+  }
   switch (field) {
     case kLicensee: {
       RM_ASSIGN_OR_RETURN(out.license.licensee, ParseLicenseeValue(value));
@@ -314,13 +312,13 @@ absl::Status ParseFieldValue(int field, std::string_view value, SignedLicense& o
 
 // Splits `text` into at most kLicenseLinesMax lines, each without its "\n" / "\r\n".
 absl::StatusOr<std::vector<std::string_view>> SplitLicenseLines(std::string_view text,
-                                                                 std::string_view source) {
+                                                                std::string_view source) {
   std::vector<std::string_view> lines;
   while (!text.empty()) {
     if (static_cast<int>(lines.size()) == kLicenseLinesMax) {
-      return LineError(source, kLicenseLinesMax + 1,
-                       absl::StrCat("too many lines (a license has at most ", kLicenseLinesMax,
-                                    ")"));
+      return LineError(
+          source, kLicenseLinesMax + 1,
+          absl::StrCat("too many lines (a license has at most ", kLicenseLinesMax, ")"));
     }
     size_t nl = text.find('\n');
     std::string_view line = text.substr(0, nl);
@@ -380,14 +378,14 @@ absl::Status VerifySignature(const SignedLicense& signed_license,
 absl::Status CheckValidOn(const License& license, absl::Time now) {
   absl::CivilDay today = absl::ToCivilDay(now, absl::UTCTimeZone());
   if (today >= license.expires) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "license expired on ", FormatLicenseDate(license.expires), " (licensee \"",
-        license.licensee, "\")"));
+    return absl::FailedPreconditionError(absl::StrCat("license expired on ",
+                                                      FormatLicenseDate(license.expires),
+                                                      " (licensee \"", license.licensee, "\")"));
   }
   if (today < license.issued) {
-    return absl::OutOfRangeError(absl::StrCat(
-        "license is not valid before ", FormatLicenseDate(license.issued), " (today is ",
-        FormatLicenseDate(today), " UTC; check the system clock)"));
+    return absl::OutOfRangeError(
+        absl::StrCat("license is not valid before ", FormatLicenseDate(license.issued),
+                     " (today is ", FormatLicenseDate(today), " UTC; check the system clock)"));
   }
   return absl::OkStatus();
 }
@@ -440,14 +438,16 @@ absl::StatusOr<std::string> ReadSmallFile(std::string_view what, const std::stri
 
 std::string FormatLicenseFile(const License& license,
                               std::span<const uint8_t, kLicenseSignatureBytes> signature) {
-  return absl::StrCat("# ringmail license\n",
-                      "# Changing any value invalidates the signature; comments, blank lines\n",
-                      "# and spacing may change freely.\n",
-                      "licensee = \"", license.licensee, "\"\n",
-                      "issued = ", FormatLicenseDate(license.issued), "\n",
-                      "expires = ", FormatLicenseDate(license.expires), "\n",
-                      "max_event_loops = ", license.max_event_loops, "\n",
-                      "signature = ", LicenseHexEncode(signature), "\n");
+  std::string text =
+      "# ringmail license\n"
+      "# Changing any value invalidates the signature; comments, blank lines\n"
+      "# and spacing may change freely.\n";
+  absl::StrAppend(&text, "licensee = \"", license.licensee, "\"\n");
+  absl::StrAppend(&text, "issued = ", FormatLicenseDate(license.issued), "\n");
+  absl::StrAppend(&text, "expires = ", FormatLicenseDate(license.expires), "\n");
+  absl::StrAppend(&text, "max_event_loops = ", license.max_event_loops, "\n");
+  absl::StrAppend(&text, "signature = ", LicenseHexEncode(signature), "\n");
+  return text;
 }
 
 }  // namespace
@@ -493,9 +493,9 @@ std::string CanonicalLicenseText(const License& license) {
 absl::StatusOr<SignedLicense> ParseSignedLicense(std::string_view text,
                                                  std::string_view source_name) {
   if (text.size() > kLicenseFileBytesMax) {
-    return FileError(source_name, absl::StrCat("file is ", text.size(),
-                                               " bytes; a license is at most ",
-                                               kLicenseFileBytesMax));
+    return FileError(source_name,
+                     absl::StrCat("file is ", text.size(), " bytes; a license is at most ",
+                                  kLicenseFileBytesMax));
   }
   if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     return FileError(source_name, "file is empty");
@@ -526,8 +526,9 @@ absl::StatusOr<SignedLicense> ParseSignedLicense(std::string_view text,
     if (seen_on_line[field] == 0) missing.push_back(Av(kFieldNames[field]));
   }
   if (!missing.empty()) {
-    return FileError(source_name, absl::StrCat(missing.size() == 1 ? "missing field " :
-                                                "missing fields ", absl::StrJoin(missing, ", ")));
+    return FileError(source_name,
+                     absl::StrCat(missing.size() == 1 ? "missing field " : "missing fields ",
+                                  absl::StrJoin(missing, ", ")));
   }
   absl::Status dates = CheckDates(out.license.issued, out.license.expires);
   if (!dates.ok()) return LineError(source_name, seen_on_line[kExpires], dates.message());
@@ -584,17 +585,16 @@ LicenseStatus EvaluateLicense(const std::string& path,
                               std::span<const uint8_t, kLicenseKeyBytes> public_key,
                               absl::Time now) {
   LicenseStatus status;
-  absl::StatusOr<License> license =
-      path.empty() ? absl::NotFoundError("no license file configured")
-                   : LoadLicenseFile(path, public_key, now);
+  absl::StatusOr<License> license = path.empty() ? absl::NotFoundError("no license file configured")
+                                                 : LoadLicenseFile(path, public_key, now);
   if (!license.ok()) {
     status.error = std::string(license.status().message());
     status.code = license.status().code();
     status.summary = absl::StrCat("unlicensed, limited to 1 event loop: ", status.error);
     return status;
   }
-  const int days_left = static_cast<int>(
-      license->expires - absl::ToCivilDay(now, absl::UTCTimeZone()));
+  const int days_left =
+      static_cast<int>(license->expires - absl::ToCivilDay(now, absl::UTCTimeZone()));
   status.valid = true;
   status.licensed_concurrency = license->max_event_loops;
   status.summary = absl::StrCat("licensed to \"", license->licensee, "\" until ",
@@ -612,15 +612,15 @@ absl::Status CheckLicensedConcurrency(int requested_event_loops, const LicenseSt
   }
   if (requested_event_loops <= status.licensed_concurrency) return absl::OkStatus();
   if (status.valid) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the configuration asks for ", requested_event_loops,
-        " event loops but the license allows ", status.licensed_concurrency, " (",
-        status.summary, ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the configuration asks for ", requested_event_loops,
+                     " event loops but the license allows ", status.licensed_concurrency, " (",
+                     status.summary, ")"));
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "the configuration asks for ", requested_event_loops,
-      " event loops but without a valid license only ", status.licensed_concurrency,
-      " is allowed (", status.error, ")"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("the configuration asks for ", requested_event_loops,
+                   " event loops but without a valid license only ", status.licensed_concurrency,
+                   " is allowed (", status.error, ")"));
 }
 
 // ---- keys and signing ---------------------------------------------------------------------
@@ -656,9 +656,9 @@ absl::StatusOr<std::string> SignLicense(const License& license,
   RM_RETURN_IF_ERROR(ValidateLicenseFields(license));
   RM_ASSIGN_OR_RETURN(LicensePublicKey public_key, PublicKeyFromPrivate(private_key));
   Ed25519Key key;
-  if (!key.ok() || wc_ed25519_import_private_key(private_key.data(), kLicenseKeyBytes,
-                                                 public_key.data(), kLicenseKeyBytes,
-                                                 key.get()) != 0) {
+  if (!key.ok() ||
+      wc_ed25519_import_private_key(private_key.data(), kLicenseKeyBytes, public_key.data(),
+                                    kLicenseKeyBytes, key.get()) != 0) {
     return absl::InvalidArgumentError("not a usable Ed25519 private key");
   }
   SignedLicense signed_license{license, {}};

@@ -73,7 +73,7 @@ inline constexpr size_t kLicenseeBytesMax = 256;
 inline constexpr int kMaxEventLoopsLimit = 4096;
 inline constexpr size_t kKeyFileBytesMax = 4096;
 
-inline constexpr size_t kLicenseKeyBytes = 32;        // public key and private seed alike
+inline constexpr size_t kLicenseKeyBytes = 32;  // public key and private seed alike
 inline constexpr size_t kLicenseSignatureBytes = 64;
 
 using LicensePublicKey = std::array<uint8_t, kLicenseKeyBytes>;
@@ -114,8 +114,7 @@ absl::StatusOr<License> ParseLicense(std::string_view text,
 // Parse, then check the signature against `public_key`, then the dates against `now` (UTC).
 absl::StatusOr<License> VerifyLicense(std::string_view text,
                                       std::span<const uint8_t, kLicenseKeyBytes> public_key,
-                                      absl::Time now,
-                                      std::string_view source_name = "license");
+                                      absl::Time now, std::string_view source_name = "license");
 
 // Reads `path` (a regular file, at most kLicenseFileBytesMax bytes) and verifies it against
 // the built-in key or the given one. Parse errors are prefixed with the path.

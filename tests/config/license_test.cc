@@ -30,8 +30,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-const absl::Time kNow = absl::FromCivil(absl::CivilSecond(2026, 6, 1, 12, 0, 0),
-                                        absl::UTCTimeZone());
+const absl::Time kNow =
+    absl::FromCivil(absl::CivilSecond(2026, 6, 1, 12, 0, 0), absl::UTCTimeZone());
 
 std::string TestData(const std::string& name) {
   return std::string(RINGMAIL_SOURCE_DIR) + "/tests/testdata/license/" + name;
@@ -115,8 +115,8 @@ TEST(LicenseFormat, DatesAreStrict) {
 
 TEST(LicenseVerify, ValidSamplesVerify) {
   for (const char* name : {"valid.license", "reformatted.license"}) {
-    absl::StatusOr<License> license = VerifyLicense(ReadFile(TestData(name)), TestPublicKey(),
-                                                    kNow);
+    absl::StatusOr<License> license =
+        VerifyLicense(ReadFile(TestData(name)), TestPublicKey(), kNow);
     ASSERT_TRUE(license.ok()) << name << ": " << license.status();
     EXPECT_EQ(*license, ExampleLicense()) << name;
   }
@@ -126,8 +126,9 @@ TEST(LicenseVerify, NonAsciiLicenseeVerifies) {
   absl::StatusOr<License> license =
       VerifyLicense(ReadFile(TestData("unicode.license")), TestPublicKey(), kNow);
   ASSERT_TRUE(license.ok()) << license.status();
-  EXPECT_EQ(license->licensee, "Soci\xc3\xa9t\xc3\xa9 G\xc3\xa9n\xc3\xa9rale \xce\xa9mega "
-                               "\xe6\x9d\xb1\xe4\xba\xac");
+  EXPECT_EQ(license->licensee,
+            "Soci\xc3\xa9t\xc3\xa9 G\xc3\xa9n\xc3\xa9rale \xce\xa9mega "
+            "\xe6\x9d\xb1\xe4\xba\xac");
   EXPECT_EQ(license->max_event_loops, 16);
 }
 
@@ -152,8 +153,8 @@ TEST(LicenseVerify, EditingAnyValueAfterSigningFails) {
       {"max_event_loops = 8", "max_event_loops = 80"},
   };
   for (const auto& [from, to] : edits) {
-    absl::StatusOr<License> license = VerifyLicense(Replace(*text, from, to), TestPublicKey(),
-                                                    kNow);
+    absl::StatusOr<License> license =
+        VerifyLicense(Replace(*text, from, to), TestPublicKey(), kNow);
     EXPECT_EQ(license.status().code(), absl::StatusCode::kUnauthenticated) << to;
   }
 }
@@ -199,8 +200,8 @@ TEST(LicenseVerify, ExpiresDayIsTheFirstInvalidUtcDay) {
 }
 
 TEST(LicenseVerify, NotYetValidFails) {
-  absl::Time before = absl::FromCivil(absl::CivilSecond(2025, 12, 31, 23, 59, 59),
-                                      absl::UTCTimeZone());
+  absl::Time before =
+      absl::FromCivil(absl::CivilSecond(2025, 12, 31, 23, 59, 59), absl::UTCTimeZone());
   absl::StatusOr<License> license =
       VerifyLicense(ReadFile(TestData("valid.license")), TestPublicKey(), before);
   EXPECT_EQ(license.status().code(), absl::StatusCode::kOutOfRange);
@@ -209,8 +210,8 @@ TEST(LicenseVerify, NotYetValidFails) {
 }
 
 TEST(LicenseVerify, SignatureIsCheckedBeforeDates) {
-  std::string text = Replace(ReadFile(TestData("expired.license")), "max_event_loops = 4",
-                             "max_event_loops = 5");
+  std::string text =
+      Replace(ReadFile(TestData("expired.license")), "max_event_loops = 4", "max_event_loops = 5");
   EXPECT_EQ(VerifyLicense(text, TestPublicKey(), kNow).status().code(),
             absl::StatusCode::kUnauthenticated);
 }
@@ -223,11 +224,12 @@ struct MalformedCase {
   std::string message;  // expected substring of the error
 };
 
-std::vector<MalformedCase> MalformedCases() {
-  const std::string good = ReadFile(TestData("valid.license"));
-  const std::string sig_line = good.substr(good.find("signature = "));
-  const std::string signature = sig_line.substr(12, 128);
-  std::string garbage("\x7f" "ELF\x02\x01\x01\x00\x00\x00\x00", 11);
+// Whole-file and line-level problems: size, lines, bytes, structure.
+std::vector<MalformedCase> MalformedStructureCases(const std::string& good) {
+  std::string garbage(
+      "\x7f"
+      "ELF\x02\x01\x01\x00\x00\x00\x00",
+      11);
   return {
       {"empty", "", "license: file is empty"},
       {"blank", " \n\t\r\n\n", "license: file is empty"},
@@ -239,11 +241,47 @@ std::vector<MalformedCase> MalformedCases() {
        "license:7: duplicate field \"issued\" (first on line 3)"},
       {"unknown field", Replace(good, "issued", "owner = \"me\"\nissued"),
        "license:3: unknown field \"owner\""},
-      {"no equals", Replace(good, "licensee = ", "licensee "),
-       "license:2: expected key = value"},
+      {"no equals", Replace(good, "licensee = ", "licensee "), "license:2: expected key = value"},
       {"no key", Replace(good, "licensee = ", "= "), "license:2: missing field name before '='"},
       {"no value", Replace(good, "expires = 2036-01-01", "expires ="),
        "license:4: expires has no value"},
+      {"oversized", good + std::string(kLicenseFileBytesMax, '#'),
+       "license: file is " + std::to_string(good.size() + kLicenseFileBytesMax) +
+           " bytes; a license is at most 16384"},
+      {"garbage bytes", garbage,
+       "license:1: control character 0x7f at column 1 (not a text license file?)"},
+      {"NUL byte", Replace(good, "Example Corp", std::string("Exa\0mple", 8)),
+       "license:2: control character 0x00 at column 16"},
+      {"invalid UTF-8", Replace(good, "Example Corp", "Example \xc3\x28orp"),
+       "license:2: invalid UTF-8: byte 0xc3 at column 21"},
+      {"overlong UTF-8", Replace(good, "Example Corp", "Example \xc0\xaforp"),
+       "license:2: invalid UTF-8: byte 0xc0 at column 21"},
+      {"overlong 3-byte UTF-8",
+       Replace(good, "Example Corp",
+               "Example \xe0\x80\xaf"
+               "Corp"),
+       "license:2: invalid UTF-8: byte 0xe0 at column 21"},
+      {"UTF-8 surrogate",
+       Replace(good, "Example Corp",
+               "Example \xed\xa0\x80"
+               "Corp"),
+       "license:2: invalid UTF-8: byte 0xed at column 21"},
+      {"UTF-8 above U+10FFFF", Replace(good, "Example Corp", "Example \xf4\x90\x80\x80"),
+       "license:2: invalid UTF-8: byte 0xf4 at column 21"},
+      {"truncated UTF-8", Replace(good, "Example Corp\"", "Example \xe6\x9d"),
+       "license:2: invalid UTF-8: byte 0xe6 at column 21"},
+      {"too many lines", std::string(kLicenseLinesMax, '\n') + good,
+       "license:65: too many lines (a license has at most 64)"},
+      {"long line", "# " + std::string(kLicenseLineBytesMax, 'x') + "\n" + good,
+       "license:1: line is longer than 1024 bytes"},
+  };
+}
+
+// Well-formed lines with a bad value.
+std::vector<MalformedCase> MalformedValueCases(const std::string& good) {
+  const std::string sig_line = good.substr(good.find("signature = "));
+  const std::string signature = sig_line.substr(12, 128);
+  return {
       {"impossible date", Replace(good, "2026-01-01", "2026-02-30"),
        "license:3: issued is not a date: \"2026-02-30\" (expected YYYY-MM-DD"},
       {"sloppy date", Replace(good, "2036-01-01", "2036-1-1"),
@@ -258,8 +296,7 @@ std::vector<MalformedCase> MalformedCases() {
        "license:2: licensee must be a double-quoted string, found \"Example Corp\""},
       {"quote in licensee", Replace(good, "\"Example Corp\"", "\"Example \"Corp\""),
        "license:2: licensee may not contain '\"' or '\\'"},
-      {"empty licensee", Replace(good, "\"Example Corp\"", "\"\""),
-       "license:2: licensee is empty"},
+      {"empty licensee", Replace(good, "\"Example Corp\"", "\"\""), "license:2: licensee is empty"},
       {"long licensee", Replace(good, "Example Corp", std::string(257, 'x')),
        "license:2: licensee is longer than 256 bytes"},
       {"zero loops", Replace(good, "max_event_loops = 8", "max_event_loops = 0"),
@@ -272,30 +309,14 @@ std::vector<MalformedCase> MalformedCases() {
        "found \"-8\""},
       {"trailing comment", Replace(good, "max_event_loops = 8", "max_event_loops = 8 # x"),
        "found \"8 # x\""},
-      {"oversized", good + std::string(kLicenseFileBytesMax, '#'),
-       "license: file is " + std::to_string(good.size() + kLicenseFileBytesMax) +
-           " bytes; a license is at most 16384"},
-      {"garbage bytes", garbage,
-       "license:1: control character 0x7f at column 1 (not a text license file?)"},
-      {"NUL byte", Replace(good, "Example Corp", std::string("Exa\0mple", 8)),
-       "license:2: control character 0x00 at column 16"},
-      {"invalid UTF-8", Replace(good, "Example Corp", "Example \xc3\x28orp"),
-       "license:2: invalid UTF-8: byte 0xc3 at column 21"},
-      {"overlong UTF-8", Replace(good, "Example Corp", "Example \xc0\xaforp"),
-       "license:2: invalid UTF-8: byte 0xc0 at column 21"},
-      {"overlong 3-byte UTF-8", Replace(good, "Example Corp", "Example \xe0\x80\xaf" "Corp"),
-       "license:2: invalid UTF-8: byte 0xe0 at column 21"},
-      {"UTF-8 surrogate", Replace(good, "Example Corp", "Example \xed\xa0\x80" "Corp"),
-       "license:2: invalid UTF-8: byte 0xed at column 21"},
-      {"UTF-8 above U+10FFFF", Replace(good, "Example Corp", "Example \xf4\x90\x80\x80"),
-       "license:2: invalid UTF-8: byte 0xf4 at column 21"},
-      {"truncated UTF-8", Replace(good, "Example Corp\"", "Example \xe6\x9d"),
-       "license:2: invalid UTF-8: byte 0xe6 at column 21"},
-      {"too many lines", std::string(kLicenseLinesMax, '\n') + good,
-       "license:65: too many lines (a license has at most 64)"},
-      {"long line", "# " + std::string(kLicenseLineBytesMax, 'x') + "\n" + good,
-       "license:1: line is longer than 1024 bytes"},
   };
+}
+
+std::vector<MalformedCase> MalformedCases() {
+  const std::string good = ReadFile(TestData("valid.license"));
+  std::vector<MalformedCase> cases = MalformedStructureCases(good);
+  for (MalformedCase& c : MalformedValueCases(good)) cases.push_back(std::move(c));
+  return cases;
 }
 
 TEST(LicenseMalformed, EachFailsWithItsOwnMessage) {
@@ -353,9 +374,9 @@ TEST(LicenseFile, KeyFilesParseStrictly) {
   EXPECT_TRUE(ParseLicenseKeyFile("# c\n\n" + std::string(64, 'a') + "\r\n").ok());
   EXPECT_THAT(ParseLicenseKeyFile("# only a comment\n").status().message(),
               HasSubstr("holds no key"));
-  EXPECT_THAT(ParseLicenseKeyFile(std::string(64, 'a') + "\n" + std::string(64, 'b')).status()
-                  .message(),
-              HasSubstr("second key line (line 2)"));
+  EXPECT_THAT(
+      ParseLicenseKeyFile(std::string(64, 'a') + "\n" + std::string(64, 'b')).status().message(),
+      HasSubstr("second key line (line 2)"));
   EXPECT_THAT(ParseLicenseKeyHex(std::string(63, 'a')).status().message(),
               HasSubstr("key must be 64 hex digits, found 63 characters"));
   EXPECT_THAT(ParseLicenseKeyHex(std::string(63, 'a') + "g").status().message(),
@@ -403,8 +424,8 @@ TEST(LicenseEvaluate, ValidLicenseGrantsMaxEventLoops) {
             "licensed to \"Example Corp\" until 2036-01-01 (3501 days left): up to 8 event loops");
   ASSERT_TRUE(status.license.has_value());
   EXPECT_EQ(*status.license, ExampleLicense());
-  EXPECT_EQ(EvaluateLicense(TestData("unicode.license"), TestPublicKey(), kNow)
-                .licensed_concurrency, 16);
+  EXPECT_EQ(
+      EvaluateLicense(TestData("unicode.license"), TestPublicKey(), kNow).licensed_concurrency, 16);
 }
 
 TEST(LicenseEvaluate, ConcurrencyCapIsEnforced) {
@@ -430,8 +451,7 @@ TEST(LicenseKeys, TestKeyPairIsConsistentAndCompiledIn) {
   absl::StatusOr<LicensePublicKey> file_key = ReadLicenseKeyFile(TestData("test_key.public"));
   ASSERT_TRUE(file_key.ok()) << file_key.status();
   EXPECT_EQ(LicenseHexEncode(TestPublicKey()), LicenseHexEncode(*file_key));
-  absl::StatusOr<LicensePublicKey> derived =
-      PublicKeyFromPrivate(KeyFromFile("test_key.private"));
+  absl::StatusOr<LicensePublicKey> derived = PublicKeyFromPrivate(KeyFromFile("test_key.private"));
   ASSERT_TRUE(derived.ok()) << derived.status();
   EXPECT_EQ(*derived, *file_key);
 }
@@ -529,8 +549,8 @@ class LicenseToolTest : public ::testing::Test {
     argv.push_back(nullptr);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0600);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     pid_t pid = -1;
     int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
@@ -561,11 +581,11 @@ TEST_F(LicenseToolTest, HelpAndUsageErrors) {
       {{"keygen", "--out", "a", "--out", "b"}, "flag --out given twice"},
       {{"sign", "--key", "k", "--expires", "2030-01-01", "--max-event-loops", "2"},
        "missing --licensee"},
-      {{"sign", "--key", "k", "--licensee", "X", "--expires", "2030-02-30",
-        "--max-event-loops", "2"},
+      {{"sign", "--key", "k", "--licensee", "X", "--expires", "2030-02-30", "--max-event-loops",
+        "2"},
        "--expires must be a date YYYY-MM-DD"},
-      {{"sign", "--key", "k", "--licensee", "X", "--expires", "2030-01-01",
-        "--max-event-loops", "lots"},
+      {{"sign", "--key", "k", "--licensee", "X", "--expires", "2030-01-01", "--max-event-loops",
+        "lots"},
        "--max-event-loops must be a whole number"},
       {{"sign", "--key", "k", "--licensee", "X", "--expires", "2030-01-01", "--issued",
         "2031-01-01", "--max-event-loops", "2"},
@@ -604,9 +624,9 @@ TEST_F(LicenseToolTest, SignThenShowWithTheMatchingKey) {
   const std::string prefix = dir_.File("vendor");
   ASSERT_EQ(Run({"keygen", "--out=" + prefix}).exit_code, 0);
   const std::string license = dir_.File("license");
-  ToolResult signed_result = Run({"sign", "--key", prefix + ".private", "--licensee",
-                                  "Tool Test GmbH", "--expires", "2099-01-01",
-                                  "--max-event-loops", "6", "--out", license});
+  ToolResult signed_result =
+      Run({"sign", "--key", prefix + ".private", "--licensee", "Tool Test GmbH", "--expires",
+           "2099-01-01", "--max-event-loops", "6", "--out", license});
   ASSERT_EQ(signed_result.exit_code, 0) << signed_result.output;
 
   ToolResult shown = Run({"show", license, "--public-key", prefix + ".public"});
@@ -629,9 +649,9 @@ TEST_F(LicenseToolTest, SignThenShowWithTheMatchingKey) {
 }
 
 TEST_F(LicenseToolTest, SignToStdoutAndShowAgainstTheBuiltInKey) {
-  ToolResult signed_result = Run({"sign", "--key", TestData("test_key.private"), "--licensee",
-                                  "Stdout Ltd", "--issued", "2026-01-01", "--expires",
-                                  "2099-01-01", "--max-event-loops", "2"});
+  ToolResult signed_result =
+      Run({"sign", "--key", TestData("test_key.private"), "--licensee", "Stdout Ltd", "--issued",
+           "2026-01-01", "--expires", "2099-01-01", "--max-event-loops", "2"});
   ASSERT_EQ(signed_result.exit_code, 0) << signed_result.output;
   absl::StatusOr<License> parsed = ParseLicense(signed_result.output);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
@@ -658,12 +678,12 @@ TEST_F(LicenseToolTest, ShowReportsInvalidLicensesWithExitOne) {
     EXPECT_EQ(shown.exit_code, 1) << path;
     EXPECT_THAT(shown.output, HasSubstr(message)) << path;
   }
-  ToolResult expired = Run({"show", TestData("expired.license"), "--public-key",
-                            TestData("test_key.public")});
+  ToolResult expired =
+      Run({"show", TestData("expired.license"), "--public-key", TestData("test_key.public")});
   EXPECT_EQ(expired.exit_code, 1);
   EXPECT_THAT(expired.output, HasSubstr("INVALID: license expired on 2026-01-01"));
-  ToolResult other = Run({"show", TestData("wrong_key.license"), "--public-key",
-                          TestData("other_key.public")});
+  ToolResult other =
+      Run({"show", TestData("wrong_key.license"), "--public-key", TestData("other_key.public")});
   EXPECT_EQ(other.exit_code, 0) << other.output;
 }
 

@@ -200,7 +200,7 @@ std::optional<UsageError> LicenseFromFlags(const Args& args, absl::Time now, Lic
       count.find_first_not_of("0123456789") != std::string::npos) {
     return UsageError{"--max-event-loops must be a whole number"};
   }
-  out->max_event_loops = std::stoi(count);
+  for (char c : count) out->max_event_loops = out->max_event_loops * 10 + (c - '0');
   if (absl::Status valid = config::ValidateLicenseFields(*out); !valid.ok()) {
     return UsageError{std::string(valid.message())};
   }
@@ -209,8 +209,8 @@ std::optional<UsageError> LicenseFromFlags(const Args& args, absl::Time now, Lic
 
 int Sign(const std::vector<std::string>& argv, absl::Time now) {
   Args args;
-  if (auto error = ParseArgs(argv, {"key", "licensee", "expires", "max-event-loops", "issued",
-                                    "out"}, &args)) {
+  if (auto error = ParseArgs(
+          argv, {"key", "licensee", "expires", "max-event-loops", "issued", "out"}, &args)) {
     return Usage(error->message);
   }
   if (auto error = RequireFlags(args, {"key", "licensee", "expires", "max-event-loops"})) {
