@@ -296,13 +296,15 @@ void Loop::RunTurns() {
   for (;;) {
     UpdateClock();
     ++stats_.turns;
-    DrainInbox(kInboxBatch);
+    // A drain that stopped at its batch limit left tasks behind: no sleeping then, since
+    // a full inbox means no poster will wake us again.
+    bool inbox_left = DrainInbox(kInboxBatch) == kInboxBatch;
     RunDeferred();
     stats_.timers_fired += timers_.FireDue(now_ms_, kTimerBatch);
     if (!stopping_ && stop_requested_.load(std::memory_order_acquire)) BeginStop();
     if (stopping_ && in_flight_ == 0 && deferred_.empty() && ring_->sq_pending() == 0) break;
     UpdateClock();
-    bool ready = !deferred_.empty() || timers_.NextDeadline() <= now_ms_ ||
+    bool ready = inbox_left || !deferred_.empty() || timers_.NextDeadline() <= now_ms_ ||
                  wake_pending_.load(std::memory_order_acquire) || ring_->ready() > 0;
     Wait(ready);
     ReapAndDispatch();

@@ -117,6 +117,28 @@ TEST_F(LoopTest, FullInboxSaysFullAndNeverGrows) {
   EXPECT_EQ(loop.Post([] {}), PostResult::kStopped);
 }
 
+// More tasks than one turn drains (4096), posted while the loop is busy: the loop must not
+// go to sleep with tasks left, since a full inbox means nobody will wake it again.
+TEST_F(LoopTest, BacklogLargerThanOneTurnIsDrainedWithoutNewWakeups) {
+  auto loop = StartLoop("big", 1 << 14);
+  absl::Notification release;
+  absl::Notification blocked;
+  loop->Post([&] {
+    blocked.Notify();
+    release.WaitForNotification();
+  });
+  blocked.WaitForNotification();
+  std::atomic<int> ran{0};
+  int posted = 0;
+  while (loop->Post([&] { ran.fetch_add(1); }) == PostResult::kOk) ++posted;
+  EXPECT_EQ(posted, 1 << 14);  // the blocking task already left the inbox
+  release.Notify();
+  // No further post may wake the loop until it has drained everything by itself.
+  while (ran.load() < posted) std::this_thread::yield();
+  StopLoop(*loop);
+  EXPECT_EQ(ran.load(), posted);
+}
+
 TEST_F(LoopTest, ManyProducersAllDelivered) {
   auto loop = StartLoop("mp", 1 << 10);
   constexpr int kThreads = 4;
