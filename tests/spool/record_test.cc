@@ -12,29 +12,8 @@ namespace ringmail::spool {
 namespace {
 
 using testing::MakeMessage;
+using testing::CraftRecord;
 using testing::TestId;
-
-// Builds a record byte by byte with correct CRCs around whatever fields the test chooses, so
-// that decoding reaches the check under test.
-std::string Craft(uint8_t type, std::string_view meta, std::string_view content,
-                  uint8_t version = kRecordVersion, uint16_t flags = 0,
-                  uint64_t length_override = 0) {
-  std::string fields;
-  internal::PutU8(&fields, type);
-  internal::PutU8(&fields, version);
-  internal::PutU16(&fields, flags);
-  internal::PutU32(&fields, static_cast<uint32_t>(meta.size()));
-  uint64_t length = kRecordHeaderBytes + meta.size() + content.size();
-  internal::PutU64(&fields, length_override ? length_override : length);
-  std::string rec(4, '\0');
-  internal::PutU32(&rec, Crc32c(fields));
-  rec += fields;
-  rec += meta;
-  rec += content;
-  rec.append(AlignRecord(rec.size()) - rec.size(), '\0');
-  internal::StoreU32At(&rec, 0, Crc32c(std::string_view(rec).substr(4)));
-  return rec;
-}
 
 std::string DoneMeta(const core::MessageId& id, uint64_t ms) {
   std::string meta;
@@ -224,40 +203,40 @@ TEST(RecordTest, ZeroesAreNoRecord) {
 TEST(RecordTest, HeaderFieldChecks) {
   std::string meta = DoneMeta(TestId(1), 5);
   DecodedRecord d;
-  ASSERT_TRUE(DecodeRecord(Craft(3, meta, ""), &d).ok());
-  EXPECT_EQ(DecodeRecord(Craft(0, meta, ""), &d).error, RecordError::kBadType);
-  EXPECT_EQ(DecodeRecord(Craft(9, meta, ""), &d).error, RecordError::kBadType);
-  EXPECT_EQ(DecodeRecord(Craft(3, meta, "", 2), &d).error, RecordError::kBadVersion);
-  EXPECT_EQ(DecodeRecord(Craft(3, meta, "", kRecordVersion, 1), &d).error,
+  ASSERT_TRUE(DecodeRecord(CraftRecord(3, meta, ""), &d).ok());
+  EXPECT_EQ(DecodeRecord(CraftRecord(0, meta, ""), &d).error, RecordError::kBadType);
+  EXPECT_EQ(DecodeRecord(CraftRecord(9, meta, ""), &d).error, RecordError::kBadType);
+  EXPECT_EQ(DecodeRecord(CraftRecord(3, meta, "", 2), &d).error, RecordError::kBadVersion);
+  EXPECT_EQ(DecodeRecord(CraftRecord(3, meta, "", kRecordVersion, 1), &d).error,
             RecordError::kBadFlags);
   // Content on a DONE record.
-  EXPECT_EQ(DecodeRecord(Craft(3, meta, "xx"), &d).error, RecordError::kBadLength);
+  EXPECT_EQ(DecodeRecord(CraftRecord(3, meta, "xx"), &d).error, RecordError::kBadLength);
   // Absurd lengths: huge, beyond the limit, shorter than the metadata.
-  EXPECT_EQ(DecodeRecord(Craft(3, meta, "", 1, 0, UINT64_MAX), &d).error,
+  EXPECT_EQ(DecodeRecord(CraftRecord(3, meta, "", 1, 0, UINT64_MAX), &d).error,
             RecordError::kLimitExceeded);
-  EXPECT_EQ(DecodeRecord(Craft(3, meta, "", 1, 0, kRecordBytesMax + 1), &d).error,
+  EXPECT_EQ(DecodeRecord(CraftRecord(3, meta, "", 1, 0, kRecordBytesMax + 1), &d).error,
             RecordError::kLimitExceeded);
-  EXPECT_EQ(DecodeRecord(Craft(3, meta, "", 1, 0, 30), &d).error, RecordError::kBadLength);
-  EXPECT_EQ(DecodeRecord(Craft(3, meta, "", 1, 0, 4096), &d).error, RecordError::kBadLength);
+  EXPECT_EQ(DecodeRecord(CraftRecord(3, meta, "", 1, 0, 30), &d).error, RecordError::kBadLength);
+  EXPECT_EQ(DecodeRecord(CraftRecord(3, meta, "", 1, 0, 4096), &d).error, RecordError::kBadLength);
   // A plausible length that runs past the bytes present.
-  EXPECT_EQ(DecodeRecord(Craft(1, CraftMessageMeta(0, 3), "", 1, 0, 4096), &d).error,
+  EXPECT_EQ(DecodeRecord(CraftRecord(1, CraftMessageMeta(0, 3), "", 1, 0, 4096), &d).error,
             RecordError::kTruncated);
 }
 
 TEST(RecordTest, MetadataChecksBehindAValidCrc) {
   DecodedRecord d;
   std::string meta = DoneMeta(TestId(1), 5);
-  EXPECT_EQ(DecodeRecord(Craft(3, meta + "x", ""), &d).error, RecordError::kBadMeta);
-  EXPECT_EQ(DecodeRecord(Craft(3, meta.substr(0, 20), ""), &d).error, RecordError::kBadMeta);
+  EXPECT_EQ(DecodeRecord(CraftRecord(3, meta + "x", ""), &d).error, RecordError::kBadMeta);
+  EXPECT_EQ(DecodeRecord(CraftRecord(3, meta.substr(0, 20), ""), &d).error, RecordError::kBadMeta);
 
   // MESSAGE with a recipient count its metadata cannot hold, or over the limit.
-  ASSERT_TRUE(DecodeRecord(Craft(1, CraftMessageMeta(0, 3), "body"), &d).ok());
-  EXPECT_EQ(DecodeRecord(Craft(1, CraftMessageMeta(5, 3), "body"), &d).error, RecordError::kBadMeta);
-  EXPECT_EQ(DecodeRecord(Craft(1, CraftMessageMeta(kRecipientsMax + 1, 3), ""), &d).error,
+  ASSERT_TRUE(DecodeRecord(CraftRecord(1, CraftMessageMeta(0, 3), "body"), &d).ok());
+  EXPECT_EQ(DecodeRecord(CraftRecord(1, CraftMessageMeta(5, 3), "body"), &d).error, RecordError::kBadMeta);
+  EXPECT_EQ(DecodeRecord(CraftRecord(1, CraftMessageMeta(kRecipientsMax + 1, 3), ""), &d).error,
             RecordError::kLimitExceeded);
-  EXPECT_EQ(DecodeRecord(Craft(1, CraftMessageMeta(0, 1u << 30), ""), &d).error,
+  EXPECT_EQ(DecodeRecord(CraftRecord(1, CraftMessageMeta(0, 1u << 30), ""), &d).error,
             RecordError::kLimitExceeded);
-  EXPECT_EQ(DecodeRecord(Craft(1, CraftMessageMeta(0, 200), ""), &d).error, RecordError::kBadMeta);
+  EXPECT_EQ(DecodeRecord(CraftRecord(1, CraftMessageMeta(0, 200), ""), &d).error, RecordError::kBadMeta);
 
   // RECIPIENT with an unknown state value.
   std::string rm;
@@ -271,9 +250,9 @@ TEST(RecordTest, MetadataChecksBehindAValidCrc) {
   internal::PutU64(&rm, 0);
   internal::PutU64(&rm, 0);
   internal::PutU32(&rm, 0);
-  EXPECT_EQ(DecodeRecord(Craft(2, rm, ""), &d).error, RecordError::kBadMeta);
+  EXPECT_EQ(DecodeRecord(CraftRecord(2, rm, ""), &d).error, RecordError::kBadMeta);
   rm[20] = 1;  // a valid state: the same record now decodes
-  EXPECT_TRUE(DecodeRecord(Craft(2, rm, ""), &d).ok());
+  EXPECT_TRUE(DecodeRecord(CraftRecord(2, rm, ""), &d).ok());
 }
 
 // Random bytes and random damage to valid records: never a crash, never a false success of a

@@ -9,6 +9,8 @@
 #include <system_error>
 
 #include "gtest/gtest.h"
+#include "spool/crc32c.h"
+#include "spool/internal/le_bytes.h"
 
 namespace ringmail::spool::testing {
 
@@ -92,6 +94,25 @@ uint64_t SegmentFileWriter::AppendRecipient(const core::MessageId& id, uint32_t 
 
 uint64_t SegmentFileWriter::AppendDone(const core::MessageId& id, uint64_t done_ms) {
   return Append(EncodeDone(DoneMark{id, done_ms}));
+}
+
+std::string CraftRecord(uint8_t type, std::string_view meta, std::string_view content,
+                        uint8_t version, uint16_t flags, uint64_t length_override) {
+  std::string fields;
+  internal::PutU8(&fields, type);
+  internal::PutU8(&fields, version);
+  internal::PutU16(&fields, flags);
+  internal::PutU32(&fields, static_cast<uint32_t>(meta.size()));
+  uint64_t length = kRecordHeaderBytes + meta.size() + content.size();
+  internal::PutU64(&fields, length_override ? length_override : length);
+  std::string rec(4, '\0');
+  internal::PutU32(&rec, Crc32c(fields));
+  rec += fields;
+  rec += meta;
+  rec += content;
+  rec.append(AlignRecord(rec.size()) - rec.size(), '\0');
+  internal::StoreU32At(&rec, 0, Crc32c(std::string_view(rec).substr(4)));
+  return rec;
 }
 
 std::string ReadFileBytes(const std::string& path) {

@@ -57,6 +57,12 @@ class SegmentFileWriter {
   uint64_t offset_ = kSegmentHeaderBytes;
 };
 
+// A record built byte by byte with correct CRCs around whatever fields the test chooses, so
+// that decoding gets past the checksums to the check under test.
+std::string CraftRecord(uint8_t type, std::string_view meta, std::string_view content,
+                        uint8_t version = kRecordVersion, uint16_t flags = 0,
+                        uint64_t length_override = 0);
+
 std::string ReadFileBytes(const std::string& path);
 void WriteFileBytes(const std::string& path, std::string_view bytes);
 void OverwriteAt(const std::string& path, uint64_t offset, std::string_view bytes);
