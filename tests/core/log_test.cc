@@ -1,0 +1,106 @@
+#include "core/log.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace ringmail::core {
+namespace {
+
+std::string TempPath(const char* name) {
+  return std::string(::testing::TempDir()) + "/" + name + "." + std::to_string(getpid());
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(JsonLineTest, EscapesHostileBytesAndStaysOneLine) {
+  std::string line = JsonLine()
+                         .Str("event", "received")
+                         .Str("from", "a\"b\\c\r\nd\x01")
+                         .Str("utf8", "caf\xc3\xa9")
+                         .Str("bad", "x\xff\xc3")
+                         .Int("code", -5)
+                         .Uint("size", 42)
+                         .Bool("tls", false)
+                         .Finish();
+  EXPECT_EQ(line,
+            "{\"event\":\"received\",\"from\":\"a\\\"b\\\\c\\u000d\\u000ad\\u0001\","
+            "\"utf8\":\"caf\xc3\xa9\",\"bad\":\"x\\u00ff\\u00c3\",\"code\":-5,\"size\":42,"
+            "\"tls\":false}\n");
+}
+
+TEST(EventLogTest, LinesFromManyThreadsAllWrittenWhole) {
+  std::string path = TempPath("events.log");
+  unlink(path.c_str());
+  {
+    auto log = EventLog::Open(path, 1 << 16);
+    ASSERT_TRUE(log.ok()) << log.status();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 1000; ++i) {
+          (*log)->Append(JsonLine().Int("t", t).Int("i", i).Finish());
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    (*log)->Flush();
+    EXPECT_EQ((*log)->written(), 4000u);
+    EXPECT_EQ((*log)->dropped(), 0u);
+  }
+  std::string text = ReadAll(path);
+  size_t lines = 0;
+  for (char c : text) lines += c == '\n';
+  EXPECT_EQ(lines, 4000u);
+  unlink(path.c_str());
+}
+
+TEST(EventLogTest, FullQueueDropsAndCountsInsteadOfBlocking) {
+  std::string path = TempPath("drop.log");
+  auto log = EventLog::Open(path, 4);
+  ASSERT_TRUE(log.ok());
+  // Far more than the queue holds, faster than a writer thread can drain in one go.
+  for (int i = 0; i < 100000; ++i) (*log)->Append("x\n");
+  (*log)->Flush();
+  EXPECT_EQ((*log)->written() + (*log)->dropped(), 100000u);
+  unlink(path.c_str());
+}
+
+TEST(EventLogTest, ReopenFollowsRename) {
+  std::string path = TempPath("rotate.log");
+  std::string rotated = path + ".1";
+  unlink(path.c_str());
+  unlink(rotated.c_str());
+  auto log = EventLog::Open(path);
+  ASSERT_TRUE(log.ok());
+  (*log)->Append("before\n");
+  (*log)->Flush();
+  ASSERT_EQ(rename(path.c_str(), rotated.c_str()), 0);
+  (*log)->Reopen();
+  (*log)->Append("after\n");
+  (*log)->Flush();
+  EXPECT_EQ(ReadAll(rotated), "before\n");
+  EXPECT_EQ(ReadAll(path), "after\n");
+  unlink(path.c_str());
+  unlink(rotated.c_str());
+}
+
+TEST(EventLogTest, UnwritablePathIsAnError) {
+  auto log = EventLog::Open("/nonexistent-dir/x/y.log");
+  EXPECT_FALSE(log.ok());
+  EXPECT_NE(log.status().message().find("/nonexistent-dir/x/y.log"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ringmail::core
