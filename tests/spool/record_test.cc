@@ -77,7 +77,9 @@ void RoundTrip(const core::Message& m) {
   EXPECT_EQ(std::string_view(flat).substr(rec->content_offset(), rec->content_length), d.content);
 }
 
-TEST(RecordTest, MessageRoundTripOrdinary) { RoundTrip(MakeMessage(1, 3, "Subject: hi\r\n\r\nhello\r\n")); }
+TEST(RecordTest, MessageRoundTripOrdinary) {
+  RoundTrip(MakeMessage(1, 3, "Subject: hi\r\n\r\nhello\r\n"));
+}
 
 TEST(RecordTest, MessageRoundTripZeroRecipientsEmptyBodyNoReceived) {
   core::Message m = MakeMessage(2, 0, "");
@@ -231,12 +233,14 @@ TEST(RecordTest, MetadataChecksBehindAValidCrc) {
 
   // MESSAGE with a recipient count its metadata cannot hold, or over the limit.
   ASSERT_TRUE(DecodeRecord(CraftRecord(1, CraftMessageMeta(0, 3), "body"), &d).ok());
-  EXPECT_EQ(DecodeRecord(CraftRecord(1, CraftMessageMeta(5, 3), "body"), &d).error, RecordError::kBadMeta);
+  EXPECT_EQ(DecodeRecord(CraftRecord(1, CraftMessageMeta(5, 3), "body"), &d).error,
+            RecordError::kBadMeta);
   EXPECT_EQ(DecodeRecord(CraftRecord(1, CraftMessageMeta(kRecipientsMax + 1, 3), ""), &d).error,
             RecordError::kLimitExceeded);
   EXPECT_EQ(DecodeRecord(CraftRecord(1, CraftMessageMeta(0, 1u << 30), ""), &d).error,
             RecordError::kLimitExceeded);
-  EXPECT_EQ(DecodeRecord(CraftRecord(1, CraftMessageMeta(0, 200), ""), &d).error, RecordError::kBadMeta);
+  EXPECT_EQ(DecodeRecord(CraftRecord(1, CraftMessageMeta(0, 200), ""), &d).error,
+            RecordError::kBadMeta);
 
   // RECIPIENT with an unknown state value.
   std::string rm;
@@ -268,7 +272,9 @@ TEST(RecordTest, GarbageNeverCrashes) {
     } else {
       bytes = good;
       int flips = 1 + static_cast<int>(rng() % 4);
-      for (int f = 0; f < flips; ++f) bytes[rng() % bytes.size()] ^= static_cast<char>(1 + rng() % 255);
+      for (int f = 0; f < flips; ++f) {
+        bytes[rng() % bytes.size()] ^= static_cast<char>(1 + rng() % 255);
+      }
       if (bytes == good) continue;
     }
     DecodedRecord d;
