@@ -59,7 +59,7 @@ absl::StatusOr<uint16_t> ParsePort(std::string_view text, std::string_view whole
   if (text.empty() || text.size() > 5 || !absl::SimpleAtoi(Av(text), &port) || port > 65535 ||
       !absl::ascii_isdigit(static_cast<unsigned char>(text[0]))) {
     return absl::InvalidArgumentError(
-        Cat("bad port '", Av(text), "' in '", Av(whole), "' (expected 0..65535)"));
+        Cat("bad port '", text, "' in '", whole, "' (expected 0..65535)"));
   }
   return static_cast<uint16_t>(port);
 }
@@ -121,25 +121,26 @@ absl::StatusOr<Cidr> Cidr::Parse(std::string_view text) {
     address_text = text.substr(0, slash);
     int value = 0;
     std::string_view prefix_text = text.substr(slash + 1);
-    if (prefix_text.empty() || prefix_text.size() > 3 || !absl::SimpleAtoi(Av(prefix_text), &value) ||
+    if (prefix_text.empty() || prefix_text.size() > 3 ||
+        !absl::SimpleAtoi(Av(prefix_text), &value) ||
         !absl::ascii_isdigit(static_cast<unsigned char>(prefix_text[0]))) {
-      return absl::InvalidArgumentError(Cat("bad prefix length in '", Av(text), "'"));
+      return absl::InvalidArgumentError(Cat("bad prefix length in '", text, "'"));
     }
     prefix = value;
   }
   std::optional<IpAddress> address = IpAddress::Parse(address_text);
   if (!address) {
     return absl::InvalidArgumentError(Cat(
-        "bad CIDR block '", Av(text), "' (expected ADDRESS or ADDRESS/PREFIX, e.g. 10.0.0.0/8)"));
+        "bad CIDR block '", text, "' (expected ADDRESS or ADDRESS/PREFIX, e.g. 10.0.0.0/8)"));
   }
   int max_prefix = address->is_v4() ? 32 : 128;
   Cidr out{*address, prefix.value_or(max_prefix)};
   if (out.prefix_length < 0 || out.prefix_length > max_prefix) {
-    return absl::InvalidArgumentError(Cat("prefix length in '", Av(text),
+    return absl::InvalidArgumentError(Cat("prefix length in '", text,
                                                    "' is out of range (0..", max_prefix, ")"));
   }
   if (!HostBitsZero(out.network, out.prefix_length)) {
-    return absl::InvalidArgumentError(Cat("host bits are set in '", Av(text),
+    return absl::InvalidArgumentError(Cat("host bits are set in '", text,
                                                    "' (address and prefix disagree)"));
   }
   return out;
@@ -172,13 +173,13 @@ absl::StatusOr<NetAddress> NetAddress::Parse(std::string_view text,
   if (!text.empty() && text.front() == '[') {
     size_t close = text.find(']');
     if (close == std::string_view::npos) {
-      return absl::InvalidArgumentError(Cat("missing ']' in '", Av(text), "'"));
+      return absl::InvalidArgumentError(Cat("missing ']' in '", text, "'"));
     }
     host = text.substr(1, close - 1);
     std::string_view rest = text.substr(close + 1);
     if (!rest.empty()) {
       if (rest.front() != ':') {
-        return absl::InvalidArgumentError(Cat("expected ':PORT' after ']' in '", Av(text),
+        return absl::InvalidArgumentError(Cat("expected ':PORT' after ']' in '", text,
                                                        "'"));
       }
       port_text = rest.substr(1);
@@ -191,7 +192,7 @@ absl::StatusOr<NetAddress> NetAddress::Parse(std::string_view text,
   std::optional<IpAddress> ip = IpAddress::Parse(host);
   if (!ip) {
     return absl::InvalidArgumentError(Cat(
-        "bad address '", Av(text), "' (expected IP:PORT, IPv6 as [::1]:PORT; no host names)"));
+        "bad address '", text, "' (expected IP:PORT, IPv6 as [::1]:PORT; no host names)"));
   }
   NetAddress out{*ip, 0};
   if (port_text) {
@@ -202,7 +203,7 @@ absl::StatusOr<NetAddress> NetAddress::Parse(std::string_view text,
     out.port = *default_port;
   } else {
     return absl::InvalidArgumentError(
-        Cat("missing port in '", Av(text), "' (expected IP:PORT, IPv6 as [::1]:PORT)"));
+        Cat("missing port in '", text, "' (expected IP:PORT, IPv6 as [::1]:PORT)"));
   }
   return out;
 }
@@ -217,7 +218,7 @@ absl::StatusOr<RouteHost> RouteHost::Parse(std::string_view text) {
   if (!text.empty() && text.front() == '[') {
     absl::StatusOr<NetAddress> address = NetAddress::Parse(text, uint16_t{0});
     if (!address.ok()) {
-      return absl::InvalidArgumentError(Cat("bad route '", Av(text),
+      return absl::InvalidArgumentError(Cat("bad route '", text,
                                                      "': ", address.status().message()));
     }
     out.literal = true;
@@ -234,8 +235,9 @@ absl::StatusOr<RouteHost> RouteHost::Parse(std::string_view text) {
   }
   absl::StatusOr<std::string> name = NormalizeDomainName(host);
   if (!name.ok()) {
-    return absl::InvalidArgumentError(Cat(
-        "bad route '", Av(text), "' (expected HOST[:PORT] or [IP][:PORT]): ", name.status().message()));
+    return absl::InvalidArgumentError(Cat("bad route '", text,
+                                          "' (expected HOST[:PORT] or [IP][:PORT]): ",
+                                          name.status().message()));
   }
   out.host = *std::move(name);
   return out;
@@ -250,23 +252,23 @@ std::string RouteHost::ToString() const {
 absl::StatusOr<std::string> NormalizeDomainName(std::string_view text) {
   if (!text.empty() && text.back() == '.') text.remove_suffix(1);
   if (text.empty() || text.size() > 253) {
-    return absl::InvalidArgumentError(Cat("bad name '", Av(text), "' (1..253 octets)"));
+    return absl::InvalidArgumentError(Cat("bad name '", text, "' (1..253 octets)"));
   }
   size_t label_length = 0;
   for (char c : text) {
     if (c == '.') {
       if (label_length == 0) {
-        return absl::InvalidArgumentError(Cat("empty label in name '", Av(text), "'"));
+        return absl::InvalidArgumentError(Cat("empty label in name '", text, "'"));
       }
       label_length = 0;
       continue;
     }
     bool ok = absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
     if (!ok) {
-      return absl::InvalidArgumentError(Cat("bad character in name '", Av(text), "'"));
+      return absl::InvalidArgumentError(Cat("bad character in name '", text, "'"));
     }
     if (++label_length > 63) {
-      return absl::InvalidArgumentError(Cat("label longer than 63 in '", Av(text), "'"));
+      return absl::InvalidArgumentError(Cat("label longer than 63 in '", text, "'"));
     }
   }
   return absl::AsciiStrToLower(Av(text));

@@ -9,21 +9,21 @@
 // are in the one schema table in config/schema.cc.
 //
 //   Config
-//   ├─ global : GlobalOptions        spool_dir, log_dir, license, user, group, hostname,
-//   │                                 postmaster, resolvers, dns_timeout, dns_cache_entries,
-//   │                                 retry_interval, max_retry_interval, message_expiration,
-//   │                                 completion_wait, delivery_pool, maintainer_pool,
-//   │                                 remote_smtp_port, default_route, max_outbound_connections,
-//   │                                 domain_max_outbound_connections,
-//   │                                 max_deliveries_per_connection, outbound_tls,
-//   │                                 smtp_*_timeout, spool_segment_size_bytes, log_level
-//   ├─ eventloops   : vector<EventLoopPoolConfig>   `eventloop "NAME" { concurrency }`
-//   ├─ thread_pools : vector<ThreadPoolConfig>      the 8 standard pools, then user pools
-//   ├─ esmtp        : EsmtpListenerConfig           limits, relay rules, timeouts, TLS, listen[]
-//   ├─ http         : optional<HttpListenerConfig>  present iff an HTTP_Listener scope exists
-//   ├─ control      : ControlListenerConfig         control socket path(s)
-//   ├─ domains      : map<domain, DomainConfig>     per-destination overrides (lower case)
-//   └─ default_domain : DomainConfig                what DomainFor() gives an unlisted domain
+//   |- global : GlobalOptions        spool_dir, log_dir, license, user, group, hostname,
+//   |                                 postmaster, resolvers, dns_timeout, dns_cache_entries,
+//   |                                 retry_interval, max_retry_interval, message_expiration,
+//   |                                 completion_wait, delivery_pool, maintainer_pool,
+//   |                                 remote_smtp_port, default_route, max_outbound_connections,
+//   |                                 domain_max_outbound_connections,
+//   |                                 max_deliveries_per_connection, outbound_tls,
+//   |                                 smtp_*_timeout, spool_segment_size_bytes, log_level
+//   |- eventloops   : vector<EventLoopPoolConfig>   `eventloop "NAME" { concurrency }`
+//   |- thread_pools : vector<ThreadPoolConfig>      the 8 standard pools, then user pools
+//   |- esmtp        : EsmtpListenerConfig           limits, relay rules, timeouts, TLS, listen[]
+//   |- http         : optional<HttpListenerConfig>  present iff an HTTP_Listener scope exists
+//   |- control      : ControlListenerConfig         control socket path(s)
+//   |- domains      : map<domain, DomainConfig>     per-destination overrides (lower case)
+//   `- default_domain : DomainConfig                what DomainFor() gives an unlisted domain
 //
 // The file may hold at most one ESMTP_Listener, one HTTP_Listener and one Control_Listener
 // scope; each takes any number of `Listen` scopes. An ESMTP_Listener with no Listen (or no

@@ -90,8 +90,8 @@ Token ClassifyUnitNumber(std::string_view word, size_t digits_end, int64_t numbe
   std::optional<int64_t> size = Lookup(kSizeUnits, unit);
   std::optional<int64_t> duration = Lookup(kDurationUnits, unit);
   if (!size && !duration) {
-    return ErrorToken(pos, Cat("unknown unit '", Av(word.substr(digits_end)), "' in '",
-                                        Av(word), "' (", Av(kUnitHelp), ")"));
+    return ErrorToken(pos, Cat("unknown unit '", word.substr(digits_end), "' in '",
+                                        word, "' (", kUnitHelp, ")"));
   }
   Token token;
   token.kind = TokenKind::kUnitNumber;
@@ -108,7 +108,7 @@ Token ClassifyUnitNumber(std::string_view word, size_t digits_end, int64_t numbe
     token.duration_us = number * *duration;
   }
   if (!token.size_bytes && !token.duration_us) {
-    return ErrorToken(pos, Cat("number '", Av(word), "' is too large"));
+    return ErrorToken(pos, Cat("number '", word, "' is too large"));
   }
   return token;
 }
@@ -167,7 +167,7 @@ Token ClassifyBare(std::string_view word, Position pos) {
     // "1.5GB": a fraction with a unit is a mistake worth naming; "127.0.0.1" is a word.
     size_t dot_digits = rest.size() > 1 && rest[0] == '.' ? DigitRun(rest, 1) : 0;
     if (dot_digits > 0 && AllAlpha(rest.substr(1 + dot_digits))) {
-      return ErrorToken(pos, Cat("fractional number '", Av(word),
+      return ErrorToken(pos, Cat("fractional number '", word,
                                           "' is not supported; use a smaller unit"));
     }
     Token token;
@@ -178,7 +178,7 @@ Token ClassifyBare(std::string_view word, Position pos) {
   }
   int64_t number = 0;
   if (!absl::SimpleAtoi(Av(word.substr(0, digits_end)), &number)) {
-    return ErrorToken(pos, Cat("number '", Av(word), "' is too large"));
+    return ErrorToken(pos, Cat("number '", word, "' is too large"));
   }
   if (!rest.empty() && rest != "%") return ClassifyUnitNumber(word, digits_end, number, pos);
   Token token;

@@ -31,7 +31,8 @@ bool ValidPoolName(std::string_view name) {
 std::string SystemHostname() {
   char buffer[256] = {};
   if (gethostname(buffer, sizeof(buffer) - 1) != 0 || buffer[0] == '\0') return "localhost";
-  return buffer;
+  // Lower case like a configured hostname, so that rendering and reloading agree.
+  return absl::AsciiStrToLower(buffer);
 }
 
 // A bound socket's identity for clash detection: two listeners may not bind the same port on
@@ -169,15 +170,15 @@ std::optional<std::string> Builder::Argument(const ScopeSpec& spec, const Node& 
   *ok = false;
   if (spec.arg == ArgKind::kNone) {
     if (node.argument) {
-      d_->Error(node.argument->pos, Cat(Av(spec.name), " takes no argument: ",
-                                                 Av(spec.help)));
+      d_->Error(node.argument->pos, Cat(spec.name, " takes no argument: ",
+                                                 spec.help));
       return std::nullopt;
     }
     *ok = true;
     return std::nullopt;
   }
   if (!node.argument) {
-    d_->Error(node.pos, Cat(Av(spec.name), " needs an argument: ", Av(spec.help)));
+    d_->Error(node.pos, Cat(spec.name, " needs an argument: ", spec.help));
     return std::nullopt;
   }
   const Token& arg = *node.argument;
@@ -186,7 +187,7 @@ std::optional<std::string> Builder::Argument(const ScopeSpec& spec, const Node& 
   switch (spec.arg) {
     case ArgKind::kName:
       if (!ValidPoolName(arg.text)) {
-        problem = Cat("bad ", Av(spec.name), " name ", arg.Describe(), " (1..",
+        problem = Cat("bad ", spec.name, " name ", arg.Describe(), " (1..",
                                kMaxPoolNameBytes, " letters, digits, '_', '-', '.')");
       }
       break;
@@ -224,7 +225,7 @@ bool Builder::Claim(const ScopeSpec& spec, const Node& node, const std::string& 
   if (!spec.repeatable) {
     // Non-repeatable scopes have no argument, so their path is the same every time.
     if (auto it = scope_at_.find(lower); it != scope_at_.end()) {
-      d_->Error(node.pos, Cat("only one ", Av(spec.name), " scope is allowed (first at ",
+      d_->Error(node.pos, Cat("only one ", spec.name, " scope is allowed (first at ",
                                        d_->Where(it->second), ")"));
       return false;
     }

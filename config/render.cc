@@ -86,7 +86,7 @@ std::string RenderConfigText(const Config& config) {
     if (instance.kind != ScopeKind::kGlobal) {
       depth = spec.parent == ScopeKind::kGlobal ? 1 : 2;
       close_to(depth - 1);
-      Append(&out, std::string(2 * (depth - 1), ' '), Av(spec.name));
+      Append(&out, std::string(2 * (depth - 1), ' '), spec.name);
       if (instance.argument) Append(&out, " ", QuoteString(*instance.argument));
       Append(&out, " {\n");
       open = depth;
@@ -94,7 +94,7 @@ std::string RenderConfigText(const Config& config) {
     if (instance.object == nullptr) continue;
     for (const KeySpec& key : AllKeys()) {
       if (key.scope != instance.kind) continue;
-      Append(&out, std::string(2 * depth, ' '), Av(key.name), " = ",
+      Append(&out, std::string(2 * depth, ' '), key.name, " = ",
                       RenderValue(key, key.load(instance.object)), "\n");
     }
   }

@@ -349,7 +349,7 @@ std::string ScopeLabel(ScopeKind kind) {
   const ScopeSpec& spec = GetScopeSpec(kind);
   if (kind == ScopeKind::kGlobal) return "global scope";
   if (spec.parent == ScopeKind::kGlobal) return std::string(spec.name);
-  return Cat(Av(GetScopeSpec(spec.parent).name), ".", Av(spec.name));
+  return Cat(Av(GetScopeSpec(spec.parent).name), ".", spec.name);
 }
 
 std::vector<std::string_view> KeyNames(ScopeKind scope) {

@@ -127,8 +127,8 @@ bool ConvertNumber(const KeySpec& key, const Token& raw, TypedValue* out, Positi
                 error_at, error);
   }
   if (key.type == ValueType::kPercentOrInt) {
-    *out = ConcurrencySpec{percent ? ConcurrencySpec::Kind::kPercent : ConcurrencySpec::Kind::kCount,
-                           static_cast<int>(*number)};
+    using Kind = ConcurrencySpec::Kind;
+    *out = ConcurrencySpec{percent ? Kind::kPercent : Kind::kCount, static_cast<int>(*number)};
   } else {
     *out = *number;
   }

@@ -236,7 +236,8 @@ TEST(SemanticTest, ListenAddressesAndIpv6) {
                          "}\n"),
               ElementsAre("t.conf:3:3: duplicate ESMTP_Listener.Listen \"127.0.0.1:0\" (first "
                           "defined at t.conf:2:3)"));
-  std::shared_ptr<const Config> c = LoadOk("ESMTP_Listener { Listen \"[::1]:2525\" { } Listen \"127.0.0.1:0\" { } }\n");
+  std::shared_ptr<const Config> c =
+      LoadOk("ESMTP_Listener { Listen \"[::1]:2525\" { } Listen \"127.0.0.1:0\" { } }\n");
   ASSERT_NE(c, nullptr);
   ASSERT_EQ(c->esmtp.listen.size(), 2u);
   EXPECT_FALSE(c->esmtp.listen[0].address.ip.is_v4());

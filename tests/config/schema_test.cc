@@ -191,7 +191,8 @@ TEST(SchemaErrorsTest, DuplicateKey) {
 }
 
 TEST(SchemaErrorsTest, BadCidr) {
-  EXPECT_THAT(LoadErrors("ESMTP_Listener {\n  relay_hosts = ( \"10.0.0.0/8\" \"10.0.0.300/8\" )\n}"),
+  EXPECT_THAT(LoadErrors("ESMTP_Listener {\n"
+                         "  relay_hosts = ( \"10.0.0.0/8\" \"10.0.0.300/8\" )\n}"),
               ElementsAre("t.conf:2:32: relay_hosts: bad CIDR block '10.0.0.300/8' (expected "
                           "ADDRESS or ADDRESS/PREFIX, e.g. 10.0.0.0/8)"));
   EXPECT_THAT(LoadErrors("ESMTP_Listener { relay_hosts = \"10.0.0.0/33\" }"),
