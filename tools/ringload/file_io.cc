@@ -1,0 +1,124 @@
+#include "tools/ringload/file_io.h"
+
+#include <fcntl.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace ringmail::ringload {
+
+void DumpWriter::Write(std::string path, std::string content) {
+  if (queued_.size() >= kDumpQueueMax) {
+    Fail(absl::StrCat(path, ": dump queue full, file not written"));
+    return;
+  }
+  auto job = std::make_unique<Job>();
+  job->writer = this;
+  job->path = std::move(path);
+  job->content = std::move(content);
+  job->op.Bind<&Job::Step>(job.get(), "dump");
+  if (in_flight_ >= kInFlightMax) {
+    queued_.push_back(std::move(job));
+    return;
+  }
+  Start(std::move(job));
+}
+
+void DumpWriter::Start(std::unique_ptr<Job> job) {
+  ++in_flight_;
+  io_uring_sqe* sqe = loop_.Prepare(job->op);
+  io_uring_prep_openat(sqe, AT_FDCWD, job->path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                       0644);
+  active_.push_back(std::move(job));
+}
+
+void DumpWriter::Job::Step(core::Operation&, core::IoResult r) {
+  switch (stage) {
+    case Stage::kOpen:
+      if (!r.ok()) return writer->Finish(this, r.error());
+      fd = r.res;
+      stage = Stage::kWrite;
+      break;
+    case Stage::kWrite:
+      if (!r.ok()) {
+        stage = Stage::kClose;  // close anyway, then report the write error
+        writer->Fail(absl::StrCat(path, ": write: ", std::strerror(r.error())));
+        break;
+      }
+      done += r.value();
+      if (done >= content.size()) stage = Stage::kClose;
+      break;
+    case Stage::kClose:
+      return writer->Finish(this, r.ok() ? 0 : r.error());
+  }
+  io_uring_sqe* sqe = writer->loop_.Prepare(op);
+  if (stage == Stage::kWrite) {
+    io_uring_prep_write(sqe, fd, content.data() + done,
+                        static_cast<unsigned>(std::min<size_t>(content.size() - done, 1 << 30)),
+                        done);
+  } else {
+    io_uring_prep_close(sqe, fd);
+  }
+}
+
+void DumpWriter::Finish(Job* job, int error) {
+  if (error != 0) {
+    Fail(absl::StrCat(job->path, ": ", std::strerror(error)));
+  } else {
+    ++written_;
+  }
+  --in_flight_;
+  for (auto it = active_.begin(); it != active_.end(); ++it) {
+    if (it->get() == job) {
+      // The job's op is idle now (its final completion is running): safe to free after the
+      // handler returns, so hand it to the loop's deferred list.
+      std::unique_ptr<Job> done = std::move(*it);
+      active_.erase(it);
+      loop_.Defer([done = std::move(done)]() mutable { done.reset(); });
+      break;
+    }
+  }
+  if (!queued_.empty() && in_flight_ < kInFlightMax) {
+    std::unique_ptr<Job> next = std::move(queued_.front());
+    queued_.pop_front();
+    Start(std::move(next));
+  }
+}
+
+void DumpWriter::Fail(const std::string& what) {
+  if (failures_++ == 0) first_error_ = what;
+}
+
+void RecordLog::Flush() {
+  if (!op_.idle() || pending_.empty()) return;
+  writing_.swap(pending_);
+  pending_.clear();
+  written_ = 0;
+  io_uring_sqe* sqe = loop_.Prepare(op_);
+  // Offset -1: the file position, which O_APPEND puts at the end for every write.
+  io_uring_prep_write(sqe, fd_, writing_.data(), static_cast<unsigned>(writing_.size()),
+                      static_cast<uint64_t>(-1));
+}
+
+void RecordLog::WriteDone(core::Operation&, core::IoResult r) {
+  if (!r.ok() || r.value() == 0) {
+    ++failures_;
+    writing_.clear();
+  } else {
+    written_ += r.value();
+    if (written_ < writing_.size()) {
+      // A short write of a regular file (disk full, signal): finish the batch first so
+      // lines stay whole.
+      io_uring_sqe* sqe = loop_.Prepare(op_);
+      io_uring_prep_write(sqe, fd_, writing_.data() + written_,
+                          static_cast<unsigned>(writing_.size() - written_),
+                          static_cast<uint64_t>(-1));
+      return;
+    }
+    writing_.clear();
+  }
+  Flush();
+}
+
+}  // namespace ringmail::ringload

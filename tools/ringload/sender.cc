@@ -1,0 +1,850 @@
+#include "tools/ringload/sender.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "tools/ringload/text.h"
+
+namespace ringmail::ringload {
+namespace {
+
+constexpr uint16_t kBufferGroup = 1;
+constexpr uint32_t kBufferCount = 1024;
+constexpr uint32_t kBufferBytes = 4096;
+constexpr size_t kReplyLineMax = 2048;  // RFC 5321 says 512; be lenient, but bounded
+constexpr uint32_t kBackoffMinMs = 20;
+constexpr uint32_t kBackoffMaxMs = 1000;
+constexpr uint64_t kDrainPollMs = 5;
+
+bool Positive(int code) { return code >= 200 && code < 300; }
+
+void AppendUint(uint64_t v, std::string* out) {
+  char buf[24];
+  char* end = buf + sizeof(buf);
+  char* p = end;
+  do {
+    *--p = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  out->append(p, static_cast<size_t>(end - p));
+}
+
+// The token after "queued as " in a 250 reply ("250 2.0.0 Ok: queued as 4F2A..."), or "-".
+std::string_view QueueId(std::string_view text) {
+  static constexpr std::string_view kMarker = "queued as ";
+  for (size_t i = 0; i + kMarker.size() <= text.size(); ++i) {
+    if (EqualsIgnoreCase(text.substr(i, kMarker.size()), kMarker)) {
+      std::string_view rest = text.substr(i + kMarker.size());
+      size_t end = rest.find_first_of(" \t\r\n");
+      rest = rest.substr(0, end);
+      return rest.empty() ? std::string_view("-") : rest;
+    }
+  }
+  return "-";
+}
+
+}  // namespace
+
+void SendStats::Merge(const SendStats& o) {
+  ok += o.ok;
+  rejected_4xx += o.rejected_4xx;
+  rejected_5xx += o.rejected_5xx;
+  lost += o.lost;
+  aborted += o.aborted;
+  bytes += o.bytes;
+  rcpts_rejected += o.rcpts_rejected;
+  connections += o.connections;
+  connect_errors += o.connect_errors;
+  session_errors += o.session_errors;
+  file_errors += o.file_errors;
+  codes.Merge(o.codes);
+  latency.Merge(o.latency);
+  if (first_error.empty()) first_error = o.first_error;
+}
+
+// ---------------------------------------------------------------------------------------
+// ClientConn: connection lifecycle
+
+ClientConn::ClientConn(SendWorker* worker, uint32_t slot)
+    : worker_(worker), slot_(slot), expect_(worker->options_.rcpts + 8) {
+  connect_op_.Bind<&ClientConn::ConnectDone>(this, "send-connect");
+  recv_op_.Bind<&ClientConn::RecvDone>(this, "send-recv");
+  recv_op_.multishot = true;
+  send_op_.Bind<&ClientConn::SendDone>(this, "send-send");
+  close_op_.Bind<&ClientConn::CloseDone>(this, "send-close");
+  timer_.Bind<&ClientConn::TimerFired>(this);
+  msg_.msg_iov = iov_;
+}
+
+ClientConn::~ClientConn() {
+  // Only after the loop has stopped (every operation completed): a plain close is safe.
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void ClientConn::Connect() {
+  ResetSession();
+  const Endpoint& target = worker_->options_.target;
+  fd_ = ::socket(target.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) {
+    ++worker_->stats_.connect_errors;
+    worker_->NoteError(absl::StrCat("socket: ", std::strerror(errno)));
+    worker_->CountError();
+    error_close_ = true;
+    state_ = State::kClosing;
+    Closed();
+    return;
+  }
+  // Replies and content go out in whole groups; Nagle would only hold back their tails.
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  state_ = State::kConnecting;
+  io_uring_sqe* sqe = worker_->loop_.Prepare(connect_op_);
+  io_uring_prep_connect(sqe, fd_, reinterpret_cast<const sockaddr*>(&target.addr), target.len);
+  UpdateTimer();
+}
+
+void ClientConn::ConnectDone(core::Operation&, core::IoResult r) {
+  if (state_ != State::kConnecting) return MaybeCloseFd();
+  if (!r.ok()) {
+    ++worker_->stats_.connect_errors;
+    worker_->NoteError(absl::StrCat("connect ", worker_->options_.target.text, ": ",
+                                    std::strerror(r.error())));
+    worker_->CountError();
+    error_close_ = true;
+    return Close();
+  }
+  ++worker_->stats_.connections;
+  state_ = State::kGreeting;
+  ArmRecv();
+  UpdateTimer();
+}
+
+void ClientConn::ArmRecv() {
+  io_uring_sqe* sqe = worker_->loop_.Prepare(recv_op_);
+  io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = kBufferGroup;
+}
+
+void ClientConn::RecvDone(core::Operation&, core::IoResult r) {
+  const bool active = state_ != State::kClosing && state_ != State::kFinished;
+  if (r.ok() && r.has_buffer()) {
+    core::BufferRing* buffers = worker_->buffers_.get();
+    if (buffers != nullptr) {  // null only once the loop is being torn down
+      std::string_view data = buffers->Take(r.buffer_id(), r.value());
+      if (active) Feed(data);
+      buffers->Recycle(r.buffer_id());
+    }
+  } else if (r.ok() && r.value() == 0) {
+    if (active) {
+      if (state_ == State::kQuitting && txn_count_ == 0) {
+        Close();  // the server closed after (or instead of) answering QUIT: fine
+      } else {
+        Fail("connection closed by the server", 0);
+      }
+    }
+  } else if (!r.ok() && r.error() != ENOBUFS && active) {
+    if (state_ == State::kQuitting && txn_count_ == 0) {
+      Close();  // reset while quitting (the server closed first): nothing was lost
+    } else {
+      Fail("recv", r.error());
+    }
+  }
+  if (r.more()) return;
+  if (state_ == State::kClosing) return MaybeCloseFd();
+  if (state_ != State::kFinished && state_ != State::kDisconnected && fd_ >= 0) ArmRecv();
+}
+
+void ClientConn::SendDone(core::Operation&, core::IoResult r) {
+  if (state_ == State::kClosing) return MaybeCloseFd();
+  if (!r.ok() && state_ == State::kQuitting && txn_count_ == 0) return Close();
+  if (!r.ok()) return Fail("send", r.error());
+  send_done_ += r.value();
+  if (send_done_ < send_total_) return SubmitSend();  // short send: the rest
+  sending_.Clear();
+  Flush();
+}
+
+void ClientConn::Fail(const char* what, int error) {
+  if (state_ == State::kClosing || state_ == State::kFinished) return;
+  ++worker_->stats_.session_errors;
+  worker_->NoteError(error != 0 ? absl::StrCat(what, ": ", std::strerror(error))
+                                : std::string(what));
+  worker_->CountError();
+  for (size_t i = 0; i < txn_count_; ++i) {
+    ++worker_->stats_.lost;
+    worker_->stats_.codes.Add(0);
+    LiveCounters::Add(worker_->live_.failed, 1);
+  }
+  worker_->CountError(txn_count_);
+  txn_count_ = 0;
+  expect_count_ = 0;
+  error_close_ = true;
+  Close();
+}
+
+void ClientConn::Close() {
+  if (state_ == State::kClosing || state_ == State::kFinished) return;
+  state_ = State::kClosing;
+  worker_->loop_.timers().Cancel(timer_);
+  if (!connect_op_.idle() || !recv_op_.idle() || !send_op_.idle()) {
+    io_uring_sqe* sqe = worker_->loop_.ring().PrepareUntracked();
+    io_uring_prep_cancel_fd(sqe, fd_, IORING_ASYNC_CANCEL_ALL);
+  }
+  MaybeCloseFd();
+}
+
+void ClientConn::MaybeCloseFd() {
+  if (state_ != State::kClosing) return;
+  if (!connect_op_.idle() || !recv_op_.idle() || !send_op_.idle() || !close_op_.idle()) return;
+  if (fd_ < 0) return Closed();
+  io_uring_sqe* sqe = worker_->loop_.Prepare(close_op_);
+  io_uring_prep_close(sqe, fd_);
+}
+
+void ClientConn::CloseDone(core::Operation&, core::IoResult) {
+  fd_ = -1;  // closed even when close reports an error
+  Closed();
+}
+
+void ClientConn::Closed() {
+  fd_ = -1;
+  ResetSession();
+  if (!worker_->stopping_ && worker_->wants_connections()) {
+    if (error_close_) {
+      backoff_ms_ = backoff_ms_ == 0 ? kBackoffMinMs : std::min(backoff_ms_ * 2, kBackoffMaxMs);
+      state_ = State::kDisconnected;
+      worker_->loop_.timers().Arm(timer_, core::MonotonicMs() + backoff_ms_);
+    } else {
+      Connect();
+    }
+    return;
+  }
+  state_ = State::kFinished;
+  worker_->ConnFinished();
+}
+
+void ClientConn::ResetSession() {
+  line_.clear();
+  multiline_code_ = -1;
+  expect_head_ = expect_count_ = 0;
+  txn_head_ = txn_count_ = 0;
+  compose_.Clear();
+  sending_.Clear();
+  send_total_ = send_done_ = 0;
+  peer_pipelining_ = peer_chunking_ = peer_size_ = false;
+  messages_on_conn_ = 0;
+  quit_queued_ = need_rset_ = false;
+}
+
+void ClientConn::Shutdown() {
+  switch (state_) {
+    case State::kFinished:
+    case State::kClosing:
+      return;
+    case State::kDisconnected:
+      worker_->loop_.timers().Cancel(timer_);
+      state_ = State::kFinished;
+      worker_->ConnFinished();
+      return;
+    default:
+      worker_->stats_.aborted += txn_count_;
+      txn_count_ = 0;
+      expect_count_ = 0;
+      error_close_ = false;
+      Close();
+  }
+}
+
+void ClientConn::TimerFired(core::Timer&) {
+  if (state_ == State::kDisconnected) return Connect();
+  Fail(state_ == State::kConnecting ? "timed out connecting" : "timed out waiting for a reply",
+       0);
+}
+
+void ClientConn::UpdateTimer() {
+  const bool waiting = state_ == State::kConnecting || state_ == State::kGreeting ||
+                       state_ == State::kEhlo || state_ == State::kHelo || expect_count_ > 0;
+  if (waiting) {
+    worker_->loop_.timers().Arm(
+        timer_, core::MonotonicMs() + static_cast<uint64_t>(worker_->options_.io_timeout_s * 1000));
+  } else {
+    worker_->loop_.timers().Cancel(timer_);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// ClientConn: output
+
+void ClientConn::Flush() {
+  if (state_ == State::kClosing || state_ == State::kFinished || fd_ < 0) return;
+  if (!send_op_.idle() || compose_.empty()) return;
+  std::swap(compose_, sending_);
+  send_total_ = sending_.head.size() + sending_.body.size() + sending_.tail.size();
+  send_done_ = 0;
+  SubmitSend();
+}
+
+void ClientConn::SubmitSend() {
+  // Rebuild the iovecs past what has been sent already (only after a short send).
+  size_t skip = send_done_;
+  size_t n = 0;
+  for (std::string_view part : {std::string_view(sending_.head), sending_.body,
+                                std::string_view(sending_.tail)}) {
+    if (skip >= part.size()) {
+      skip -= part.size();
+      continue;
+    }
+    iov_[n].iov_base = const_cast<char*>(part.data() + skip);
+    iov_[n].iov_len = part.size() - skip;
+    skip = 0;
+    ++n;
+  }
+  msg_.msg_iovlen = n;
+  io_uring_sqe* sqe = worker_->loop_.Prepare(send_op_);
+  io_uring_prep_sendmsg(sqe, fd_, &msg_, MSG_NOSIGNAL);
+}
+
+void ClientConn::Expecting(Expect e) {
+  RM_CHECK(expect_count_ < expect_.size()) << "pipelined group larger than planned";
+  expect_[(expect_head_ + expect_count_) % expect_.size()] = e;
+  ++expect_count_;
+}
+
+// ---------------------------------------------------------------------------------------
+// ClientConn: input
+
+void ClientConn::Feed(std::string_view data) {
+  while (!data.empty()) {
+    const char* nl = static_cast<const char*>(std::memchr(data.data(), '\n', data.size()));
+    if (nl == nullptr) {
+      if (line_.size() + data.size() > kReplyLineMax) return Fail("reply line too long", 0);
+      line_.append(data);
+      break;
+    }
+    const size_t len = static_cast<size_t>(nl - data.data()) + 1;
+    if (line_.empty()) {
+      OnLine(data.substr(0, len));
+    } else {
+      if (line_.size() + len > kReplyLineMax) return Fail("reply line too long", 0);
+      line_.append(data.substr(0, len));
+      OnLine(line_);
+      line_.clear();
+    }
+    data.remove_prefix(len);
+    if (state_ == State::kClosing || state_ == State::kFinished) return;
+  }
+  Flush();
+  UpdateTimer();
+}
+
+void ClientConn::OnLine(std::string_view line) {
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  if (line.size() < 3 || !absl::ascii_isdigit(line[0]) || !absl::ascii_isdigit(line[1]) ||
+      !absl::ascii_isdigit(line[2]) || (line.size() > 3 && line[3] != ' ' && line[3] != '-')) {
+    return Fail("malformed reply line", 0);
+  }
+  const int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+  const bool last = line.size() == 3 || line[3] == ' ';
+  std::string_view text = line.size() > 4 ? line.substr(4) : std::string_view();
+  if (multiline_code_ >= 0 && multiline_code_ != code) {
+    return Fail("reply lines of one reply disagree on the code", 0);
+  }
+  if (state_ == State::kEhlo) OnEhloLine(text);
+  if (!last) {
+    multiline_code_ = code;
+    return;
+  }
+  multiline_code_ = -1;
+  OnReply(code, text);
+}
+
+void ClientConn::OnEhloLine(std::string_view text) {
+  std::string_view word = text.substr(0, text.find(' '));
+  if (EqualsIgnoreCase(word, "PIPELINING")) peer_pipelining_ = true;
+  if (EqualsIgnoreCase(word, "CHUNKING")) peer_chunking_ = true;
+  if (EqualsIgnoreCase(word, "SIZE")) peer_size_ = true;
+}
+
+void ClientConn::OnReply(int code, std::string_view text) {
+  switch (state_) {
+    case State::kGreeting:
+    case State::kEhlo:
+    case State::kHelo:
+      return OnGreetingOrEhlo(code, text);
+    case State::kSession:
+    case State::kQuitting:
+      break;
+    default:
+      return Fail("reply in an unexpected state", 0);
+  }
+  if (expect_count_ == 0) {
+    return Fail(code == 421 ? "server closed the session (421)" : "unsolicited reply", 0);
+  }
+  const Expect what = expect_[expect_head_];
+  expect_head_ = (expect_head_ + 1) % expect_.size();
+  --expect_count_;
+  OnSessionReply(what, code, text);
+  if (code == 421 && state_ != State::kClosing) Fail("server closed the session (421)", 0);
+}
+
+void ClientConn::OnGreetingOrEhlo(int code, std::string_view text) {
+  const SendOptions& o = worker_->options_;
+  if (state_ == State::kGreeting) {
+    if (code != 220) return Fail("greeting refused", 0);
+    compose_.text().append("EHLO ").append(o.ehlo).append("\r\n");
+    state_ = State::kEhlo;
+    return;
+  }
+  if (!Positive(code)) {
+    if (state_ == State::kHelo) return Fail("HELO refused", 0);
+    peer_pipelining_ = peer_chunking_ = peer_size_ = false;
+    compose_.text().append("HELO ").append(o.ehlo).append("\r\n");
+    state_ = State::kHelo;
+    return;
+  }
+  (void)text;
+  state_ = State::kSession;
+  backoff_ms_ = 0;
+  StartReady();
+}
+
+void ClientConn::OnSessionReply(Expect what, int code, std::string_view text) {
+  const bool pipelined = worker_->options_.pipelining && peer_pipelining_;
+  switch (what) {
+    case Expect::kRset:
+      return;  // whatever it says, the next MAIL will tell
+    case Expect::kQuit:
+      return Close();
+    case Expect::kMail: {
+      Txn& t = front();
+      if (Positive(code)) {
+        t.mail_ok = true;
+      } else if (t.fail_code == 0) {
+        t.fail_code = code;
+      }
+      if (pipelined) return;
+      if (!t.mail_ok) return FailTxnEarly(t, code);
+      return SendNextStep(t);
+    }
+    case Expect::kRcpt: {
+      Txn& t = front();
+      ++t.rcpt_replies;
+      if (Positive(code)) {
+        ++t.rcpt_ok;
+      } else {
+        ++worker_->stats_.rcpts_rejected;
+        if (t.rcpt_fail_code == 0) t.rcpt_fail_code = code;
+      }
+      if (t.rcpt_replies == worker_->options_.rcpts && t.rcpt_ok == 0 && t.fail_code == 0) {
+        t.fail_code = t.rcpt_fail_code;
+      }
+      if (!pipelined) SendNextStep(t);
+      return;
+    }
+    case Expect::kData: {
+      Txn& t = front();
+      if (code != 354) return FailTxnEarly(t, t.fail_code != 0 ? t.fail_code : code);
+      if (!compose_.body.empty()) {
+        return Fail("server answered DATA before it could have read the previous message", 0);
+      }
+      SendContent(t);
+      Expecting(Expect::kDot);
+      AppendNext();
+      return;
+    }
+    case Expect::kBdat: {
+      Txn& t = front();
+      if (!Positive(code) && t.mail_ok) need_rset_ = true;
+      return FinishTxn(t.fail_code != 0 ? t.fail_code : code, text);
+    }
+    case Expect::kDot:
+      return FinishTxn(code, text);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// ClientConn: transactions
+
+void ClientConn::Resume() {
+  parked_ = false;
+  if (state_ != State::kSession || txn_count_ != 0 || expect_count_ != 0) return;
+  StartReady();
+  Flush();
+  UpdateTimer();
+}
+
+void ClientConn::StartReady() {
+  if (quit_queued_) return;
+  const uint64_t per_conn = worker_->options_.messages_per_connection;
+  if (per_conn != 0 && messages_on_conn_ >= per_conn) return SendQuit();
+  MessageTicket ticket;
+  switch (worker_->TakeMessage(&ticket)) {
+    case SendWorker::Take::kReady:
+      return BeginTxn(ticket, false);
+    case SendWorker::Take::kWait:
+      if (!parked_) {
+        parked_ = true;
+        worker_->Park(this);
+      }
+      return;
+    case SendWorker::Take::kDone:
+      return SendQuit();
+  }
+}
+
+bool ClientConn::AppendNext() {
+  if (!worker_->options_.pipelining || !peer_pipelining_ || quit_queued_) return false;
+  const uint64_t per_conn = worker_->options_.messages_per_connection;
+  if (per_conn != 0 && messages_on_conn_ >= per_conn) {
+    SendQuit();
+    return true;
+  }
+  MessageTicket ticket;
+  switch (worker_->TakeMessage(&ticket)) {
+    case SendWorker::Take::kReady:
+      BeginTxn(ticket, true);
+      return true;
+    case SendWorker::Take::kWait:
+      return false;  // StartReady parks us once the current message is answered
+    case SendWorker::Take::kDone:
+      SendQuit();
+      return true;
+  }
+  return false;
+}
+
+void ClientConn::SendQuit() {
+  compose_.text().append("QUIT\r\n");
+  Expecting(Expect::kQuit);
+  quit_queued_ = true;
+  state_ = State::kQuitting;
+}
+
+void ClientConn::BeginTxn(const MessageTicket& ticket, bool after_content) {
+  RM_CHECK(txn_count_ < 2) << "more than two transactions on one connection";
+  const SendOptions& o = worker_->options_;
+  const MessageFactory& f = worker_->factory_;
+  Txn& t = txns_[(txn_head_ + txn_count_) % 2];
+  ++txn_count_;
+  t = Txn{};
+  t.ticket = ticket;
+  t.start_us = core::MonotonicUs();
+  t.size_class = static_cast<uint32_t>(
+      f.size_classes() == 1 ? 0 : f.PickSizeClass(worker_->uniform_(worker_->rng_)));
+  hdr_.clear();
+  f.AppendHeaders(ticket.seq, &hdr_);
+  t.bytes = hdr_.size() + f.body(t.size_class).raw.size();
+  ++messages_on_conn_;
+  std::string& out = compose_.text();
+  if (need_rset_ && !after_content) {
+    out.append("RSET\r\n");
+    Expecting(Expect::kRset);
+  }
+  need_rset_ = false;
+  out.append("MAIL FROM:<").append(f.from()).append(">");
+  if (peer_size_) {
+    out.append(" SIZE=");
+    AppendUint(t.bytes, &out);
+  }
+  out.append("\r\n");
+  Expecting(Expect::kMail);
+  if (!o.pipelining || !peer_pipelining_) return;
+  for (uint32_t i = 0; i < o.rcpts; ++i) {
+    out.append("RCPT TO:<");
+    f.AppendRecipient(ticket.seq, i, &out);
+    out.append(">\r\n");
+    Expecting(Expect::kRcpt);
+  }
+  if (o.chunking && peer_chunking_) {
+    SendContent(t);
+    Expecting(Expect::kBdat);
+  } else {
+    out.append("DATA\r\n");
+    Expecting(Expect::kData);
+  }
+}
+
+void ClientConn::SendNextStep(Txn& t) {
+  const SendOptions& o = worker_->options_;
+  std::string& out = compose_.text();
+  if (t.rcpt_replies < o.rcpts) {
+    out.append("RCPT TO:<");
+    worker_->factory_.AppendRecipient(t.ticket.seq, t.rcpt_replies, &out);
+    out.append(">\r\n");
+    Expecting(Expect::kRcpt);
+    return;
+  }
+  if (t.rcpt_ok == 0) return FailTxnEarly(t, t.rcpt_fail_code);
+  if (o.chunking && peer_chunking_) {
+    SendContent(t);
+    Expecting(Expect::kBdat);
+  } else {
+    out.append("DATA\r\n");
+    Expecting(Expect::kData);
+  }
+}
+
+void ClientConn::SendContent(Txn& t) {
+  const MessageFactory::Body& body = worker_->factory_.body(t.size_class);
+  const bool bdat = worker_->options_.chunking && peer_chunking_;
+  std::string& out = compose_.text();
+  if (bdat) {
+    out.append("BDAT ");
+    AppendUint(t.bytes, &out);
+    out.append(" LAST\r\n");
+  }
+  // hdr_ still holds this message's headers: with pipelining BeginTxn renders them right
+  // before; without, nothing renders another message's headers in between.
+  out.append(hdr_);
+  compose_.body = bdat ? std::string_view(body.raw) : std::string_view(body.stuffed);
+  if (!bdat) compose_.tail.append(".\r\n");
+  if (worker_->dump_ != nullptr) {
+    const MessageFactory& f = worker_->factory_;
+    std::string content = absl::StrCat("MAIL FROM:<", f.from(), ">\r\n");
+    for (uint32_t i = 0; i < f.rcpts(); ++i) {
+      content.append("RCPT TO:<");
+      f.AppendRecipient(t.ticket.seq, i, &content);
+      content.append(">\r\n");
+    }
+    absl::StrAppend(&content, "\r\n", hdr_, body.raw);
+    worker_->dump_->Write(absl::StrCat(worker_->options_.common.dump_dir, "/", t.ticket.seq,
+                                       ".eml"),
+                          std::move(content));
+  }
+}
+
+void ClientConn::FailTxnEarly(Txn& t, int code) {
+  if (t.mail_ok) need_rset_ = true;
+  FinishTxn(code, {});
+}
+
+void ClientConn::FinishTxn(int code, std::string_view text) {
+  RM_CHECK(txn_count_ > 0);
+  Txn& t = front();
+  const uint64_t now = core::MonotonicUs();
+  const uint64_t from = t.ticket.due_us != 0 ? t.ticket.due_us : t.start_us;
+  const uint64_t latency = now > from ? now - from : 0;
+  worker_->stats_.codes.Add(code);
+  if (Positive(code)) {
+    worker_->Accepted(t.ticket, latency, t.bytes, text);
+  } else {
+    if (code >= 500) {
+      ++worker_->stats_.rejected_5xx;
+    } else {
+      ++worker_->stats_.rejected_4xx;
+    }
+    LiveCounters::Add(worker_->live_.failed, 1);
+    worker_->CountError();
+  }
+  txn_head_ = (txn_head_ + 1) % 2;
+  --txn_count_;
+  if (txn_count_ == 0 && expect_count_ == 0 && state_ == State::kSession) StartReady();
+}
+
+// ---------------------------------------------------------------------------------------
+// SendWorker
+
+SendWorker::SendWorker(core::Loop& loop, const SendOptions& options,
+                       const MessageFactory& factory, RunControl& control, uint32_t index,
+                       uint32_t workers, uint32_t connections, uint64_t quota, int record_fd)
+    : loop_(loop),
+      options_(options),
+      factory_(factory),
+      control_(control),
+      index_(index),
+      workers_(workers),
+      quota_(quota),
+      rng_(options.common.seed * 0x9E3779B97F4A7C15ull + index) {
+  conns_.reserve(connections);
+  for (uint32_t i = 0; i < connections; ++i) {
+    conns_.push_back(std::make_unique<ClientConn>(this, i));
+  }
+  parked_.resize(connections);
+  rate_timer_.Bind<&SendWorker::RateTimerFired>(this);
+  if (!options.common.dump_dir.empty()) dump_ = std::make_unique<DumpWriter>(loop);
+  if (record_fd >= 0) record_ = std::make_unique<RecordLog>(loop, record_fd);
+}
+
+SendWorker::~SendWorker() = default;
+
+void SendWorker::Start(uint64_t start_us) {
+  start_us_ = start_us;
+  if (options_.duration_s > 0) {
+    end_us_ = start_us + static_cast<uint64_t>(options_.duration_s * 1e6);
+  }
+  if (options_.rate > 0) interval_us_ = 1e6 / options_.rate;
+  loop_.OnStop([this] { OnStopLoop(); });
+  auto buffers = core::BufferRing::Create(loop_.ring(), kBufferGroup, kBufferCount, kBufferBytes);
+  if (!buffers.ok()) {
+    NoteError(std::string(buffers.status().message()));
+    ++stats_.session_errors;
+    CountError();
+    stopping_ = true;
+    for (auto& c : conns_) c->Shutdown();
+    MaybeDone();
+    return;
+  }
+  buffers_ = std::move(buffers).value();
+  if (quota_ == 0) stopping_ = true;
+  for (auto& c : conns_) {
+    if (stopping_) {
+      c->Shutdown();
+    } else {
+      c->Connect();
+    }
+  }
+  MaybeDone();
+}
+
+void SendWorker::Shutdown() {
+  if (stopping_ && finished_conns_ == conns_.size()) return MaybeDone();
+  stopping_ = true;
+  for (auto& c : conns_) c->Shutdown();
+  while (parked_count_ > 0) {
+    parked_head_ = (parked_head_ + 1) % parked_.size();
+    --parked_count_;
+  }
+  MaybeDone();
+}
+
+bool SendWorker::wants_connections() const {
+  uint64_t due = 0;
+  return Peek(core::MonotonicUs(), &due) != Take::kDone;
+}
+
+SendWorker::Take SendWorker::Peek(uint64_t now_us, uint64_t* due_us) const {
+  if (stopping_ || issued_ >= quota_ || control_.errors() > options_.max_errors) {
+    return Take::kDone;
+  }
+  if (interval_us_ > 0) {
+    const uint64_t k = index_ + issued_ * workers_;
+    const uint64_t due = start_us_ + static_cast<uint64_t>(static_cast<double>(k) * interval_us_);
+    if (due >= end_us_) return Take::kDone;
+    *due_us = due;
+    return due <= now_us ? Take::kReady : Take::kWait;
+  }
+  if (now_us >= end_us_) return Take::kDone;
+  *due_us = 0;
+  return Take::kReady;
+}
+
+SendWorker::Take SendWorker::TakeMessage(MessageTicket* out) {
+  uint64_t due = 0;
+  Take t = Peek(core::MonotonicUs(), &due);
+  if (t != Take::kReady) return t;
+  out->seq = index_ + issued_ * workers_;
+  out->due_us = due;
+  ++issued_;
+  return t;
+}
+
+void SendWorker::Park(ClientConn* conn) {
+  RM_CHECK(parked_count_ < parked_.size());
+  parked_[(parked_head_ + parked_count_) % parked_.size()] = conn;
+  ++parked_count_;
+  uint64_t due = 0;
+  if (Peek(core::MonotonicUs(), &due) == Take::kWait) {
+    const uint64_t due_ms = (due + 999) / 1000;
+    if (!rate_timer_.armed() || rate_timer_.deadline_ms > due_ms) {
+      loop_.timers().Arm(rate_timer_, due_ms);
+    }
+  } else {
+    loop_.timers().Arm(rate_timer_, core::MonotonicMs());
+  }
+}
+
+void SendWorker::RateTimerFired(core::Timer&) {
+  if (finished_conns_ == conns_.size()) return MaybeDone();  // draining files
+  while (parked_count_ > 0) {
+    uint64_t due = 0;
+    const Take t = Peek(core::MonotonicUs(), &due);
+    if (t == Take::kWait) {
+      loop_.timers().Arm(rate_timer_, (due + 999) / 1000);
+      return;
+    }
+    ClientConn* conn = parked_[parked_head_];
+    parked_head_ = (parked_head_ + 1) % parked_.size();
+    --parked_count_;
+    conn->Resume();  // takes the due message, or quits when the run is over
+  }
+}
+
+void SendWorker::ConnFinished() {
+  ++finished_conns_;
+  MaybeDone();
+}
+
+void SendWorker::MaybeDone() {
+  if (done_ || finished_conns_ < conns_.size()) return;
+  if (record_ != nullptr) record_->Flush();
+  const bool files_idle =
+      (record_ == nullptr || record_->idle()) && (dump_ == nullptr || dump_->idle());
+  if (!files_idle) {
+    loop_.timers().Arm(rate_timer_, core::MonotonicMs() + kDrainPollMs);
+    return;
+  }
+  done_ = true;
+  finish_us_ = core::MonotonicUs();
+  loop_.timers().Cancel(rate_timer_);
+  if (dump_ != nullptr && dump_->failures() > 0) {
+    stats_.file_errors += dump_->failures();
+    NoteError(dump_->first_error());
+    CountError(dump_->failures());
+  }
+  if (record_ != nullptr && record_->failures() > 0) {
+    stats_.file_errors += record_->failures();
+    NoteError("--record: write failed");
+    CountError(record_->failures());
+  }
+  buffers_.reset();  // unregistered on the loop thread, which owns the ring
+  control_.WorkerDone();
+}
+
+void SendWorker::OnStopLoop() {
+  // The loop is stopping before we finished (forced stop): whatever completes from now on
+  // is cancelled; no buffer may be read once the ring is gone.
+  buffers_.reset();
+  stopping_ = true;
+}
+
+void SendWorker::CountError(uint64_t n) {
+  if (n == 0) return;
+  LiveCounters::Add(live_.errors, n);
+  control_.AddErrors(static_cast<int64_t>(n));
+}
+
+void SendWorker::NoteError(const std::string& what) {
+  if (stats_.first_error.empty()) stats_.first_error = what;
+}
+
+void SendWorker::Accepted(const MessageTicket& ticket, uint64_t latency_us, uint64_t bytes,
+                          std::string_view reply_text) {
+  ++stats_.ok;
+  stats_.bytes += bytes;
+  stats_.latency.Record(latency_us);
+  LiveCounters::Add(live_.messages, 1);
+  LiveCounters::Add(live_.bytes, bytes);
+  if (record_ == nullptr) return;
+  std::string* line = record_->pending();
+  if (line->size() >= RecordLog::kPendingMax) {
+    ++stats_.file_errors;
+    CountError();
+    return;
+  }
+  AppendUint(ticket.seq, line);
+  line->push_back(' ');
+  factory_.AppendMessageId(ticket.seq, line);
+  line->push_back(' ');
+  line->append(QueueId(reply_text));
+  line->push_back('\n');
+  record_->Flush();
+}
+
+}  // namespace ringmail::ringload
