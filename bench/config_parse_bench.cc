@@ -31,8 +31,11 @@ std::string ExampleText() {
 std::string LargeText(int domains) {
   std::string text = ExampleText();
   for (int i = 0; i < domains; ++i) {
-    text += "Domain \"d" + std::to_string(i) + ".example.com\" {\n"
-            "  routes = ( \"[10.0." + std::to_string(i % 250) + ".1]:25\" \"relay.example.net\" )\n"
+    text += "Domain \"d" + std::to_string(i) +
+            ".example.com\" {\n"
+            "  routes = ( \"[10.0." +
+            std::to_string(i % 250) +
+            ".1]:25\" \"relay.example.net\" )\n"
             "  max_outbound_connections = 50\n  tls = \"required\"\n}\n";
   }
   return text;

@@ -130,18 +130,18 @@ absl::StatusOr<Cidr> Cidr::Parse(std::string_view text) {
   }
   std::optional<IpAddress> address = IpAddress::Parse(address_text);
   if (!address) {
-    return absl::InvalidArgumentError(Cat(
-        "bad CIDR block '", text, "' (expected ADDRESS or ADDRESS/PREFIX, e.g. 10.0.0.0/8)"));
+    return absl::InvalidArgumentError(
+        Cat("bad CIDR block '", text, "' (expected ADDRESS or ADDRESS/PREFIX, e.g. 10.0.0.0/8)"));
   }
   int max_prefix = address->is_v4() ? 32 : 128;
   Cidr out{*address, prefix.value_or(max_prefix)};
   if (out.prefix_length < 0 || out.prefix_length > max_prefix) {
-    return absl::InvalidArgumentError(Cat("prefix length in '", text,
-                                                   "' is out of range (0..", max_prefix, ")"));
+    return absl::InvalidArgumentError(
+        Cat("prefix length in '", text, "' is out of range (0..", max_prefix, ")"));
   }
   if (!HostBitsZero(out.network, out.prefix_length)) {
-    return absl::InvalidArgumentError(Cat("host bits are set in '", text,
-                                                   "' (address and prefix disagree)"));
+    return absl::InvalidArgumentError(
+        Cat("host bits are set in '", text, "' (address and prefix disagree)"));
   }
   return out;
 }
@@ -155,9 +155,7 @@ bool Cidr::Contains(const IpAddress& address) const {
   return PrefixEqual(network.bytes.data(), peer.bytes.data(), prefix_length);
 }
 
-std::string Cidr::ToString() const {
-  return Cat(network.ToString(), "/", prefix_length);
-}
+std::string Cidr::ToString() const { return Cat(network.ToString(), "/", prefix_length); }
 
 bool CidrList::Contains(const IpAddress& address) const {
   for (const Cidr& block : blocks) {
@@ -179,8 +177,7 @@ absl::StatusOr<NetAddress> NetAddress::Parse(std::string_view text,
     std::string_view rest = text.substr(close + 1);
     if (!rest.empty()) {
       if (rest.front() != ':') {
-        return absl::InvalidArgumentError(Cat("expected ':PORT' after ']' in '", text,
-                                                       "'"));
+        return absl::InvalidArgumentError(Cat("expected ':PORT' after ']' in '", text, "'"));
       }
       port_text = rest.substr(1);
     }
@@ -191,8 +188,8 @@ absl::StatusOr<NetAddress> NetAddress::Parse(std::string_view text,
   }
   std::optional<IpAddress> ip = IpAddress::Parse(host);
   if (!ip) {
-    return absl::InvalidArgumentError(Cat(
-        "bad address '", text, "' (expected IP:PORT, IPv6 as [::1]:PORT; no host names)"));
+    return absl::InvalidArgumentError(
+        Cat("bad address '", text, "' (expected IP:PORT, IPv6 as [::1]:PORT; no host names)"));
   }
   NetAddress out{*ip, 0};
   if (port_text) {
@@ -218,8 +215,8 @@ absl::StatusOr<RouteHost> RouteHost::Parse(std::string_view text) {
   if (!text.empty() && text.front() == '[') {
     absl::StatusOr<NetAddress> address = NetAddress::Parse(text, uint16_t{0});
     if (!address.ok()) {
-      return absl::InvalidArgumentError(Cat("bad route '", text,
-                                                     "': ", address.status().message()));
+      return absl::InvalidArgumentError(
+          Cat("bad route '", text, "': ", address.status().message()));
     }
     out.literal = true;
     out.host = address->ip.ToString();
@@ -235,9 +232,8 @@ absl::StatusOr<RouteHost> RouteHost::Parse(std::string_view text) {
   }
   absl::StatusOr<std::string> name = NormalizeDomainName(host);
   if (!name.ok()) {
-    return absl::InvalidArgumentError(Cat("bad route '", text,
-                                          "' (expected HOST[:PORT] or [IP][:PORT]): ",
-                                          name.status().message()));
+    return absl::InvalidArgumentError(Cat(
+        "bad route '", text, "' (expected HOST[:PORT] or [IP][:PORT]): ", name.status().message()));
   }
   out.host = *std::move(name);
   return out;

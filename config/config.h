@@ -80,8 +80,8 @@ struct GlobalOptions {
   std::string delivery_pool;       // canonical eventloop pool name; empty: the master loop
   std::string maintainer_pool;
   uint16_t remote_smtp_port = 25;
-  std::vector<RouteHost> default_route;  // empty: MX routing
-  int64_t max_outbound_connections = 0;  // all domains together
+  std::vector<RouteHost> default_route;         // empty: MX routing
+  int64_t max_outbound_connections = 0;         // all domains together
   int64_t domain_max_outbound_connections = 0;  // per domain unless its scope says otherwise
   int64_t max_deliveries_per_connection = 0;
   OutboundTls outbound_tls = OutboundTls::kOpportunistic;
@@ -101,11 +101,11 @@ struct EventLoopPoolConfig {
 };
 
 struct ThreadPoolConfig {
-  std::string name;           // canonical spelling (the standard one, or as first written)
-  int64_t concurrency = 0;    // 0: jobs run inline on the submitting thread
+  std::string name;         // canonical spelling (the standard one, or as first written)
+  int64_t concurrency = 0;  // 0: jobs run inline on the submitting thread
   int64_t backlog = 0;
   uint64_t stack_size_bytes = 0;
-  bool standard = false;      // one of the built-in pools
+  bool standard = false;  // one of the built-in pools
 };
 
 struct ListenConfig {
@@ -160,7 +160,7 @@ struct ControlListenerConfig {
 };
 
 struct DomainConfig {
-  std::string name;  // lower case; empty for Config::default_domain
+  std::string name;               // lower case; empty for Config::default_domain
   std::vector<RouteHost> routes;  // empty: GlobalOptions::default_route, else MX
   int64_t max_outbound_connections = 0;
   int64_t max_deliveries_per_connection = 0;

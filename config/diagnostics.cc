@@ -23,11 +23,10 @@ void Diagnostics::Error(Position position, std::string message) {
     truncated_ = true;
     return;
   }
-  std::string file = position.file >= 0 && position.file < file_count()
-                         ? files_[position.file]
-                         : std::string("<config>");
-  errors_.push_back(ConfigError{std::move(file), position.line, position.column,
-                                std::move(message)});
+  std::string file = position.file >= 0 && position.file < file_count() ? files_[position.file]
+                                                                        : std::string("<config>");
+  errors_.push_back(
+      ConfigError{std::move(file), position.line, position.column, std::move(message)});
 }
 
 void Diagnostics::ErrorWithoutPosition(std::string file, std::string message) {
@@ -52,8 +51,8 @@ absl::Status Diagnostics::ToStatus() const {
 }
 
 std::string Diagnostics::Where(Position position) const {
-  std::string file = position.file >= 0 && position.file < file_count() ? files_[position.file]
-                                                                         : "<config>";
+  std::string file =
+      position.file >= 0 && position.file < file_count() ? files_[position.file] : "<config>";
   return Cat(file, ":", position.line, ":", position.column);
 }
 

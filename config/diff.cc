@@ -56,7 +56,7 @@ std::string FormatChanges(const std::vector<ConfigChange>& changes) {
   std::string out;
   for (const ConfigChange& c : changes) {
     Append(&out, c.path, ": ", c.old_value, " -> ", c.new_value,
-                    c.applies_live ? " (live)\n" : " (needs restart)\n");
+           c.applies_live ? " (live)\n" : " (needs restart)\n");
   }
   return out;
 }

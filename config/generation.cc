@@ -15,8 +15,7 @@ namespace ringmail::config {
 namespace {
 
 absl::StatusOr<std::shared_ptr<const Config>> Finish(const std::vector<Node>& nodes,
-                                                     std::string source,
-                                                     Diagnostics* diagnostics,
+                                                     std::string source, Diagnostics* diagnostics,
                                                      std::vector<ConfigError>* errors) {
   std::shared_ptr<Config> config;
   // A file that did not parse is not typed: its half-tree would only add noise.
@@ -72,10 +71,10 @@ absl::Status ValidateConcurrency(const Config& config, int available_cpus,
   if (total <= allowed) return absl::OkStatus();
   std::vector<std::string> parts;
   for (const LoopCount& count : counts) parts.push_back(Cat(count.pool, ": ", count.loops));
-  return absl::FailedPreconditionError(Cat(
-      "eventloop pools ask for ", total, " loops (", absl::StrJoin(parts, ", "), " on ",
-      std::max(available_cpus, 1), " CPUs) but the license allows ", allowed,
-      allowed == 1 ? " (no valid license, or a license for 1 loop)" : ""));
+  return absl::FailedPreconditionError(
+      Cat("eventloop pools ask for ", total, " loops (", absl::StrJoin(parts, ", "), " on ",
+          std::max(available_cpus, 1), " CPUs) but the license allows ", allowed,
+          allowed == 1 ? " (no valid license, or a license for 1 loop)" : ""));
 }
 
 uint64_t GenerationStore::Publish(std::shared_ptr<const Config> config) {

@@ -18,9 +18,9 @@ struct Unit {
 };
 
 constexpr Unit kSizeUnits[] = {
-    {"b", 1},           {"k", 1LL << 10},   {"kb", 1LL << 10}, {"kib", 1LL << 10},
+    {"b", 1},           {"k", 1LL << 10},   {"kb", 1LL << 10},  {"kib", 1LL << 10},
     {"m", 1LL << 20},   {"mb", 1LL << 20},  {"mib", 1LL << 20}, {"g", 1LL << 30},
-    {"gb", 1LL << 30},  {"gib", 1LL << 30}, {"t", 1LL << 40},  {"tb", 1LL << 40},
+    {"gb", 1LL << 30},  {"gib", 1LL << 30}, {"t", 1LL << 40},   {"tb", 1LL << 40},
     {"tib", 1LL << 40},
 };
 
@@ -49,8 +49,20 @@ std::optional<int64_t> Lookup(const Unit (&units)[N], std::string_view lower) {
 // Characters that end a bare word.
 bool IsDelimiter(char c) {
   switch (c) {
-    case ' ': case '\t': case '\r': case '\n': case '\f': case '\v':
-    case '{': case '}': case '(': case ')': case '=': case '#': case '"': case ',':
+    case ' ':
+    case '\t':
+    case '\r':
+    case '\n':
+    case '\f':
+    case '\v':
+    case '{':
+    case '}':
+    case '(':
+    case ')':
+    case '=':
+    case '#':
+    case '"':
+    case ',':
       return true;
     default:
       return false;
@@ -90,8 +102,8 @@ Token ClassifyUnitNumber(std::string_view word, size_t digits_end, int64_t numbe
   std::optional<int64_t> size = Lookup(kSizeUnits, unit);
   std::optional<int64_t> duration = Lookup(kDurationUnits, unit);
   if (!size && !duration) {
-    return ErrorToken(pos, Cat("unknown unit '", word.substr(digits_end), "' in '",
-                                        word, "' (", kUnitHelp, ")"));
+    return ErrorToken(
+        pos, Cat("unknown unit '", word.substr(digits_end), "' in '", word, "' (", kUnitHelp, ")"));
   }
   Token token;
   token.kind = TokenKind::kUnitNumber;
@@ -117,26 +129,41 @@ Token ClassifyUnitNumber(std::string_view word, size_t digits_end, int64_t numbe
 
 const char* TokenKindName(TokenKind kind) {
   switch (kind) {
-    case TokenKind::kEnd: return "end of file";
-    case TokenKind::kWord: return "word";
-    case TokenKind::kString: return "string";
-    case TokenKind::kInteger: return "integer";
-    case TokenKind::kUnitNumber: return "number with unit";
-    case TokenKind::kPercent: return "percentage";
-    case TokenKind::kEquals: return "'='";
-    case TokenKind::kLBrace: return "'{'";
-    case TokenKind::kRBrace: return "'}'";
-    case TokenKind::kLParen: return "'('";
-    case TokenKind::kRParen: return "')'";
-    case TokenKind::kError: return "error";
+    case TokenKind::kEnd:
+      return "end of file";
+    case TokenKind::kWord:
+      return "word";
+    case TokenKind::kString:
+      return "string";
+    case TokenKind::kInteger:
+      return "integer";
+    case TokenKind::kUnitNumber:
+      return "number with unit";
+    case TokenKind::kPercent:
+      return "percentage";
+    case TokenKind::kEquals:
+      return "'='";
+    case TokenKind::kLBrace:
+      return "'{'";
+    case TokenKind::kRBrace:
+      return "'}'";
+    case TokenKind::kLParen:
+      return "'('";
+    case TokenKind::kRParen:
+      return "')'";
+    case TokenKind::kError:
+      return "error";
   }
   return "token";
 }
 
 bool Token::is_scalar() const {
   switch (kind) {
-    case TokenKind::kWord: case TokenKind::kString: case TokenKind::kInteger:
-    case TokenKind::kUnitNumber: case TokenKind::kPercent:
+    case TokenKind::kWord:
+    case TokenKind::kString:
+    case TokenKind::kInteger:
+    case TokenKind::kUnitNumber:
+    case TokenKind::kPercent:
       return true;
     default:
       return false;
@@ -151,41 +178,29 @@ std::string Token::Describe() const {
 }
 
 Token ClassifyBare(std::string_view word, Position pos) {
+  Token token;
+  token.kind = TokenKind::kWord;
+  token.pos = pos;
+  token.text = std::string(word);
   size_t start = (!word.empty() && word[0] == '-') ? 1 : 0;
   size_t digits = DigitRun(word, start);
-  if (digits == 0) {
-    Token token;
-    token.kind = TokenKind::kWord;
-    token.pos = pos;
-    token.text = std::string(word);
-    return token;
-  }
+  if (digits == 0) return token;
   size_t digits_end = start + digits;
   std::string_view rest = word.substr(digits_end);
-  bool numeric = rest.empty() || rest == "%" || AllAlpha(rest);
-  if (!numeric) {
+  if (!rest.empty() && rest != "%" && !AllAlpha(rest)) {
     // "1.5GB": a fraction with a unit is a mistake worth naming; "127.0.0.1" is a word.
     size_t dot_digits = rest.size() > 1 && rest[0] == '.' ? DigitRun(rest, 1) : 0;
     if (dot_digits > 0 && AllAlpha(rest.substr(1 + dot_digits))) {
-      return ErrorToken(pos, Cat("fractional number '", word,
-                                          "' is not supported; use a smaller unit"));
+      return ErrorToken(pos,
+                        Cat("fractional number '", word, "' is not supported; use a smaller unit"));
     }
-    Token token;
-    token.kind = TokenKind::kWord;
-    token.pos = pos;
-    token.text = std::string(word);
     return token;
   }
-  int64_t number = 0;
-  if (!absl::SimpleAtoi(Av(word.substr(0, digits_end)), &number)) {
+  if (!absl::SimpleAtoi(Av(word.substr(0, digits_end)), &token.number)) {
     return ErrorToken(pos, Cat("number '", word, "' is too large"));
   }
-  if (!rest.empty() && rest != "%") return ClassifyUnitNumber(word, digits_end, number, pos);
-  Token token;
+  if (!rest.empty() && rest != "%") return ClassifyUnitNumber(word, digits_end, token.number, pos);
   token.kind = rest.empty() ? TokenKind::kInteger : TokenKind::kPercent;
-  token.pos = pos;
-  token.text = std::string(word);
-  token.number = number;
   return token;
 }
 
@@ -239,13 +254,25 @@ Token Lexer::Next() {
   char c = text_[offset_];
   TokenKind single = TokenKind::kEnd;
   switch (c) {
-    case '=': single = TokenKind::kEquals; break;
-    case '{': single = TokenKind::kLBrace; break;
-    case '}': single = TokenKind::kRBrace; break;
-    case '(': single = TokenKind::kLParen; break;
-    case ')': single = TokenKind::kRParen; break;
-    case '"': return LexString();
-    default: break;
+    case '=':
+      single = TokenKind::kEquals;
+      break;
+    case '{':
+      single = TokenKind::kLBrace;
+      break;
+    case '}':
+      single = TokenKind::kRBrace;
+      break;
+    case '(':
+      single = TokenKind::kLParen;
+      break;
+    case ')':
+      single = TokenKind::kRParen;
+      break;
+    case '"':
+      return LexString();
+    default:
+      break;
   }
   if (single != TokenKind::kEnd) {
     Advance();
@@ -254,7 +281,7 @@ Token Lexer::Next() {
   if (IsControl(c)) {
     Advance();
     return Error(pos, Cat("unexpected control character 0x",
-                                   absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2)));
+                          absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2)));
   }
   return LexBare();
 }
@@ -278,15 +305,25 @@ Token Lexer::LexString() {
       if (offset_ >= text_.size() || e == '\n') continue;  // reported as unterminated
       Advance();
       switch (e) {
-        case '"': c = '"'; break;
-        case '\\': c = '\\'; break;
-        case 'n': c = '\n'; break;
-        case 't': c = '\t'; break;
-        case 'r': c = '\r'; break;
+        case '"':
+          c = '"';
+          break;
+        case '\\':
+          c = '\\';
+          break;
+        case 'n':
+          c = '\n';
+          break;
+        case 't':
+          c = '\t';
+          break;
+        case 'r':
+          c = '\r';
+          break;
         default:
           if (!error) {
             error = Error(here, Cat("unknown escape '\\", absl::string_view(&e, 1),
-                                             "' in string (use \\\" \\\\ \\n \\t \\r)"));
+                                    "' in string (use \\\" \\\\ \\n \\t \\r)"));
           }
           continue;
       }
@@ -295,8 +332,7 @@ Token Lexer::LexString() {
       continue;
     }
     if (token.text.size() >= kMaxTokenBytes) {
-      if (!error) error = Error(open, Cat("string longer than ", kMaxTokenBytes,
-                                                   " bytes"));
+      if (!error) error = Error(open, Cat("string longer than ", kMaxTokenBytes, " bytes"));
       continue;
     }
     token.text.push_back(c);

@@ -20,8 +20,7 @@ namespace {
 bool ValidPoolName(std::string_view name) {
   if (name.empty() || name.size() > kMaxPoolNameBytes) return false;
   for (char c : name) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' &&
-        c != '.') {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') {
       return false;
     }
   }
@@ -137,8 +136,8 @@ void Builder::ApplyKeys(ScopeKind scope, const std::vector<Node>& statements, vo
     }
     std::string key_path = KeyPath(path, key->name);
     if (auto it = set_at_.find(key_path); it != set_at_.end()) {
-      d_->Error(node.pos, Cat("duplicate key '", node.name, "' (first set at ",
-                                       d_->Where(it->second), ")"));
+      d_->Error(node.pos,
+                Cat("duplicate key '", node.name, "' (first set at ", d_->Where(it->second), ")"));
       continue;
     }
     TypedValue value;
@@ -170,8 +169,7 @@ std::optional<std::string> Builder::Argument(const ScopeSpec& spec, const Node& 
   *ok = false;
   if (spec.arg == ArgKind::kNone) {
     if (node.argument) {
-      d_->Error(node.argument->pos, Cat(spec.name, " takes no argument: ",
-                                                 spec.help));
+      d_->Error(node.argument->pos, Cat(spec.name, " takes no argument: ", spec.help));
       return std::nullopt;
     }
     *ok = true;
@@ -187,26 +185,29 @@ std::optional<std::string> Builder::Argument(const ScopeSpec& spec, const Node& 
   switch (spec.arg) {
     case ArgKind::kName:
       if (!ValidPoolName(arg.text)) {
-        problem = Cat("bad ", spec.name, " name ", arg.Describe(), " (1..",
-                               kMaxPoolNameBytes, " letters, digits, '_', '-', '.')");
+        problem = Cat("bad ", spec.name, " name ", arg.Describe(), " (1..", kMaxPoolNameBytes,
+                      " letters, digits, '_', '-', '.')");
       }
       break;
     case ArgKind::kInetAddress: {
       absl::StatusOr<NetAddress> address = NetAddress::Parse(arg.text);
-      if (address.ok()) value = address->ToString();
-      else problem = Cat("bad listen address: ", address.status().message());
+      if (address.ok())
+        value = address->ToString();
+      else
+        problem = Cat("bad listen address: ", address.status().message());
       break;
     }
     case ArgKind::kPath:
       if (arg.text.empty() || arg.text.size() > kMaxSocketPathBytes) {
-        problem = Cat("bad socket path ", arg.Describe(), " (1..", kMaxSocketPathBytes,
-                               " bytes)");
+        problem = Cat("bad socket path ", arg.Describe(), " (1..", kMaxSocketPathBytes, " bytes)");
       }
       break;
     case ArgKind::kDomain: {
       absl::StatusOr<std::string> name = NormalizeDomainName(arg.text);
-      if (name.ok()) value = *name;
-      else problem = Cat("bad domain: ", name.status().message());
+      if (name.ok())
+        value = *name;
+      else
+        problem = Cat("bad domain: ", name.status().message());
       break;
     }
     case ArgKind::kNone:
@@ -226,12 +227,11 @@ bool Builder::Claim(const ScopeSpec& spec, const Node& node, const std::string& 
     // Non-repeatable scopes have no argument, so their path is the same every time.
     if (auto it = scope_at_.find(lower); it != scope_at_.end()) {
       d_->Error(node.pos, Cat("only one ", spec.name, " scope is allowed (first at ",
-                                       d_->Where(it->second), ")"));
+                              d_->Where(it->second), ")"));
       return false;
     }
   } else if (auto it = scope_at_.find(lower); it != scope_at_.end()) {
-    d_->Error(node.pos, Cat("duplicate ", path, " (first defined at ",
-                                     d_->Where(it->second), ")"));
+    d_->Error(node.pos, Cat("duplicate ", path, " (first defined at ", d_->Where(it->second), ")"));
     return false;
   }
   scope_at_.emplace(std::move(lower), node.pos);
@@ -291,8 +291,7 @@ void Builder::BuildScope(const ScopeSpec& spec, const Node& node, const std::str
   BuildChildScopes(spec.kind, node.children, path, nullptr);
 }
 
-void Builder::BuildThreadPool(const Node& node, const std::string& name,
-                              const std::string& path) {
+void Builder::BuildThreadPool(const Node& node, const std::string& name, const std::string& path) {
   for (ThreadPoolConfig& pool : config_.thread_pools) {
     if (absl::EqualsIgnoreCase(pool.name, name)) {
       // A standard pool keeps its canonical spelling, so the path is re-made from it.
@@ -320,7 +319,9 @@ void Builder::BuildListen(const ScopeSpec& spec, const Node& node, const std::st
   }
   ListenConfig listen;
   ApplyDefaults(spec.kind, &listen);
-  listen.address = *NetAddress::Parse(argument);  // canonical text: parses again
+  absl::StatusOr<NetAddress> address = NetAddress::Parse(argument);
+  if (!address.ok()) return;  // not reached: Argument() made this text from a parsed address
+  listen.address = *address;
   ApplyKeys(spec.kind, node.children, &listen, path);
   BuildChildScopes(spec.kind, node.children, path, nullptr);
   std::string owner(GetScopeSpec(spec.parent).name);
@@ -333,8 +334,7 @@ void Builder::ResolveNames() {
   Position nowhere{0, 1, 1};
   if (global.hostname.empty()) {
     global.hostname = SystemHostname();
-  } else if (absl::StatusOr<std::string> name = NormalizeDomainName(global.hostname);
-             name.ok()) {
+  } else if (absl::StatusOr<std::string> name = NormalizeDomainName(global.hostname); name.ok()) {
     global.hostname = *name;
   } else {
     d_->Error(SetAt("hostname", nowhere), Cat("hostname: ", name.status().message()));
@@ -343,9 +343,9 @@ void Builder::ResolveNames() {
     global.postmaster = Cat("postmaster@", global.hostname);
   } else if (size_t at = global.postmaster.rfind('@');
              at == std::string::npos || at == 0 || at + 1 == global.postmaster.size()) {
-    d_->Error(SetAt("postmaster", nowhere),
-              Cat("postmaster must be an address (local@domain), got ",
-                           QuoteString(global.postmaster)));
+    d_->Error(
+        SetAt("postmaster", nowhere),
+        Cat("postmaster must be an address (local@domain), got ", QuoteString(global.postmaster)));
   }
   EsmtpListenerConfig& smtp = config_.esmtp;
   if (smtp.hostname.empty()) smtp.hostname = global.hostname;
@@ -366,9 +366,8 @@ void Builder::ResolvePool(const std::string& path, std::string* field) {
   for (const EventLoopPoolConfig& pool : config_.eventloops) names.push_back(pool.name);
   std::string defined = names.empty() ? std::string("no eventloop scope is defined")
                                       : Cat("defined: ", absl::StrJoin(names, ", "));
-  d_->Error(SetAt(path, Position{0, 1, 1}),
-            Cat(path, " names eventloop pool ", QuoteString(*field),
-                         ", which does not exist (", defined, ")"));
+  d_->Error(SetAt(path, Position{0, 1, 1}), Cat(path, " names eventloop pool ", QuoteString(*field),
+                                                ", which does not exist (", defined, ")"));
 }
 
 void Builder::InheritDomainDefaults(DomainConfig* domain, const std::string& path) {
@@ -385,10 +384,9 @@ void Builder::CheckRetry() {
   const GlobalOptions& global = config_.global;
   if (global.max_retry_interval >= global.retry_interval) return;
   Position at = SetAt("max_retry_interval", SetAt("retry_interval", Position{0, 1, 1}));
-  d_->Error(at, Cat("max_retry_interval (",
-                             absl::FormatDuration(global.max_retry_interval),
-                             ") is shorter than retry_interval (",
-                             absl::FormatDuration(global.retry_interval), ")"));
+  d_->Error(at, Cat("max_retry_interval (", absl::FormatDuration(global.max_retry_interval),
+                    ") is shorter than retry_interval (",
+                    absl::FormatDuration(global.retry_interval), ")"));
 }
 
 void Builder::CheckTls(const std::string& scope_path, const std::string& certificate,
@@ -402,8 +400,7 @@ void Builder::CheckTls(const std::string& scope_path, const std::string& certifi
     std::string set = certificate.empty() ? "tls_key" : "tls_certificate";
     std::string unset = certificate.empty() ? "tls_certificate" : "tls_key";
     d_->Error(SetAt(KeyPath(scope_path, set), scope_pos),
-              Cat(scope_path, ": ", set, " is set but ", unset,
-                           " is not (set both or neither)"));
+              Cat(scope_path, ": ", set, " is set but ", unset, " is not (set both or neither)"));
     return;
   }
   if (!certificate.empty()) return;
@@ -415,8 +412,7 @@ void Builder::CheckTls(const std::string& scope_path, const std::string& certifi
     if (l.tls != ListenTls::kImplicit) continue;
     std::string path = ScopePath(scope_path, "Listen", l.address.ToString());
     d_->Error(SetAt(KeyPath(path, "tls"), scope_pos),
-              Cat(path, ": tls = \"implicit\" needs tls_certificate and tls_key in ",
-                           scope_path));
+              Cat(path, ": tls = \"implicit\" needs tls_certificate and tls_key in ", scope_path));
   }
 }
 
@@ -439,10 +435,9 @@ void Builder::CheckListenClashes() {
     for (size_t j = 0; j < i; ++j) {
       if (!Clash(listen_sites_[i].address, listen_sites_[j].address)) continue;
       d_->Error(listen_sites_[i].pos,
-                Cat("listen address ", listen_sites_[i].address.ToString(),
-                             " clashes with ", listen_sites_[j].owner, " Listen ",
-                             listen_sites_[j].address.ToString(), " at ",
-                             d_->Where(listen_sites_[j].pos)));
+                Cat("listen address ", listen_sites_[i].address.ToString(), " clashes with ",
+                    listen_sites_[j].owner, " Listen ", listen_sites_[j].address.ToString(), " at ",
+                    d_->Where(listen_sites_[j].pos)));
       break;
     }
   }

@@ -114,8 +114,8 @@ void Parser::ParseStatements(Stream& s, std::vector<Node>* out, int depth, const
     switch (token.kind) {
       case TokenKind::kEnd:
         if (scope != nullptr) {
-          diagnostics_->Error(scope->pos, Cat("scope '", scope->name,
-                                                       "' is never closed (missing '}')"));
+          diagnostics_->Error(scope->pos,
+                              Cat("scope '", scope->name, "' is never closed (missing '}')"));
         }
         return;
       case TokenKind::kRBrace:
@@ -131,8 +131,7 @@ void Parser::ParseStatements(Stream& s, std::vector<Node>* out, int depth, const
         break;
       default: {
         Position where = token.pos;
-        diagnostics_->Error(where, Cat("expected a key or a scope name, got ",
-                                                token.Describe()));
+        diagnostics_->Error(where, Cat("expected a key or a scope name, got ", token.Describe()));
         Recover(s, where);
         break;
       }
@@ -204,10 +203,10 @@ void Parser::ParseStatement(Stream& s, std::vector<Node>* out, int depth) {
   if (s.Peek().kind != TokenKind::kLBrace) {
     const Token& bad = s.Peek();
     Position where = bad.pos;
-    std::string after = node.argument ? Cat(node.name, " ", node.argument->Describe())
-                                      : Cat("'", node.name, "'");
-    diagnostics_->Error(where, Cat("expected ", node.argument ? "'{'" : "'=' or '{'",
-                                            " after ", after, ", got ", bad.Describe()));
+    std::string after =
+        node.argument ? Cat(node.name, " ", node.argument->Describe()) : Cat("'", node.name, "'");
+    diagnostics_->Error(where, Cat("expected ", node.argument ? "'{'" : "'=' or '{'", " after ",
+                                   after, ", got ", bad.Describe()));
     Recover(s, where);
     return;
   }
@@ -217,8 +216,8 @@ void Parser::ParseStatement(Stream& s, std::vector<Node>* out, int depth) {
 void Parser::ParseScope(Stream& s, Node node, std::vector<Node>* out, int depth) {
   s.Take();  // '{'
   if (depth >= kMaxScopeDepth) {
-    diagnostics_->Error(node.pos, Cat("scopes nested too deeply (more than ",
-                                               kMaxScopeDepth, " levels)"));
+    diagnostics_->Error(node.pos,
+                        Cat("scopes nested too deeply (more than ", kMaxScopeDepth, " levels)"));
     SkipBlock(s);
     return;
   }
@@ -230,7 +229,7 @@ std::optional<std::string> Parser::CheckInclude(const Token& path_token,
                                                 const std::string& resolved) {
   if (static_cast<int>(open_files_.size()) > kMaxIncludeDepth) {
     diagnostics_->Error(path_token.pos, Cat("includes nested too deeply (more than ",
-                                                     kMaxIncludeDepth, " levels)"));
+                                            kMaxIncludeDepth, " levels)"));
     return std::nullopt;
   }
   if (files_loaded_ >= kMaxIncludedFiles) {
@@ -240,8 +239,8 @@ std::optional<std::string> Parser::CheckInclude(const Token& path_token,
   }
   std::optional<std::string> canonical = RealPath(resolved);
   if (!canonical) {
-    diagnostics_->Error(path_token.pos, Cat("cannot open include file '", resolved,
-                                                     "': ", ErrnoText(errno)));
+    diagnostics_->Error(path_token.pos,
+                        Cat("cannot open include file '", resolved, "': ", ErrnoText(errno)));
     return std::nullopt;
   }
   for (size_t i = 0; i < open_files_.size(); ++i) {
@@ -251,8 +250,7 @@ std::optional<std::string> Parser::CheckInclude(const Token& path_token,
       chain.push_back(diagnostics_->file_name(open_files_[j].file));
     }
     chain.push_back(resolved);
-    diagnostics_->Error(path_token.pos,
-                        Cat("include cycle: ", absl::StrJoin(chain, " -> ")));
+    diagnostics_->Error(path_token.pos, Cat("include cycle: ", absl::StrJoin(chain, " -> ")));
     return std::nullopt;
   }
   return canonical;
@@ -269,13 +267,13 @@ void Parser::ParseInclude(Stream& s, std::vector<Node>* out, int depth) {
   absl::StatusOr<std::string> text = ReadSmallFile(*canonical, kMaxFileBytes);
   if (!text.ok()) {
     diagnostics_->Error(path_token.pos, Cat("cannot read include file '", resolved,
-                                                     "': ", text.status().message()));
+                                            "': ", text.status().message()));
     return;
   }
   total_bytes_ += text->size();
   if (total_bytes_ > kMaxTotalBytes) {
-    diagnostics_->Error(path_token.pos, Cat("included files exceed ", kMaxTotalBytes,
-                                                     " bytes in all"));
+    diagnostics_->Error(path_token.pos,
+                        Cat("included files exceed ", kMaxTotalBytes, " bytes in all"));
     return;
   }
   ++files_loaded_;
@@ -326,8 +324,7 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t max_by
     if (n == 0) break;
     if (out.size() + static_cast<size_t>(n) > max_bytes) {
       close(fd);
-      return absl::ResourceExhaustedError(Cat("file is larger than ", max_bytes,
-                                                       " bytes"));
+      return absl::ResourceExhaustedError(Cat("file is larger than ", max_bytes, " bytes"));
     }
     out.append(buffer, static_cast<size_t>(n));
   }
@@ -340,23 +337,22 @@ std::vector<Node> ParseConfigText(std::string_view text, std::string_view name,
   std::vector<Node> nodes;
   int file = diagnostics->AddFile(std::string(name));
   if (text.size() > kMaxFileBytes) {
-    diagnostics->ErrorWithoutPosition(std::string(name), Cat("file is larger than ",
-                                                                      kMaxFileBytes, " bytes"));
+    diagnostics->ErrorWithoutPosition(std::string(name),
+                                      Cat("file is larger than ", kMaxFileBytes, " bytes"));
     return nodes;
   }
   Parser parser(diagnostics);
   parser.set_total_bytes(text.size());
   // The canonical path lets an include of the main file itself be caught as a cycle.
-  parser.ParseFile(text, file, RealPath(std::string(name)).value_or(std::string(name)), &nodes,
-                   0);
+  parser.ParseFile(text, file, RealPath(std::string(name)).value_or(std::string(name)), &nodes, 0);
   return nodes;
 }
 
 std::vector<Node> ParseConfigFile(const std::string& path, Diagnostics* diagnostics) {
   absl::StatusOr<std::string> text = ReadSmallFile(path, kMaxFileBytes);
   if (!text.ok()) {
-    diagnostics->ErrorWithoutPosition(path, Cat("cannot read config file: ",
-                                                         text.status().message()));
+    diagnostics->ErrorWithoutPosition(path,
+                                      Cat("cannot read config file: ", text.status().message()));
     return {};
   }
   return ParseConfigText(*text, path, diagnostics);

@@ -43,11 +43,11 @@ struct Value {
 struct Node {
   enum class Kind : uint8_t { kAssignment, kScope };
   Kind kind = Kind::kAssignment;
-  std::string name;  // as written
-  Position pos;      // of the name
-  Value value;                     // kAssignment
-  std::optional<Token> argument;   // kScope: the "arg" of `Name "arg" { }`, if any
-  std::vector<Node> children;      // kScope
+  std::string name;               // as written
+  Position pos;                   // of the name
+  Value value;                    // kAssignment
+  std::optional<Token> argument;  // kScope: the "arg" of `Name "arg" { }`, if any
+  std::vector<Node> children;     // kScope
 };
 
 // Parses `text` (registered in `diagnostics` under `name`). Includes are resolved relative

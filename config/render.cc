@@ -17,8 +17,8 @@ void Add(std::vector<ScopeInstance>* out, ScopeKind kind, const std::string& par
 
 void AddListens(std::vector<ScopeInstance>* out, ScopeKind kind, const std::string& parent,
                 const std::vector<ListenConfig>& listens) {
-  for (const ListenConfig& listen : listens) Add(out, kind, parent, listen.address.ToString(),
-                                                 &listen);
+  for (const ListenConfig& listen : listens)
+    Add(out, kind, parent, listen.address.ToString(), &listen);
 }
 
 }  // namespace
@@ -71,8 +71,8 @@ std::string RenderConfigFlat(const Config& config) {
 }
 
 std::string RenderConfigText(const Config& config) {
-  std::string out = Cat("# ringmail configuration, every value explicit (from ",
-                                 config.source, ")\n");
+  std::string out =
+      Cat("# ringmail configuration, every value explicit (from ", config.source, ")\n");
   int open = 0;  // braces open: 1 inside a top-level scope, 2 inside a Listen
   auto close_to = [&](int depth) {
     while (open > depth) {
@@ -95,7 +95,7 @@ std::string RenderConfigText(const Config& config) {
     for (const KeySpec& key : AllKeys()) {
       if (key.scope != instance.kind) continue;
       Append(&out, std::string(2 * depth, ' '), key.name, " = ",
-                      RenderValue(key, key.load(instance.object)), "\n");
+             RenderValue(key, key.load(instance.object)), "\n");
     }
   }
   close_to(0);

@@ -4,7 +4,6 @@
 // template checks at compile time that the field belongs to the scope's struct and that its
 // C++ type fits the key's type; tests check that every default parses and lies in range.
 #include "config/schema.h"
-#include "config/strings.h"
 
 #include <algorithm>
 #include <type_traits>
@@ -14,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "config/strings.h"
 
 namespace ringmail::config {
 namespace {
@@ -30,33 +30,69 @@ struct Member<kMember> {
 
 template <ScopeKind>
 struct ScopeStruct;
-template <> struct ScopeStruct<ScopeKind::kGlobal> { using Type = GlobalOptions; };
-template <> struct ScopeStruct<ScopeKind::kEventLoop> { using Type = EventLoopPoolConfig; };
-template <> struct ScopeStruct<ScopeKind::kThreadPool> { using Type = ThreadPoolConfig; };
-template <> struct ScopeStruct<ScopeKind::kEsmtpListener> { using Type = EsmtpListenerConfig; };
-template <> struct ScopeStruct<ScopeKind::kEsmtpListen> { using Type = ListenConfig; };
-template <> struct ScopeStruct<ScopeKind::kHttpListener> { using Type = HttpListenerConfig; };
-template <> struct ScopeStruct<ScopeKind::kHttpListen> { using Type = ListenConfig; };
-template <> struct ScopeStruct<ScopeKind::kControlListener> {
+template <>
+struct ScopeStruct<ScopeKind::kGlobal> {
+  using Type = GlobalOptions;
+};
+template <>
+struct ScopeStruct<ScopeKind::kEventLoop> {
+  using Type = EventLoopPoolConfig;
+};
+template <>
+struct ScopeStruct<ScopeKind::kThreadPool> {
+  using Type = ThreadPoolConfig;
+};
+template <>
+struct ScopeStruct<ScopeKind::kEsmtpListener> {
+  using Type = EsmtpListenerConfig;
+};
+template <>
+struct ScopeStruct<ScopeKind::kEsmtpListen> {
+  using Type = ListenConfig;
+};
+template <>
+struct ScopeStruct<ScopeKind::kHttpListener> {
+  using Type = HttpListenerConfig;
+};
+template <>
+struct ScopeStruct<ScopeKind::kHttpListen> {
+  using Type = ListenConfig;
+};
+template <>
+struct ScopeStruct<ScopeKind::kControlListener> {
   using Type = ControlListenerConfig;
 };
-template <> struct ScopeStruct<ScopeKind::kDomain> { using Type = DomainConfig; };
+template <>
+struct ScopeStruct<ScopeKind::kDomain> {
+  using Type = DomainConfig;
+};
 
 template <ValueType kType, typename T>
 constexpr bool Fits() {
   switch (kType) {
-    case ValueType::kString: return std::is_same_v<T, std::string>;
-    case ValueType::kInt: return std::is_integral_v<T> && !std::is_same_v<T, bool>;
-    case ValueType::kSize: return std::is_same_v<T, uint64_t>;
-    case ValueType::kDuration: return std::is_same_v<T, absl::Duration>;
-    case ValueType::kBool: return std::is_same_v<T, bool>;
-    case ValueType::kPercentOrInt: return std::is_same_v<T, ConcurrencySpec>;
-    case ValueType::kEnum: return std::is_enum_v<T>;
+    case ValueType::kString:
+      return std::is_same_v<T, std::string>;
+    case ValueType::kInt:
+      return std::is_integral_v<T> && !std::is_same_v<T, bool>;
+    case ValueType::kSize:
+      return std::is_same_v<T, uint64_t>;
+    case ValueType::kDuration:
+      return std::is_same_v<T, absl::Duration>;
+    case ValueType::kBool:
+      return std::is_same_v<T, bool>;
+    case ValueType::kPercentOrInt:
+      return std::is_same_v<T, ConcurrencySpec>;
+    case ValueType::kEnum:
+      return std::is_enum_v<T>;
     case ValueType::kStringList:
-    case ValueType::kDomainList: return std::is_same_v<T, std::vector<std::string>>;
-    case ValueType::kCidrList: return std::is_same_v<T, CidrList>;
-    case ValueType::kAddressList: return std::is_same_v<T, std::vector<NetAddress>>;
-    case ValueType::kRouteList: return std::is_same_v<T, std::vector<RouteHost>>;
+    case ValueType::kDomainList:
+      return std::is_same_v<T, std::vector<std::string>>;
+    case ValueType::kCidrList:
+      return std::is_same_v<T, CidrList>;
+    case ValueType::kAddressList:
+      return std::is_same_v<T, std::vector<NetAddress>>;
+    case ValueType::kRouteList:
+      return std::is_same_v<T, std::vector<RouteHost>>;
   }
   return false;
 }
@@ -101,8 +137,17 @@ constexpr KeySpec Key(std::string_view name, std::string_view default_text, int6
   static_assert(std::is_same_v<typename M::Struct, typename ScopeStruct<kScope>::Type>,
                 "key bound to a field of another scope's struct");
   static_assert(Fits<kType, typename M::Field>(), "field type does not fit the key type");
-  return KeySpec{kScope, name,    kType,   default_text, min,          max,
-                 apply,  choices, inherit, help,         &StoreField<kMember>,
+  return KeySpec{kScope,
+                 name,
+                 kType,
+                 default_text,
+                 min,
+                 max,
+                 apply,
+                 choices,
+                 inherit,
+                 help,
+                 &StoreField<kMember>,
                  &LoadField<kMember>};
 }
 
@@ -412,8 +457,8 @@ const ScopeSpec* FindChildScope(ScopeKind parent, std::string_view name) {
 
 std::string ScopePath(std::string_view parent_path, std::string_view scope_name,
                       const std::optional<std::string>& argument) {
-  std::string path = parent_path.empty() ? std::string(scope_name)
-                                         : Cat(parent_path, ".", scope_name);
+  std::string path =
+      parent_path.empty() ? std::string(scope_name) : Cat(parent_path, ".", scope_name);
   if (argument) Append(&path, " ", QuoteString(*argument));
   return path;
 }
@@ -445,8 +490,7 @@ std::string UnknownKeyMessage(ScopeKind scope, std::string_view name) {
   // A key that exists verbatim elsewhere was put in the wrong scope: say where it goes.
   std::string elsewhere = OtherScopesWithKey(scope, name);
   if (!elsewhere.empty()) {
-    return Cat("'", name, "' is not a key of ", ScopeLabel(scope), "; it belongs in ",
-                        elsewhere);
+    return Cat("'", name, "' is not a key of ", ScopeLabel(scope), "; it belongs in ", elsewhere);
   }
   std::string unknown = scope == ScopeKind::kGlobal
                             ? Cat("unknown global key '", name, "'")
@@ -464,8 +508,7 @@ std::string UnknownScopeMessage(ScopeKind parent, std::string_view name) {
                                                    : Cat("in ", ScopeLabel(parent));
   std::string suggestion = ClosestName(name, ChildScopeNames(parent));
   if (!suggestion.empty()) {
-    return Cat("unknown scope '", name, "' ", where, "; did you mean '", suggestion,
-                        "'?");
+    return Cat("unknown scope '", name, "' ", where, "; did you mean '", suggestion, "'?");
   }
   std::vector<std::string> homes;
   for (const ScopeSpec& spec : kScopes) {
@@ -475,7 +518,7 @@ std::string UnknownScopeMessage(ScopeKind parent, std::string_view name) {
   }
   if (!homes.empty()) {
     return Cat("scope '", name, "' is not allowed ", where, "; it belongs in ",
-                        absl::StrJoin(homes, " or "));
+               absl::StrJoin(homes, " or "));
   }
   return Cat("unknown scope '", name, "' ", where);
 }

@@ -31,10 +31,10 @@ enum class ValueType : uint8_t {
   kPercentOrInt,  // 6 or "75%"
   kEnum,          // one of KeySpec::choices
   kStringList,
-  kDomainList,    // DNS names, lower-cased
+  kDomainList,  // DNS names, lower-cased
   kCidrList,
-  kAddressList,   // IP[:PORT], default port 53 (resolvers)
-  kRouteList,     // [IP][:PORT] or HOST[:PORT]; a lone string is a list of one, "" is empty
+  kAddressList,  // IP[:PORT], default port 53 (resolvers)
+  kRouteList,    // [IP][:PORT] or HOST[:PORT]; a lone string is a list of one, "" is empty
 };
 
 enum class ScopeKind : uint8_t {
@@ -58,9 +58,9 @@ enum class ArgKind : uint8_t { kNone, kName, kInetAddress, kPath, kDomain };
 
 // One key's typed value while loading. Integers, sizes (bytes), durations (microseconds) and
 // enum choices (index) are int64_t.
-using TypedValue = std::variant<int64_t, bool, std::string, std::vector<std::string>,
-                                ConcurrencySpec, CidrList, std::vector<NetAddress>,
-                                std::vector<RouteHost>>;
+using TypedValue =
+    std::variant<int64_t, bool, std::string, std::vector<std::string>, ConcurrencySpec, CidrList,
+                 std::vector<NetAddress>, std::vector<RouteHost>>;
 
 struct KeySpec {
   ScopeKind scope;
@@ -83,8 +83,8 @@ struct ScopeSpec {
   std::string_view name;  // as written in files; matched case-insensitively
   ScopeKind parent;       // kGlobal for top-level scopes (and for kGlobal itself)
   ArgKind arg;
-  bool repeatable;        // may appear several times (with different arguments)
-  Apply add_remove;       // adding or removing an instance on reload
+  bool repeatable;   // may appear several times (with different arguments)
+  Apply add_remove;  // adding or removing an instance on reload
   std::string_view help;
 };
 

@@ -4,8 +4,8 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "base/check.h"
 #include "config/schema.h"
 #include "config/strings.h"
@@ -47,9 +47,12 @@ std::string RenderSize(int64_t bytes) {
 }
 
 std::string RenderDuration(int64_t us) {
-  static constexpr std::pair<int64_t, const char*> kUnits[] = {
-      {86400LL * 1000000, "d"}, {3600LL * 1000000, "h"}, {60LL * 1000000, "m"},
-      {1000000, "s"},           {1000, "ms"},             {1, "us"}};
+  static constexpr std::pair<int64_t, const char*> kUnits[] = {{86400LL * 1000000, "d"},
+                                                               {3600LL * 1000000, "h"},
+                                                               {60LL * 1000000, "m"},
+                                                               {1000000, "s"},
+                                                               {1000, "ms"},
+                                                               {1, "us"}};
   return RenderWithUnits(us, kUnits, "0s");
 }
 
@@ -61,14 +64,22 @@ std::string RenderBound(ValueType type, int64_t value) {
 
 const char* TypeNoun(ValueType type) {
   switch (type) {
-    case ValueType::kString: return "a string";
-    case ValueType::kInt: return "an integer";
-    case ValueType::kSize: return "a size (e.g. 512KB, 20MB, 1GB)";
-    case ValueType::kDuration: return "a duration (e.g. 250ms, 30s, 5m, 1h, 5d)";
-    case ValueType::kBool: return "true or false";
-    case ValueType::kPercentOrInt: return "a count or a percentage (e.g. 4 or \"75%\")";
-    case ValueType::kEnum: return "one of its choices";
-    default: return "a list";
+    case ValueType::kString:
+      return "a string";
+    case ValueType::kInt:
+      return "an integer";
+    case ValueType::kSize:
+      return "a size (e.g. 512KB, 20MB, 1GB)";
+    case ValueType::kDuration:
+      return "a duration (e.g. 250ms, 30s, 5m, 1h, 5d)";
+    case ValueType::kBool:
+      return "true or false";
+    case ValueType::kPercentOrInt:
+      return "a count or a percentage (e.g. 4 or \"75%\")";
+    case ValueType::kEnum:
+      return "one of its choices";
+    default:
+      return "a list";
   }
 }
 
@@ -113,17 +124,16 @@ bool ConvertNumber(const KeySpec& key, const Token& raw, TypedValue* out, Positi
   bool percent = false;
   std::optional<int64_t> number = NumberFor(key.type, token, &percent);
   if (!number) {
-    return Fail(raw.pos, Cat(key.name, " expects ", TypeNoun(key.type), ", got ",
-                                      raw.Describe()),
+    return Fail(raw.pos, Cat(key.name, " expects ", TypeNoun(key.type), ", got ", raw.Describe()),
                 error_at, error);
   }
   int64_t min = percent ? 1 : key.min;
   int64_t max = percent ? 100 : key.max;
   if (*number < min || *number > max) {
     const char* suffix = percent ? "%" : "";
-    return Fail(raw.pos, Cat(key.name, " = ", token.text, " is out of range (",
-                                      RenderBound(key.type, min), suffix, "..",
-                                      RenderBound(key.type, max), suffix, ")"),
+    return Fail(raw.pos,
+                Cat(key.name, " = ", token.text, " is out of range (", RenderBound(key.type, min),
+                    suffix, "..", RenderBound(key.type, max), suffix, ")"),
                 error_at, error);
   }
   if (key.type == ValueType::kPercentOrInt) {
@@ -139,6 +149,14 @@ bool ConvertScalar(const KeySpec& key, const Token& token, TypedValue* out, Posi
                    std::string* error) {
   switch (key.type) {
     case ValueType::kString:
+      // A CR or LF in a banner or host name would let the config inject SMTP replies; no
+      // string key has a use for control characters.
+      for (char c : token.text) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+          return Fail(token.pos, Cat(key.name, " must not contain control characters"), error_at,
+                      error);
+        }
+      }
       *out = token.text;
       return true;
     case ValueType::kBool: {
@@ -151,8 +169,7 @@ bool ConvertScalar(const KeySpec& key, const Token& token, TypedValue* out, Posi
         *out = false;
         return true;
       }
-      return Fail(token.pos, Cat(key.name, " expects true or false, got ",
-                                          token.Describe()),
+      return Fail(token.pos, Cat(key.name, " expects true or false, got ", token.Describe()),
                   error_at, error);
     }
     case ValueType::kEnum: {
@@ -167,8 +184,7 @@ bool ConvertScalar(const KeySpec& key, const Token& token, TypedValue* out, Posi
       for (std::string_view choice : choices) {
         Append(&listed, listed.empty() ? "" : ", ", QuoteString(choice));
       }
-      return Fail(token.pos, Cat(key.name, " must be one of ", listed, "; got ",
-                                 token.Describe()),
+      return Fail(token.pos, Cat(key.name, " must be one of ", listed, "; got ", token.Describe()),
                   error_at, error);
     }
     default:
@@ -182,8 +198,7 @@ bool ConvertItems(const KeySpec& key, const std::vector<Token>& items, std::vect
   for (const Token& item : items) {
     absl::StatusOr<T> parsed = parse(item.text);
     if (!parsed.ok()) {
-      return Fail(item.pos, Cat(key.name, ": ", parsed.status().message()), error_at,
-                  error);
+      return Fail(item.pos, Cat(key.name, ": ", parsed.status().message()), error_at, error);
     }
     out->push_back(*std::move(parsed));
   }
@@ -239,8 +254,11 @@ bool ConvertList(const KeySpec& key, const Value& value, TypedValue* out, Positi
 
 bool IsListType(ValueType type) {
   switch (type) {
-    case ValueType::kStringList: case ValueType::kDomainList: case ValueType::kCidrList:
-    case ValueType::kAddressList: case ValueType::kRouteList:
+    case ValueType::kStringList:
+    case ValueType::kDomainList:
+    case ValueType::kCidrList:
+    case ValueType::kAddressList:
+    case ValueType::kRouteList:
       return true;
     default:
       return false;
@@ -280,8 +298,7 @@ bool ConvertValue(const KeySpec& key, const Value& value, TypedValue* out, Posit
                   std::string* error) {
   if (IsListType(key.type)) return ConvertList(key, value, out, error_at, error);
   if (value.is_list || value.items.size() != 1) {
-    return Fail(value.pos, Cat(key.name, " takes a single value, not a list"), error_at,
-                error);
+    return Fail(value.pos, Cat(key.name, " takes a single value, not a list"), error_at, error);
   }
   return ConvertScalar(key, value.items[0], out, error_at, error);
 }
@@ -290,12 +307,24 @@ std::string QuoteString(std::string_view text) {
   std::string out = "\"";
   for (char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default: out += c; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        out += c;
+        break;
     }
   }
   out += '"';
@@ -304,11 +333,16 @@ std::string QuoteString(std::string_view text) {
 
 std::string RenderValue(const KeySpec& key, const TypedValue& value) {
   switch (key.type) {
-    case ValueType::kString: return QuoteString(std::get<std::string>(value));
-    case ValueType::kInt: return Cat(std::get<int64_t>(value));
-    case ValueType::kSize: return RenderSize(std::get<int64_t>(value));
-    case ValueType::kDuration: return RenderDuration(std::get<int64_t>(value));
-    case ValueType::kBool: return std::get<bool>(value) ? "true" : "false";
+    case ValueType::kString:
+      return QuoteString(std::get<std::string>(value));
+    case ValueType::kInt:
+      return Cat(std::get<int64_t>(value));
+    case ValueType::kSize:
+      return RenderSize(std::get<int64_t>(value));
+    case ValueType::kDuration:
+      return RenderDuration(std::get<int64_t>(value));
+    case ValueType::kBool:
+      return std::get<bool>(value) ? "true" : "false";
     case ValueType::kPercentOrInt: {
       const auto& spec = std::get<ConcurrencySpec>(value);
       if (spec.kind == ConcurrencySpec::Kind::kCount) return Cat(spec.value);

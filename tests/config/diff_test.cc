@@ -38,7 +38,7 @@ TEST(DiffTest, IdenticalConfigsHaveNoChanges) {
 
 TEST(DiffTest, LiveKeyChange) {
   std::vector<ConfigChange> changes = Diff("ESMTP_Listener { max_connections = 1000 }",
-                                          "ESMTP_Listener { max_connections = 2000 }");
+                                           "ESMTP_Listener { max_connections = 2000 }");
   EXPECT_THAT(changes,
               ElementsAre(FieldsAre("ESMTP_Listener.max_connections", "1000", "2000", true)));
   EXPECT_TRUE(AllChangesLive(changes));
@@ -46,9 +46,9 @@ TEST(DiffTest, LiveKeyChange) {
 }
 
 TEST(DiffTest, RestartOnlyKeys) {
-  EXPECT_THAT(Diff("eventloop \"p\" { concurrency = 2 }",
-                   "eventloop \"p\" { concurrency = \"50%\" }"),
-              ElementsAre(FieldsAre("eventloop \"p\".concurrency", "2", "\"50%\"", false)));
+  EXPECT_THAT(
+      Diff("eventloop \"p\" { concurrency = 2 }", "eventloop \"p\" { concurrency = \"50%\" }"),
+      ElementsAre(FieldsAre("eventloop \"p\".concurrency", "2", "\"50%\"", false)));
   EXPECT_THAT(Diff("", "ThreadPool \"Unlink\" { Backlog = 200  Concurrency = 8 }"),
               ElementsAre(FieldsAre("ThreadPool \"Unlink\".Concurrency", "6", "8", true),
                           FieldsAre("ThreadPool \"Unlink\".Backlog", "100", "200", false)));
@@ -68,12 +68,12 @@ TEST(DiffTest, ScopesAddedAndRemoved) {
               ElementsAre(FieldsAre("Domain \"x.com\"", "(absent)", "(defined)", true)));
   EXPECT_THAT(Diff("Domain \"x.com\" { }", ""),
               ElementsAre(FieldsAre("Domain \"x.com\"", "(defined)", "(absent)", true)));
-  EXPECT_THAT(Diff("ESMTP_Listener { Listen \"127.0.0.1:25\" { } }",
-                   "ESMTP_Listener { Listen \"127.0.0.1:26\" { } }"),
-              ElementsAre(FieldsAre("ESMTP_Listener.Listen \"127.0.0.1:26\"", "(absent)",
-                                    "(defined)", false),
-                          FieldsAre("ESMTP_Listener.Listen \"127.0.0.1:25\"", "(defined)",
-                                    "(absent)", false)));
+  EXPECT_THAT(
+      Diff("ESMTP_Listener { Listen \"127.0.0.1:25\" { } }",
+           "ESMTP_Listener { Listen \"127.0.0.1:26\" { } }"),
+      ElementsAre(
+          FieldsAre("ESMTP_Listener.Listen \"127.0.0.1:26\"", "(absent)", "(defined)", false),
+          FieldsAre("ESMTP_Listener.Listen \"127.0.0.1:25\"", "(defined)", "(absent)", false)));
   std::vector<ConfigChange> http =
       Diff("", "HTTP_Listener { auth_token = \"t\"  Listen \"127.0.0.1:8025\" { } }");
   ASSERT_EQ(http.size(), 2u);
@@ -85,19 +85,18 @@ TEST(DiffTest, ScopesAddedAndRemoved) {
 }
 
 TEST(DiffTest, InheritedValuesFollowTheGlobalKey) {
-  EXPECT_THAT(Diff("Domain \"x.com\" { }",
-                   "domain_max_outbound_connections = 5\nDomain \"x.com\" { }"),
-              ElementsAre(FieldsAre("domain_max_outbound_connections", "20", "5", true),
-                          FieldsAre("Domain \"x.com\".max_outbound_connections", "20", "5", true)));
+  EXPECT_THAT(
+      Diff("Domain \"x.com\" { }", "domain_max_outbound_connections = 5\nDomain \"x.com\" { }"),
+      ElementsAre(FieldsAre("domain_max_outbound_connections", "20", "5", true),
+                  FieldsAre("Domain \"x.com\".max_outbound_connections", "20", "5", true)));
 }
 
 TEST(DiffTest, ListsAndDurations) {
   EXPECT_THAT(Diff("retry_interval = 1m", "retry_interval = 90s"),
               ElementsAre(FieldsAre("retry_interval", "1m", "90s", true)));
   EXPECT_THAT(Diff("", "ESMTP_Listener { relay_hosts = ( \"10.0.0.0/8\" ) }"),
-              ElementsAre(FieldsAre("ESMTP_Listener.relay_hosts",
-                                    "( \"127.0.0.0/8\" \"::1/128\" )", "( \"10.0.0.0/8\" )",
-                                    true)));
+              ElementsAre(FieldsAre("ESMTP_Listener.relay_hosts", "( \"127.0.0.0/8\" \"::1/128\" )",
+                                    "( \"10.0.0.0/8\" )", true)));
 }
 
 }  // namespace

@@ -26,8 +26,7 @@ std::string TestData(const std::string& name) {
 
 std::vector<std::string> LoadErrors(std::string_view text) {
   std::vector<ConfigError> errors;
-  absl::StatusOr<std::shared_ptr<const Config>> config =
-      LoadConfigString(text, "t.conf", &errors);
+  absl::StatusOr<std::shared_ptr<const Config>> config = LoadConfigString(text, "t.conf", &errors);
   std::vector<std::string> out;
   for (const ConfigError& e : errors) out.push_back(e.ToString());
   EXPECT_EQ(config.ok(), out.empty());
@@ -110,9 +109,9 @@ TEST(LoadTest, StandardThreadPools) {
     const char* name;
     int64_t concurrency;
     int64_t backlog;
-  } expected[] = {{"SwapOut", 5, 10000}, {"SwapIn", 5, 10000},   {"Unlink", 6, 100},
-                  {"Batch_Unlink", 4, 10000}, {"Close", 0, 10000}, {"CPU", 4, 10000},
-                  {"IO", 50, 10000},     {"SpoolIn", 1, 10000},  {"Mine", 3, 10000}};
+  } expected[] = {{"SwapOut", 5, 10000},      {"SwapIn", 5, 10000},  {"Unlink", 6, 100},
+                  {"Batch_Unlink", 4, 10000}, {"Close", 0, 10000},   {"CPU", 4, 10000},
+                  {"IO", 50, 10000},          {"SpoolIn", 1, 10000}, {"Mine", 3, 10000}};
   ASSERT_EQ(c->thread_pools.size(), std::size(expected));
   for (size_t i = 0; i < std::size(expected); ++i) {
     const ThreadPoolConfig& pool = c->thread_pools[i];
@@ -137,8 +136,7 @@ TEST(LoadTest, DesignExampleParses) {
   EXPECT_EQ(c.global.message_expiration, absl::Hours(120));
   ASSERT_EQ(c.eventloops.size(), 1u);
   EXPECT_EQ(c.eventloops[0].name, "events_pool");
-  EXPECT_EQ(c.eventloops[0].concurrency,
-            (ConcurrencySpec{ConcurrencySpec::Kind::kPercent, 75}));
+  EXPECT_EQ(c.eventloops[0].concurrency, (ConcurrencySpec{ConcurrencySpec::Kind::kPercent, 75}));
   EXPECT_EQ(c.global.delivery_pool, "events_pool");
   EXPECT_EQ(c.global.maintainer_pool, "events_pool");
   EXPECT_EQ(c.FindThreadPool("unlink")->concurrency, 6);

@@ -170,10 +170,10 @@ TEST(ParserTest, IncludeIsRelativeToTheIncludingFile) {
 TEST(ParserTest, IncludeMissing) {
   Diagnostics d;
   ParseConfigFile(TestData("include/missing.conf"), &d);
-  EXPECT_THAT(Errors(d), ElementsAre(TestData("include/missing.conf") +
-                                     ":2:9: cannot open include file '" +
-                                     TestData("include/does_not_exist.conf") +
-                                     "': No such file or directory"));
+  EXPECT_THAT(
+      Errors(d),
+      ElementsAre(TestData("include/missing.conf") + ":2:9: cannot open include file '" +
+                  TestData("include/does_not_exist.conf") + "': No such file or directory"));
 }
 
 TEST(ParserTest, IncludeCycle) {

@@ -19,8 +19,7 @@ using ::testing::ElementsAre;
 
 std::vector<std::string> LoadErrors(std::string_view text) {
   std::vector<ConfigError> errors;
-  absl::StatusOr<std::shared_ptr<const Config>> config =
-      LoadConfigString(text, "t.conf", &errors);
+  absl::StatusOr<std::shared_ptr<const Config>> config = LoadConfigString(text, "t.conf", &errors);
   std::vector<std::string> out;
   for (const ConfigError& e : errors) out.push_back(e.ToString());
   EXPECT_EQ(config.ok(), out.empty());
@@ -72,8 +71,8 @@ TEST(SchemaTableTest, InheritedKeysNameAGlobalKeyOfTheSameType) {
 TEST(SchemaTableTest, NamesAreUniquePerScopeIgnoringCase) {
   std::set<std::pair<int, std::string>> seen;
   for (const KeySpec& key : AllKeys()) {
-    auto entry = std::make_pair(static_cast<int>(key.scope),
-                                absl::AsciiStrToLower(std::string(key.name)));
+    auto entry =
+        std::make_pair(static_cast<int>(key.scope), absl::AsciiStrToLower(std::string(key.name)));
     EXPECT_TRUE(seen.insert(entry).second) << "duplicate key " << key.name;
     EXPECT_FALSE(key.help.empty()) << key.name;
     EXPECT_EQ(FindKey(key.scope, key.name), &key);
@@ -149,6 +148,8 @@ TEST(SchemaErrorsTest, WrongType) {
                           "1GB), got '30s'"));
   EXPECT_THAT(LoadErrors("ESMTP_Listener { require_tls = maybe }\n"),
               ElementsAre("t.conf:1:32: require_tls expects true or false, got 'maybe'"));
+  EXPECT_THAT(LoadErrors("ESMTP_Listener { banner = \"hi\\r\\n250 injected\" }\n"),
+              ElementsAre("t.conf:1:27: banner must not contain control characters"));
   EXPECT_THAT(LoadErrors("spool_dir = ( \"/a\" \"/b\" )\n"),
               ElementsAre("t.conf:1:13: spool_dir takes a single value, not a list"));
   EXPECT_THAT(LoadErrors("ESMTP_Listener { bare_lf = \"drop\" }\n"),
@@ -229,7 +230,7 @@ TEST(SchemaValuesTest, CaseInsensitiveKeysAndScopes) {
   ASSERT_EQ(c->esmtp.listen.size(), 1u);
   EXPECT_EQ(c->FindThreadPool("Unlink")->concurrency, 9);
   EXPECT_EQ(c->FindThreadPool("Unlink")->name, "Unlink");  // canonical spelling kept
-  EXPECT_EQ(c->global.delivery_pool, "Main");               // canonicalised to the pool's name
+  EXPECT_EQ(c->global.delivery_pool, "Main");              // canonicalised to the pool's name
 }
 
 TEST(SchemaValuesTest, QuotedNumbersBoolsAndLoneListItems) {
