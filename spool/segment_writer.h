@@ -1,0 +1,135 @@
+// spool/segment_writer.h — the slow, rare half of a loop's spool writer: making a segment
+// file durable before anything is appended to it, and closing segments the writer is done
+// with. The fast half, the group commit that appends records, is spool/group_commit.
+//
+// Contract
+// - Loop thread only; owned by that loop's SpoolWriter, which also owns the loop directory's
+//   fd (open for the creator's whole life). Every ring operation here goes through
+//   loop.Prepare, so the loop's stop waits for it.
+// - Create(seq, bytes): one creation at a time (busy() says whether one runs). Ring ops:
+//     OPENAT  <dir>/<seq>.seg  O_WRONLY|O_CREAT|O_EXCL|O_CLOEXEC, mode 0600
+//     then one linked chain:  FALLOCATE(0, bytes) → WRITE(64-byte header at 0)
+//                             → FSYNC(file) → FSYNC(loop directory)
+//   so the file, its size, its header and its name are durable before the first record is
+//   appended (DESIGN.md "Rollover": the directory is synced on create/remove only). A full
+//   fsync (not datasync) of the file, because its size and extents are metadata.
+//   The chain is prepared whole after checking the SQ has room: a link never spans two
+//   submissions (STYLE.md anti-patterns).
+// - Preallocation: a filesystem without fallocate (EOPNOTSUPP) gets the same chain without it,
+//   and later segments skip it: the file then grows with each append, which fdatasync covers
+//   since a size change is needed to read the data back. tmpfs and ext4/xfs support it.
+// - The result comes back through the `done` callback (owner, result) from the completion of
+//   the last op; the creator is idle again when it runs, so the callback may Create again.
+//   On failure the half-made file (if OPENAT made one) is closed and unlinked first, so a
+//   failed creation leaves no file behind — unless the unlink itself fails, and then recovery
+//   reads the file as empty or as a clean segment with no record, both harmless.
+// - Close(fd): hands an fd the writer is done with to a ring CLOSE (no op may use it any more).
+// - The owner must not destroy the creator while ops_in_flight() > 0 (checked).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/loop.h"
+#include "core/ring.h"
+#include "spool/segment_format.h"
+
+namespace ringmail::spool {
+
+// One segment file open for appending.
+struct SegmentFile {
+  SegmentId id;
+  int fd = -1;
+  uint64_t capacity = 0;                // bytes the segment may hold (its header's size)
+  uint64_t tail = kSegmentHeaderBytes;  // where the next record goes
+
+  uint64_t room() const { return capacity > tail ? capacity - tail : 0; }
+};
+
+struct SegmentCreateResult {
+  absl::Status status;  // errno mapped: ENOSPC/EDQUOT → kResourceExhausted, EEXIST →
+                        // kAlreadyExists, others → kUnavailable
+  int error = 0;        // the errno behind a failure
+  SegmentFile file;     // valid when status is OK
+};
+
+class SegmentCreator {
+ public:
+  using Done = void (*)(void* owner, SegmentCreateResult& result);
+
+  // `dir_fd` is the loop directory (O_DIRECTORY), owned by the caller and kept open.
+  SegmentCreator(core::Loop& loop, uint32_t loop_index, int dir_fd, bool preallocate);
+  ~SegmentCreator();
+  SegmentCreator(const SegmentCreator&) = delete;
+  SegmentCreator& operator=(const SegmentCreator&) = delete;
+
+  template <auto Method, typename Owner>
+  void Bind(Owner* o) {
+    owner_ = o;
+    done_ = [](void* raw, SegmentCreateResult& r) { (static_cast<Owner*>(raw)->*Method)(r); };
+  }
+
+  // Starts creating segment `seq` holding `bytes` (header included). Only when !busy().
+  void Create(uint64_t seq, uint64_t bytes);
+  void Close(int fd);
+
+  bool busy() const { return stage_ != Stage::kIdle; }
+  size_t ops_in_flight() const;
+  bool preallocating() const { return preallocate_; }
+
+ private:
+  enum class Stage : uint8_t { kIdle, kOpen, kSetUp, kCleanUp };
+  // One op of the set-up chain, with the result it came back with.
+  struct ChainOp {
+    core::Operation op;
+    int32_t res = 0;
+    bool used = false;
+  };
+  struct CloseSlot {
+    core::Operation op;
+  };
+  enum ChainIndex : size_t { kFallocate = 0, kHeader, kFileSync, kDirSync, kChainOps };
+
+  void OpenDone(core::Operation& op, core::IoResult result);
+  void SubmitSetUp();
+  void ChainDone(core::Operation& op, core::IoResult result);
+  void SetUpFinished();
+  void CleanUp(int error);
+  void CleanUpDone(core::Operation& op, core::IoResult result);
+  void CloseDone(core::Operation& op, core::IoResult result);
+  void Finish(int error);
+
+  core::Loop& loop_;
+  uint32_t loop_index_;
+  int dir_fd_;
+  bool preallocate_;
+  Done done_ = nullptr;
+  void* owner_ = nullptr;
+
+  Stage stage_ = Stage::kIdle;
+  SegmentFile file_;     // the segment being made
+  std::string name_;     // its file name, alive while OPENAT/UNLINKAT may read it
+  std::string header_;   // its header bytes, alive while the WRITE may read them
+  core::Operation open_op_;
+  ChainOp chain_[kChainOps];
+  size_t chain_pending_ = 0;
+  core::Operation cleanup_close_op_;
+  core::Operation cleanup_unlink_op_;
+  size_t cleanup_pending_ = 0;
+  int error_ = 0;
+  std::vector<std::unique_ptr<CloseSlot>> closes_;
+  size_t closes_in_flight_ = 0;
+};
+
+// ENOSPC/EDQUOT → kResourceExhausted ("try again later", the disk is full), EEXIST →
+// kAlreadyExists, anything else → kUnavailable. `what` names the operation and the file.
+absl::Status SpoolIoError(int error, std::string_view what);
+
+// Makes sure at least `count` SQEs are free so that a linked chain is prepared in one
+// submission: submits what is queued when the SQ is too full.
+void ReserveSqes(core::Loop& loop, unsigned count);
+
+}  // namespace ringmail::spool
