@@ -204,7 +204,11 @@ Token ClassifyBare(std::string_view word, Position pos) {
   return token;
 }
 
-Lexer::Lexer(std::string_view text, int file) : text_(text), file_(file) {}
+Lexer::Lexer(std::string_view text, int file) : text_(text), file_(file) {
+  // Editors on some systems save a UTF-8 byte order mark; it is not part of the first key.
+  constexpr std::string_view kBom = "\xEF\xBB\xBF";
+  if (text_.substr(0, kBom.size()) == kBom) text_.remove_prefix(kBom.size());
+}
 
 char Lexer::Peek(size_t ahead) const {
   return offset_ + ahead < text_.size() ? text_[offset_ + ahead] : '\0';

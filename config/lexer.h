@@ -13,6 +13,8 @@
 // case-insensitive. "m" is both MiB and minutes: the key's type decides, so the token
 // carries both readings. Fractions ("1.5GB") are refused: write 1536MB.
 //
+// A leading UTF-8 byte order mark is skipped; CRLF line ends are fine.
+//
 // Pure and allocation-light: the lexer borrows the text, which must outlive it. Errors are
 // returned in-band as kError tokens (the message in `text`) and the lexer resumes after the
 // bad token, so the parser can report several errors in one pass. Single-threaded.

@@ -65,6 +65,16 @@ TEST(LexerTest, CommentsAreSkipped) {
   EXPECT_EQ(t[2].number, 1);
 }
 
+TEST(LexerTest, ByteOrderMarkAndCrLf) {
+  std::vector<Token> t = LexAll("\xEF\xBB\xBFkey = 1\r\nnext = \"x\"\r\n");
+  ASSERT_EQ(t.size(), 6u);
+  EXPECT_EQ(t[0].text, "key");
+  EXPECT_EQ(t[0].pos.column, 1);
+  EXPECT_EQ(t[3].text, "next");
+  EXPECT_EQ(t[3].pos.line, 2);
+  EXPECT_EQ(t[5].text, "x");
+}
+
 TEST(LexerTest, StringEscapes) {
   Token t = LexOne(R"("a\"b\\c\nd\te\rf")");
   EXPECT_EQ(t.kind, TokenKind::kString);
