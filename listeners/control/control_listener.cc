@@ -1,0 +1,234 @@
+#include "listeners/control/control_listener.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace ringmail::control {
+
+class ControlListener::Connection {
+ public:
+  Connection(ControlListener& owner, int fd) : owner_(owner), fd_(fd) {
+    recv_op_.Bind<&Connection::RecvDone>(this, "control.recv");
+    send_op_.Bind<&Connection::SendDone>(this, "control.send");
+    close_op_.Bind<&Connection::CloseDone>(this, "control.close");
+    idle_.Bind<&Connection::IdleFired>(this);
+  }
+  ~Connection() { RM_CHECK(recv_op_.idle() && send_op_.idle() && close_op_.idle()); }
+
+  void Start() { ArmRecv(); }
+  void Abort() { BeginClose(); }
+
+ private:
+  core::Loop& loop() { return owner_.loop_; }
+
+  void ArmRecv() {
+    loop().timers().Arm(idle_, loop().now_ms() + owner_.options_.idle_timeout_ms);
+    io_uring_prep_recv(loop().Prepare(recv_op_), fd_, buf_, sizeof(buf_), 0);
+  }
+
+  void RecvDone(core::Operation&, core::IoResult r) {
+    if (closing_ || !r.ok() || r.value() == 0) {
+      BeginClose();
+      return;
+    }
+    line_.append(buf_, r.value());
+    ProcessLine();
+  }
+
+  // Runs the first complete line, or reads more, or refuses an over-long line.
+  void ProcessLine() {
+    size_t nl = line_.find('\n');
+    if (nl == std::string::npos) {
+      if (line_.size() > kRequestLineMax) {
+        close_after_send_ = true;
+        Send(Response{false, absl::StrCat("request longer than ", kRequestLineMax,
+                                          " bytes\n")});
+        return;
+      }
+      ArmRecv();
+      return;
+    }
+    std::string text = line_.substr(0, nl);
+    line_.erase(0, nl + 1);
+    loop().timers().Cancel(idle_);
+    absl::StatusOr<Request> request = ParseRequestLine(text);
+    if (!request.ok()) {
+      Send(Response{false, absl::StrCat(std::string(request.status().message()), "\n")});
+      return;
+    }
+    reply_pending_ = true;
+    // The connection outlives the reply: it is freed only once reply_pending_ is false.
+    owner_.handler_(*request, [this](Response response) {
+      reply_pending_ = false;
+      if (closing_) {
+        MaybeFinishClose();
+        return;
+      }
+      Send(std::move(response));
+    });
+  }
+
+  void Send(Response response) {
+    out_ = EncodeResponse(response);
+    sent_ = 0;
+    StartSend();
+  }
+  void StartSend() {
+    io_uring_prep_send(loop().Prepare(send_op_), fd_, out_.data() + sent_, out_.size() - sent_,
+                       MSG_NOSIGNAL);
+    loop().timers().Arm(idle_, loop().now_ms() + owner_.options_.idle_timeout_ms);
+  }
+  void SendDone(core::Operation&, core::IoResult r) {
+    if (closing_ || !r.ok()) {
+      BeginClose();
+      return;
+    }
+    sent_ += r.value();
+    if (sent_ < out_.size()) {
+      StartSend();
+      return;
+    }
+    if (close_after_send_) {
+      BeginClose();
+      return;
+    }
+    ProcessLine();  // a pipelined request may already be buffered
+  }
+
+  void IdleFired(core::Timer&) { BeginClose(); }
+
+  void BeginClose() {
+    if (closing_) {
+      MaybeFinishClose();
+      return;
+    }
+    closing_ = true;
+    loop().timers().Cancel(idle_);
+    for (core::Operation* op : {&recv_op_, &send_op_}) {
+      if (!op->idle()) {
+        io_uring_prep_cancel64(loop().ring().PrepareUntracked(),
+                               reinterpret_cast<uint64_t>(op), 0);
+      }
+    }
+    MaybeFinishClose();
+  }
+  void MaybeFinishClose() {
+    if (close_submitted_ || !recv_op_.idle() || !send_op_.idle() || reply_pending_) return;
+    close_submitted_ = true;
+    io_uring_prep_close(loop().Prepare(close_op_), fd_);
+  }
+  void CloseDone(core::Operation&, core::IoResult) { owner_.Closed(this); }
+
+  ControlListener& owner_;
+  int fd_;
+  core::Operation recv_op_;
+  core::Operation send_op_;
+  core::Operation close_op_;
+  core::Timer idle_;
+  char buf_[4096];
+  std::string line_;
+  std::string out_;
+  size_t sent_ = 0;
+  bool reply_pending_ = false;
+  bool closing_ = false;
+  bool close_after_send_ = false;
+  bool close_submitted_ = false;
+};
+
+ControlListener::ControlListener(core::Loop& loop, Options options, Handler handler)
+    : loop_(loop), options_(std::move(options)), handler_(std::move(handler)) {
+  loop_.OnStop([this] {
+    for (auto& a : acceptors_) {
+      if (!a->accept_op.idle()) {
+        io_uring_prep_cancel64(loop_.ring().PrepareUntracked(),
+                               reinterpret_cast<uint64_t>(&a->accept_op), 0);
+      }
+    }
+    std::vector<Connection*> all;
+    for (auto& [c, owned] : connections_) all.push_back(c);
+    for (Connection* c : all) c->Abort();
+  });
+}
+
+ControlListener::~ControlListener() {
+  RM_CHECK(connections_.empty()) << "control listener destroyed with live connections";
+  for (auto& a : acceptors_) {
+    RM_CHECK(a->accept_op.idle());
+    close(a->fd);
+    unlink(a->path.c_str());
+  }
+}
+
+absl::Status ControlListener::Listen() {
+  for (const std::string& path : options_.socket_paths) {
+    sockaddr_un addr{};
+    if (path.size() >= sizeof(addr.sun_path)) {
+      return absl::InvalidArgumentError(absl::StrCat("control socket path too long: ", path));
+    }
+    struct stat st;
+    if (lstat(path.c_str(), &st) == 0) {
+      if (!S_ISSOCK(st.st_mode)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("control socket path ", path, " exists and is not a socket"));
+      }
+      unlink(path.c_str());  // a stale socket from an earlier run
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return absl::UnavailableError(absl::StrCat("socket: ", strerror(errno)));
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.data(), path.size());
+    // Created 0600 from the start (umask), so there is no moment where others may connect.
+    mode_t old = umask(0177);
+    int rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    umask(old);
+    if (rc != 0 || listen(fd, 64) != 0) {
+      int err = errno;
+      close(fd);
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on control socket ", path, ": ", strerror(err)));
+    }
+    chmod(path.c_str(), 0600);
+    auto a = std::make_unique<Acceptor>();
+    a->owner = this;
+    a->fd = fd;
+    a->path = path;
+    a->accept_op.Bind<&Acceptor::AcceptDone>(a.get(), "control.accept");
+    a->accept_op.multishot = true;
+    ArmAccept(*a);
+    acceptors_.push_back(std::move(a));
+  }
+  return absl::OkStatus();
+}
+
+void ControlListener::ArmAccept(Acceptor& a) {
+  io_uring_prep_multishot_accept(loop_.Prepare(a.accept_op), a.fd, nullptr, nullptr,
+                                 SOCK_CLOEXEC);
+}
+
+void ControlListener::Acceptor::AcceptDone(core::Operation&, core::IoResult r) {
+  if (r.ok()) {
+    int fd = static_cast<int>(r.res);
+    if (static_cast<int64_t>(owner->connections_.size()) >= owner->options_.max_connections) {
+      // Best effort and tiny: fits any socket buffer, so this write cannot block.
+      static const std::string kBusy = EncodeResponse({false, "too many control clients"});
+      (void)!write(fd, kBusy.data(), kBusy.size());
+      close(fd);
+    } else {
+      auto c = std::make_unique<Connection>(*owner, fd);
+      Connection* raw = c.get();
+      owner->connections_.emplace(raw, std::move(c));
+      raw->Start();
+    }
+  }
+  if (!r.more() && !owner->loop_.stopping()) owner->ArmAccept(*this);
+}
+
+void ControlListener::Closed(Connection* c) { connections_.erase(c); }
+
+}  // namespace ringmail::control

@@ -1,0 +1,69 @@
+// listeners/control/control_listener.h — the daemon's control socket, on the master loop.
+//
+// A Unix stream socket (mode 0600: only the daemon's user may connect) with one multishot
+// accept. Each client sends request lines (listeners/control/protocol.h); each complete
+// line is parsed and handed to the `handler`, which answers through the Reply it is given —
+// at once or later (after asking other loops). One request at a time per client: the next
+// line is read only after the reply went out. A slow or silent client costs one connection
+// slot and is cut after `idle_timeout_ms`; it never blocks other clients or the loop.
+// Over-long lines and garbage get an ERR reply, then the connection is closed.
+//
+// Loop thread only. A connection is freed only once none of its operations is in flight
+// and no reply is pending.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "core/loop.h"
+#include "core/timers.h"
+#include "listeners/control/protocol.h"
+
+namespace ringmail::control {
+
+class ControlListener {
+ public:
+  using Reply = absl::AnyInvocable<void(Response) &&>;
+  using Handler = absl::AnyInvocable<void(const Request&, Reply)>;
+
+  struct Options {
+    std::vector<std::string> socket_paths;
+    int64_t max_connections = 16;
+    uint64_t idle_timeout_ms = 60'000;
+  };
+
+  ControlListener(core::Loop& loop, Options options, Handler handler);
+  ~ControlListener();
+  ControlListener(const ControlListener&) = delete;
+  ControlListener& operator=(const ControlListener&) = delete;
+
+  // Binds every socket path (an existing socket file there is replaced; any other file is
+  // an error), sets mode 0600, and starts accepting.
+  absl::Status Listen();
+  size_t connection_count() const { return connections_.size(); }
+
+ private:
+  class Connection;
+  struct Acceptor {
+    ControlListener* owner = nullptr;
+    int fd = -1;
+    std::string path;
+    core::Operation accept_op;
+    void AcceptDone(core::Operation& op, core::IoResult r);
+  };
+  void ArmAccept(Acceptor& a);
+  void Closed(Connection* c);
+
+  core::Loop& loop_;
+  Options options_;
+  Handler handler_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  absl::flat_hash_map<Connection*, std::unique_ptr<Connection>> connections_;
+};
+
+}  // namespace ringmail::control

@@ -1,0 +1,280 @@
+#include "listeners/esmtp/listener.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "listeners/esmtp/session.h"
+
+namespace ringmail::listeners::esmtp {
+namespace {
+
+constexpr uint16_t kBufferGroup = 1;
+constexpr uint32_t kRecvBuffers = 512;        // per loop; power of two
+constexpr uint32_t kRecvBufferBytes = 16384;  // 8 MiB per loop in all
+constexpr int kListenBacklog = 4096;
+constexpr uint64_t kAcceptRetryMs = 100;
+
+uint64_t RandomSalt() {
+  std::random_device rd;
+  return (uint64_t{rd()} << 32) ^ rd();
+}
+
+absl::StatusOr<int> OpenListenSocket(const config::NetAddress& address, uint16_t* bound_port) {
+  const bool v6 = !address.ip.is_v4();
+  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("socket: ", strerror(errno)));
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  // One socket per loop on the same address: the kernel spreads connections over them.
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  // Inherited by accepted sockets: pipelined replies leave at once, not after Nagle.
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (v6) {
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(address.port);
+    std::memcpy(&sin6->sin6_addr, address.ip.bytes.data(), 16);
+    len = sizeof(sockaddr_in6);
+  } else {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(address.port);
+    std::memcpy(&sin->sin_addr, address.ip.bytes.data(), 4);
+    len = sizeof(sockaddr_in);
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd, kListenBacklog) != 0) {
+    int err = errno;
+    close(fd);
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", address.ToString(), ": ", strerror(err)));
+  }
+  socklen_t slen = sizeof(ss);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &slen);
+  *bound_port = ntohs(v6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                         : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return fd;
+}
+
+// The peer of an accepted socket as text and port. IPv4-mapped IPv6 shows as IPv4.
+bool PeerOf(int fd, std::string* ip, uint16_t* port) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return false;
+  char buf[INET6_ADDRSTRLEN] = {0};
+  if (ss.ss_family == AF_INET) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
+    *port = ntohs(sin->sin_port);
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+      inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], buf, sizeof(buf));
+    } else {
+      inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof(buf));
+    }
+    *port = ntohs(sin6->sin6_port);
+  }
+  *ip = buf;
+  return true;
+}
+
+}  // namespace
+
+ListenerShared::Admit ListenerShared::TryAdmit(const std::string& ip, int64_t max_connections,
+                                               int64_t max_per_ip) {
+  if (connections_.fetch_add(1, std::memory_order_relaxed) >= max_connections) {
+    connections_.fetch_sub(1, std::memory_order_relaxed);
+    return Admit::kTooManyConnections;
+  }
+  absl::MutexLock lock(&mu_);
+  int64_t& n = per_ip_[ip];
+  if (max_per_ip > 0 && n >= max_per_ip) {
+    if (n == 0) per_ip_.erase(ip);
+    connections_.fetch_sub(1, std::memory_order_relaxed);
+    return Admit::kTooManyFromIp;
+  }
+  ++n;
+  return Admit::kOk;
+}
+
+void ListenerShared::Release(const std::string& ip) {
+  connections_.fetch_sub(1, std::memory_order_relaxed);
+  absl::MutexLock lock(&mu_);
+  auto it = per_ip_.find(ip);
+  if (it != per_ip_.end() && --it->second <= 0) per_ip_.erase(it);
+}
+
+EsmtpListener::EsmtpListener(core::Loop& loop, ListenerShared& shared, spool::SpoolWriter& spool,
+                             core::EventLog* log, std::shared_ptr<const Settings> settings)
+    : loop_(loop),
+      shared_(shared),
+      spool_(spool),
+      log_(log),
+      settings_(std::move(settings)),
+      ids_(loop.index(), RandomSalt()) {
+  auto br = core::BufferRing::Create(loop.ring(), kBufferGroup, kRecvBuffers, kRecvBufferBytes);
+  RM_CHECK(br.ok()) << "receive buffer ring: " << br.status();
+  buffers_ = std::move(br).value();
+  loop_.OnStop([this] {
+    CloseAcceptors();
+    for (auto& [s, owned] : sessions_) s->Abort();
+  });
+}
+
+EsmtpListener::~EsmtpListener() {
+  RM_CHECK(sessions_.empty()) << "listener destroyed with live sessions";
+  for (auto& a : acceptors_) {
+    RM_CHECK(a->accept_op.idle()) << "listener destroyed with an accept in flight";
+    if (a->fd >= 0) close(a->fd);
+  }
+}
+
+absl::Status EsmtpListener::Listen(const std::vector<config::NetAddress>& addresses) {
+  for (const config::NetAddress& address : addresses) {
+    uint16_t port = 0;
+    absl::StatusOr<int> fd = OpenListenSocket(address, &port);
+    if (!fd.ok()) return fd.status();
+    auto a = std::make_unique<Acceptor>();
+    a->owner = this;
+    a->fd = *fd;
+    a->accept_op.Bind<&Acceptor::AcceptDone>(a.get(), "esmtp.accept");
+    a->accept_op.multishot = true;
+    a->retry.Bind<&Acceptor::RetryFired>(a.get());
+    bound_ports_.push_back(port);
+    ArmAccept(*a);
+    acceptors_.push_back(std::move(a));
+  }
+  return absl::OkStatus();
+}
+
+void EsmtpListener::ArmAccept(Acceptor& a) {
+  io_uring_sqe* sqe = loop_.Prepare(a.accept_op);
+  io_uring_prep_multishot_accept(sqe, a.fd, nullptr, nullptr, SOCK_CLOEXEC);
+}
+
+void EsmtpListener::Acceptor::AcceptDone(core::Operation&, core::IoResult r) {
+  if (r.ok()) owner->OnAccepted(static_cast<int>(r.res));
+  if (r.more()) return;
+  if (owner->draining_ || owner->loop_.stopping() || fd < 0) return;
+  if (!r.ok()) ++owner->counters_.accept_errors;
+  if (r.error() == EMFILE || r.error() == ENFILE || r.error() == ENOMEM ||
+      r.error() == ENOBUFS) {
+    // Out of descriptors or memory: retry later rather than spin on the error.
+    owner->loop_.timers().Arm(retry, owner->loop_.now_ms() + kAcceptRetryMs);
+    return;
+  }
+  owner->ArmAccept(*this);
+}
+
+void EsmtpListener::Acceptor::RetryFired(core::Timer&) {
+  if (!owner->draining_ && !owner->loop_.stopping() && fd >= 0 && accept_op.idle()) {
+    owner->ArmAccept(*this);
+  }
+}
+
+void EsmtpListener::OnAccepted(int fd) {
+  std::string ip;
+  uint16_t port = 0;
+  if (!PeerOf(fd, &ip, &port)) {  // already gone
+    close(fd);
+    return;
+  }
+  ++counters_.accepted;
+  auto session = std::make_unique<Session>(*this, fd, ip, port, settings_);
+  Session* s = session.get();
+  sessions_.emplace(s, std::move(session));
+  const Settings& st = *settings_;
+  switch (shared_.TryAdmit(ip, st.max_connections, st.max_connections_per_ip)) {
+    case ListenerShared::Admit::kOk:
+      s->set_admitted(true);
+      s->Start();
+      return;
+    case ListenerShared::Admit::kTooManyConnections:
+      ++counters_.refused_busy;
+      s->Refuse(absl::StrCat("421 4.3.2 ", st.hostname, " Service too busy, try again later\r\n"));
+      return;
+    case ListenerShared::Admit::kTooManyFromIp:
+      ++counters_.refused_ip;
+      s->Refuse(absl::StrCat("421 4.7.0 ", st.hostname,
+                             " Too many connections from your address\r\n"));
+      return;
+  }
+}
+
+void EsmtpListener::UpdateSettings(std::shared_ptr<const Settings> settings) {
+  settings_ = std::move(settings);
+}
+
+bool EsmtpListener::RequestSlot(Session* s) {
+  if (slots_used_ < settings_->processings_per_loop) {
+    ++slots_used_;
+    return true;
+  }
+  slot_waiters_.push_back(s);
+  return false;
+}
+
+void EsmtpListener::ReleaseSlot(Session* s, bool was_waiting) {
+  if (was_waiting) {
+    for (auto it = slot_waiters_.begin(); it != slot_waiters_.end(); ++it) {
+      if (*it == s) {
+        slot_waiters_.erase(it);
+        return;
+      }
+    }
+    return;
+  }
+  RM_DCHECK(slots_used_ > 0);
+  --slots_used_;
+  while (!slot_waiters_.empty() && slots_used_ < settings_->processings_per_loop) {
+    Session* next = slot_waiters_.front();
+    slot_waiters_.pop_front();
+    ++slots_used_;
+    next->SlotGranted();
+  }
+}
+
+void EsmtpListener::SessionClosed(Session* s) {
+  if (s->admitted()) shared_.Release(s->peer_ip());
+  sessions_.erase(s);
+  MaybeDrained();
+}
+
+void EsmtpListener::CloseAcceptors() {
+  for (auto& a : acceptors_) {
+    loop_.timers().Cancel(a->retry);
+    if (!a->accept_op.idle()) {
+      io_uring_prep_cancel64(loop_.ring().PrepareUntracked(),
+                             reinterpret_cast<uint64_t>(&a->accept_op), 0);
+    }
+  }
+}
+
+void EsmtpListener::Drain(std::function<void()> drained) {
+  draining_ = true;
+  drained_ = std::move(drained);
+  CloseAcceptors();
+  std::vector<Session*> all;
+  for (auto& [s, owned] : sessions_) all.push_back(s);
+  for (Session* s : all) s->Shutdown();
+  MaybeDrained();
+}
+
+void EsmtpListener::MaybeDrained() {
+  if (!draining_ || !sessions_.empty() || !drained_) return;
+  auto done = std::move(drained_);
+  drained_ = nullptr;
+  done();
+}
+
+}  // namespace ringmail::listeners::esmtp

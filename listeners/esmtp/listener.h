@@ -1,0 +1,132 @@
+// listeners/esmtp/listener.h — the ESMTP front door on one loop.
+//
+// Contract
+// - One EsmtpListener per loop of the listener's pool, created, used and destroyed on that
+//   loop's thread. Each has its own SO_REUSEPORT socket per Listen address with one
+//   multishot accept, so an accepted fd never crosses loops; its sessions read through the
+//   loop's provided-buffer ring (an idle connection holds no receive buffer).
+// - Limits: max_connections and max_connections_per_ip are daemon-wide, kept in
+//   ListenerShared (touched once per connection, never per byte); the excess connection
+//   hears `421 4.3.2` and is closed. max_processings is split into per-loop quotas: a
+//   session that wants to start a transaction past the quota waits its turn in a FIFO
+//   without holding the loop (it stops reading until granted).
+// - A session is owned by its listener and freed only after its last ring operation has
+//   completed (STYLE.md principle 3).
+// - Drain() (SIGTERM): stop accepting; sessions answer new commands with 421 and close,
+//   transactions in DATA finish. `drained` is called once no session is left.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "config/address.h"
+#include "core/buffers.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/message.h"
+#include "listeners/esmtp/settings.h"
+#include "spool/group_commit.h"
+
+namespace ringmail::listeners::esmtp {
+
+class Session;
+
+// Daemon-wide connection accounting, shared by every loop's listener. Thread-safe.
+class ListenerShared {
+ public:
+  // Admits a connection from `ip` or says which limit refused it.
+  enum class Admit { kOk, kTooManyConnections, kTooManyFromIp };
+  Admit TryAdmit(const std::string& ip, int64_t max_connections, int64_t max_per_ip);
+  void Release(const std::string& ip);
+  int64_t connections() const { return connections_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int64_t> connections_{0};
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, int64_t> per_ip_ ABSL_GUARDED_BY(mu_);
+};
+
+struct ListenerCounters {
+  uint64_t accepted = 0;
+  uint64_t refused_busy = 0;
+  uint64_t refused_ip = 0;
+  uint64_t messages = 0;
+  uint64_t message_bytes = 0;
+  uint64_t commit_errors = 0;
+  uint64_t accept_errors = 0;
+};
+
+class EsmtpListener {
+ public:
+  EsmtpListener(core::Loop& loop, ListenerShared& shared, spool::SpoolWriter& spool,
+                core::EventLog* log, std::shared_ptr<const Settings> settings);
+  ~EsmtpListener();
+  EsmtpListener(const EsmtpListener&) = delete;
+  EsmtpListener& operator=(const EsmtpListener&) = delete;
+
+  // Opens the sockets (SO_REUSEPORT) and arms their multishot accepts.
+  absl::Status Listen(const std::vector<config::NetAddress>& addresses);
+  // The ports actually bound (for port 0 in tests), in Listen order.
+  const std::vector<uint16_t>& bound_ports() const { return bound_ports_; }
+  // New connections use these settings; existing sessions keep theirs.
+  void UpdateSettings(std::shared_ptr<const Settings> settings);
+  void Drain(std::function<void()> drained);
+  size_t session_count() const { return sessions_.size(); }
+  const ListenerCounters& counters() const { return counters_; }
+
+  // ---- for Session (same loop) ----
+  core::Loop& loop() { return loop_; }
+  core::BufferRing& buffers() { return *buffers_; }
+  spool::SpoolWriter& spool() { return spool_; }
+  core::MessageIdGenerator& ids() { return ids_; }
+  core::EventLog* log() { return log_; }
+  ListenerCounters& mutable_counters() { return counters_; }
+  bool draining() const { return draining_; }
+  // True when granted at once; otherwise the session waits and Session::SlotGranted()
+  // is called when its turn comes.
+  bool RequestSlot(Session* s);
+  // Gives back a held slot, or withdraws a waiting request.
+  void ReleaseSlot(Session* s, bool was_waiting);
+  void SessionClosed(Session* s);
+
+ private:
+  struct Acceptor {
+    EsmtpListener* owner = nullptr;
+    int fd = -1;
+    core::Operation accept_op;
+    core::Timer retry;  // re-arms accept after a resource error (EMFILE) without spinning
+    void AcceptDone(core::Operation& op, core::IoResult r);
+    void RetryFired(core::Timer& t);
+  };
+  void ArmAccept(Acceptor& a);
+  void OnAccepted(int fd);
+  void CloseAcceptors();
+  void MaybeDrained();
+
+  core::Loop& loop_;
+  ListenerShared& shared_;
+  spool::SpoolWriter& spool_;
+  core::EventLog* log_;
+  std::shared_ptr<const Settings> settings_;
+  std::unique_ptr<core::BufferRing> buffers_;
+  core::MessageIdGenerator ids_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  std::vector<uint16_t> bound_ports_;
+  absl::flat_hash_map<Session*, std::unique_ptr<Session>> sessions_;
+  int64_t slots_used_ = 0;
+  std::deque<Session*> slot_waiters_;
+  bool draining_ = false;
+  std::function<void()> drained_;
+  ListenerCounters counters_;
+};
+
+}  // namespace ringmail::listeners::esmtp

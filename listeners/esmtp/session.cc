@@ -1,0 +1,326 @@
+#include "listeners/esmtp/session.h"
+
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "core/log.h"
+#include "listeners/esmtp/listener.h"
+
+namespace ringmail::listeners::esmtp {
+namespace {
+
+// Received bytes kept for a machine that is paused (commit, slot wait) beyond its own
+// pending buffer. Past this the session stops reading and TCP pushes back on the client.
+constexpr size_t kStashBytesMax = 256 * 1024;
+
+}  // namespace
+
+Session::Session(EsmtpListener& listener, int fd, std::string peer_ip, uint16_t peer_port,
+                 std::shared_ptr<const Settings> settings)
+    : listener_(listener),
+      fd_(fd),
+      peer_ip_(std::move(peer_ip)),
+      peer_port_(peer_port),
+      settings_(std::move(settings)),
+      machine_(settings_->limits, settings_->policy, listener.ids()) {
+  recv_op_.Bind<&Session::RecvDone>(this, "esmtp.recv");
+  recv_op_.multishot = true;
+  send_op_.Bind<&Session::SendDone>(this, "esmtp.send");
+  close_op_.Bind<&Session::CloseDone>(this, "esmtp.close");
+  deadline_.Bind<&Session::DeadlineFired>(this);
+  commit_.Bind<&Session::CommitDone>(this);
+}
+
+Session::~Session() {
+  RM_CHECK(recv_op_.idle() && send_op_.idle() && close_op_.idle())
+      << "session freed with a ring operation in flight";
+  RM_CHECK(!commit_in_flight_) << "session freed with a spool commit in flight";
+  RM_CHECK(!deadline_.armed());
+}
+
+uint64_t Session::WallMs() const { return static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())); }
+
+void Session::Start() {
+  started_ms_ = listener_.loop().now_ms();
+  machine_.Start(peer_ip_, peer_port_, settings_->hostname);
+  if (listener_.draining()) machine_.Shutdown();
+  Pump();
+}
+
+void Session::Refuse(std::string reply) {
+  close_after_send_ = true;
+  QueueOutput(std::move(reply));
+}
+
+void Session::SlotGranted() {
+  RM_DCHECK(slot_ == SlotState::kWaiting);
+  slot_ = SlotState::kHeld;
+  if (closing_) return;
+  machine_.SlotGranted();
+  Pump();
+}
+
+void Session::Shutdown() {
+  if (closing_) return;
+  machine_.Shutdown();
+  Pump();
+}
+
+void Session::Abort() { BeginClose(); }
+
+void Session::Pump() {
+  if (closing_) return;
+  for (;;) {
+    while (std::optional<Action> a = machine_.TakeAction()) Execute(std::move(*a));
+    if (closing_) return;
+    if (machine_.CanContinue()) {
+      machine_.Continue(WallMs());
+      continue;
+    }
+    if (!stash_.empty() && machine_.WantsInput()) {
+      size_t used = machine_.Feed(stash_, WallMs());
+      stash_.erase(0, used);
+      if (used > 0) continue;
+    }
+    if (!machine_.HasOutput()) break;
+    QueueOutput(machine_.TakeOutput());  // one send per pipelined group
+  }
+  ArmDeadline();
+  if (!recv_armed_ && !close_after_send_ && machine_.WantsInput() &&
+      stash_.size() < kStashBytesMax) {
+    ArmRecv();
+  }
+}
+
+void Session::Execute(Action action) {
+  switch (action.kind) {
+    case Action::Kind::kNeedTransactionSlot:
+      if (listener_.RequestSlot(this)) {
+        slot_ = SlotState::kHeld;
+        machine_.SlotGranted();
+      } else {
+        slot_ = SlotState::kWaiting;
+      }
+      return;
+    case Action::Kind::kReleaseTransactionSlot:
+      if (slot_ != SlotState::kNone) listener_.ReleaseSlot(this, slot_ == SlotState::kWaiting);
+      slot_ = SlotState::kNone;
+      return;
+    case Action::Kind::kCommit:
+      RM_CHECK(!commit_in_flight_) << "two commits at once";
+      last_from_ = action.message->envelope.mail_from;
+      last_rcpts_ = action.message->envelope.recipients.size();
+      last_size_ = action.message->content_size();
+      commit_.message = std::move(action.message);
+      commit_in_flight_ = true;
+      data_started_us_ = listener_.loop().now_us();
+      listener_.spool().Commit(commit_);
+      return;
+    case Action::Kind::kStartTls:  // never offered yet: the machine cannot ask for it
+      RM_BUG("STARTTLS requested but not offered");
+      close_after_send_ = true;
+      return;
+    case Action::Kind::kClose:
+      close_after_send_ = true;
+      if (sending_.empty()) BeginClose();
+      return;
+  }
+}
+
+void Session::ArmRecv() {
+  recv_armed_ = true;
+  io_uring_sqe* sqe = listener_.loop().Prepare(recv_op_);
+  io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = listener_.buffers().group_id();
+}
+
+void Session::RecvDone(core::Operation&, core::IoResult r) {
+  if (!r.more()) recv_armed_ = false;
+  if (r.ok() && r.has_buffer()) {
+    std::string_view bytes = listener_.buffers().Take(r.buffer_id(), r.value());
+    if (!closing_ && !close_after_send_) FeedBytes(bytes);
+    listener_.buffers().Recycle(r.buffer_id());  // parsed: straight back to the kernel
+    if (r.value() > 0) {
+      Pump();
+      return;
+    }
+  }
+  if (closing_) {
+    MaybeFinishClose();
+    return;
+  }
+  if (r.error() == ENOBUFS) {  // every buffer was in use: back-pressure, read again
+    Pump();
+    return;
+  }
+  if (r.canceled()) {  // we stopped reading (stash full); Pump resumes when it drains
+    recv_cancel_sent_ = false;
+    Pump();
+    return;
+  }
+  if (r.ok() && r.value() == 0) {  // the client closed its side
+    BeginClose();
+    return;
+  }
+  if (!r.ok()) {
+    BeginClose();  // ECONNRESET and friends
+    return;
+  }
+  Pump();
+}
+
+void Session::FeedBytes(std::string_view bytes) {
+  if (!stash_.empty()) {
+    stash_.append(bytes);
+    return;  // Pump feeds the stash in order
+  }
+  size_t used = machine_.Feed(bytes, WallMs());
+  if (used < bytes.size()) stash_.append(bytes.substr(used));
+  if (stash_.size() >= kStashBytesMax && recv_armed_ && !recv_cancel_sent_) {
+    // Stop reading: the client must wait for our replies (TCP back-pressure).
+    io_uring_sqe* sqe = listener_.loop().ring().PrepareUntracked();
+    io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&recv_op_), 0);
+    recv_cancel_sent_ = true;
+  }
+}
+
+void Session::QueueOutput(std::string bytes) {
+  if (bytes.empty()) return;
+  if (!sending_.empty()) {
+    queued_.append(bytes);
+    return;
+  }
+  sending_ = std::move(bytes);
+  sent_ = 0;
+  StartSend();
+}
+
+void Session::StartSend() {
+  io_uring_sqe* sqe = listener_.loop().Prepare(send_op_);
+  io_uring_prep_send(sqe, fd_, sending_.data() + sent_, sending_.size() - sent_, MSG_NOSIGNAL);
+}
+
+void Session::SendDone(core::Operation&, core::IoResult r) {
+  if (!r.ok()) {
+    sending_.clear();
+    queued_.clear();
+    BeginClose();
+    MaybeFinishClose();
+    return;
+  }
+  sent_ += r.value();
+  if (sent_ < sending_.size()) {
+    StartSend();
+    return;
+  }
+  sending_.clear();
+  sent_ = 0;
+  if (!queued_.empty()) {
+    sending_.swap(queued_);
+    StartSend();
+    return;
+  }
+  if (closing_) {
+    MaybeFinishClose();
+  } else if (close_after_send_) {
+    BeginClose();
+  }
+}
+
+void Session::ArmDeadline() {
+  uint64_t ms = 0;
+  switch (machine_.deadline()) {
+    case DeadlineKind::kNone:
+      listener_.loop().timers().Cancel(deadline_);
+      return;
+    case DeadlineKind::kCommand:
+      ms = settings_->command_timeout_ms;
+      break;
+    case DeadlineKind::kDataBlock:
+      ms = settings_->data_block_timeout_ms;
+      break;
+    case DeadlineKind::kServer:
+      ms = settings_->server_timeout_ms;
+      break;
+  }
+  if (close_after_send_) ms = settings_->command_timeout_ms;  // a client that never reads
+  listener_.loop().timers().Arm(deadline_, listener_.loop().now_ms() + ms);
+}
+
+void Session::DeadlineFired(core::Timer&) {
+  if (closing_) return;
+  if (close_after_send_) {  // the client does not read our last reply: give up
+    BeginClose();
+    return;
+  }
+  machine_.Timeout();
+  Pump();
+}
+
+void Session::CommitDone(spool::CommitRequest& request) {
+  commit_in_flight_ = false;
+  auto& counters = listener_.mutable_counters();
+  if (request.status.ok()) {
+    ++counters.messages;
+    counters.message_bytes += last_size_;
+  } else {
+    ++counters.commit_errors;
+  }
+  LogReception(request);
+  request.message.reset();
+  if (closing_) {
+    MaybeFinishClose();
+    return;
+  }
+  machine_.CommitDone(request.status);
+  Pump();
+}
+
+void Session::LogReception(const spool::CommitRequest& request) {
+  core::EventLog* log = listener_.log();
+  if (log == nullptr) return;
+  core::JsonLine line;
+  line.Str("event", "received")
+      .Str("id", request.id.ToHex())
+      .Str("peer", peer_ip_)
+      .Str("from", last_from_)
+      .Uint("rcpts", last_rcpts_)
+      .Uint("size", last_size_)
+      .Int("code", request.status.ok() ? 250 : 452)
+      .Uint("latency_us", listener_.loop().now_us() - data_started_us_);
+  if (!request.status.ok()) line.Str("error", std::string(request.status.message()));
+  log->Append(line.Finish());
+}
+
+void Session::BeginClose() {
+  if (closing_) return;
+  closing_ = true;
+  listener_.loop().timers().Cancel(deadline_);
+  if (slot_ != SlotState::kNone) {
+    listener_.ReleaseSlot(this, slot_ == SlotState::kWaiting);
+    slot_ = SlotState::kNone;
+  }
+  core::Ring& ring = listener_.loop().ring();
+  if (!recv_op_.idle()) {
+    io_uring_prep_cancel64(ring.PrepareUntracked(), reinterpret_cast<uint64_t>(&recv_op_), 0);
+  }
+  if (!send_op_.idle()) {  // a client that does not read must not hold the session
+    io_uring_prep_cancel64(ring.PrepareUntracked(), reinterpret_cast<uint64_t>(&send_op_), 0);
+  }
+  MaybeFinishClose();
+}
+
+void Session::MaybeFinishClose() {
+  if (!closing_ || close_submitted_) return;
+  if (!recv_op_.idle() || !send_op_.idle() || commit_in_flight_) return;
+  close_submitted_ = true;
+  io_uring_prep_close(listener_.loop().Prepare(close_op_), fd_);
+}
+
+void Session::CloseDone(core::Operation&, core::IoResult) {
+  fd_ = -1;
+  listener_.SessionClosed(this);  // frees this session: nothing may follow
+}
+
+}  // namespace ringmail::listeners::esmtp

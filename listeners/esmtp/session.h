@@ -1,0 +1,97 @@
+// listeners/esmtp/session.h — one inbound ESMTP connection on one loop: binds a pure
+// SessionMachine to the ring (multishot recv from the loop's buffer ring, batched sends,
+// deadlines, spool commits) and owns the connection's lifecycle.
+//
+// Lifecycle (STYLE.md principle 3): running → closing (recv cancelled, timer disarmed) →
+// once no operation is in flight (recv, send, commit) the fd is closed by a ring CLOSE →
+// in its completion the listener frees the session. Nothing touches a session after that.
+// Loop thread only.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/loop.h"
+#include "core/timers.h"
+#include "listeners/esmtp/session_machine.h"
+#include "listeners/esmtp/settings.h"
+#include "spool/group_commit.h"
+
+namespace ringmail::listeners::esmtp {
+
+class EsmtpListener;
+
+class Session {
+ public:
+  Session(EsmtpListener& listener, int fd, std::string peer_ip, uint16_t peer_port,
+          std::shared_ptr<const Settings> settings);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  void Start();
+  // Sends `reply` and closes without running the protocol (limits refused the client).
+  void Refuse(std::string reply);
+  void SlotGranted();
+  void Shutdown();  // drain: new commands get 421, DATA finishes
+  void Abort();     // loop stopping: close now
+  const std::string& peer_ip() const { return peer_ip_; }
+  bool admitted() const { return admitted_; }
+  void set_admitted(bool admitted) { admitted_ = admitted; }
+
+ private:
+  void Pump();
+  void Execute(Action action);
+  void ArmRecv();
+  void RecvDone(core::Operation& op, core::IoResult r);
+  void FeedBytes(std::string_view bytes);
+  void FeedStash();
+  void QueueOutput(std::string bytes);
+  void StartSend();
+  void SendDone(core::Operation& op, core::IoResult r);
+  void ArmDeadline();
+  void DeadlineFired(core::Timer& t);
+  void CommitDone(spool::CommitRequest& request);
+  void LogReception(const spool::CommitRequest& request);
+  void BeginClose();
+  void MaybeFinishClose();
+  void CloseDone(core::Operation& op, core::IoResult r);
+  uint64_t WallMs() const;
+
+  EsmtpListener& listener_;
+  int fd_;
+  std::string peer_ip_;
+  uint16_t peer_port_;
+  std::shared_ptr<const Settings> settings_;
+  SessionMachine machine_;
+
+  core::Operation recv_op_;
+  core::Operation send_op_;
+  core::Operation close_op_;
+  core::Timer deadline_;
+  spool::CommitRequest commit_;
+
+  std::string sending_;       // bytes of the send in flight
+  size_t sent_ = 0;           // of sending_
+  std::string queued_;        // replies produced while a send is in flight
+  std::string stash_;         // received bytes the machine could not take yet
+  bool recv_armed_ = false;   // a multishot recv is (or will be) in flight
+  bool recv_cancel_sent_ = false;
+  bool commit_in_flight_ = false;
+  bool close_after_send_ = false;
+  bool closing_ = false;
+  bool close_submitted_ = false;
+  bool admitted_ = false;
+  uint64_t started_ms_ = 0;
+  uint64_t data_started_us_ = 0;
+  enum class SlotState : uint8_t { kNone, kWaiting, kHeld };
+  SlotState slot_ = SlotState::kNone;
+  std::string last_from_;
+  size_t last_rcpts_ = 0;
+  uint64_t last_size_ = 0;
+};
+
+}  // namespace ringmail::listeners::esmtp

@@ -1,0 +1,42 @@
+// listeners/esmtp/settings.h — what an ESMTP listener needs from one config generation,
+// built once per generation (not per connection) and shared read-only by every loop.
+//
+// A session pins the Settings it started with for its whole life (DESIGN.md "Config": a
+// session keeps the generation it started with); a reload builds a new Settings and hands it
+// to every loop of the pool, where new connections pick it up.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "config/config.h"
+#include "listeners/esmtp/policy.h"
+#include "listeners/esmtp/session_machine.h"
+
+namespace ringmail::listeners::esmtp {
+
+struct Settings {
+  Settings(std::shared_ptr<const config::Config> c, Policy p)
+      : config(std::move(c)), policy(std::move(p)) {}
+
+  std::shared_ptr<const config::Config> config;  // the generation this came from
+  SessionLimits limits;
+  Policy policy;
+  std::string hostname;
+  int64_t max_connections = 0;         // whole daemon (all loops)
+  int64_t max_connections_per_ip = 0;  // whole daemon
+  int64_t processings_per_loop = 0;    // max_processings spread over the pool's loops
+  uint64_t command_timeout_ms = 0;
+  uint64_t data_block_timeout_ms = 0;
+  uint64_t server_timeout_ms = 0;      // waiting on us (slot, spool): bounds a stuck commit
+  uint64_t connection_timeout_ms = 0;  // whole session; 0: none
+
+  // `loops` is how many loops serve the listener (max_processings is split over them).
+  static absl::StatusOr<std::shared_ptr<const Settings>> FromConfig(
+      std::shared_ptr<const config::Config> config, int loops);
+};
+
+}  // namespace ringmail::listeners::esmtp

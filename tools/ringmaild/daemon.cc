@@ -1,0 +1,277 @@
+#include "tools/ringmaild/daemon.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "base/status_macros.h"
+#include "base/string_view.h"
+#include "config/diff.h"
+#include "spool/recovery.h"
+
+namespace ringmail::daemon {
+namespace {
+
+// How long SIGTERM waits for transactions in DATA to finish before stopping anyway.
+constexpr uint64_t kDrainTimeoutMs = 30'000;
+
+absl::Status MakeDir(const std::string& path, std::filesystem::perms perms) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("cannot create ", path, ": ", ec.message()));
+  std::filesystem::permissions(path, perms, ec);
+  return absl::OkStatus();
+}
+
+std::vector<core::ThreadPoolSpec> ThreadPoolSpecsFrom(const config::Config& c) {
+  std::vector<core::ThreadPoolSpec> specs;
+  for (const config::ThreadPoolConfig& tp : c.thread_pools) {
+    core::ThreadPoolSpec s;
+    s.name = tp.name;
+    s.concurrency = static_cast<uint32_t>(tp.concurrency);
+    s.backlog = static_cast<uint32_t>(tp.backlog);
+    s.stack_size_bytes = tp.stack_size_bytes;
+    specs.push_back(s);
+  }
+  return specs;
+}
+
+}  // namespace
+
+Daemon::Daemon(std::shared_ptr<const config::Config> config) : config_(std::move(config)) {
+  generations_.Publish(config_);
+  signal_op_.Bind<&Daemon::SignalDone>(this, "signalfd.read");
+  drain_timer_.Bind<&Daemon::DrainTimedOut>(this);
+}
+
+Daemon::~Daemon() {
+  if (signal_fd_ >= 0) close(signal_fd_);
+}
+
+absl::Status Daemon::Prepare() {
+  RM_RETURN_IF_ERROR(core::ProbeKernel());
+  license_ = config::EvaluateLicense(config_->global.license, absl::Now());
+  if (!license_.valid) core::LogWarning("license: %s", license_.summary);
+  cpus_ = core::AvailableCpus();
+  RM_RETURN_IF_ERROR(config::ValidateConcurrency(*config_, cpus_,
+                                                 license_.licensed_concurrency));
+  RM_ASSIGN_OR_RETURN(thread_pools_,
+                      core::ThreadPoolRegistry::Create(ThreadPoolSpecsFrom(*config_)));
+  using std::filesystem::perms;
+  RM_RETURN_IF_ERROR(MakeDir(config_->global.spool_dir, perms::owner_all));
+  RM_RETURN_IF_ERROR(MakeDir(config_->global.log_dir, perms::owner_all | perms::group_read |
+                                                          perms::group_exec));
+  RM_ASSIGN_OR_RETURN(reception_log_,
+                      core::EventLog::Open(config_->global.log_dir + "/reception.log"));
+  // Recovery runs on the SpoolIn pool (blocking reads); listeners start once it is done so
+  // new segments never race the scan of old ones.
+  absl::StatusOr<spool::RecoveryResult> recovered = absl::UnknownError("not run");
+  absl::Notification scanned;
+  auto* pool = thread_pools_->Find(core::kSpoolInPool);
+  RM_CHECK(pool != nullptr);
+  pool->Submit([&] {
+    recovered = spool::RecoverSpool(config_->global.spool_dir, spool::RecoveryOptions{});
+    scanned.Notify();
+  });
+  scanned.WaitForNotification();
+  if (!recovered.ok()) return recovered.status();
+  core::LogInfo("spool recovery: %s", recovered->report.Summary());
+  for (const auto& q : recovered->report.quarantined) {
+    core::LogWarning("spool: quarantined %s: %s", q.path, q.reason);
+  }
+  for (const spool::LoopRecovery& lr : recovered->report.loops) {
+    if (next_segment_seq_.size() <= lr.loop) next_segment_seq_.resize(lr.loop + 1, 1);
+    next_segment_seq_[lr.loop] = lr.next_seq;
+  }
+  core::LoopSetOptions lo;
+  for (const config::LoopCount& lc : config::ResolveLoopCounts(*config_, cpus_)) {
+    lo.pools.push_back(core::LoopPoolSpec{lc.pool, lc.loops});
+  }
+  lo.available_cpus = cpus_;
+  lo.completion_wait_us = absl::ToInt64Microseconds(config_->global.completion_wait);
+  loops_ = std::make_unique<core::LoopSet>(lo);
+  return absl::OkStatus();
+}
+
+std::string Daemon::StartupSummary() const {
+  std::vector<std::string> pools;
+  for (const auto& p : loops_->pools()) pools.push_back(absl::StrCat(p->name(), "=", p->size()));
+  std::vector<std::string> tps;
+  for (const core::ThreadPoolStats& s : thread_pools_->ListStats()) {
+    tps.push_back(absl::StrCat(s.name, ":", s.concurrency, "/", s.backlog));
+  }
+  return absl::StrCat("ringmaild ", RINGMAIL_VERSION, ": cpus=", cpus_, " licensed_concurrency=",
+                      license_.licensed_concurrency, " loops=", loops_->all_loops().size(),
+                      " pools=[", absl::StrJoin(pools, " "), "] cpu_map=[", loops_->CpuMap(),
+                      "] thread_pools=[", absl::StrJoin(tps, " "), "]");
+}
+
+absl::Status Daemon::SetUpOnLoop(LoopParts& parts, std::vector<config::NetAddress> addresses) {
+  core::Loop& loop = *parts.loop;
+  spool::SpoolWriterOptions so;
+  so.spool_dir = config_->global.spool_dir;
+  so.loop_index = loop.index();
+  so.segment_bytes = config_->global.spool_segment_size_bytes;
+  so.first_sequence = loop.index() < next_segment_seq_.size() ? next_segment_seq_[loop.index()] : 1;
+  RM_ASSIGN_OR_RETURN(parts.spool, spool::SpoolWriter::Open(loop, so, nullptr));
+  parts.esmtp = std::make_unique<listeners::esmtp::EsmtpListener>(
+      loop, esmtp_shared_, *parts.spool, reception_log_.get(), esmtp_settings_);
+  return parts.esmtp->Listen(addresses);
+}
+
+absl::Status Daemon::StartListeners() {
+  const config::EsmtpListenerConfig& ec = config_->esmtp;
+  const core::LoopPool* pool = loops_->pool(ec.event_loop);
+  if (pool == nullptr) return absl::NotFoundError("ESMTP_Listener: unknown event_loop pool");
+  RM_ASSIGN_OR_RETURN(esmtp_settings_, listeners::esmtp::Settings::FromConfig(
+                                           config_, static_cast<int>(pool->size())));
+  if (ec.listen.empty()) return absl::OkStatus();
+  std::vector<config::NetAddress> addresses;
+  for (const config::ListenConfig& l : ec.listen) addresses.push_back(l.address);
+  for (core::Loop* loop : pool->loops()) {
+    auto parts = std::make_unique<LoopParts>();
+    parts->loop = loop;
+    absl::Status status;
+    if (loop->IsCurrent()) {
+      status = SetUpOnLoop(*parts, addresses);
+    } else {
+      // Start-up only: the master waits for each loop to set itself up.
+      absl::Notification done;
+      loop->Post([&] {
+        status = SetUpOnLoop(*parts, addresses);
+        done.Notify();
+      });
+      done.WaitForNotification();
+    }
+    if (!status.ok()) return status;
+    // Port 0 (tests): every loop listens on the port the first one got.
+    const std::vector<uint16_t>& ports = parts->esmtp->bound_ports();
+    for (size_t i = 0; i < addresses.size(); ++i) addresses[i].port = ports[i];
+    parts_.push_back(std::move(parts));
+  }
+  std::vector<std::string> shown;
+  for (const config::NetAddress& a : addresses) shown.push_back(a.ToString());
+  core::LogInfo("esmtp listening on %s (%d loops)", absl::StrJoin(shown, " "), pool->size());
+  // A machine-readable line for scripts and tests that start the daemon on port 0.
+  std::printf("ready esmtp=%s\n", absl::StrJoin(shown, ",").c_str());
+  std::fflush(stdout);
+  return absl::OkStatus();
+}
+
+void Daemon::ArmSignalRead() {
+  io_uring_sqe* sqe = loops_->master().Prepare(signal_op_);
+  io_uring_prep_read(sqe, signal_fd_, signal_buf_, sizeof(signalfd_siginfo), 0);
+}
+
+void Daemon::SignalDone(core::Operation&, core::IoResult r) {
+  core::Loop& master = loops_->master();
+  if (master.stopping()) return;
+  if (r.ok() && r.value() == sizeof(signalfd_siginfo)) {
+    signalfd_siginfo info;
+    std::memcpy(&info, signal_buf_, sizeof(info));
+    switch (info.ssi_signo) {
+      case SIGTERM:
+      case SIGINT:
+        core::LogInfo("signal %d: draining and stopping", static_cast<int>(info.ssi_signo));
+        BeginDrain();
+        break;
+      case SIGUSR1:
+        reception_log_->Reopen();
+        break;
+      case SIGHUP:
+        core::LogWarning("SIGHUP: live reload is not implemented yet; restart to apply");
+        break;
+      default:
+        break;
+    }
+  }
+  ArmSignalRead();
+}
+
+void Daemon::BeginDrain() {
+  if (draining_) return;
+  draining_ = true;
+  core::Loop& master = loops_->master();
+  master.timers().Arm(drain_timer_, master.now_ms() + kDrainTimeoutMs);
+  listeners_draining_ = parts_.size();
+  if (listeners_draining_ == 0) {
+    StopEverything();
+    return;
+  }
+  // The Daemon outlives every loop (Run joins them), so `this` and the parts stay valid.
+  for (auto& parts : parts_) {
+    LoopParts* p = parts.get();
+    p->loop->Post([this, p, &master] {
+      p->esmtp->Drain([this, &master] {
+        master.Post([this] {
+          if (--listeners_draining_ == 0) StopEverything();
+        });
+      });
+    });
+  }
+}
+
+void Daemon::DrainTimedOut(core::Timer&) {
+  core::LogWarning("drain took longer than %d s: stopping anyway", kDrainTimeoutMs / 1000);
+  StopEverything();
+}
+
+void Daemon::StopEverything() {
+  core::Loop& master = loops_->master();
+  if (master.stopping()) return;
+  master.timers().Cancel(drain_timer_);
+  loops_->StopAll();  // joins the pool loops, then asks the master to stop
+}
+
+int Daemon::Run() {
+  absl::Status s = Prepare();
+  if (!s.ok()) {
+    std::fprintf(stderr, "ringmaild: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&mask, sig);
+  signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC);
+  if (signal_fd_ < 0) {
+    std::fprintf(stderr, "ringmaild: signalfd: %s\n", strerror(errno));
+    return 1;
+  }
+  core::LogInfo("%s", StartupSummary());
+  s = loops_->StartPools();
+  if (!s.ok()) {
+    std::fprintf(stderr, "ringmaild: %s\n", std::string(s.message()).c_str());
+    loops_->StopAll();
+    return 1;
+  }
+  core::Loop& master = loops_->master();
+  s = master.RunHere([&] {
+    ArmSignalRead();
+    absl::Status started = StartListeners();
+    if (!started.ok()) {
+      std::fprintf(stderr, "ringmaild: %s\n", std::string(started.message()).c_str());
+      exit_status_ = 1;
+      StopEverything();
+    }
+  });
+  if (!s.ok()) {
+    std::fprintf(stderr, "ringmaild: %s\n", std::string(s.message()).c_str());
+    loops_->StopAll();
+    return 1;
+  }
+  parts_.clear();  // every loop has stopped: nothing is in flight
+  reception_log_.reset();
+  thread_pools_->StopAll();
+  core::LogInfo("stopped");
+  return exit_status_;
+}
+
+}  // namespace ringmail::daemon

@@ -1,0 +1,87 @@
+// ringmaild — the ringmail daemon. See DESIGN.md "Programs".
+//
+//   ringmaild [--config FILE] [--check-config] [--version] [--help]
+#include <signal.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "config/default_config.h"
+#include "config/generation.h"
+#include "tools/ringmaild/daemon.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: ringmaild [--config FILE] [--check-config] [--version] [--help]\n"
+    "  --config FILE    configuration file (default: the embedded default configuration:\n"
+    "                   ESMTP on 127.0.0.1:2525, spool under ./var/spool)\n"
+    "  --check-config   validate the configuration, print any errors, exit 0 or 1\n"
+    "  --version        print the version and exit\n"
+    "  --help           print this help and exit\n";
+
+struct Flags {
+  std::string config;
+  bool check = false;
+};
+
+// Returns -1 to go on, or an exit status.
+int ParseFlags(int argc, char** argv, Flags* flags) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (arg == "--version") {
+      std::printf("ringmaild %s\n", RINGMAIL_VERSION);
+      return 0;
+    }
+    if (arg == "--check-config") {
+      flags->check = true;
+    } else if (arg == "--config" && i + 1 < argc) {
+      flags->config = argv[++i];
+    } else if (arg.rfind("--config=", 0) == 0) {
+      flags->config = arg.substr(9);
+    } else {
+      std::fprintf(stderr, "ringmaild: unknown or incomplete argument '%s'\n%s", arg.c_str(),
+                   kUsage);
+      return 2;
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  int rc = ParseFlags(argc, argv, &flags);
+  if (rc >= 0) return rc;
+  std::vector<ringmail::config::ConfigError> errors;
+  auto config = flags.config.empty() ? ringmail::config::LoadDefaultConfig()
+                                     : ringmail::config::LoadConfigFile(flags.config, &errors);
+  if (!config.ok()) {
+    if (errors.empty()) {
+      std::fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());
+    }
+    for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
+    return 1;
+  }
+  if (flags.check) {
+    std::printf("%s: configuration OK\n",
+                flags.config.empty() ? "embedded default" : flags.config.c_str());
+    return 0;
+  }
+  // Signals are taken through a signalfd on the master loop: block them in every thread
+  // before any thread starts (threads inherit the mask). SIGPIPE: a peer that goes away
+  // is an I/O error on its socket, not a reason to die.
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&mask, sig);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  ringmail::daemon::Daemon daemon(*std::move(config));
+  return daemon.Run();
+}
