@@ -85,6 +85,10 @@ void Session::Pump() {
     if (!machine_.HasOutput()) break;
     QueueOutput(machine_.TakeOutput());  // one send per pipelined group
   }
+  if (close_after_send_ && sending_.empty()) {
+    BeginClose();
+    return;
+  }
   ArmDeadline();
   if (!recv_armed_ && !close_after_send_ && machine_.WantsInput() &&
       stash_.size() < kStashBytesMax) {
@@ -121,8 +125,7 @@ void Session::Execute(Action action) {
       close_after_send_ = true;
       return;
     case Action::Kind::kClose:
-      close_after_send_ = true;
-      if (sending_.empty()) BeginClose();
+      close_after_send_ = true;  // Pump sends the last replies (221, 421) first
       return;
   }
 }
