@@ -36,6 +36,8 @@ static_assert(SpoolWriter::kBatchRecordsLimit <= kIovPerBatchMax);
 constexpr uint64_t kOversizeAlignBytes = 4096;
 // A segment name already taken (EEXIST) is skipped this many times in a row at most.
 constexpr int kNameTakenRetriesMax = 8;
+// Resubmissions of one batch after an interrupted or foreign-cancelled op.
+constexpr int kRetriesMax = 8;
 
 uint64_t AlignUp(uint64_t n, uint64_t align) { return (n + align - 1) / align * align; }
 
@@ -183,6 +185,7 @@ class SpoolWriter::Impl {
     size_t chain_writes = 0;
     size_t chain_pending = 0;
     int32_t fsync_res = 0;
+    int retries = 0;  // resubmissions after EINTR/EAGAIN/ECANCELED
   };
 
   void Enqueue(SpoolRequestLink& request);
@@ -403,6 +406,7 @@ void SpoolWriter::Impl::BuildIovecs() {
   batch_.iov.clear();
   batch_.iov_next = 0;
   batch_.written = 0;
+  batch_.retries = 0;
   uint64_t offset = batch_.offset;
   for (SpoolRequestLink* r = batch_.requests.front(); r != nullptr; r = r->writer_next) {
     if (r->writer_is_state) {
@@ -429,11 +433,12 @@ void SpoolWriter::Impl::BuildIovecs() {
 
 // Submits the unwritten rest of the batch: WRITEVs of at most kIovPerWriteMax iovecs at
 // consecutive offsets, linked to one another and to a final FSYNC(DATASYNC), prepared in
-// one submission. A failing or short WRITEV cancels what is linked after it.
+// one submission. A failing or short WRITEV cancels what is linked after it. (With
+// everything written and only the sync to redo, the chain is the FSYNC alone.)
 void SpoolWriter::Impl::SubmitChain() {
   const size_t remaining = batch_.iov.size() - batch_.iov_next;
   const size_t writes = (remaining + kIovPerWriteMax - 1) / kIovPerWriteMax;
-  RM_CHECK(writes >= 1 && writes <= kChainWritesMax) << writes << " WRITEVs in one chain";
+  RM_CHECK(writes <= kChainWritesMax) << writes << " WRITEVs in one chain";
   while (writes_.size() < writes) {
     writes_.push_back(std::make_unique<WriteSlot>());
     writes_.back()->op.Bind<&Impl::WriteDone>(this, "spool batch writev");
@@ -494,13 +499,16 @@ void SpoolWriter::Impl::ChainFinished() {
   }
   if (error == 0 && !short_write && batch_.fsync_res < 0) error = -batch_.fsync_res;
   batch_.written += progress;
-  if (error != 0) {
+  // An interrupted op, or one cancelled by someone else (the loop's stop cancels every op
+  // once, and the first failing op of the chain is not a link casualty): go again.
+  const bool retry = error == EINTR || error == EAGAIN || error == ECANCELED;
+  if (error != 0 && !(retry && ++batch_.retries <= kRetriesMax)) {
     FailBatch(error);
     return;
   }
-  if (short_write) {
+  if (short_write || error != 0) {
     // The bytes written stay; the rest goes again, and the sync only after it.
-    ++stats_.short_writes;
+    ++(error != 0 ? stats_.retries : stats_.short_writes);
     AdvanceIovecs(progress);
     SubmitChain();
     return;

@@ -45,8 +45,9 @@
 //   `done`, Relocate) are left to their callers, who know what a record means.
 // - Start-up: SpoolWriterOptions.first_sequence is recovery's LoopRecovery.next_seq; the
 //   writer always starts a fresh segment there, never appends to a recovered one.
-// - Stop and destruction: the loop's stop lets requests finish (a batch the stop's cancel
-//   caught fails with kUnavailable); the loop keeps turning until no op is in flight. The
+// - Stop and destruction: the loop's stop lets requests finish: its one-shot cancel of every
+//   op is answered by resubmitting what it caught (also EINTR/EAGAIN; bounded), and the
+//   loop keeps turning until no op is in flight. The
 //   owner destroys the writer after the loop stopped (from any thread then), or on the loop
 //   thread when idle(); destroying it with work pending or in flight is a bug (checked).
 #pragma once
@@ -136,6 +137,7 @@ struct SpoolWriterStats {
   uint64_t writes = 0;           // WRITEV ops submitted
   uint64_t fsyncs = 0;           // batch fdatasyncs that succeeded
   uint64_t short_writes = 0;     // WRITEVs that wrote less than asked (rest resubmitted)
+  uint64_t retries = 0;          // chains resubmitted after EINTR/EAGAIN/a foreign cancel
   uint64_t errors = 0;           // batches failed by a write or sync error
   uint64_t requests_failed = 0;  // requests answered with an error (any cause)
   uint64_t segments = 0;         // segments created

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -12,6 +13,10 @@
 
 namespace ringmail::spool {
 namespace {
+
+// Interrupted, or cancelled by the loop's stop (which cancels every op once): try again.
+constexpr int kRetriesMax = 8;
+bool Retryable(int error) { return error == EINTR || error == EAGAIN || error == ECANCELED; }
 
 uint64_t WallClockMs() {
   timespec ts{};
@@ -82,7 +87,12 @@ void SegmentCreator::Create(uint64_t seq, uint64_t bytes) {
   name_ = SegmentFileName(seq);
   header_ = EncodeSegmentHeader(SegmentHeader{loop_index_, seq, WallClockMs(), bytes});
   error_ = 0;
+  retries_ = 0;
   stage_ = Stage::kOpen;
+  SubmitOpen();
+}
+
+void SegmentCreator::SubmitOpen() {
   io_uring_sqe* sqe = loop_.Prepare(open_op_);
   io_uring_prep_openat(sqe, dir_fd_, name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
                        0600);
@@ -90,6 +100,10 @@ void SegmentCreator::Create(uint64_t seq, uint64_t bytes) {
 
 void SegmentCreator::OpenDone(core::Operation&, core::IoResult result) {
   RM_DCHECK(stage_ == Stage::kOpen);
+  if (!result.ok() && Retryable(result.error()) && ++retries_ <= kRetriesMax) {
+    SubmitOpen();
+    return;
+  }
   if (!result.ok()) {
     // Nothing was created (EEXIST: the name belongs to someone else; never unlink it).
     Finish(result.error());
@@ -149,12 +163,15 @@ void SegmentCreator::SetUpFinished() {
     return;
   }
   for (const ChainOp& c : chain_) {
-    if (!c.used) continue;
-    // The first failure is the cause; the ops linked after it only report -ECANCELED.
-    if (c.res < 0) {
+    if (!c.used || c.res >= 0) continue;
+    // The first failure is the cause; the ops linked after it only report -ECANCELED. A
+    // first failure that is itself ECANCELED came from outside (the loop's stop): again.
+    if (Retryable(-c.res) && ++retries_ <= kRetriesMax) {
+      SubmitSetUp();
+    } else {
       CleanUp(-c.res);
-      return;
     }
+    return;
   }
   if (static_cast<size_t>(chain_[kHeader].res) != header_.size()) {
     CleanUp(EIO);  // a short write of 64 bytes: treat as the device failing
@@ -213,14 +230,22 @@ void SegmentCreator::Close(int fd) {
     slot = closes_.back().get();
     slot->op.Bind<&SegmentCreator::CloseDone>(this, "segment close");
   }
+  slot->fd = fd;
   io_uring_sqe* sqe = loop_.Prepare(slot->op);
   io_uring_prep_close(sqe, fd);
   ++closes_in_flight_;
 }
 
-void SegmentCreator::CloseDone(core::Operation&, core::IoResult result) {
+void SegmentCreator::CloseDone(core::Operation& op, core::IoResult result) {
   RM_DCHECK(closes_in_flight_ > 0);
   --closes_in_flight_;
+  if (result.canceled()) {
+    // The loop's stop caught it before it ran: close here rather than leak the fd.
+    for (auto& s : closes_) {
+      if (&s->op == &op) ::close(s->fd);
+    }
+    return;
+  }
   // Every byte that matters was fsynced before: a failed close loses nothing.
   if (!result.ok() && !result.canceled()) {
     core::LogWarning("spool: closing a segment failed: %s", std::strerror(result.error()));

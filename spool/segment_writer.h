@@ -20,6 +20,8 @@
 //   since a size change is needed to read the data back. tmpfs and ext4/xfs support it.
 // - The result comes back through the `done` callback (owner, result) from the completion of
 //   the last op; the creator is idle again when it runs, so the callback may Create again.
+//   An op interrupted or cancelled from outside (the loop's stop cancels every op once) is
+//   resubmitted, a few times at most.
 //   On failure the half-made file (if OPENAT made one) is closed and unlinked first, so a
 //   failed creation leaves no file behind — unless the unlink itself fails, and then recovery
 //   reads the file as empty or as a clean segment with no record, both harmless.
@@ -90,9 +92,11 @@ class SegmentCreator {
   };
   struct CloseSlot {
     core::Operation op;
+    int fd = -1;
   };
   enum ChainIndex : size_t { kFallocate = 0, kHeader, kFileSync, kDirSync, kChainOps };
 
+  void SubmitOpen();
   void OpenDone(core::Operation& op, core::IoResult result);
   void SubmitSetUp();
   void ChainDone(core::Operation& op, core::IoResult result);
@@ -120,6 +124,7 @@ class SegmentCreator {
   core::Operation cleanup_unlink_op_;
   size_t cleanup_pending_ = 0;
   int error_ = 0;
+  int retries_ = 0;  // resubmissions after EINTR/EAGAIN/a foreign cancel
   std::vector<std::unique_ptr<CloseSlot>> closes_;
   size_t closes_in_flight_ = 0;
 };
