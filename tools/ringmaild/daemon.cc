@@ -186,9 +186,12 @@ void Daemon::SignalDone(core::Operation&, core::IoResult r) {
       case SIGUSR1:
         reception_log_->Reopen();
         break;
-      case SIGHUP:
-        core::LogWarning("SIGHUP: live reload is not implemented yet; restart to apply");
+      case SIGHUP: {
+        control::Response r = Reload(false);
+        (r.ok ? core::LogLine(core::LogLevel::kInfo, r.body)
+              : core::LogLine(core::LogLevel::kWarning, r.body));
         break;
+      }
       default:
         break;
     }
@@ -254,8 +257,10 @@ int Daemon::Run() {
   }
   core::Loop& master = loops_->master();
   s = master.RunHere([&] {
+    started_ms_ = master.now_ms();
     ArmSignalRead();
     absl::Status started = StartListeners();
+    if (started.ok()) started = StartControl();
     if (!started.ok()) {
       std::fprintf(stderr, "ringmaild: %s\n", std::string(started.message()).c_str());
       exit_status_ = 1;
@@ -268,6 +273,7 @@ int Daemon::Run() {
     return 1;
   }
   parts_.clear();  // every loop has stopped: nothing is in flight
+  control_.reset();
   reception_log_.reset();
   thread_pools_->StopAll();
   core::LogInfo("stopped");

@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/loop_pool.h"
 #include "core/thread_pool_registry.h"
+#include "listeners/control/control_listener.h"
 #include "listeners/esmtp/listener.h"
 #include "spool/group_commit.h"
 
@@ -49,6 +50,32 @@ class Daemon {
   void StopEverything();
   std::string StartupSummary() const;
 
+  // ---- control socket (daemon_control.cc) ----
+  // What one loop reports about itself for summary, eventloop list and metrics.
+  struct LoopSnapshot {
+    std::string name;
+    int cpu = -1;
+    core::LoopStats loop;
+    size_t esmtp_sessions = 0;
+    listeners::esmtp::ListenerCounters esmtp;
+    spool::SpoolWriterStats spool;
+  };
+  using Reply = control::ControlListener::Reply;
+  absl::Status StartControl();
+  void HandleControl(const control::Request& request, Reply reply);
+  // Asks every loop for its snapshot; `done` runs on the master with all of them.
+  void GatherLoops(absl::AnyInvocable<void(std::vector<LoopSnapshot>)> done);
+  LoopSnapshot SnapshotOf(core::Loop& loop);
+  control::Response Summary(const std::vector<LoopSnapshot>& loops, bool json);
+  control::Response EventLoopList(const std::vector<LoopSnapshot>& loops, bool json);
+  control::Response Metrics(const std::vector<LoopSnapshot>& loops);
+  control::Response ThreadPoolList(bool json);
+  control::Response ThreadPoolSet(const std::vector<std::string>& words);
+  control::Response LicenseShow(bool json);
+  control::Response ConfigShow(const std::vector<std::string>& words, bool json);
+  control::Response ConfigCheck(const std::vector<std::string>& words);
+  control::Response Reload(bool json);
+
   config::GenerationStore generations_;
   std::shared_ptr<const config::Config> config_;
   config::LicenseStatus license_;
@@ -68,6 +95,9 @@ class Daemon {
   bool draining_ = false;
   size_t listeners_draining_ = 0;
   int exit_status_ = 0;
+  uint64_t started_ms_ = 0;
+  uint64_t reloads_ = 0;
+  std::unique_ptr<control::ControlListener> control_;
 };
 
 }  // namespace ringmail::daemon
