@@ -67,7 +67,9 @@ struct KeySpec {
   std::string_view name;  // canonical spelling; matched case-insensitively
   ValueType type;
   std::string_view default_text;  // config syntax; ignored when `inherit` is set
-  int64_t min;  // kInt/kSize/kDuration (µs)/kPercentOrInt count; list: max items unused
+  // Inclusive range of kInt, kSize (bytes), kDuration (microseconds) and the count form of
+  // kPercentOrInt (its percent form is always 1..100); unused for other types.
+  int64_t min;
   int64_t max;
   Apply apply;
   std::string_view choices;  // kEnum: "reject|normalize" (index = enum value)
