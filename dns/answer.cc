@@ -203,7 +203,9 @@ AnswerPtr ParseAnswer(RecordType type, std::string_view name, int ares_status,
     return Negative(RecordAnswer::Kind::kNxDomain, abuf, alen);
   }
   if (ares_status == ARES_ENODATA) return Negative(RecordAnswer::Kind::kNoData, abuf, alen);
-  if (ares_status != ARES_SUCCESS) return ErrorAnswer(StatusFromAres(ares_status, What(type, name)));
+  if (ares_status != ARES_SUCCESS) {
+    return ErrorAnswer(StatusFromAres(ares_status, What(type, name)));
+  }
   if (abuf == nullptr || alen <= 0) return Malformed(type, name, ARES_EBADRESP);
   switch (type) {
     case RecordType::kMx:

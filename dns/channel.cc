@@ -96,6 +96,10 @@ absl::StatusOr<std::unique_ptr<Channel>> Channel::Create(core::Loop& loop,
     return absl::InvalidArgumentError(
         absl::StrCat("DNS timeout must be 1..", kTimeoutMsMax, " ms"));
   }
+  if (options.receive_buffer_bytes > kReceiveBufferBytesMax) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DNS receive buffer must be at most ", kReceiveBufferBytesMax, " bytes"));
+  }
   if (options.tries < 1 || options.tries > kTriesMax) {
     return absl::InvalidArgumentError(absl::StrCat("DNS tries must be 1..", kTriesMax));
   }
@@ -119,6 +123,10 @@ absl::StatusOr<std::unique_ptr<Channel>> Channel::Create(core::Loop& loop,
   // environment.
   o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
   if (options.tcp) o.flags |= ARES_FLAG_USEVC;
+  if (options.receive_buffer_bytes > 0) {
+    o.socket_receive_buffer_size = static_cast<int>(options.receive_buffer_bytes);
+    mask |= ARES_OPT_SOCK_RCVBUF;
+  }
   if (options.edns) {
     o.flags |= ARES_FLAG_EDNS;
     o.ednspsz = kEdnsPayloadBytes;

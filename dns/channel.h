@@ -43,6 +43,7 @@ namespace ringmail::dns {
 inline constexpr size_t kServersMax = 16;
 inline constexpr uint32_t kTimeoutMsMax = 60'000;
 inline constexpr uint32_t kTriesMax = 10;
+inline constexpr uint32_t kReceiveBufferBytesMax = 64u << 20;
 
 struct ChannelOptions {
   // "ip", "ip:port", "[ipv6]:port" or bare "ipv6"; empty: the system's /etc/resolv.conf.
@@ -52,6 +53,9 @@ struct ChannelOptions {
   uint32_t tries = 3;          // per server
   bool tcp = false;            // every query over TCP (ARES_FLAG_USEVC)
   bool edns = true;            // EDNS0, 1232-byte payload: fewer truncated UDP answers
+  // SO_RCVBUF of c-ares's sockets (capped by net.core.rmem_max): hundreds of answers
+  // arriving in one burst overflow the default ~208 KiB, and a dropped answer costs a timeout.
+  uint32_t receive_buffer_bytes = 1 << 20;
 };
 
 struct ChannelStats {

@@ -151,6 +151,12 @@ Resolver::~Resolver() {
                       "and idle())";
 }
 
+ResolverStats Resolver::stats() const {
+  ResolverStats s = stats_;
+  s.queries_in_flight = started_;
+  return s;
+}
+
 bool Resolver::idle() const {
   return stopping_ && channel_->shut_down() && channel_->idle() && ready_.empty() &&
          !drain_scheduled_;

@@ -210,7 +210,7 @@ class Resolver {
   // Safe to destroy: shut down, no poll in flight, no handler left to run.
   bool idle() const;
 
-  const ResolverStats& stats() const { return stats_; }
+  ResolverStats stats() const;
   const Cache& cache() const { return cache_; }
   const Channel& channel() const { return *channel_; }
 
