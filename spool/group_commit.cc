@@ -76,17 +76,17 @@ absl::Status CheckOptions(const SpoolWriterOptions& o) {
     return absl::InvalidArgumentError(absl::StrCat("spool writer: loop ", o.loop_index));
   }
   if (o.segment_bytes < kMinSegmentBytes || o.segment_bytes > kMaxSegmentBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spool writer: segment_bytes ", o.segment_bytes, " outside [",
-                     kMinSegmentBytes, ", ", kMaxSegmentBytes, "]"));
+    return absl::InvalidArgumentError(absl::StrCat("spool writer: segment_bytes ", o.segment_bytes,
+                                                   " outside [", kMinSegmentBytes, ", ",
+                                                   kMaxSegmentBytes, "]"));
   }
   if (o.first_sequence == 0) {
     return absl::InvalidArgumentError("spool writer: sequence numbers start at 1");
   }
   if (o.batch_messages_max == 0 || o.batch_messages_max > SpoolWriter::kBatchRecordsLimit) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spool writer: batch_messages_max ", o.batch_messages_max, " outside [1, ",
-                     SpoolWriter::kBatchRecordsLimit, "]"));
+    return absl::InvalidArgumentError(absl::StrCat("spool writer: batch_messages_max ",
+                                                   o.batch_messages_max, " outside [1, ",
+                                                   SpoolWriter::kBatchRecordsLimit, "]"));
   }
   if (o.batch_bytes_max < 4096) {
     return absl::InvalidArgumentError("spool writer: batch_bytes_max under 4096");
@@ -221,10 +221,10 @@ class SpoolWriter::Impl {
   std::optional<SegmentFile> active_;
   std::optional<SegmentFile> spare_;  // created ahead so that a rollover never waits
   uint64_t next_seq_;
-  bool create_for_batch_ = false;    // the creation running is the one a batch needs
+  bool create_for_batch_ = false;  // the creation running is the one a batch needs
   uint64_t create_bytes_ = 0;
   int name_taken_retries_ = 0;
-  uint64_t failures_logged_at_ = 0;  // stats_.segment_errors when the last streak ended
+  uint64_t failures_logged_at_ = 0;   // stats_.segment_errors when the last streak ended
   bool waiting_for_segment_ = false;  // the head of pending_ waits for a creation
 
   RequestQueue pending_;
@@ -310,7 +310,7 @@ void SpoolWriter::Impl::Flush() {
   // One batch in flight at a time: the rest gathers and goes when it completes.
   while (!batch_.in_flight && !waiting_for_segment_ && !pending_.empty()) {
     SpoolRequestLink& head = *pending_.front();
-    if (!Encode(head)) continue;  // refused by the record format: failed alone
+    if (!Encode(head)) continue;                 // refused by the record format: failed alone
     if (!EnsureRoom(RecordBytes(head))) return;  // the segment's creation flushes again
     Gather();
     BuildIovecs();
@@ -582,10 +582,9 @@ void SpoolWriter::Impl::FailBatch(int error) {
   ++stats_.errors;
   const SegmentId id = active_->id;
   absl::Status status =
-      error == ECANCELED
-          ? absl::UnavailableError(absl::StrCat("spool write to ", id.ToString(),
-                                                " cancelled: the loop is stopping"))
-          : SpoolIoError(error, absl::StrCat("spool write to ", id.ToString()));
+      error == ECANCELED ? absl::UnavailableError(absl::StrCat("spool write to ", id.ToString(),
+                                                               " cancelled: the loop is stopping"))
+                         : SpoolIoError(error, absl::StrCat("spool write to ", id.ToString()));
   core::LogWarning("spool: %s; segment sealed", status.ToString());
   SealActive();
   RequestQueue failed = batch_.requests.Take();

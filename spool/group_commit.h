@@ -118,11 +118,11 @@ struct StateRequest : SpoolRequestLink {
 
 struct SpoolWriterOptions {
   std::string spool_dir;
-  uint32_t loop_index = 0;                  // <= kMaxLoopIndex
-  uint64_t segment_bytes = 64ull << 20;     // kMinSegmentBytes..kMaxSegmentBytes
-  uint64_t first_sequence = 1;              // from recovery: LoopRecovery::next_seq
-  size_t batch_messages_max = 1024;         // records per batch, 1..kBatchRecordsLimit
-  uint64_t batch_bytes_max = 16ull << 20;   // bytes per batch (>= 4 KiB)
+  uint32_t loop_index = 0;                 // <= kMaxLoopIndex
+  uint64_t segment_bytes = 64ull << 20;    // kMinSegmentBytes..kMaxSegmentBytes
+  uint64_t first_sequence = 1;             // from recovery: LoopRecovery::next_seq
+  size_t batch_messages_max = 1024;        // records per batch, 1..kBatchRecordsLimit
+  uint64_t batch_bytes_max = 16ull << 20;  // bytes per batch (>= 4 KiB)
   // Preallocate segments with fallocate (the design's choice: an overwrite of preallocated
   // space syncs far faster than an append that grows the file). Off only for filesystems
   // where preallocation is unwanted; tests turn it off to reach ENOSPC on the write path.

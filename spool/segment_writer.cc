@@ -51,8 +51,7 @@ void ReserveSqes(core::Loop& loop, unsigned count) {
   }
 }
 
-SegmentCreator::SegmentCreator(core::Loop& loop, uint32_t loop_index, int dir_fd,
-                               bool preallocate)
+SegmentCreator::SegmentCreator(core::Loop& loop, uint32_t loop_index, int dir_fd, bool preallocate)
     : loop_(loop), loop_index_(loop_index), dir_fd_(dir_fd), preallocate_(preallocate) {
   open_op_.Bind<&SegmentCreator::OpenDone>(this, "segment openat");
   static constexpr const char* kNames[kChainOps] = {"segment fallocate", "segment header write",
@@ -94,8 +93,7 @@ void SegmentCreator::Create(uint64_t seq, uint64_t bytes) {
 
 void SegmentCreator::SubmitOpen() {
   io_uring_sqe* sqe = loop_.Prepare(open_op_);
-  io_uring_prep_openat(sqe, dir_fd_, name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                       0600);
+  io_uring_prep_openat(sqe, dir_fd_, name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 }
 
 void SegmentCreator::OpenDone(core::Operation&, core::IoResult result) {
@@ -205,8 +203,8 @@ void SegmentCreator::Finish(int error) {
   SegmentCreateResult result;
   result.error = error;
   if (error != 0) {
-    result.status = SpoolIoError(error, absl::StrCat("creating spool segment ",
-                                                     file_.id.ToString()));
+    result.status =
+        SpoolIoError(error, absl::StrCat("creating spool segment ", file_.id.ToString()));
   } else {
     result.file = file_;
   }

@@ -114,9 +114,9 @@ class SegmentCreator {
   void* owner_ = nullptr;
 
   Stage stage_ = Stage::kIdle;
-  SegmentFile file_;     // the segment being made
-  std::string name_;     // its file name, alive while OPENAT/UNLINKAT may read it
-  std::string header_;   // its header bytes, alive while the WRITE may read them
+  SegmentFile file_;    // the segment being made
+  std::string name_;    // its file name, alive while OPENAT/UNLINKAT may read it
+  std::string header_;  // its header bytes, alive while the WRITE may read them
   core::Operation open_op_;
   ChainOp chain_[kChainOps];
   size_t chain_pending_ = 0;

@@ -58,8 +58,7 @@ class GroupCommitTest : public ::testing::Test {
 
   // Commits messages first..first+count-1 from one loop task (one turn) into committer
   // slots starting at `slot`, remembering what to expect.
-  void CommitInOneTurn(Committer& c, size_t slot, uint64_t first, size_t count,
-                       size_t body_bytes) {
+  void CommitInOneTurn(Committer& c, size_t slot, uint64_t first, size_t count, size_t body_bytes) {
     std::vector<std::unique_ptr<core::Message>> messages;
     for (size_t i = 0; i < count; ++i) {
       messages.push_back(NewMessage(first + i, body_bytes));
@@ -191,7 +190,7 @@ TEST_F(GroupCommitTest, BatchBytesLimitSplitsButABigRecordGoesAlone) {
   o.batch_bytes_max = 16 * 1024;
   Open(o);
   Committer c(11);
-  CommitInOneTurn(c, 0, 1, 10, 6000);   // ~6.3 KiB records: at most 2 per 16 KiB batch
+  CommitInOneTurn(c, 0, 1, 10, 6000);     // ~6.3 KiB records: at most 2 per 16 KiB batch
   CommitInOneTurn(c, 10, 100, 1, 40000);  // bigger than a batch: alone
   ASSERT_TRUE(c.WaitFor(11));
   for (size_t i = 0; i < c.size(); ++i) ASSERT_TRUE(c.at(i).status.ok()) << c.at(i).status;
@@ -352,10 +351,17 @@ TEST_F(GroupCommitTest, RecipientAndDoneRecordsGoThroughTheSameBatches) {
   CommitInOneTurn(c, 0, 1, 3, 500);
   ASSERT_TRUE(c.WaitFor(3));
   StateWaiter w(3);
-  RecipientUpdate delivered{c.at(0).id, 0, core::RecipientState::kDelivered, 1, 0, 5000,
-                            "250 2.0.0 ok"};
-  RecipientUpdate failed{c.at(0).id, 1, core::RecipientState::kFailed, 1, 0, 5001,
-                         "550 5.1.1 no such user"};
+  RecipientUpdate delivered;
+  delivered.id = c.at(0).id;
+  delivered.recipient_index = 0;
+  delivered.state = core::RecipientState::kDelivered;
+  delivered.attempts = 1;
+  delivered.changed_ms = 5000;
+  delivered.reply = "250 2.0.0 ok";
+  RecipientUpdate failed = delivered;
+  failed.recipient_index = 1;
+  failed.state = core::RecipientState::kFailed;
+  failed.reply = "550 5.1.1 no such user";
   w.requests[0].record = delivered;
   w.requests[1].record = failed;
   w.requests[2].record = DoneMark{c.at(1).id, 6000};
@@ -407,7 +413,8 @@ TEST_F(GroupCommitTest, LiveIndexSeesSegmentsAndAppendedBytes) {
   for (size_t turn = 0; turn < 3; ++turn) CommitInOneTurn(c, turn * 10, 1 + turn * 10, 10, 60000);
   ASSERT_TRUE(c.WaitFor(30));
   std::map<SegmentId, uint64_t> bytes;
-  for (size_t i = 0; i < c.size(); ++i) bytes[c.at(i).location.segment] += c.at(i).location.record_bytes;
+  for (size_t i = 0; i < c.size(); ++i)
+    bytes[c.at(i).location.segment] += c.at(i).location.record_bytes;
   lt_.Run([&] {
     EXPECT_EQ(index.segment_count(), bytes.size());
     for (const auto& [id, n] : bytes) {

@@ -173,8 +173,8 @@ inline RecoveryResult ExpectRecovered(const std::string& spool_dir,
     EXPECT_EQ(m.envelope.helo, e.envelope.helo);
     EXPECT_EQ(m.envelope.peer, e.envelope.peer);
     EXPECT_EQ(m.envelope.recipients.size(), e.envelope.recipients.size());
-    for (size_t i = 0; i < std::min(m.envelope.recipients.size(),
-                                    e.envelope.recipients.size()); ++i) {
+    for (size_t i = 0; i < std::min(m.envelope.recipients.size(), e.envelope.recipients.size());
+         ++i) {
       EXPECT_EQ(m.envelope.recipients[i].address, e.envelope.recipients[i].address);
       EXPECT_EQ(m.envelope.recipients[i].params, e.envelope.recipients[i].params);
     }
