@@ -240,7 +240,7 @@ void ClientConn::ResetSession() {
   send_total_ = send_done_ = 0;
   peer_pipelining_ = peer_chunking_ = peer_size_ = false;
   messages_on_conn_ = 0;
-  quit_queued_ = need_rset_ = false;
+  quit_queued_ = need_rset_ = server_closing_ = false;
 }
 
 void ClientConn::Shutdown() {
@@ -390,6 +390,7 @@ void ClientConn::OnReply(int code, std::string_view text) {
   const Expect what = expect_[expect_head_];
   expect_head_ = (expect_head_ + 1) % expect_.size();
   --expect_count_;
+  server_closing_ = code == 421;  // no new message on a session the server is closing
   OnSessionReply(what, code, text);
   if (code == 421 && state_ != State::kClosing) Fail("server closed the session (421)", 0);
 }
@@ -481,7 +482,7 @@ void ClientConn::Resume() {
 }
 
 void ClientConn::StartReady() {
-  if (quit_queued_) return;
+  if (quit_queued_ || server_closing_) return;
   const uint64_t per_conn = worker_->options_.messages_per_connection;
   if (per_conn != 0 && messages_on_conn_ >= per_conn) return SendQuit();
   MessageTicket ticket;
@@ -500,7 +501,9 @@ void ClientConn::StartReady() {
 }
 
 bool ClientConn::AppendNext() {
-  if (!worker_->options_.pipelining || !peer_pipelining_ || quit_queued_) return false;
+  if (!worker_->options_.pipelining || !peer_pipelining_ || quit_queued_ || server_closing_) {
+    return false;
+  }
   const uint64_t per_conn = worker_->options_.messages_per_connection;
   if (per_conn != 0 && messages_on_conn_ >= per_conn) {
     SendQuit();

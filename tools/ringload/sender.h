@@ -162,6 +162,7 @@ class ClientConn {
   uint64_t messages_on_conn_ = 0;
   bool quit_queued_ = false;
   bool need_rset_ = false;
+  bool server_closing_ = false;  // a 421 arrived: the session ends
   bool parked_ = false;
   std::string hdr_;  // header block of the message being started
 

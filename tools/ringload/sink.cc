@@ -92,6 +92,7 @@ void SinkSession::Start(int fd) {
   sending_.clear();
   out_finals_ = sending_finals_ = 0;
   errors_ = 0;
+  quit_after_final_ = false;
   ResetTxn();
   absl::StrAppend(&out_, "220 ", worker_->options_.hostname, " ESMTP ringload sink\r\n");
   ArmRecv();
@@ -183,6 +184,12 @@ void SinkSession::TimerFired(core::Timer&) {
   if (state_ == State::kDelayed) {
     out_.append(delayed_reply_);
     ++out_finals_;
+    if (quit_after_final_) {
+      state_ = State::kQuit;
+      pending_.clear();
+      Flush();
+      return;
+    }
     state_ = State::kCommand;
     // Now the input that waited: it may hold another message whose reply waits again.
     replay_.swap(pending_);
@@ -521,14 +528,15 @@ void SinkSession::EndOfMessage() {
     LiveCounters::Add(w.live_.failed, 1);
   }
   ResetTxn();
+  quit_after_final_ = code == 421;  // 421 means the server closes the session
   FinalReply(reply);
-  if (code == 421) state_ = State::kQuit;
 }
 
 void SinkSession::FinalReply(std::string_view reply) {
   if (worker_->options_.delay_ms == 0) {
     out_.append(reply);
     ++out_finals_;
+    if (quit_after_final_) state_ = State::kQuit;
     return;
   }
   delayed_reply_.assign(reply);

@@ -107,6 +107,7 @@ class SinkSession {
   uint32_t out_finals_ = 0;
   uint32_t sending_finals_ = 0;
   std::string delayed_reply_;
+  bool quit_after_final_ = false;
   uint32_t errors_ = 0;
 
   // Transaction.

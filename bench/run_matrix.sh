@@ -1,0 +1,434 @@
+#!/usr/bin/env bash
+# bench/run_matrix.sh — end-to-end SMTP throughput matrix on 127.0.0.1.
+#
+#   bench/run_matrix.sh [--build DIR] [--runs N] [--sizes "1024 10240 102400"]
+#                       [--conns "1 10 100 1000"] [--systems "tools ringmaild relay postfix"]
+#                       [--scale F] [--no-write]
+#
+# Systems (each cell: one client run against one server, a fixed message count sized so a
+# cell takes a few seconds; several runs; median and min–max):
+#   tools     the load tools themselves, to show ringload is never the bottleneck:
+#             smtp-source → smtp-sink (Postfix's pair), ringload send → smtp-sink (with and
+#             without pipelining), smtp-source → ringload sink, ringload → ringload sink
+#   ringmaild ringmaild acceptance (build/tools/ringmaild/ringmaild; skipped with a note
+#             when the binary is missing or does not start)
+#   relay     ringmaild relaying to ringload sink (a hook: skipped until delivery exists)
+#   postfix   Postfix acceptance into its hold queue (bench/postfix_setup.sh)
+# Messages/s are counted by the client over its wall-clock time (process start to exit),
+# the same way for smtp-source and ringload. Results go to bench/RESULTS.md between the
+# ringload markers (the rest of the file is kept), the raw runs to
+# bench/results/ringload_matrix.tsv and a chart to bench/ringload_matrix.png.
+# Installs postfix (smtp-source, smtp-sink) and gnuplot with apt-get when missing.
+# Everything listens on and connects to 127.0.0.1 only; every cell is bounded by timeout.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$ROOT/build
+RUNS=3
+SIZES="1024 10240 102400"
+CONNS="1 10 100 1000"
+SYSTEMS="tools ringmaild relay postfix"
+SCALE=1
+WRITE=1
+CELL_TIMEOUT=180
+
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --build) BUILD=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --sizes) SIZES=$2; shift 2 ;;
+    --conns) CONNS=$2; shift 2 ;;
+    --systems) SYSTEMS=$2; shift 2 ;;
+    --scale) SCALE=$2; shift 2 ;;
+    --no-write) WRITE=0; shift ;;
+    *) echo "usage: $0 [--build DIR] [--runs N] [--sizes LIST] [--conns LIST]" \
+            "[--systems LIST] [--scale F] [--no-write]" >&2; exit 2 ;;
+  esac
+done
+
+RINGLOAD=$BUILD/tools/ringload/ringload
+RINGMAILD=$BUILD/tools/ringmaild/ringmaild
+if [[ ! -x $RINGLOAD ]]; then
+  echo "missing $RINGLOAD: build it first (cmake --build $BUILD --target ringload)" >&2
+  exit 2
+fi
+
+WORK=$(mktemp -d /tmp/ringload_matrix.XXXXXX)
+chmod 755 "$WORK"
+TSV=$WORK/runs.tsv
+NOTES=$WORK/notes.txt
+: > "$TSV"
+: > "$NOTES"
+SERVER_PID=""
+POSTFIX_DIR=""
+
+cleanup() {
+  stop_server
+  [[ -n $POSTFIX_DIR ]] && "$ROOT/bench/postfix_setup.sh" stop "$POSTFIX_DIR"
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ensure_packages() {
+  local need=()
+  command -v smtp-source >/dev/null || need+=(postfix)
+  command -v gnuplot >/dev/null || need+=(gnuplot-nox)
+  [[ ${#need[@]} -eq 0 ]] && return
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+now_ns() { date +%s%N; }
+
+# Messages per cell: about 2–4 s of work for the system, at least 3 per connection.
+count_for() {
+  local system=$1 size=$2 conns=$3 base
+  case $size in
+    1024) base=20000 ;;
+    10240) base=12000 ;;
+    *) base=3000 ;;
+  esac
+  case $system in
+    *postfix|*ringmaild) base=$((base / 20)) ;;
+  esac
+  base=$(awk -v b="$base" -v s="$SCALE" 'BEGIN { printf "%d", b * s }')
+  local floor=$((conns * 3))
+  echo $((base > floor ? base : floor))
+}
+
+wait_port() {
+  local port=$1
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+stop_server() {
+  if [[ -n $SERVER_PID ]]; then
+    kill "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=""
+  fi
+}
+
+# Servers: each sets PORT and SERVER_PID.
+start_smtp_sink() {
+  PORT=$(free_port)
+  smtp-sink -u nobody -m 1100 "127.0.0.1:$PORT" 2048 >/dev/null 2>&1 &
+  SERVER_PID=$!
+  wait_port "$PORT"
+}
+
+start_ringload_sink() {
+  local out=$WORK/sink.out
+  "$RINGLOAD" sink --listen 127.0.0.1:0 --quiet > "$out" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    PORT=$(sed -n 's/^listening 127.0.0.1:\([0-9]*\)$/\1/p' "$out")
+    [[ -n $PORT ]] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+start_ringmaild() {
+  PORT=$(free_port)
+  mkdir -p "$WORK/ringmaild/spool"
+  cat > "$WORK/ringmaild/ringmaild.conf" <<CONF
+spool_dir = "$WORK/ringmaild/spool"
+ESMTP_Listener {
+  max_connections = 2000
+  relay_hosts = ( "127.0.0.0/8" )
+  Listen "127.0.0.1:$PORT" { }
+}
+CONF
+  "$RINGMAILD" --config "$WORK/ringmaild/ringmaild.conf" > "$WORK/ringmaild/log" 2>&1 &
+  SERVER_PID=$!
+  wait_port "$PORT"
+}
+
+# Clients: print "seconds" (wall clock) or nothing on failure.
+client_smtp_source() {
+  local port=$1 n=$2 size=$3 conns=$4 t0 t1
+  t0=$(now_ns)
+  timeout "$CELL_TIMEOUT" smtp-source -s "$conns" -m "$n" -l "$size" -d -M bench.test \
+    -f bench@ringload.test -t rcpt@bench.test "127.0.0.1:$port" >/dev/null 2>&1 || return 1
+  t1=$(now_ns)
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", (b - a) / 1e9 }'
+}
+
+client_ringload() {
+  local port=$1 n=$2 size=$3 conns=$4 extra=${5:-} t0 t1
+  # smtp-source -l L sends L payload bytes plus ~112 bytes of headers; ringload's --size
+  # counts the whole message, so ask for the same total.
+  size=$((size + 112))
+  t0=$(now_ns)
+  # shellcheck disable=SC2086
+  timeout "$CELL_TIMEOUT" "$RINGLOAD" send --target "127.0.0.1:$port" --messages "$n" \
+    --size "$size" --connections "$conns" --quiet --json --timeout "$CELL_TIMEOUT" $extra \
+    > "$WORK/send.json" 2>&1 || return 1
+  t1=$(now_ns)
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", (b - a) / 1e9 }'
+}
+
+# run_cell RUN SYSTEM SIZE CONNS SERVER CLIENT [CLIENT_FLAGS]: one run into the TSV.
+run_cell() {
+  local run=$1 system=$2 size=$3 conns=$4 server=$5 client=$6 extra=${7:-} n secs
+  n=$(count_for "$system" "$size" "$conns")
+  if [[ $server != postfix ]]; then
+    "start_$server" || { echo "$system: $server did not start" >> "$NOTES"; return; }
+  fi
+  secs=$("client_$client" "$PORT" "$n" "$size" "$conns" "$extra") || secs=""
+  [[ $server != postfix ]] && stop_server
+  if [[ -z $secs ]]; then
+    printf '%s\t%s\t%s\t%s\t%s\tNA\tNA\n' "$system" "$size" "$conns" "$run" "$n" >> "$TSV"
+    echo "$system size=$size conns=$conns run $run failed" >> "$NOTES"
+    return
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$size" "$conns" "$run" "$n" "$secs" \
+    "$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')" >> "$TSV"
+  printf '  run %s %-18s %7s B %5s conns: %8.1f msg/s\n' "$run" "$system" "$size" "$conns" \
+    "$(awk -v n="$n" -v s="$secs" 'BEGIN { print n / s }')"
+}
+
+label() {
+  case $1 in
+    src_smtpsink) echo "smtp-source → smtp-sink" ;;
+    rl_smtpsink) echo "ringload send → smtp-sink" ;;
+    rlpipe_smtpsink) echo "ringload send --pipelining → smtp-sink" ;;
+    src_rlsink) echo "smtp-source → ringload sink" ;;
+    rlpipe_rlsink) echo "ringload send --pipelining → ringload sink" ;;
+    src_ringmaild) echo "smtp-source → ringmaild (acceptance)" ;;
+    rl_ringmaild) echo "ringload send → ringmaild (acceptance)" ;;
+    rlpipe_ringmaild) echo "ringload send --pipelining → ringmaild (acceptance)" ;;
+    src_postfix) echo "smtp-source → Postfix (acceptance)" ;;
+    rl_postfix) echo "ringload send → Postfix (acceptance)" ;;
+    *) echo "$1" ;;
+  esac
+}
+
+# One run of every cell of SYSTEM; runs are interleaved so that a change in machine load
+# hits every cell alike instead of all the runs of one.
+run_system() {
+  local system=$1 run=$2 size conns
+  for size in $SIZES; do
+    for conns in $CONNS; do
+      case $system in
+        tools)
+          run_cell "$run" src_smtpsink "$size" "$conns" smtp_sink smtp_source
+          run_cell "$run" rl_smtpsink "$size" "$conns" smtp_sink ringload
+          run_cell "$run" rlpipe_smtpsink "$size" "$conns" smtp_sink ringload --pipelining
+          run_cell "$run" src_rlsink "$size" "$conns" ringload_sink smtp_source
+          run_cell "$run" rlpipe_rlsink "$size" "$conns" ringload_sink ringload --pipelining
+          ;;
+        ringmaild)
+          run_cell "$run" src_ringmaild "$size" "$conns" ringmaild smtp_source
+          run_cell "$run" rl_ringmaild "$size" "$conns" ringmaild ringload
+          run_cell "$run" rlpipe_ringmaild "$size" "$conns" ringmaild ringload --pipelining
+          ;;
+        postfix)
+          run_cell "$run" src_postfix "$size" "$conns" postfix smtp_source
+          run_cell "$run" rl_postfix "$size" "$conns" postfix ringload
+          ;;
+      esac
+    done
+  done
+}
+
+main_runs() {
+  local system run
+  for system in $SYSTEMS; do
+    echo "== $system"
+    case $system in
+      ringmaild)
+        if [[ ! -x $RINGMAILD ]]; then
+          echo "ringmaild: skipped, $RINGMAILD not built yet" | tee -a "$NOTES"
+          continue
+        fi
+        if ! start_ringmaild; then
+          echo "ringmaild: skipped, it did not start (see its log)" | tee -a "$NOTES"
+          stop_server
+          continue
+        fi
+        stop_server
+        ;;
+      relay)
+        echo "relay (ringmaild → ringload sink): skipped, outbound delivery is not built yet" \
+          | tee -a "$NOTES"
+        continue
+        ;;
+      postfix)
+        POSTFIX_DIR=$WORK/postfix
+        PORT=$(free_port)
+        if ! "$ROOT/bench/postfix_setup.sh" start "$POSTFIX_DIR" "$PORT"; then
+          echo "postfix: skipped, it did not start" | tee -a "$NOTES"
+          continue
+        fi
+        ;;
+    esac
+    for run in $(seq "$RUNS"); do run_system "$system" "$run"; done
+    if [[ $system == postfix ]]; then
+      "$ROOT/bench/postfix_setup.sh" stop "$POSTFIX_DIR"
+      POSTFIX_DIR=""
+    fi
+  done
+}
+
+# Median and min–max per (system, size, conns): "system size conns median min max runs".
+summarize() {
+  awk -F'\t' '$7 != "NA" { key = $1 "\t" $2 "\t" $3; v[key] = v[key] " " $7 }
+    END {
+      for (k in v) {
+        n = split(substr(v[k], 2), a, " ")
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) {
+          t = a[i]; a[i] = a[j]; a[j] = t }
+        med = n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        printf "%s\t%.0f\t%.0f\t%.0f\t%d\n", k, med, a[1], a[n], n
+      }
+    }' "$TSV" | sort -t$'\t' -k1,1 -k2,2n -k3,3n
+}
+
+median_of() {  # SYSTEM SIZE CONNS → median or empty
+  awk -F'\t' -v s="$1" -v z="$2" -v c="$3" '$1 == s && $2 == z && $3 == c { print $4 }' \
+    "$WORK/summary.tsv"
+}
+
+ratio() {
+  local a b
+  a=$(median_of "$1" "$3" "$4")
+  b=$(median_of "$2" "$3" "$4")
+  if [[ -z $a || -z $b || $b == 0 ]]; then echo "–"; return; fi
+  awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f×", a / b }'
+}
+
+size_name() {
+  case $1 in 1024) echo "1 KiB" ;; 10240) echo "10 KiB" ;; 102400) echo "100 KiB" ;;
+    *) echo "$1 B" ;; esac
+}
+
+markdown() {
+  local systems size conns sys cell
+  systems=$(cut -f1 "$WORK/summary.tsv" | awk '!seen[$0]++')
+  echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') with \`bench/run_matrix.sh $ARGS\`."
+  local cpu
+  cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+  echo "Machine: $(nproc) CPUs ($cpu), kernel $(uname -r),"
+  echo "$(postconf -d mail_version 2>/dev/null | sed 's/mail_version = /Postfix /')."
+  echo "Each cell: median msg/s of $RUNS runs (min–max), counted by the client over its"
+  echo "wall-clock time; message counts per cell are in bench/results/ringload_matrix.tsv."
+  echo "Sizes are smtp-source's \`-l SIZE\` (payload; its messages are SIZE + ~112 header bytes);"
+  echo "ringload is given \`--size SIZE+112\` so both send messages of the same total size."
+  echo "smtp-source never pipelines; compare it with plain \`ringload send\`."
+  for size in $SIZES; do
+    echo
+    echo "#### $(size_name "$size") messages"
+    echo
+    printf '| system |'; for conns in $CONNS; do printf ' %s conn |' "$conns"; done; echo
+    printf '| --- |'; for conns in $CONNS; do printf ' ---: |'; done; echo
+    for sys in $systems; do
+      printf '| %s |' "$(label "$sys")"
+      for conns in $CONNS; do
+        cell=$(awk -F'\t' -v s="$sys" -v z="$size" -v c="$conns" \
+          '$1 == s && $2 == z && $3 == c { printf "%s (%s–%s)", $4, $5, $6 }' \
+          "$WORK/summary.tsv")
+        printf ' %s |' "${cell:-–}"
+      done
+      echo
+    done
+  done
+  echo
+  echo "#### Ratios of medians"
+  echo
+  printf '| ratio | size |'; for conns in $CONNS; do printf ' %s conn |' "$conns"; done; echo
+  printf '| --- | --- |'; for conns in $CONNS; do printf ' ---: |'; done; echo
+  local pair a b name
+  for pair in "rl_smtpsink src_smtpsink ringload send / smtp-source (into smtp-sink)" \
+              "src_rlsink src_smtpsink ringload sink / smtp-sink (fed by smtp-source)" \
+              "src_ringmaild src_postfix ringmaild / Postfix acceptance (smtp-source)"; do
+    read -r a b name <<< "$pair"
+    grep -q "^$a	" "$WORK/summary.tsv" && grep -q "^$b	" "$WORK/summary.tsv" || continue
+    for size in $SIZES; do
+      printf '| %s | %s |' "$name" "$(size_name "$size")"
+      for conns in $CONNS; do printf ' %s |' "$(ratio "$a" "$b" "$size" "$conns")"; done
+      echo
+    done
+  done
+  if [[ -s $NOTES ]]; then
+    echo
+    echo "Notes:"
+    sed 's/^/- /' "$NOTES"
+  fi
+  echo
+  echo "![messages/s vs connections](ringload_matrix.png)"
+}
+
+chart() {
+  local png=$1 size sys plots col=0
+  command -v gnuplot >/dev/null || return
+  local systems
+  systems=$(cut -f1 "$WORK/summary.tsv" | awk '!seen[$0]++')
+  {
+    echo "set terminal pngcairo size 1500,520 font 'sans,9'"
+    echo "set output '$png'"
+    echo "set multiplot layout 1,$(echo "$SIZES" | wc -w) title 'messages/s vs connections (median of $RUNS runs, 127.0.0.1, $(nproc) CPUs)'"
+    echo "set logscale x; set logscale y; set grid; set key top left font ',7'"
+    echo "set xlabel 'connections'; set ylabel 'messages/s'"
+    for size in $SIZES; do
+      echo "set title '$(size_name "$size")'"
+      plots=""
+      for sys in $systems; do
+        awk -F'\t' -v s="$sys" -v z="$size" '$1 == s && $2 == z { print $3, $4 }' \
+          "$WORK/summary.tsv" > "$WORK/plot_${sys}_$size.dat"
+        [[ -s $WORK/plot_${sys}_$size.dat ]] || continue
+        plots+="${plots:+, }'$WORK/plot_${sys}_$size.dat' using 1:2 with linespoints title '$(label "$sys")'"
+      done
+      echo "plot $plots"
+    done
+    echo "unset multiplot"
+  } > "$WORK/chart.gp"
+  gnuplot "$WORK/chart.gp"
+}
+
+write_results() {
+  local results=$ROOT/bench/RESULTS.md begin="<!-- ringload-matrix:begin -->"
+  local end="<!-- ringload-matrix:end -->"
+  mkdir -p "$ROOT/bench/results"
+  cp "$TSV" "$ROOT/bench/results/ringload_matrix.tsv"
+  chart "$ROOT/bench/ringload_matrix.png"
+  {
+    echo "$begin"
+    echo "### End-to-end SMTP matrix (bench/run_matrix.sh)"
+    echo
+    markdown
+    echo "$end"
+  } > "$WORK/section.md"
+  [[ -f $results ]] || printf '# ringmail benchmark results\n' > "$results"
+  if grep -qF "$begin" "$results"; then
+    awk -v b="$begin" -v e="$end" -v f="$WORK/section.md" '
+      $0 == b { while ((getline l < f) > 0) print l; skip = 1; next }
+      $0 == e { skip = 0; next }
+      !skip { print }' "$results" > "$WORK/results.new"
+  else
+    { cat "$results"; echo; cat "$WORK/section.md"; } > "$WORK/results.new"
+  fi
+  cp "$WORK/results.new" "$results"
+  echo "wrote $results, bench/results/ringload_matrix.tsv, bench/ringload_matrix.png"
+}
+
+ARGS="--runs $RUNS --sizes \"$SIZES\" --conns \"$CONNS\" --systems \"$SYSTEMS\" --scale $SCALE"
+ulimit -n 65536 2>/dev/null || true
+ensure_packages
+main_runs
+summarize > "$WORK/summary.tsv"
+if [[ $WRITE -eq 1 ]]; then
+  write_results
+else
+  markdown
+fi
