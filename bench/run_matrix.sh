@@ -140,6 +140,7 @@ start_ringload_sink() {
 
 start_ringmaild() {
   PORT=$(free_port)
+  rm -rf "$WORK/ringmaild/spool"  # each run starts on an empty spool: no recovery time
   mkdir -p "$WORK/ringmaild/spool"
   cat > "$WORK/ringmaild/ringmaild.conf" <<CONF
 spool_dir = "$WORK/ringmaild/spool"
@@ -377,7 +378,8 @@ chart() {
   {
     echo "set terminal pngcairo size 1500,520 font 'sans,9'"
     echo "set output '$png'"
-    echo "set multiplot layout 1,$(echo "$SIZES" | wc -w) title 'messages/s vs connections (median of $RUNS runs, 127.0.0.1, $(nproc) CPUs)'"
+    echo "set multiplot layout 1,$(echo "$SIZES" | wc -w) title" \
+      "'messages/s vs connections (median of $RUNS runs, 127.0.0.1, $(nproc) CPUs)'"
     echo "set logscale x; set logscale y; set grid; set key top left font ',7'"
     echo "set xlabel 'connections'; set ylabel 'messages/s'"
     for size in $SIZES; do
@@ -387,7 +389,8 @@ chart() {
         awk -F'\t' -v s="$sys" -v z="$size" '$1 == s && $2 == z { print $3, $4 }' \
           "$WORK/summary.tsv" > "$WORK/plot_${sys}_$size.dat"
         [[ -s $WORK/plot_${sys}_$size.dat ]] || continue
-        plots+="${plots:+, }'$WORK/plot_${sys}_$size.dat' using 1:2 with linespoints title '$(label "$sys")'"
+        plots+="${plots:+, }'$WORK/plot_${sys}_$size.dat' using 1:2"
+        plots+=" with linespoints title '$(label "$sys")'"
       done
       echo "plot $plots"
     done

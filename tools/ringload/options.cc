@@ -248,10 +248,11 @@ absl::StatusOr<std::vector<ReplyRule>> ParseReplyRules(absl::string_view text) {
   return out;
 }
 
-absl::StatusOr<SendOptions> ParseSendOptions(const std::vector<absl::string_view>& args) {
-  SendOptions o;
-  std::vector<Flag> flags;
-  AddCommonFlags(&o.common, &flags);
+namespace {
+
+// The flags of `ringload send`, bound to the fields of *o.
+void AddSendFlags(SendOptions* o, std::vector<Flag>* flags_out) {
+  std::vector<Flag>& flags = *flags_out;
   auto u32 = [](absl::string_view name, uint32_t lo, uint32_t hi) {
     return [=](absl::string_view v) { return ParseUint<uint32_t>(name, v, lo, hi); };
   };
@@ -261,57 +262,66 @@ absl::StatusOr<SendOptions> ParseSendOptions(const std::vector<absl::string_view
   auto dbl = [](absl::string_view name, double lo, double hi) {
     return [=](absl::string_view v) { return ParseDouble(name, v, lo, hi); };
   };
-  flags.push_back(Bound("target", &o.target, [](absl::string_view v) {
+  flags.push_back(Bound("target", &o->target, [](absl::string_view v) {
     return ParseEndpoint("target", v);
   }));
-  flags.push_back(Bound("connections", &o.connections, u32("connections", 1, kConnectionsMax)));
-  flags.push_back(Bound("messages", &o.messages, u64("messages", 1, uint64_t{1} << 40)));
-  flags.push_back(Bound("duration", &o.duration_s, dbl("duration", 0.001, kDurationMax)));
-  flags.push_back(Bound("size", &o.sizes, ParseSizes));
-  flags.push_back(Bound("rcpts", &o.rcpts, u32("rcpts", 1, kRcptsMax)));
-  flags.push_back(Bound("domains", &o.domains, u32("domains", 1, kDomainsMax)));
-  flags.push_back({"pipelining", false, [&o](absl::string_view) {
-                     o.pipelining = true;
+  flags.push_back(Bound("connections", &o->connections, u32("connections", 1, kConnectionsMax)));
+  flags.push_back(Bound("messages", &o->messages, u64("messages", 1, uint64_t{1} << 40)));
+  flags.push_back(Bound("duration", &o->duration_s, dbl("duration", 0.001, kDurationMax)));
+  flags.push_back(Bound("size", &o->sizes, ParseSizes));
+  flags.push_back(Bound("rcpts", &o->rcpts, u32("rcpts", 1, kRcptsMax)));
+  flags.push_back(Bound("domains", &o->domains, u32("domains", 1, kDomainsMax)));
+  flags.push_back({"pipelining", false, [o](absl::string_view) {
+                     o->pipelining = true;
                      return absl::OkStatus();
                    }});
-  flags.push_back({"chunking", false, [&o](absl::string_view) {
-                     o.chunking = true;
+  flags.push_back({"chunking", false, [o](absl::string_view) {
+                     o->chunking = true;
                      return absl::OkStatus();
                    }});
-  flags.push_back(Bound("messages-per-connection", &o.messages_per_connection,
+  flags.push_back(Bound("messages-per-connection", &o->messages_per_connection,
                         u64("messages-per-connection", 0, uint64_t{1} << 40)));
-  flags.push_back(Bound("rate", &o.rate, dbl("rate", 0.001, 1e7)));
-  flags.push_back({"from", true, [&o](absl::string_view v) -> absl::Status {
+  flags.push_back(Bound("rate", &o->rate, dbl("rate", 0.001, 1e7)));
+  flags.push_back({"from", true, [o](absl::string_view v) -> absl::Status {
                      if (absl::Status s = CheckAddress("from", v); !s.ok()) return s;
-                     o.from = std::string(v);
+                     o->from = std::string(v);
                      return absl::OkStatus();
                    }});
-  flags.push_back({"rcpt-template", true, [&o](absl::string_view v) -> absl::Status {
+  flags.push_back({"rcpt-template", true, [o](absl::string_view v) -> absl::Status {
                      if (absl::Status s = CheckTemplate(v); !s.ok()) return s;
-                     o.rcpt_template = std::string(v);
+                     o->rcpt_template = std::string(v);
                      return absl::OkStatus();
                    }});
-  flags.push_back({"ehlo", true, [&o](absl::string_view v) -> absl::Status {
+  flags.push_back({"ehlo", true, [o](absl::string_view v) -> absl::Status {
                      if (v.empty() || v.size() > 255 || v.find_first_of(" \r\n") != v.npos) {
                        return FlagError("ehlo", "expected a host name");
                      }
-                     o.ehlo = std::string(v);
+                     o->ehlo = std::string(v);
                      return absl::OkStatus();
                    }});
-  flags.push_back({"record", true, [&o](absl::string_view v) -> absl::Status {
+  flags.push_back({"record", true, [o](absl::string_view v) -> absl::Status {
                      if (v.empty()) return FlagError("record", "needs a file name");
-                     o.record_path = std::string(v);
+                     o->record_path = std::string(v);
                      return absl::OkStatus();
                    }});
-  flags.push_back(Bound("timeout", &o.timeout_s, dbl("timeout", 0.001, kDurationMax)));
-  flags.push_back(Bound("io-timeout", &o.io_timeout_s, dbl("io-timeout", 0.001, 3600)));
-  flags.push_back({"max-errors", true, [&o](absl::string_view v) -> absl::Status {
-                     if (!absl::SimpleAtoi(v, &o.max_errors) || o.max_errors < 0) {
+  flags.push_back(Bound("timeout", &o->timeout_s, dbl("timeout", 0.001, kDurationMax)));
+  flags.push_back(Bound("io-timeout", &o->io_timeout_s, dbl("io-timeout", 0.001, 3600)));
+  flags.push_back({"max-errors", true, [o](absl::string_view v) -> absl::Status {
+                     if (!absl::SimpleAtoi(v, &o->max_errors) || o->max_errors < 0) {
                        return FlagError("max-errors", absl::StrCat("expected a count ≥ 0, got '",
                                                                    v, "'"));
                      }
                      return absl::OkStatus();
                    }});
+}
+
+}  // namespace
+
+absl::StatusOr<SendOptions> ParseSendOptions(const std::vector<absl::string_view>& args) {
+  SendOptions o;
+  std::vector<Flag> flags;
+  AddCommonFlags(&o.common, &flags);
+  AddSendFlags(&o, &flags);
   std::vector<absl::string_view> seen;
   if (absl::Status s = ParseFlags(args, flags, &seen); !s.ok()) return s;
   if (!Seen(seen, "target")) return FlagError("target", "is required (HOST:PORT)");

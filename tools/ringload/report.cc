@@ -63,7 +63,8 @@ void PrintSendSummary(FILE* out, const SendOptions& o, const SendStats& s, const
         "\"pipelining\":%s,\"chunking\":%s,\"rate\":%.3f,\"elapsed_s\":%.6f,"
         "\"messages\":%llu,\"messages_per_s\":%.1f,\"bytes\":%llu,\"bytes_per_s\":%.1f,"
         "\"rejected_4xx\":%llu,\"rejected_5xx\":%llu,\"lost\":%llu,\"aborted\":%llu,"
-        "\"rcpts_rejected\":%llu,\"connections_opened\":%llu,\"connect_errors\":%llu,"
+        "\"rcpts_rejected\":%llu,\"quit_unanswered\":%llu,\"connections_opened\":%llu,"
+        "\"connect_errors\":%llu,"
         "\"session_errors\":%llu,\"file_errors\":%llu,\"errors\":%llu,"
         "\"latency_us\":{\"min\":%llu,\"mean\":%.1f,\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,"
         "\"p999\":%llu,\"max\":%llu},\"codes\":{%s},\"timed_out\":%s,\"interrupted\":%s,"
@@ -73,7 +74,8 @@ void PrintSendSummary(FILE* out, const SendOptions& o, const SendStats& s, const
         (unsigned long long)s.ok, mps, (unsigned long long)s.bytes, bps,
         (unsigned long long)s.rejected_4xx, (unsigned long long)s.rejected_5xx,
         (unsigned long long)s.lost, (unsigned long long)s.aborted,
-        (unsigned long long)s.rcpts_rejected, (unsigned long long)s.connections,
+        (unsigned long long)s.rcpts_rejected, (unsigned long long)s.quit_unanswered,
+        (unsigned long long)s.connections,
         (unsigned long long)s.connect_errors, (unsigned long long)s.session_errors,
         (unsigned long long)s.file_errors, (unsigned long long)s.errors(),
         (unsigned long long)h.min(), h.mean(), (unsigned long long)h.ValueAt(50),
@@ -103,6 +105,10 @@ void PrintSendSummary(FILE* out, const SendOptions& o, const SendStats& s, const
                (unsigned long long)s.connections, (unsigned long long)s.connect_errors,
                (unsigned long long)s.session_errors, (unsigned long long)s.errors(),
                (long long)o.max_errors);
+  if (s.quit_unanswered > 0) {
+    std::fprintf(out, "  note: %llu sessions were closed by the server without a 221 to QUIT\n",
+                 (unsigned long long)s.quit_unanswered);
+  }
   if (!s.first_error.empty()) std::fprintf(out, "  first error: %s\n", s.first_error.c_str());
   if (r.timed_out) std::fprintf(out, "  stopped by --timeout %.1f s\n", o.timeout_s);
   if (r.interrupted) std::fprintf(out, "  interrupted by a signal\n");

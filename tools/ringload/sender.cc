@@ -59,6 +59,7 @@ void SendStats::Merge(const SendStats& o) {
   aborted += o.aborted;
   bytes += o.bytes;
   rcpts_rejected += o.rcpts_rejected;
+  quit_unanswered += o.quit_unanswered;
   connections += o.connections;
   connect_errors += o.connect_errors;
   session_errors += o.session_errors;
@@ -144,7 +145,10 @@ void ClientConn::RecvDone(core::Operation&, core::IoResult r) {
   } else if (r.ok() && r.value() == 0) {
     if (active) {
       if (state_ == State::kQuitting && txn_count_ == 0) {
-        Close();  // the server closed after (or instead of) answering QUIT: fine
+        // The server closed after QUIT; without a 221 that is worth a note, not an error
+        // (a sink stopping at --expect closes sessions the same way).
+        if (expect_count_ > 0) ++worker_->stats_.quit_unanswered;
+        Close();
       } else {
         Fail("connection closed by the server", 0);
       }

@@ -45,6 +45,7 @@ struct SendStats {
   uint64_t aborted = 0;  // in flight when the run was stopped (timeout, signal)
   uint64_t bytes = 0;    // message bytes of accepted messages
   uint64_t rcpts_rejected = 0;
+  uint64_t quit_unanswered = 0;  // sessions closed by the server before its 221
   uint64_t connections = 0;  // sessions opened
   uint64_t connect_errors = 0;
   uint64_t session_errors = 0;  // broken or timed-out sessions, protocol errors
