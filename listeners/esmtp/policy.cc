@@ -390,12 +390,20 @@ std::string IpAddress::ToLiteral() const {
   return v6 ? absl::StrCat("IPv6:", ToString()) : ToString();
 }
 
+namespace {
+
+absl::Status CidrError(std::string_view what, std::string_view text) {
+  return absl::InvalidArgumentError(absl::StrCat(ToAbsl(what), " \"", ToAbsl(text), "\""));
+}
+
+}  // namespace
+
 absl::StatusOr<Cidr> Cidr::Parse(std::string_view text) {
   const size_t slash = text.find('/');
   const std::string_view address_text = text.substr(0, slash);
   std::optional<IpAddress> address = IpAddress::Parse(address_text);
   if (!address.has_value()) {
-    return absl::InvalidArgumentError(absl::StrCat("not an IP address: \"", ToAbsl(text), "\""));
+    return CidrError("not an IP address:", text);
   }
   // "::ffff:10.0.0.0/104" names IPv4 space; Parse() already unmapped the address.
   const bool mapped = !address->v6 && address_text.find(':') != std::string_view::npos;
@@ -405,17 +413,16 @@ absl::StatusOr<Cidr> Cidr::Parse(std::string_view text) {
     std::string_view digits = text.substr(slash + 1);
     if (digits.empty() || digits.size() > 3 || !absl::SimpleAtoi(ToAbsl(digits), &prefix) ||
         !absl::ascii_isdigit(static_cast<unsigned char>(digits[0]))) {
-      return absl::InvalidArgumentError(absl::StrCat("bad prefix length in \"", ToAbsl(text), "\""));
+      return CidrError("bad prefix length in", text);
     }
     if (mapped) {
       if (prefix < 96) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("IPv4-mapped block shorter than /96: \"", ToAbsl(text), "\""));
+        return CidrError("IPv4-mapped block shorter than /96:", text);
       }
       prefix -= 96;
     }
     if (prefix < 0 || prefix > width) {
-      return absl::InvalidArgumentError(absl::StrCat("prefix out of range in \"", ToAbsl(text), "\""));
+      return CidrError("prefix out of range in", text);
     }
   }
   Cidr cidr;
@@ -423,8 +430,7 @@ absl::StatusOr<Cidr> Cidr::Parse(std::string_view text) {
   cidr.prefix_bits = static_cast<uint8_t>(prefix);
   for (int bit = prefix; bit < width; ++bit) {
     if (cidr.network.bytes[bit / 8] & (0x80 >> (bit % 8))) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("host bits set below the prefix in \"", ToAbsl(text), "\""));
+      return CidrError("host bits set below the prefix in", text);
     }
   }
   return cidr;

@@ -510,6 +510,24 @@ TEST(SlotTest, PipelinedCommandsWaitForTheSlot) {
   EXPECT_EQ(client.slots_held, 0);
 }
 
+TEST(SlotTest, FeedTakesOnlyWhatFitsWhilePausedAndTheRestIsFedAgain) {
+  SessionLimits limits = DefaultLimits();
+  limits.pending_input_bytes_max = 30;
+  Client client(limits);
+  client.grant_slots = false;
+  client.Line("EHLO c");
+  const std::string mail = "MAIL FROM:<a@b.example>\r\n";
+  const std::string rest = "RCPT TO:<x@example.com>\r\nRCPT TO:<y@example.com>\r\nDATA\r\n";
+  const size_t used = client.m().Feed(mail + rest, kNowMs);
+  EXPECT_EQ(used, mail.size() + 30);  // the MAIL line, then 30 bytes kept while paused
+  client.Drain();
+  EXPECT_FALSE(client.m().WantsInput());
+  std::string out = client.GrantSlot();
+  EXPECT_TRUE(client.m().WantsInput());
+  out += client.Send(rest.substr(30));  // the I/O layer re-offers what was not taken
+  EXPECT_EQ(Codes(out), "250 2.1.0 | 250 2.1.5 | 250 2.1.5 | 354");
+}
+
 TEST(SlotTest, ClosingWhileWaitingCancelsTheRequest) {
   Client client;
   client.grant_slots = false;
