@@ -22,7 +22,7 @@ uint32_t Cache::LifetimeSeconds(const RecordAnswer& answer) const {
 }
 
 AnswerPtr Cache::Find(RecordType type, std::string_view name, uint64_t now_ms) {
-  auto it = index_.find(Key{type, std::string(name)});
+  auto it = index_.find(KeyView{type, name});
   if (it == index_.end()) {
     ++stats_.misses;
     return nullptr;
@@ -45,8 +45,7 @@ uint32_t Cache::Insert(RecordType type, std::string_view name, AnswerPtr answer,
   uint32_t lifetime_s = answer ? LifetimeSeconds(*answer) : 0;
   if (lifetime_s == 0 || options_.entries_max == 0) return 0;
   uint64_t expires_ms = now_ms + static_cast<uint64_t>(lifetime_s) * 1000;
-  Key key{type, std::string(name)};
-  auto it = index_.find(key);
+  auto it = index_.find(KeyView{type, name});
   if (it != index_.end()) {
     it->second->answer = std::move(answer);
     it->second->expires_ms = expires_ms;
@@ -55,18 +54,20 @@ uint32_t Cache::Insert(RecordType type, std::string_view name, AnswerPtr answer,
     return lifetime_s;
   }
   while (index_.size() >= options_.entries_max) {
-    index_.erase(lru_.back().key);
+    const Key& oldest = lru_.back().key;
+    index_.erase(KeyView{oldest.type, oldest.name});
     lru_.pop_back();
     ++stats_.evictions;
   }
-  lru_.push_front(Entry{key, std::move(answer), expires_ms});
-  index_.emplace(std::move(key), lru_.begin());
+  lru_.push_front(Entry{Key{type, std::string(name)}, std::move(answer), expires_ms});
+  const Key& stored = lru_.front().key;
+  index_.emplace(KeyView{stored.type, stored.name}, lru_.begin());
   ++stats_.inserts;
   return lifetime_s;
 }
 
 std::optional<uint64_t> Cache::ExpiryMs(RecordType type, std::string_view name) const {
-  auto it = index_.find(Key{type, std::string(name)});
+  auto it = index_.find(KeyView{type, name});
   if (it == index_.end()) return std::nullopt;
   return it->second->expires_ms;
 }

@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "absl/container/flat_hash_map.h"
+#include "base/string_view.h"
 #include "dns/answer.h"
 
 namespace ringmail::dns {
@@ -62,10 +63,16 @@ class Cache {
   struct Key {
     RecordType type;
     std::string name;
-    friend bool operator==(const Key&, const Key&) = default;
+  };
+  // The index maps views of the keys held by the LRU list's entries (list nodes never move,
+  // so the views stay valid while their entry lives), and lookups need no std::string.
+  struct KeyView {
+    RecordType type;
+    std::string_view name;
+    friend bool operator==(const KeyView&, const KeyView&) = default;
     template <typename H>
-    friend H AbslHashValue(H h, const Key& k) {
-      return H::combine(std::move(h), static_cast<uint16_t>(k.type), k.name);
+    friend H AbslHashValue(H h, const KeyView& k) {
+      return H::combine(std::move(h), static_cast<uint16_t>(k.type), ToAbsl(k.name));
     }
   };
   struct Entry {
@@ -77,7 +84,7 @@ class Cache {
 
   CacheOptions options_;
   Lru lru_;
-  absl::flat_hash_map<Key, Lru::iterator> index_;
+  absl::flat_hash_map<KeyView, Lru::iterator> index_;
   CacheStats stats_;
 };
 

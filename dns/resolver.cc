@@ -231,8 +231,7 @@ void Resolver::Ready(RecordWaiter& w, AnswerPtr answer) {
 
 void Resolver::Await(RecordWaiter& w, RecordType type, const std::string& name) {
   w.answer.reset();
-  std::string what = absl::StrCat(RecordTypeName(type), " ", name);
-  if (stopping_) return Ready(w, Cancelled(what));
+  if (stopping_) return Ready(w, Cancelled(absl::StrCat(RecordTypeName(type), " ", name)));
   if (AnswerPtr hit = cache_.Find(type, name, loop_.now_ms())) {
     ++stats_.cache_hits;
     return Ready(w, std::move(hit));
@@ -247,7 +246,7 @@ void Resolver::Await(RecordWaiter& w, RecordType type, const std::string& name) 
   if (!can_start && queued_.size() >= options_.queries_queued_max) {
     ++stats_.queries_rejected;
     return Ready(w, ErrorAnswer(absl::ResourceExhaustedError(absl::StrCat(
-                        "DNS ", what, ": too many queries waiting (",
+                        "DNS ", RecordTypeName(type), " ", name, ": too many queries waiting (",
                         options_.queries_queued_max, ")"))));
   }
   auto owned = std::make_unique<RecordQuery>();

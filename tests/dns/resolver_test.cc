@@ -226,6 +226,29 @@ TEST_F(ResolverTest, WorksOverTcp) {
   EXPECT_EQ(h.answer.addresses.size(), 2u);
 }
 
+TEST_F(ResolverTest, SocketsCloseWhenIdleAndReopenForTheNextQuery) {
+  ASSERT_TRUE(StartResolver().ok());
+  for (const char* host : {"mx1.example.test", "mx2.example.test", "mx3.example.test"}) {
+    ASSERT_TRUE(harness_.Host(host).status.ok()) << host;
+    size_t open = 1;
+    bool idle = false;
+    harness_.OnLoop([&] {
+      open = harness_.resolver().channel().sockets();
+      idle = harness_.resolver().channel().idle();
+    });
+    // c-ares closes its socket when no query is left — inside the read readiness that
+    // delivered the last answer, so no poll is left armed on it.
+    EXPECT_EQ(open, 0u);
+    EXPECT_TRUE(idle);
+  }
+  ChannelStats s;
+  harness_.OnLoop([&] { s = harness_.resolver().channel().stats(); });
+  EXPECT_EQ(s.sockets_opened, 3u);
+  EXPECT_EQ(s.sockets_closed, 3u);
+  EXPECT_GE(s.readiness, 3u);
+  EXPECT_EQ(s.poll_errors, 0u);
+}
+
 // Many distinct names at once, with `in_flight_max` queries outstanding at most.
 void ManyLookups(ResolverHarness& harness, int count, size_t in_flight_max) {
   std::vector<std::unique_ptr<HostWaiter>> waiters;
