@@ -35,14 +35,14 @@ std::string CleanText(std::string_view text, size_t max) {
 }
 
 // A host name for Reporting-MTA / Remote-MTA: letters, digits and the punctuation of names
-// and address literals; anything else is dropped.
+// and address literals, up to the first other byte.
 std::string CleanHost(std::string_view host) {
   std::string out;
   for (char c : host) {
-    if (out.size() == kHostBytesMax) break;
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '-' || c == '_' || c == ':' || c == '[' || c == ']';
-    if (ok) out.push_back(c);
+    if (!ok || out.size() == kHostBytesMax) break;
+    out.push_back(c);
   }
   return out.empty() ? std::string("localhost") : out;
 }

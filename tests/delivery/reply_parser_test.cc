@@ -222,7 +222,8 @@ TEST(ReplyParserTest, FuzzNeverCrashes) {
 
 TEST(ReplyTest, SummaryJoinsLinesAndCleans) {
   Parsed p = ParseAll(
-      "550-5.7.1 Message rejected\r\n550-5.7.1 see\x01 http://x.test/\r\n550 5.7.1 \xc3\xa9t\xc3\xa9\r\n");
+      "550-5.7.1 Message rejected\r\n550-5.7.1 see\x01 http://x.test/\r\n"
+      "550 5.7.1 \xc3\xa9t\xc3\xa9\r\n");
   ASSERT_EQ(p.replies.size(), 1u);
   EXPECT_EQ(p.replies[0].Summary(), "550 5.7.1 Message rejected see? http://x.test/ ??t??");
   EXPECT_EQ(p.replies[0].Summary(12), "550 5.7.1 Me");
