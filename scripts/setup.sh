@@ -8,6 +8,7 @@ packages=(
   liburing-dev libwolfssl-dev libc-ares-dev libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 swaks dnsmasq-base curl openssl
+  libhttp-parser-dev libsimdjson-dev
 )
 
 missing=()
