@@ -100,7 +100,8 @@ int ReadResponse(int fd, int timeout_ms, ringmail::control::Response* out) {
     }
     auto r = decoder.Feed(std::string_view(buf, static_cast<size_t>(n)));
     if (!r.ok()) {
-      std::fprintf(stderr, "ringctl: garbled answer: %s\n", std::string(r.status().message()).c_str());
+      std::fprintf(stderr, "ringctl: garbled answer: %s\n",
+                   std::string(r.status().message()).c_str());
       return 3;
     }
     if (r->has_value()) {

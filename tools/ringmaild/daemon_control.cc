@@ -91,7 +91,9 @@ void Daemon::GatherLoops(absl::AnyInvocable<void(std::vector<LoopSnapshot>)> don
         core::LogWarning("control: master inbox full; a snapshot was lost");
       }
     });
-    if (posted != core::PostResult::kOk) finish_one(i, LoopSnapshot{loop->name(), -1, {}, 0, {}, {}});
+    if (posted != core::PostResult::kOk) {
+      finish_one(i, LoopSnapshot{loop->name(), -1, {}, 0, {}, {}});
+    }
   }
 }
 
