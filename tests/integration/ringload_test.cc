@@ -451,6 +451,30 @@ TEST_F(RingloadTest, RateLatencyCountsFromTheScheduleNotTheSend) {
   EXPECT_EQ(sink.child->Wait(kWaitMs), 0) << sink.child->err();
 }
 
+TEST_F(RingloadTest, HardTimeoutBoundsTheRun) {
+  Sink sink = StartSink({"--delay", "60000", "--duration", "120"});
+  ASSERT_GT(sink.port, 0) << sink.child->err();
+  SendResult r = RunSend(sink.port, {"--messages", "5", "--timeout", "1", "--json"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"timed_out\":true"));
+  EXPECT_EQ(JsonNumber(r.out, "aborted"), 1) << r.out;
+  EXPECT_LT(JsonNumber(r.out, "elapsed_s"), 10) << r.out;
+  sink.child->Signal(SIGTERM);
+  EXPECT_EQ(sink.child->Wait(kWaitMs), 0) << sink.child->err();
+}
+
+TEST_F(RingloadTest, ReplyTimeoutIsASessionError) {
+  Sink sink = StartSink({"--delay", "60000", "--duration", "120"});
+  ASSERT_GT(sink.port, 0) << sink.child->err();
+  SendResult r = RunSend(sink.port, {"--messages", "1", "--io-timeout", "0.3", "--json"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_EQ(JsonNumber(r.out, "lost"), 1) << r.out;
+  EXPECT_EQ(JsonNumber(r.out, "session_errors"), 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("timed out waiting for a reply"));
+  sink.child->Signal(SIGTERM);
+  EXPECT_EQ(sink.child->Wait(kWaitMs), 0) << sink.child->err();
+}
+
 TEST_F(RingloadTest, RefusedConnectionsAreErrors) {
   // A bound socket that never listens: connecting to its port is refused.
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
