@@ -2,6 +2,7 @@
 #include "delivery/client_machine.h"
 
 #include <array>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -213,10 +214,18 @@ void DotStuffer::Encode(std::string_view chunk, std::string* out) {
         position_ = Position::kMidLine;
         break;
       case Position::kMidLine: {
-        size_t end = chunk.find_first_of("\r\n", i);
-        if (end == std::string_view::npos) end = chunk.size();
-        out->append(chunk.data() + i, end - i);
-        i = end;
+        // The run up to the next CR or LF: memchr for the LF ending the line, then for a
+        // CR before it (normally the one of the CRLF). Two vectorised scans beat any
+        // byte loop or find_first_of on ~80-byte lines.
+        const char* base = chunk.data() + i;
+        size_t available = chunk.size() - i;
+        const void* lf = std::memchr(base, '\n', available);
+        size_t run = lf == nullptr ? available : static_cast<const char*>(lf) - base;
+        if (const void* cr = std::memchr(base, '\r', run); cr != nullptr) {
+          run = static_cast<const char*>(cr) - base;
+        }
+        out->append(base, run);
+        i += run;
         if (i == chunk.size()) break;
         if (chunk[i] == '\r') {
           out->push_back('\r');
