@@ -1,6 +1,7 @@
 #include "tools/ringmaild/daemon.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -56,8 +57,19 @@ Daemon::~Daemon() {
   if (signal_fd_ >= 0) close(signal_fd_);
 }
 
+// Connections are file descriptors: take every descriptor the hard limit allows, since a
+// soft limit of 1024 would cap an MTA far below max_connections.
+static void RaiseDescriptorLimit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
 absl::Status Daemon::Prepare() {
   RM_RETURN_IF_ERROR(core::ProbeKernel());
+  RaiseDescriptorLimit();
   license_ = config::EvaluateLicense(config_->global.license, absl::Now());
   if (!license_.valid) core::LogWarning("license: %s", license_.summary);
   cpus_ = core::AvailableCpus();
@@ -149,6 +161,9 @@ absl::Status Daemon::StartListeners() {
         status = SetUpOnLoop(*parts, addresses);
         done.Notify();
       });
+      // A post from a loop sends its MSG_RING wake-up with that loop's next submit, and this
+      // (master) loop blocks below: submit now, or the pool loop never wakes.
+      loops_->master().ring().Submit();
       done.WaitForNotification();
     }
     if (!status.ok()) return status;
@@ -231,6 +246,13 @@ void Daemon::StopEverything() {
   core::Loop& master = loops_->master();
   if (master.stopping()) return;
   master.timers().Cancel(drain_timer_);
+  // StopAll asks every pool loop to stop, then joins them from this (master) loop. A stop
+  // request made on a loop sends its MSG_RING wake-up with that loop's next submit, which
+  // never comes while we block in the join: ask first and submit, so the wake-ups leave.
+  for (core::Loop* loop : loops_->all_loops()) {
+    if (loop != &master) loop->RequestStop();
+  }
+  master.ring().Submit();
   loops_->StopAll();  // joins the pool loops, then asks the master to stop
 }
 
