@@ -7,6 +7,7 @@
 #include "delivery/client_machine.h"
 
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -631,6 +632,76 @@ TEST(ClientMachineTest, ManyTransactionsOnOneConnection) {
     EXPECT_EQ(ready->kind, ClientAction::Kind::kReady);
   }
   EXPECT_EQ(m.transactions_done(), 200u);
+}
+
+}  // namespace
+}  // namespace ringmail::delivery
+
+namespace ringmail::delivery {
+namespace {
+
+// A seeded random server against the machine, with the I/O layer's events at random
+// moments: whatever the server says, the machine never trips an internal check, decides
+// every recipient exactly once, and ends with kClose as its last action.
+TEST(ClientMachineTest, RandomServerNeverBreaksInvariants) {
+  std::mt19937_64 rng(5321);
+  const std::vector<std::string> replies = {
+      "220 mx\r\n", "250 Ok\r\n", "250-mx\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 STARTTLS\r\n",
+      "354 go\r\n", "421 4.3.2 bye\r\n", "450 4.2.1 busy\r\n", "550 5.1.1 no\r\n",
+      "503 5.5.1 seq\r\n", "221 bye\r\n", "garbage\r\n", "250-partial", " tail\r\n", "\n",
+      "250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n", "502 5.5.2 no EHLO\r\n", "220 2.0.0 TLS go\r\n"};
+  int transactions = 0;
+  for (int run = 0; run < 3000; ++run) {
+    ClientOptions options = Case::DefaultOptions();
+    options.tls = rng() % 2 ? config::OutboundTls::kOpportunistic : config::OutboundTls::kOff;
+    options.prefer_chunking = rng() % 2;
+    ClientMachine machine(options);
+    machine.Start();
+    std::optional<size_t> open_recipients;
+    bool closed = false;
+    for (int step = 0; step < 40 && !closed; ++step) {
+      switch (rng() % 8) {
+        case 0: machine.Timeout(); break;
+        case 1:
+          if (machine.state() == ClientState::kBody) machine.BodySent();
+          break;
+        case 2:
+          if (machine.state() == ClientState::kTlsHandshake) machine.TlsEstablished();
+          break;
+        default: machine.Feed(replies[rng() % replies.size()]); break;
+      }
+      if (rng() % 50 == 0) machine.ConnectionLost();
+      (void)machine.TakeOutput();
+      while (std::optional<ClientAction> action = machine.TakeAction()) {
+        ASSERT_FALSE(closed) << "an action after kClose";
+        switch (action->kind) {
+          case ClientAction::Kind::kClose: closed = true; break;
+          case ClientAction::Kind::kTransactionDone:
+            ASSERT_TRUE(open_recipients.has_value());
+            ASSERT_EQ(action->result.recipients.size(), *open_recipients);
+            for (size_t i = 0; i < *open_recipients; ++i) {
+              ASSERT_EQ(action->result.recipients[i].index, 10 + i);
+            }
+            open_recipients.reset();
+            ++transactions;
+            break;
+          case ClientAction::Kind::kReady:
+            if (machine.state() == ClientState::kReady) {
+              Transaction tx = rng() % 2 ? TxX() : TxXYZ();
+              open_recipients = tx.recipients.size();
+              machine.Begin(std::move(tx));
+            }
+            break;
+          default: break;
+        }
+      }
+    }
+    EXPECT_EQ(closed, machine.closed());
+    if (closed) {
+      EXPECT_FALSE(open_recipients.has_value()) << "a transaction was never done";
+    }
+  }
+  EXPECT_GT(transactions, 100);
 }
 
 }  // namespace
