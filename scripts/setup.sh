@@ -8,6 +8,7 @@ packages=(
   liburing-dev libwolfssl-dev libc-ares-dev libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 swaks dnsmasq-base curl openssl
+  clang libclang-rt-14-dev llvm-14
   libhttp-parser-dev libsimdjson-dev
 )
 

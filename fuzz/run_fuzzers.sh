@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# fuzz/run_fuzzers.sh BUILD_DIR [TARGET...] — runs the libFuzzer targets built in BUILD_DIR
+# (scripts/fuzz.sh builds them) for a bounded time each and prints one line per target:
+#
+#   fuzz: smtp_parser        ok     runs=1234567  exec/s=61728  cov=812  corpus=96  20s
+#
+# FUZZ_SECONDS (default 20) is each target's -max_total_time. A target's working corpus
+# lives in BUILD_DIR/fuzz-work/<name> (seeded from fuzz/corpus/<name>, which is never
+# written), so local runs keep what earlier runs found. A crash, a timeout (-timeout=10), an
+# out-of-memory (-rss_limit_mb=2048) or a leak leaves the input in
+# BUILD_DIR/fuzz-artifacts/ and its log tail on stderr; the script then exits 1.
+# With no TARGET every *_fuzz binary in BUILD_DIR/fuzz runs, in name order.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:?usage: fuzz/run_fuzzers.sh BUILD_DIR [TARGET...]}
+shift
+build=$(cd "$build" && pwd)
+seconds=${FUZZ_SECONDS:-20}
+
+# Our own sanitizer settings, whatever the caller exported for its test runs.
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:symbolize=1
+if command -v llvm-symbolizer >/dev/null 2>&1; then
+  export ASAN_SYMBOLIZER_PATH=$(command -v llvm-symbolizer)
+fi
+
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  for bin in "$build"/fuzz/*_fuzz; do
+    [ -x "$bin" ] && targets+=("$(basename "$bin" _fuzz)")
+  done
+fi
+if [ ${#targets[@]} -eq 0 ]; then
+  echo "fuzz: no fuzz targets in $build/fuzz (build them with scripts/fuzz.sh)" >&2
+  exit 1
+fi
+
+mkdir -p "$build/fuzz-artifacts" "$build/fuzz-logs"
+failed=()
+for name in "${targets[@]}"; do
+  bin="$build/fuzz/${name}_fuzz"
+  work="$build/fuzz-work/$name"
+  log="$build/fuzz-logs/$name.log"
+  mkdir -p "$work"
+  args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+        -artifact_prefix="$build/fuzz-artifacts/$name-")
+  [ -f "$here/dicts/$name.dict" ] && args+=(-dict="$here/dicts/$name.dict")
+  seeds=()
+  [ -d "$here/corpus/$name" ] && seeds+=("$here/corpus/$name")
+  start=$(date +%s)
+  "$bin" "${args[@]}" "$work" "${seeds[@]}" >"$log" 2>&1
+  rc=$?
+  elapsed=$(( $(date +%s) - start ))
+  runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -n 1)
+  status=$(grep -E '^#[0-9]+' "$log" | tail -n 1)
+  cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$status")
+  corpus=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<<"$status")
+  verdict=ok
+  if [ $rc -ne 0 ] || [ -z "$runs" ]; then
+    verdict=FAILED
+    failed+=("$name")
+  fi
+  rate=$(( ${runs:-0} / (elapsed > 0 ? elapsed : 1) ))
+  printf 'fuzz: %-18s %-6s runs=%-10s exec/s=%-8s cov=%-6s corpus=%-6s %ss\n' \
+    "$name" "$verdict" "${runs:-?}" "$rate" "${cov:-?}" "${corpus:-?}" "$elapsed"
+  if [ "$verdict" != ok ]; then
+    echo "fuzz: $name exited $rc; log $log; last lines:" >&2
+    grep -vE '^#[0-9]+' "$log" | tail -n 40 >&2
+    ls -1 "$build"/fuzz-artifacts/"$name"-* 2>/dev/null | sed 's/^/fuzz: artifact /' >&2
+  fi
+done
+
+if [ ${#failed[@]} -ne 0 ]; then
+  echo "fuzz: ${#failed[@]} of ${#targets[@]} targets failed: ${failed[*]}" >&2
+  exit 1
+fi
+echo "fuzz: all ${#targets[@]} targets ran ${seconds}s each without a crash"
