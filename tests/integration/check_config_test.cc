@@ -133,6 +133,21 @@ TEST_F(CheckConfigTest, MoreEventLoopsThanLicensedIsRefusedAtStart) {
   RunResult r = Ringmaild({"--config", daemon.config_path()});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_EQ(r.signal, 0);
+  // --check-config refuses what the daemon would refuse.
+  RunResult check = Ringmaild({"--check-config", "--config", daemon.config_path()});
+  EXPECT_EQ(check.exit_code, 1) << check.out << check.err;
+  EXPECT_THAT(check.err, ContainsRegex("[Ll]icen[cs]"));
+  EXPECT_THAT(check.out, ::testing::Not(HasSubstr("configuration OK")));
+}
+
+TEST_F(CheckConfigTest, LicensedEventLoopsPassTheCheck) {
+  RunningDaemon daemon(dir_.path());
+  DaemonConfig config;
+  config.esmtp_loops = 4;  // the test license allows 8
+  const std::string path = ConfigFile(daemon.ConfigText(config));
+  RunResult r = Ringmaild({"--check-config", "--config", path});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err
+                            << "(a build with a vendor license key refuses the test license)";
 }
 
 }  // namespace

@@ -80,6 +80,9 @@ class CrashRecoveryTest : public ::testing::Test {
     EXPECT_THAT(r.out, HasSubstr("\nOK\n"));
   }
 
+  // Load from four senders, kill -9, restart on the same spool: nothing acknowledged is lost.
+  void KillDuringLoadAndRecover();
+
   std::string SendOne(uint16_t port) {
     SmtpClient c;
     if (!c.Connect(port).ok() || !c.Hello()) return "";
@@ -164,6 +167,16 @@ class LoadGenerator {
 };
 
 TEST_F(CrashRecoveryTest, EveryAcknowledgedMessageSurvivesKillDashNine) {
+  KillDuringLoadAndRecover();
+}
+
+TEST_F(CrashRecoveryTest, EveryAcknowledgedMessageSurvivesKillDashNineWithThreeLoops) {
+  if (!TestLicenseAccepted()) GTEST_SKIP() << "built with a vendor license key";
+  config_.esmtp_loops = 3;
+  KillDuringLoadAndRecover();
+}
+
+void CrashRecoveryTest::KillDuringLoadAndRecover() {
   StartDaemon();
   std::vector<std::string> acked;
   {

@@ -78,6 +78,10 @@ std::string ClientScriptPath(std::string_view script) {
   return absl::StrCat(RINGMAIL_SOURCE_DIR, "/tests/integration/clients/", ToAbsl(script));
 }
 
+std::string TestLicensePath() {
+  return absl::StrCat(RINGMAIL_SOURCE_DIR, "/tests/testdata/license/valid.license");
+}
+
 std::string FindProgram(const std::vector<std::string>& candidates) {
   for (const std::string& c : candidates) {
     if (c.find('/') != std::string::npos) {
@@ -293,6 +297,18 @@ void Subprocess::Kill() {
   pid_ = -1;
 }
 
+bool TestLicenseAccepted() {
+  ScratchDir dir;
+  RunningDaemon daemon(dir.path());
+  DaemonConfig config;
+  config.esmtp_loops = 2;
+  if (!WriteFile(daemon.config_path(), daemon.ConfigText(config)).ok()) return false;
+  RunResult r =
+      RunProgram({RingmaildPath(), "--check-config", "--config", daemon.config_path()},
+                 Millis(20'000));
+  return r.exit_code == 0;
+}
+
 RunResult RunProgram(const std::vector<std::string>& argv, Millis timeout,
                      const std::string& stdin_text) {
   RunResult result;
@@ -339,14 +355,21 @@ RunningDaemon::RunningDaemon(std::string root) : root_(std::move(root)) {}
 RunningDaemon::~RunningDaemon() { process_.Kill(); }
 
 std::string RunningDaemon::ConfigText(const DaemonConfig& c) const {
+  std::string loops;
+  std::string esmtp_loop;
+  if (c.esmtp_loops > 0) {
+    loops = absl::StrCat("license = \"", TestLicensePath(), "\"\n", "eventloop \"esmtp\" { ",
+                         "concurrency = ", c.esmtp_loops, " }\n");
+    esmtp_loop = "  event_loop = \"esmtp\"\n";
+  }
   return absl::StrCat(
       "# written by tests/integration/daemon_util\n",
       "spool_dir = \"", spool_dir(), "\"\n",
       "log_dir = \"", log_dir(), "\"\n",
       "hostname = \"mx.test\"\n",
       "spool_segment_size = ", c.spool_segment_size, "\n",
-      c.global_extra, "\n",
-      "ESMTP_Listener {\n",
+      loops, c.global_extra, "\n",
+      "ESMTP_Listener {\n", esmtp_loop,
       "  relay_hosts = ", c.relay_hosts, "\n",
       "  relay_domains = ", c.relay_domains, "\n",
       c.esmtp_extra, "\n",

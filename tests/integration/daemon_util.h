@@ -36,6 +36,12 @@ std::string RingmaildPath();
 std::string SpoolToolPath();
 // RINGMAIL_SOURCE_DIR/tests/integration/clients/<script>.
 std::string ClientScriptPath(std::string_view script);
+// The sample license signed with the test key (8 event loops): valid for builds without a
+// vendor RINGMAIL_LICENSE_PUBKEY.
+std::string TestLicensePath();
+// Whether this ringmaild build accepts TestLicensePath() (it does unless built with a vendor
+// key); asks `ringmaild --check-config` about a config with two loops.
+bool TestLicenseAccepted();
 // The first of `candidates` found executable on PATH (or as an absolute path); empty if none.
 std::string FindProgram(const std::vector<std::string>& candidates);
 
@@ -117,6 +123,9 @@ struct DaemonConfig {
   std::string esmtp_extra;   // e.g. "max_recipients = 3\n"
   std::string relay_hosts = "( \"127.0.0.0/8\" )";
   std::string relay_domains = "( \"local.test\" )";
+  // > 0: the listener runs on an eventloop pool "esmtp" of this many loops, licensed by
+  // TestLicensePath() (without a license the daemon allows 1 loop).
+  int esmtp_loops = 0;
 };
 
 class RunningDaemon {

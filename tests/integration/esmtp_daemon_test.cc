@@ -13,10 +13,12 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -476,6 +478,36 @@ TEST_F(EsmtpDaemonTest, MaxConnectionsRefusesTheExcessWith421) {
   }
   // The five admitted sessions were not disturbed.
   for (auto& c : admitted) EXPECT_EQ(c->Command("EHLO client.test").code, 250);
+}
+
+// Several loops accept on one port (SO_REUSEPORT); limits are daemon-wide.
+TEST_F(EsmtpDaemonTest, SeveralLoopsShareThePortAndTheConnectionLimit) {
+  DaemonConfig config;
+  config.esmtp_loops = 3;
+  config.esmtp_extra = "max_connections = 8\n";
+  if (!TestLicenseAccepted()) GTEST_SKIP() << "built with a vendor license key";
+  StartDaemon(config);
+  std::vector<std::unique_ptr<SmtpClient>> clients;
+  for (int i = 0; i < 8; ++i) {
+    clients.push_back(std::make_unique<SmtpClient>());
+    Greeted(*clients.back());
+  }
+  for (int i = 0; i < 4; ++i) {
+    SmtpClient extra;
+    ASSERT_TRUE(extra.Connect(daemon_.port()).ok());
+    EXPECT_THAT(extra.ReadReply().last(), StartsWith("421 4.3.2")) << i;
+  }
+  std::set<std::string> ids;
+  for (int round = 0; round < 3; ++round) {
+    for (auto& c : clients) {
+      SmtpClient::Reply r = Transaction(*c, {"user@local.test"}, kSimpleBody);
+      ASSERT_EQ(QueuedId(r.last()).size(), 32u) << r.text();
+      ids.insert(QueuedId(r.last()));
+    }
+  }
+  EXPECT_EQ(ids.size(), 24u);
+  std::vector<std::string> listed = ListedSpoolIds();
+  EXPECT_EQ(std::set<std::string>(listed.begin(), listed.end()), ids);
 }
 
 TEST_F(EsmtpDaemonTest, SilentClientIsCutAtTheCommandTimeout) {

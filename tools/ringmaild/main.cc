@@ -7,8 +7,11 @@
 #include <cstring>
 #include <string>
 
+#include "absl/time/clock.h"
 #include "config/default_config.h"
 #include "config/generation.h"
+#include "config/license.h"
+#include "core/loop_pool.h"
 #include "tools/ringmaild/daemon.h"
 
 namespace {
@@ -70,6 +73,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (flags.check) {
+    // A configuration the daemon would refuse at start (more event loops than licensed)
+    // must not pass the check either.
+    const ringmail::config::LicenseStatus license =
+        ringmail::config::EvaluateLicense((*config)->global.license, absl::Now());
+    absl::Status fits = ringmail::config::ValidateConcurrency(
+        **config, ringmail::core::AvailableCpus(), license.licensed_concurrency);
+    if (!fits.ok()) {
+      std::fprintf(stderr, "%s: %s\n",
+                   flags.config.empty() ? "embedded default" : flags.config.c_str(),
+                   std::string(fits.message()).c_str());
+      return 1;
+    }
     std::printf("%s: configuration OK\n",
                 flags.config.empty() ? "embedded default" : flags.config.c_str());
     return 0;
