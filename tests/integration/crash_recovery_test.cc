@@ -138,6 +138,7 @@ class LoadGenerator {
       if (!c.Send(envelope).ok()) return;
       SmtpClient::Reply mail = c.ReadReply(), rcpt = c.ReadReply(), data = c.ReadReply();
       if (mail.code == 0 || rcpt.code == 0 || data.code == 0) return;  // killed
+      if (mail.code == 421) return;  // shutting down
       if (mail.code != 250 || rcpt.code != 250 || data.code != 354) {
         ++protocol_errors_;
         return;
@@ -208,6 +209,28 @@ void CrashRecoveryTest::KillDuringLoadAndRecover() {
   EXPECT_EQ(listed.count(after), 1u);
   // At most the messages in flight at the kill (one per sender) were written unacknowledged.
   EXPECT_LE(listed.size(), acked.size() + 1 + 4);
+}
+
+TEST_F(CrashRecoveryTest, SigtermUnderLoadKeepsEveryAcknowledgedMessageAndExitsZero) {
+  StartDaemon();
+  std::vector<std::string> acked;
+  {
+    LoadGenerator load(daemon_.port(), 4);
+    load.WaitFor(500, Millis(1000));
+    daemon_.Signal(SIGTERM);
+    std::optional<int> status = daemon_.WaitExit(Millis(15'000));
+    load.Join();
+    ASSERT_TRUE(status.has_value()) << "no exit within 15 s of SIGTERM";
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+        << DescribeWaitStatus(*status) << "\n" << daemon_.StderrText();
+    acked = load.acked();
+    EXPECT_EQ(load.protocol_errors(), 0u);
+  }
+  ASSERT_GT(acked.size(), 20u) << "the load barely ran";
+  ExpectVerifies();
+  // A drain finishes every transaction in DATA and answers it: what is spooled is exactly
+  // what was acknowledged.
+  EXPECT_EQ(ListedIdSet(), std::set<std::string>(acked.begin(), acked.end()));
 }
 
 // The location of a message as `ringmail-spool show` prints it.

@@ -6,7 +6,9 @@
 // Every wait is bounded (poll() with a deadline); nothing sleeps to synchronise. Each test
 // starts its own daemon, and every process it starts is reaped even when an assertion fails
 // (daemon_util's RAII).
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -508,6 +510,65 @@ TEST_F(EsmtpDaemonTest, SeveralLoopsShareThePortAndTheConnectionLimit) {
   EXPECT_EQ(ids.size(), 24u);
   std::vector<std::string> listed = ListedSpoolIds();
   EXPECT_EQ(std::set<std::string>(listed.begin(), listed.end()), ids);
+}
+
+TEST_F(EsmtpDaemonTest, MaxProcessingsMakesTheNextTransactionWaitItsTurn) {
+  DaemonConfig config;
+  config.esmtp_extra = "max_processings = 1\n";
+  StartDaemon(config);
+  SmtpClient first, second;
+  Greeted(first);
+  Greeted(second);
+  EXPECT_THAT(first.Command("MAIL FROM:<a@client.test>").last(), StartsWith("250 2.1.0"));
+  ASSERT_TRUE(second.Send("MAIL FROM:<b@client.test>\r\n").ok());
+  // Round trips on the first session: had the second MAIL been answered, its reply would
+  // be here by now (same loop, one thread).
+  EXPECT_EQ(first.Command("RCPT TO:<u@local.test>").code, 250);
+  EXPECT_EQ(first.Command("DATA").code, 354);
+  pollfd p{second.fd(), POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 0), 0) << "the second MAIL was answered while the slot was taken";
+  ASSERT_TRUE(first.Send(".\r\n").ok());
+  SmtpClient::Reply r = first.ReadReply();
+  EXPECT_EQ(QueuedId(r.last()).size(), 32u) << r.text();
+  // The slot passes on when the first transaction ends.
+  EXPECT_THAT(second.ReadReply().last(), StartsWith("250 2.1.0"));
+  // And the first session waits for its next MAIL in turn.
+  ASSERT_TRUE(first.Send("MAIL FROM:<a2@client.test>\r\n").ok());
+  EXPECT_EQ(second.Command("RSET").code, 250);  // gives the slot back
+  EXPECT_THAT(first.ReadReply().last(), StartsWith("250 2.1.0"));
+}
+
+TEST_F(EsmtpDaemonTest, ClientsVanishingAtAnyPointLeaveTheDaemonServing) {
+  StartDaemon();
+  const std::vector<std::string> steps = {
+      "",
+      "EHL",
+      "EHLO client.test\r\nMAIL FROM:<s@client.test>\r\n",
+      "EHLO client.test\r\nMAIL FROM:<s@client.test>\r\nRCPT TO:<u@local.test>\r\nDATA\r\n"
+      "Subject: cut\r\n\r\nhalf a bo",
+      "EHLO client.test\r\nMAIL FROM:<s@client.test>\r\nRCPT TO:<u@local.test>\r\nDATA\r\n"
+      "Subject: cut\r\n\r\nwhole body\r\n.\r\n",
+  };
+  for (bool reset : {false, true}) {
+    for (const std::string& step : steps) {
+      SmtpClient c;
+      ASSERT_TRUE(c.Connect(daemon_.port()).ok());
+      if (!step.empty()) {
+        ASSERT_TRUE(c.Send(step).ok());
+      }
+      if (reset) {  // RST instead of FIN
+        linger l{1, 0};
+        setsockopt(c.fd(), SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+      }
+      c.Close();
+    }
+  }
+  SmtpClient c;
+  Greeted(c);
+  SmtpClient::Reply r = Transaction(c, {"user@local.test"}, kSimpleBody);
+  EXPECT_EQ(QueuedId(r.last()).size(), 32u) << r.text();
+  EXPECT_EQ(c.Command("QUIT").code, 221);
+  // TearDown: SIGTERM still drains to exit 0 (no session left hanging).
 }
 
 TEST_F(EsmtpDaemonTest, SilentClientIsCutAtTheCommandTimeout) {
