@@ -103,6 +103,9 @@ absl::Status Daemon::Prepare() {
     if (next_segment_seq_.size() <= lr.loop) next_segment_seq_.resize(lr.loop + 1, 1);
     next_segment_seq_[lr.loop] = lr.next_seq;
   }
+  recovered_ = *std::move(recovered);
+  RM_ASSIGN_OR_RETURN(delivery_log_,
+                      core::EventLog::Open(config_->global.log_dir + "/delivery.log"));
   core::LoopSetOptions lo;
   for (const config::LoopCount& lc : config::ResolveLoopCounts(*config_, cpus_)) {
     lo.pools.push_back(core::LoopPoolSpec{lc.pool, lc.loops});
@@ -128,12 +131,7 @@ std::string Daemon::StartupSummary() const {
 
 absl::Status Daemon::SetUpOnLoop(LoopParts& parts, std::vector<config::NetAddress> addresses) {
   core::Loop& loop = *parts.loop;
-  spool::SpoolWriterOptions so;
-  so.spool_dir = config_->global.spool_dir;
-  so.loop_index = loop.index();
-  so.segment_bytes = config_->global.spool_segment_size_bytes;
-  so.first_sequence = loop.index() < next_segment_seq_.size() ? next_segment_seq_[loop.index()] : 1;
-  RM_ASSIGN_OR_RETURN(parts.spool, spool::SpoolWriter::Open(loop, so, nullptr));
+  RM_RETURN_IF_ERROR(OpenLedgerAndSpool(parts));
   parts.esmtp = std::make_unique<listeners::esmtp::EsmtpListener>(
       loop, esmtp_shared_, *parts.spool, reception_log_.get(), esmtp_settings_);
   return parts.esmtp->Listen(addresses);
@@ -281,7 +279,9 @@ int Daemon::Run() {
   s = master.RunHere([&] {
     started_ms_ = master.now_ms();
     ArmSignalRead();
-    absl::Status started = StartListeners();
+    absl::Status started = StartDelivery();
+    if (started.ok()) started = StartListeners();
+    if (started.ok()) AdoptRecovered();
     if (started.ok()) started = StartControl();
     if (!started.ok()) {
       std::fprintf(stderr, "ringmaild: %s\n", std::string(started.message()).c_str());
@@ -295,7 +295,9 @@ int Daemon::Run() {
     return 1;
   }
   parts_.clear();  // every loop has stopped: nothing is in flight
+  engines_.clear();
   control_.reset();
+  delivery_log_.reset();
   reception_log_.reset();
   thread_pools_->StopAll();
   core::LogInfo("stopped");

@@ -19,9 +19,13 @@
 #include "core/log.h"
 #include "core/loop_pool.h"
 #include "core/thread_pool_registry.h"
+#include "delivery/engine.h"
+#include "delivery/ledger.h"
+#include "delivery/topology.h"
 #include "listeners/control/control_listener.h"
 #include "listeners/esmtp/listener.h"
 #include "spool/group_commit.h"
+#include "spool/recovery.h"
 
 namespace ringmail::daemon {
 
@@ -34,8 +38,10 @@ class Daemon {
   int Run();
 
  private:
+  // Destroyed after every loop stopped, members in reverse order: listener, writer, ledger.
   struct LoopParts {
     core::Loop* loop = nullptr;
+    std::unique_ptr<delivery::Ledger> ledger;
     std::unique_ptr<spool::SpoolWriter> spool;
     std::unique_ptr<listeners::esmtp::EsmtpListener> esmtp;
   };
@@ -43,6 +49,11 @@ class Daemon {
   absl::Status Prepare();
   absl::Status SetUpOnLoop(LoopParts& parts, std::vector<config::NetAddress> addresses);
   absl::Status StartListeners();
+  // ---- delivery (daemon_delivery.cc) ----
+  absl::Status StartDelivery();  // engines on the delivery_pool loops
+  absl::Status OpenLedgerAndSpool(LoopParts& parts);
+  void AdoptRecovered();         // hands the start-up recovery result to the ledgers
+  delivery::LedgerOptions LedgerOptionsFor(core::Loop& loop);
   void ArmSignalRead();
   void SignalDone(core::Operation& op, core::IoResult r);
   void BeginDrain();
@@ -86,6 +97,11 @@ class Daemon {
   listeners::esmtp::ListenerShared esmtp_shared_;
   std::vector<std::unique_ptr<LoopParts>> parts_;
   std::vector<uint64_t> next_segment_seq_;  // by loop index, from recovery
+  std::optional<spool::RecoveryResult> recovered_;  // until AdoptRecovered()
+  delivery::DeliveryTopology topology_;  // filled at start-up, then read-only
+  std::atomic<int64_t> outbound_connections_{0};
+  std::vector<std::unique_ptr<delivery::Engine>> engines_;
+  std::unique_ptr<core::EventLog> delivery_log_;
   std::shared_ptr<const listeners::esmtp::Settings> esmtp_settings_;
 
   int signal_fd_ = -1;
