@@ -1,0 +1,313 @@
+#include "listeners/http/listener.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "listeners/http/connection.h"
+
+namespace ringmail::listeners::http {
+namespace {
+
+constexpr uint32_t kRecvBuffers = 256;        // per loop; power of two
+constexpr uint32_t kRecvBufferBytes = 16384;  // 4 MiB per loop in all
+constexpr int kListenBacklog = 4096;
+constexpr uint64_t kAcceptRetryMs = 100;
+
+uint64_t RandomSalt() {
+  std::random_device rd;
+  return (uint64_t{rd()} << 32) ^ rd();
+}
+
+absl::StatusOr<int> OpenListenSocket(const config::NetAddress& address, uint16_t* bound_port) {
+  const bool v6 = !address.ip.is_v4();
+  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("socket: ", strerror(errno)));
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  // One socket per loop on the same address: the kernel spreads connections over them.
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  // Inherited by accepted sockets: a response leaves at once, not after Nagle's delay.
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (v6) {
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(address.port);
+    std::memcpy(&sin6->sin6_addr, address.ip.bytes.data(), 16);
+    len = sizeof(sockaddr_in6);
+  } else {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(address.port);
+    std::memcpy(&sin->sin_addr, address.ip.bytes.data(), 4);
+    len = sizeof(sockaddr_in);
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd, kListenBacklog) != 0) {
+    int err = errno;
+    close(fd);
+    return absl::UnavailableError(
+        absl::StrCat("HTTP_Listener: cannot listen on ", address.ToString(), ": ", strerror(err)));
+  }
+  socklen_t slen = sizeof(ss);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &slen);
+  *bound_port = ntohs(v6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                         : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return fd;
+}
+
+// The peer of an accepted socket. IPv4-mapped IPv6 shows as IPv4 (relay rules match it).
+bool PeerOf(int fd, std::string* ip, uint16_t* port) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return false;
+  char buf[INET6_ADDRSTRLEN] = {0};
+  if (ss.ss_family == AF_INET) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
+    *port = ntohs(sin->sin_port);
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+      inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], buf, sizeof(buf));
+    } else {
+      inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof(buf));
+    }
+    *port = ntohs(sin6->sin6_port);
+  }
+  *ip = buf;
+  return true;
+}
+
+void Series(std::string* out, const char* name, const char* type, const char* help,
+            uint64_t value) {
+  absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ",
+                  value, "\n");
+}
+
+}  // namespace
+
+bool HttpShared::TryAdmit(int64_t max_connections) {
+  if (connections_.fetch_add(1, std::memory_order_relaxed) >= max_connections) {
+    connections_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+void HttpShared::Release() { connections_.fetch_sub(1, std::memory_order_relaxed); }
+
+std::string HttpShared::MetricsText() const {
+  const HttpCounters& c = counters_;
+  auto v = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  std::string out;
+  Series(&out, "ringmail_http_connections", "gauge", "Open HTTP connections.",
+         static_cast<uint64_t>(std::max<int64_t>(connections(), 0)));
+  Series(&out, "ringmail_http_connections_accepted_total", "counter", "HTTP connections accepted.",
+         v(c.connections_accepted));
+  Series(&out, "ringmail_http_connections_refused_total", "counter",
+         "HTTP connections refused by max_connections.", v(c.connections_refused));
+  absl::StrAppend(&out,
+                  "# HELP ringmail_http_responses_total HTTP responses by status class.\n"
+                  "# TYPE ringmail_http_responses_total counter\n",
+                  "ringmail_http_responses_total{class=\"2xx\"} ", v(c.responses_2xx), "\n",
+                  "ringmail_http_responses_total{class=\"4xx\"} ", v(c.responses_4xx), "\n",
+                  "ringmail_http_responses_total{class=\"5xx\"} ", v(c.responses_5xx), "\n");
+  Series(&out, "ringmail_http_messages_injected_total", "counter",
+         "Messages made durable through the injection API.", v(c.messages));
+  Series(&out, "ringmail_http_recipients_injected_total", "counter",
+         "Recipients of messages injected over HTTP.", v(c.recipients));
+  Series(&out, "ringmail_http_message_bytes_injected_total", "counter",
+         "Bytes of messages injected over HTTP.", v(c.message_bytes));
+  Series(&out, "ringmail_http_commit_errors_total", "counter",
+         "Injected messages whose spool commit failed.", v(c.commit_errors));
+  return out;
+}
+
+HttpListener::HttpListener(core::Loop& loop, HttpShared& shared, spool::SpoolWriter& spool,
+                           core::EventLog* log, std::shared_ptr<const HttpSettings> settings,
+                           std::shared_ptr<const HttpHooks> hooks)
+    : loop_(loop),
+      shared_(shared),
+      spool_(spool),
+      log_(log),
+      settings_(std::move(settings)),
+      hooks_(std::move(hooks)),
+      ids_(loop.index(), RandomSalt()) {
+  auto br = core::BufferRing::Create(loop.ring(), kBufferGroup, kRecvBuffers, kRecvBufferBytes);
+  RM_CHECK(br.ok()) << "http receive buffer ring: " << br.status();
+  buffers_ = std::move(br).value();
+  loop_.OnStop([this] {
+    CloseAcceptors();
+    std::vector<Connection*> all;
+    for (auto& [id, c] : connections_) all.push_back(c.get());
+    for (Connection* c : all) c->Abort();
+  });
+}
+
+HttpListener::~HttpListener() {
+  RM_CHECK(connections_.empty()) << "http listener destroyed with live connections";
+  for (auto& a : acceptors_) {
+    RM_CHECK(a->accept_op.idle()) << "http listener destroyed with an accept in flight";
+    if (a->fd >= 0) close(a->fd);
+  }
+}
+
+absl::Status HttpListener::Listen(const std::vector<config::NetAddress>& addresses) {
+  for (const config::NetAddress& address : addresses) {
+    uint16_t port = 0;
+    absl::StatusOr<int> fd = OpenListenSocket(address, &port);
+    if (!fd.ok()) return fd.status();
+    auto a = std::make_unique<Acceptor>();
+    a->owner = this;
+    a->fd = *fd;
+    a->accept_op.Bind<&Acceptor::AcceptDone>(a.get(), "http.accept");
+    a->accept_op.multishot = true;
+    a->retry.Bind<&Acceptor::RetryFired>(a.get());
+    bound_ports_.push_back(port);
+    ArmAccept(*a);
+    acceptors_.push_back(std::move(a));
+  }
+  return absl::OkStatus();
+}
+
+void HttpListener::ArmAccept(Acceptor& a) {
+  io_uring_sqe* sqe = loop_.Prepare(a.accept_op);
+  io_uring_prep_multishot_accept(sqe, a.fd, nullptr, nullptr, SOCK_CLOEXEC);
+}
+
+void HttpListener::Acceptor::AcceptDone(core::Operation&, core::IoResult r) {
+  if (r.ok()) owner->OnAccepted(static_cast<int>(r.res));
+  if (r.more()) return;
+  if (owner->draining_ || owner->loop_.stopping() || fd < 0) return;
+  if (r.error() == EMFILE || r.error() == ENFILE || r.error() == ENOMEM || r.error() == ENOBUFS) {
+    // Out of descriptors or memory: retry later rather than spin on the error.
+    owner->loop_.timers().Arm(retry, owner->loop_.now_ms() + kAcceptRetryMs);
+    return;
+  }
+  owner->ArmAccept(*this);
+}
+
+void HttpListener::Acceptor::RetryFired(core::Timer&) {
+  if (!owner->draining_ && !owner->loop_.stopping() && fd >= 0 && accept_op.idle()) {
+    owner->ArmAccept(*this);
+  }
+}
+
+void HttpListener::OnAccepted(int fd) {
+  std::string ip;
+  uint16_t port = 0;
+  if (!PeerOf(fd, &ip, &port)) {  // already gone
+    close(fd);
+    return;
+  }
+  const uint64_t id = next_connection_id_++;
+  auto owned = std::make_unique<Connection>(*this, id, fd, ip, port, settings_);
+  Connection* c = owned.get();
+  connections_.emplace(id, std::move(owned));
+  if (shared_.TryAdmit(settings_->max_connections)) {
+    shared_.counters().connections_accepted.fetch_add(1, std::memory_order_relaxed);
+    c->set_admitted(true);
+    c->Start();
+    return;
+  }
+  shared_.counters().connections_refused.fetch_add(1, std::memory_order_relaxed);
+  HttpResponse busy = JsonError(503, "too many connections; try again later");
+  busy.headers.emplace_back("Retry-After", "1");
+  c->Refuse(busy);
+}
+
+void HttpListener::UpdateSettings(std::shared_ptr<const HttpSettings> settings) {
+  settings_ = std::move(settings);
+}
+
+InjectDecoder& HttpListener::decoder(uint64_t body_bytes_max) {
+  if (decoder_ == nullptr || decoder_capacity_ < body_bytes_max) {
+    decoder_ = std::make_unique<InjectDecoder>(body_bytes_max);
+    decoder_capacity_ = body_bytes_max;
+  }
+  return *decoder_;
+}
+
+const std::string& HttpListener::DateHeader() {
+  const absl::Time now = absl::Now();
+  const uint64_t second = static_cast<uint64_t>(absl::ToUnixSeconds(now));
+  if (second != date_second_ || date_.empty()) {
+    date_second_ = second;
+    date_ = HttpDate(second * 1000);
+  }
+  return date_;
+}
+
+void HttpListener::CallHook(Endpoint endpoint, uint64_t connection_id, uint64_t seq) {
+  const bool metrics = endpoint == Endpoint::kMetrics;
+  const std::function<void(HookReply)>* hook = nullptr;
+  if (hooks_ != nullptr) hook = metrics ? &hooks_->metrics : &hooks_->queues;
+  // The answer always comes back through this loop's inbox, never re-entering the caller.
+  // The listener outlives its loop's last task (it is destroyed after the loop stopped, and
+  // tasks still queued then are dropped unrun), so the raw pointer is safe.
+  HttpListener* self = this;
+  core::Loop* loop = &loop_;
+  HttpShared* shared = &shared_;
+  HookReply reply = [self, loop, shared, metrics, connection_id, seq](HookResponse r) mutable {
+    if (metrics && r.status == 200) r.body.append(shared->MetricsText());
+    loop->Post([self, connection_id, seq, r = std::move(r)]() mutable {
+      self->HookAnswered(connection_id, seq, std::move(r));
+    });
+  };
+  if (hook == nullptr || !*hook) {
+    std::move(reply)(HookResponse{503, "application/json", "{\"error\":\"not available\"}\n"});
+    return;
+  }
+  (*hook)(std::move(reply));
+}
+
+void HttpListener::HookAnswered(uint64_t connection_id, uint64_t seq, HookResponse response) {
+  auto it = connections_.find(connection_id);
+  if (it == connections_.end()) return;  // the connection has gone
+  it->second->HookDone(seq, std::move(response));
+}
+
+void HttpListener::ConnectionClosed(Connection* c) {
+  if (c->admitted()) shared_.Release();
+  connections_.erase(c->id());
+  MaybeDrained();
+}
+
+void HttpListener::CloseAcceptors() {
+  for (auto& a : acceptors_) {
+    loop_.timers().Cancel(a->retry);
+    if (!a->accept_op.idle()) {
+      io_uring_prep_cancel64(loop_.ring().PrepareUntracked(),
+                             reinterpret_cast<uint64_t>(&a->accept_op), 0);
+    }
+  }
+}
+
+void HttpListener::Drain(std::function<void()> drained) {
+  draining_ = true;
+  drained_ = std::move(drained);
+  CloseAcceptors();
+  std::vector<Connection*> all;
+  for (auto& [id, c] : connections_) all.push_back(c.get());
+  for (Connection* c : all) c->Shutdown();
+  MaybeDrained();
+}
+
+void HttpListener::MaybeDrained() {
+  if (!draining_ || !connections_.empty() || !drained_) return;
+  auto done = std::move(drained_);
+  drained_ = nullptr;
+  done();
+}
+
+}  // namespace ringmail::listeners::http

@@ -1,0 +1,46 @@
+// listeners/http/settings.h — what the HTTP listener needs from one config generation,
+// built once per generation and shared read-only by every loop of the listener's pool.
+// A connection keeps the settings it was accepted with; a reload hands new ones to the
+// listeners (new connections pick them up).
+//
+// The relay policy is the ESMTP_Listener's (relay_hosts, relay_domains): injecting over
+// HTTP never relays where SMTP would not. FromConfig refuses what the listener must not
+// start with: no HTTP_Listener scope, an empty auth_token (issue #9: never an open
+// injection API, above all on a non-loopback address), or implicit TLS (not built yet).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "config/config.h"
+#include "listeners/esmtp/policy.h"
+#include "listeners/http/request_parser.h"
+
+namespace ringmail::listeners::http {
+
+// The bytes all messages of one request may grow to (templates multiply a body).
+inline constexpr uint64_t kRequestMessageBytesMax = 512ull << 20;
+
+struct HttpSettings {
+  HttpSettings(std::shared_ptr<const config::Config> c, esmtp::Policy p)
+      : config(std::move(c)), policy(std::move(p)) {}
+
+  std::shared_ptr<const config::Config> config;  // the generation this came from
+  esmtp::Policy policy;
+  std::string auth_token;
+  std::string hostname;
+  ParserLimits parser;
+  int64_t max_connections = 0;  // whole daemon
+  uint64_t idle_timeout_ms = 0;
+  uint64_t request_timeout_ms = 0;
+  size_t max_recipients = 0;       // per request (the ESMTP_Listener's max_recipients)
+  uint64_t message_bytes_max = 0;  // per built message (the ESMTP max_message_size)
+  uint64_t request_bytes_max = 0;  // all messages of one request
+
+  static absl::StatusOr<std::shared_ptr<const HttpSettings>> FromConfig(
+      std::shared_ptr<const config::Config> config);
+};
+
+}  // namespace ringmail::listeners::http
