@@ -1,0 +1,217 @@
+// delivery/smtp_client.h — one outbound SMTP connection on the ring: finds the hosts of a
+// route, connects, drives a ClientMachine, streams bodies from the spool, reports the
+// result of every transaction.
+//
+// Made by the Engine (delivery/engine.h) with a first Work, on the Engine's delivery loop,
+// and touched only there. It counts as one outbound connection from Start() until it
+// tells its Owner ClientClosed(). The Owner (the Engine) outlives it and frees it only
+// after ClientClosed(), never from inside an Owner call.
+//
+// The life of one client:
+//   hosts      kSmarthost/kLiteral: the route's hops in order; kMx: ResolveMx (preference
+//              order, equal preferences shuffled; implicit MX) — a permanent DNS answer
+//              (NXDOMAIN, null MX, bad name) fails the Work, a temporary one defers it.
+//   addresses  each host's A then AAAA records (ResolveHost), or the literal itself.
+//   connect    socket() + IORING_OP_CONNECT linked to IORING_OP_LINK_TIMEOUT
+//              (smtp_connect_timeout). Refused, unreachable or timed out: the next address,
+//              then the next host, at most `addresses_max` connects per client.
+//   session    a ClientMachine per connection: recv re-armed for the whole session (a 421
+//              may come at any time), one send in flight, RFC 5321 deadlines on a loop
+//              Timer from machine.deadline() and the config's smtp_*_timeout values.
+//   work       at each kReady: the carried Work, else Owner::NextWork() while fewer than
+//              `deliveries_max` transactions ran on this connection, else QUIT. The
+//              content is read from the segment file (BodyFiles, BodyReader) chunk by chunk
+//              as the send queue drains, through the DotStuffer for DATA.
+//   results    Owner::WorkDone() per transaction, one RecipientResult per recipient.
+//              When the connection fails (421, timeout, lost, protocol error) the recipients
+//              it left undecided are carried to the next address; when no address is left,
+//              they are reported as temporary failures (permanent when the last server
+//              refused us with a 5xx greeting or EHLO/HELO).
+//   close      like listeners/esmtp/session.cc: cancel what is in flight, wait until every
+//              operation is idle, close the socket with IORING_OP_CLOSE, then the next
+//              address or ClientClosed().
+//
+// STARTTLS: there is no TLS layer yet. The machine is told kOff unless the domain requires
+// TLS; then a server offering STARTTLS gets TlsFailed() (the recipients are deferred), and
+// one not offering it ends the session (kTlsUnavailable) — never plaintext when TLS is
+// required.
+#pragma once
+
+#include <linux/time_types.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "core/loop.h"
+#include "core/ring.h"
+#include "core/timers.h"
+#include "delivery/body_reader.h"
+#include "delivery/client_machine.h"
+#include "delivery/domain_queue.h"
+#include "delivery/routes.h"
+#include "dns/resolver.h"
+
+namespace ringmail::delivery {
+
+struct SmtpClientSettings {
+  ClientOptions machine;
+  std::shared_ptr<const config::Config> config;  // the smtp_*_timeout values
+  uint32_t deliveries_max = 100;  // transactions per connection (socket), >= 1
+  uint32_t addresses_max = 10;    // connects per client, >= 1
+};
+
+struct SmtpClientStats {
+  uint64_t connects = 0;          // connect attempts
+  uint64_t connect_failures = 0;
+  uint64_t sessions = 0;          // connects that succeeded
+  uint64_t transactions = 0;      // Begin()s
+  uint64_t bytes_sent = 0;        // everything sent: commands and bodies
+};
+
+// The outcome of one attempt at one Work: one result per Work recipient, same order.
+struct AttemptResult {
+  std::vector<RecipientResult> recipients;
+  std::string remote_host;    // "mx1.example.com[192.0.2.1]:25"; "" when none answered
+  bool site_failure = false;  // the destination as a whole failed (DNS, no usable host)
+};
+
+class SmtpClient {
+ public:
+  class Owner {
+   public:
+    // The next Work for this connection (ready, in session), or nullopt to QUIT.
+    virtual std::optional<Work> NextWork(SmtpClient& client) = 0;
+    // One attempt at `work` ended.
+    virtual void WorkDone(SmtpClient& client, Work work, AttemptResult result) = 0;
+    // Every operation is idle and the socket closed; free the client later (not inside
+    // this call).
+    virtual void ClientClosed(SmtpClient& client) = 0;
+
+   protected:
+    ~Owner() = default;
+  };
+
+  SmtpClient(core::Loop& loop, dns::Resolver& resolver, BodyFiles& files, Owner& owner,
+             Route route, SmtpClientSettings settings, Work first);
+  ~SmtpClient();  // only after ClientClosed()
+  SmtpClient(const SmtpClient&) = delete;
+  SmtpClient& operator=(const SmtpClient&) = delete;
+
+  // Begins (later in this loop turn: never calls the Owner from inside Start).
+  void Start();
+  // Stops now: the carried Work is dropped unreported (it stays in the spool), operations
+  // are cancelled, the socket closed, then ClientClosed(). Idempotent.
+  void Abort();
+
+  // A server greeted us and the connection is usable (between or in transactions).
+  bool in_session() const;
+  bool closed() const { return phase_ == Phase::kClosed; }
+  const SmtpClientStats& stats() const { return stats_; }
+  const std::string& remote_host() const { return remote_host_; }
+
+  void* tag = nullptr;  // the Owner's, e.g. its domain record
+
+ private:
+  enum class Phase : uint8_t {
+    kNew,
+    kResolvingMx,
+    kResolvingHost,
+    kConnecting,
+    kSession,
+    kDisconnecting,  // cancel, wait, close; then the next address or kClosed
+    kClosed,
+  };
+
+  void Advance();
+  bool HasMoreCandidates() const;
+  void MxDone(dns::MxLookup& lookup);
+  void HostDone(dns::HostLookup& lookup);
+  bool Connect(const dns::IpAddress& address);
+  void ConnectDone(core::Operation& op, core::IoResult result);
+  void ConnectTimeoutDone(core::Operation& op, core::IoResult result);
+
+  void Pump();
+  void StartTransaction();
+  bool MakeTransaction(Transaction* tx);
+  void TransactionDone(TransactionResult result);
+  void StartBody(BodyEncoding encoding);
+  void PumpBody();
+  void BodyReadDone();
+  void EndBody();
+  void EndSession();
+
+  void ArmRecv();
+  void RecvDone(core::Operation& op, core::IoResult result);
+  void QueueSend(std::string bytes);
+  void StartSend();
+  void SendDone(core::Operation& op, core::IoResult result);
+  size_t send_backlog() const { return sending_.size() - sent_ + queued_.size(); }
+  void ArmDeadline();
+  void DeadlineFired(core::Timer& timer);
+
+  void Disconnect(bool final);
+  void MaybeFinishDisconnect();
+  void CloseDone(core::Operation& op, core::IoResult result);
+  void ReleaseFile();
+
+  // Ends the carried Work with the same outcome for every recipient.
+  void FailCurrent(RecipientOutcome outcome, EnhancedStatus status, std::string diagnostic,
+                   bool remote, bool site_failure);
+  void Report(Work work, std::vector<RecipientResult> results, bool site_failure);
+
+  core::Loop& loop_;
+  dns::Resolver& resolver_;
+  BodyFiles& files_;
+  Owner& owner_;
+  Route route_;
+  SmtpClientSettings settings_;
+  Phase phase_ = Phase::kNew;
+  bool final_ = false;  // the disconnect in progress ends the client
+  bool aborting_ = false;
+
+  std::optional<Work> current_;  // taken, not yet reported
+  BodyFiles::File* file_ = nullptr;       // pinned for the transaction in progress
+  BodyFiles::File* body_file_ = nullptr;  // pinned while the body is being read
+  bool used_ = false;  // some transaction began on some connection of this client
+
+  std::vector<RouteHop> hosts_;
+  size_t next_host_ = 0;
+  std::string host_name_;
+  uint16_t port_ = 25;
+  std::vector<dns::IpAddress> addresses_;
+  size_t next_address_ = 0;
+  uint32_t connects_ = 0;
+  std::string last_error_;  // why the last host or connection failed
+  uint16_t last_code_ = 0;  // its reply code, when a reply said so
+  dns::MxLookup mx_lookup_;
+  dns::HostLookup host_lookup_;
+
+  int fd_ = -1;
+  sockaddr_storage peer_{};
+  socklen_t peer_len_ = 0;
+  __kernel_timespec connect_timeout_{};
+  std::string remote_host_;
+  std::optional<ClientMachine> machine_;
+  uint32_t deliveries_ = 0;  // transactions begun on this socket
+  bool session_over_ = false;  // the machine said kClose: finish sending, then close
+
+  core::Operation connect_op_;
+  core::Operation connect_timeout_op_;
+  core::Operation recv_op_;
+  core::Operation send_op_;
+  core::Operation close_op_;
+  std::unique_ptr<char[]> recv_buffer_;
+  std::string sending_;
+  size_t sent_ = 0;
+  std::string queued_;
+  BodyReader body_;
+  core::Timer deadline_;
+  SmtpClientStats stats_;
+};
+
+}  // namespace ringmail::delivery

@@ -1,0 +1,258 @@
+#include "tests/delivery/smtp_server_util.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace ringmail::delivery::testing {
+namespace {
+
+constexpr auto kAwait = std::chrono::seconds(20);
+
+// Buffered line reader over a blocking socket.
+class Lines {
+ public:
+  explicit Lines(int fd) : fd_(fd) {}
+  // One line with its CRLF; false at EOF or error.
+  bool Next(std::string* line) {
+    for (;;) {
+      size_t eol = buffer_.find("\r\n");
+      if (eol != std::string::npos) {
+        *line = buffer_.substr(0, eol + 2);
+        buffer_.erase(0, eol + 2);
+        return true;
+      }
+      char chunk[4096];
+      ssize_t n = recv(fd_, chunk, sizeof(chunk), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      buffer_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  int fd_;
+  std::string buffer_;
+};
+
+bool SendAll(int fd, const std::string& bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// "<addr> PARAMS" after "MAIL FROM:" / "RCPT TO:" → addr.
+std::string PathOf(const std::string& rest) {
+  size_t open = rest.find('<');
+  size_t close = rest.find('>');
+  if (open == std::string::npos || close == std::string::npos || close < open) return "";
+  return rest.substr(open + 1, close - open - 1);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TestSmtpServer>> TestSmtpServer::Start(ServerOptions options) {
+  std::unique_ptr<TestSmtpServer> s(new TestSmtpServer());
+  s->options_ = std::move(options);
+  s->listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s->listen_fd_ < 0) return absl::InternalError("socket failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (bind(s->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(s->listen_fd_, 128) != 0 ||
+      getsockname(s->listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return absl::InternalError(absl::StrCat("bind/listen: ", strerror(errno)));
+  }
+  s->port_ = ntohs(addr.sin_port);
+  s->acceptor_ = std::thread([raw = s.get()] { raw->AcceptLoop(); });
+  return s;
+}
+
+TestSmtpServer::~TestSmtpServer() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    greetings_released_ = true;
+    for (int fd : fds_) shutdown(fd, SHUT_RDWR);
+  }
+  cv_.notify_all();
+  shutdown(listen_fd_, SHUT_RDWR);  // wakes accept()
+  if (acceptor_.joinable()) acceptor_.join();
+  close(listen_fd_);
+  std::vector<std::thread> workers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    workers.swap(workers_);
+  }
+  for (std::thread& t : workers) t.join();
+}
+
+void TestSmtpServer::AcceptLoop() {
+  for (;;) {
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;  // shut down
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      close(fd);
+      return;
+    }
+    int number = ++accepted_;
+    ++open_;
+    max_open_ = std::max(max_open_, open_);
+    fds_.push_back(fd);
+    workers_.emplace_back([this, fd, number] { Serve(fd, number); });
+    cv_.notify_all();
+  }
+}
+
+void TestSmtpServer::Serve(int fd, int number) {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (options_.hold_greetings) cv_.wait(lock, [this] { return greetings_released_; });
+  }
+  Lines lines(fd);
+  std::string line;
+  ServerTransaction tx;
+  bool in_tx = false;
+  bool counted_closed = false;
+  bool ok = SendAll(fd, "220 test.example ESMTP\r\n");
+  while (ok && lines.Next(&line)) {
+    std::string upper = absl::AsciiStrToUpper(line.substr(0, 10));
+    std::string reply;
+    if (absl::StartsWith(upper, "EHLO")) {
+      reply = "250-test.example\r\n";
+      if (options_.pipelining) reply += "250-PIPELINING\r\n";
+      if (options_.eight_bit_mime) reply += "250-8BITMIME\r\n";
+      reply += "250-SIZE 100000000\r\n250 ENHANCEDSTATUSCODES\r\n";
+    } else if (absl::StartsWith(upper, "HELO")) {
+      reply = "250 test.example\r\n";
+    } else if (absl::StartsWith(upper, "MAIL FROM:")) {
+      tx = ServerTransaction();
+      tx.connection = number;
+      tx.mail_line = line.substr(0, line.size() - 2);
+      tx.mail_from = PathOf(line.substr(10));
+      in_tx = true;
+      reply = "250 2.1.0 ok\r\n";
+    } else if (absl::StartsWith(upper, "RCPT TO:")) {
+      std::string address = PathOf(line.substr(8));
+      reply = options_.rcpt_reply ? options_.rcpt_reply(address) : "250 2.1.5 ok";
+      if (reply[0] == '2' && in_tx) tx.recipients.push_back(address);
+      reply += "\r\n";
+    } else if (absl::StartsWith(upper, "DATA")) {
+      if (!in_tx || tx.recipients.empty()) {
+        reply = "554 5.5.1 no valid recipients\r\n";
+      } else {
+        ok = SendAll(fd, "354 go ahead\r\n");
+        while (ok && (ok = lines.Next(&line))) {
+          if (line == ".\r\n") break;
+          tx.data_wire += line;
+          tx.content += line[0] == '.' ? line.substr(1) : line;
+        }
+        if (!ok) break;
+        reply = options_.data_reply ? options_.data_reply(tx) : "250 2.0.0 ok";
+        tx.final_reply = reply;
+        reply += "\r\n";
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          transactions_.push_back(tx);
+        }
+        cv_.notify_all();
+        in_tx = false;
+      }
+    } else if (absl::StartsWith(upper, "RSET")) {
+      in_tx = false;
+      reply = "250 2.0.0 reset\r\n";
+    } else if (absl::StartsWith(upper, "NOOP")) {
+      reply = "250 2.0.0 ok\r\n";
+    } else if (absl::StartsWith(upper, "QUIT")) {
+      // Counted closed before the 221: a client that reconnects after reading it must
+      // never be seen as one connection too many.
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        --open_;
+        ++quits_;
+        counted_closed = true;
+      }
+      SendAll(fd, "221 2.0.0 bye\r\n");
+      break;
+    } else {
+      reply = "500 5.5.2 unknown command\r\n";
+    }
+    ok = SendAll(fd, reply);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  fds_.erase(std::find(fds_.begin(), fds_.end(), fd));
+  close(fd);
+  if (!counted_closed) --open_;
+  cv_.notify_all();
+}
+
+bool TestSmtpServer::AwaitTransactions(size_t n) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, kAwait, [&] { return transactions_.size() >= n; });
+}
+
+bool TestSmtpServer::AwaitConnections(int accepted) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, kAwait, [&] { return accepted_ >= accepted; });
+}
+
+bool TestSmtpServer::AwaitAllClosed() {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, kAwait, [&] { return open_ == 0; });
+}
+
+void TestSmtpServer::ReleaseGreetings() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    greetings_released_ = true;
+  }
+  cv_.notify_all();
+}
+
+std::vector<ServerTransaction> TestSmtpServer::transactions() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return transactions_;
+}
+
+int TestSmtpServer::connections_accepted() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return accepted_;
+}
+
+int TestSmtpServer::max_open() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return max_open_;
+}
+
+int TestSmtpServer::open() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return open_;
+}
+
+int TestSmtpServer::quits() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return quits_;
+}
+
+}  // namespace ringmail::delivery::testing

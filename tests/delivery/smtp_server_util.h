@@ -1,0 +1,92 @@
+// tests/delivery/smtp_server_util.h — a small, strict SMTP server for the engine tests, on
+// 127.0.0.1 (port 0), with a thread per connection.
+//
+// It records every transaction byte for byte: the MAIL line, the accepted recipients, the
+// DATA bytes exactly as they came over the wire (dot-stuffed) and the content unstuffed.
+// Replies to RCPT and to the end of data can be scripted; greetings can be held back (a
+// test then sees how many connections the client keeps open at once); it counts
+// connections accepted and the most open at once. Await* wait on a condition variable
+// with a bound (a hang fails the test instead of blocking it), never by sleeping.
+//
+// Test-thread object; the handlers run on the server's own threads.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace ringmail::delivery::testing {
+
+struct ServerTransaction {
+  int connection = 0;       // 1-based number of the connection it came over
+  std::string mail_line;    // "MAIL FROM:<a@b> SIZE=12 BODY=8BITMIME"
+  std::string mail_from;    // the reverse-path, without brackets
+  std::vector<std::string> recipients;  // accepted ones, without brackets
+  std::string data_wire;    // between the 354 and the final ".\r\n", as sent (dot-stuffed)
+  std::string content;      // unstuffed
+  std::string final_reply;  // what we answered after the data
+};
+
+struct ServerOptions {
+  bool pipelining = true;
+  bool eight_bit_mime = true;
+  // Reply to RCPT TO:<address>; empty function: "250 2.1.5 ok".
+  std::function<std::string(const std::string& address)> rcpt_reply;
+  // Reply after the data, given the transaction so far; empty: "250 2.0.0 ok".
+  std::function<std::string(const ServerTransaction& tx)> data_reply;
+  bool hold_greetings = false;  // greet only after ReleaseGreetings()
+};
+
+class TestSmtpServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<TestSmtpServer>> Start(ServerOptions options);
+  ~TestSmtpServer();  // closes every connection and joins the threads
+  TestSmtpServer(const TestSmtpServer&) = delete;
+  TestSmtpServer& operator=(const TestSmtpServer&) = delete;
+
+  uint16_t port() const { return port_; }
+
+  // Each waits up to 20 s; false when the condition did not come true.
+  bool AwaitTransactions(size_t n);
+  bool AwaitConnections(int accepted);
+  bool AwaitAllClosed();
+
+  void ReleaseGreetings();
+  std::vector<ServerTransaction> transactions() const;
+  int connections_accepted() const;
+  int max_open() const;
+  int open() const;
+  int quits() const;  // QUIT commands received
+
+ private:
+  TestSmtpServer() = default;
+  void AcceptLoop();
+  void Serve(int fd, int number);
+
+  ServerOptions options_;
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread acceptor_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  bool greetings_released_ = false;
+  std::vector<std::thread> workers_;
+  std::vector<int> fds_;  // open connection fds (for shutdown at stop)
+  std::vector<ServerTransaction> transactions_;
+  int accepted_ = 0;
+  int open_ = 0;
+  int max_open_ = 0;
+  int quits_ = 0;
+};
+
+}  // namespace ringmail::delivery::testing
