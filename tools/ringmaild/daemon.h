@@ -24,6 +24,7 @@
 #include "delivery/topology.h"
 #include "listeners/control/control_listener.h"
 #include "listeners/esmtp/listener.h"
+#include "listeners/http/listener.h"
 #include "spool/group_commit.h"
 #include "spool/recovery.h"
 
@@ -38,17 +39,40 @@ class Daemon {
   int Run();
 
  private:
+  // What one loop reports about itself for summary, eventloop list and metrics.
+  struct LoopSnapshot {
+    std::string name;
+    int cpu = -1;
+    core::LoopStats loop;
+    size_t esmtp_sessions = 0;
+    listeners::esmtp::ListenerCounters esmtp;
+    spool::SpoolWriterStats spool;
+    delivery::EngineStats engine;
+    delivery::LedgerStats ledger;
+    std::vector<delivery::DomainSummary> domains;  // only when asked (queue summary)
+  };
+
   // Destroyed after every loop stopped, members in reverse order: listener, writer, ledger.
   struct LoopParts {
     core::Loop* loop = nullptr;
     std::unique_ptr<delivery::Ledger> ledger;
     std::unique_ptr<spool::SpoolWriter> spool;
-    std::unique_ptr<listeners::esmtp::EsmtpListener> esmtp;
+    std::unique_ptr<listeners::esmtp::EsmtpListener> esmtp;  // may be null
+    std::unique_ptr<listeners::http::HttpListener> http;     // may be null
   };
 
   absl::Status Prepare();
   absl::Status SetUpOnLoop(LoopParts& parts, std::vector<config::NetAddress> addresses);
   absl::Status StartListeners();
+  // ---- HTTP listener (the HTTP section at the end of daemon.cc) ----
+  absl::Status StartHttpListeners();
+  void AnswerHttpHook(listeners::http::HookReply reply, bool metrics);
+  std::string QueuesJson(const std::vector<LoopSnapshot>& loops) const;
+  // Reload: the next generation's HTTP settings (null when no HTTP listener runs),
+  // then handing them to the listeners once the reload is committed.
+  absl::StatusOr<std::shared_ptr<const listeners::http::HttpSettings>> HttpSettingsFor(
+      std::shared_ptr<const config::Config> next) const;
+  void UpdateHttpSettings(std::shared_ptr<const listeners::http::HttpSettings> settings);
   // ---- delivery (daemon_delivery.cc) ----
   absl::Status StartDelivery();  // engines on the delivery_pool loops
   absl::Status OpenLedgerAndSpool(LoopParts& parts);
@@ -62,21 +86,16 @@ class Daemon {
   std::string StartupSummary() const;
 
   // ---- control socket (daemon_control.cc) ----
-  // What one loop reports about itself for summary, eventloop list and metrics.
-  struct LoopSnapshot {
-    std::string name;
-    int cpu = -1;
-    core::LoopStats loop;
-    size_t esmtp_sessions = 0;
-    listeners::esmtp::ListenerCounters esmtp;
-    spool::SpoolWriterStats spool;
-  };
   using Reply = control::ControlListener::Reply;
   absl::Status StartControl();
   void HandleControl(const control::Request& request, Reply reply);
   // Asks every loop for its snapshot; `done` runs on the master with all of them.
-  void GatherLoops(absl::AnyInvocable<void(std::vector<LoopSnapshot>)> done);
-  LoopSnapshot SnapshotOf(core::Loop& loop);
+  void GatherLoops(absl::AnyInvocable<void(std::vector<LoopSnapshot>)> done,
+                   bool with_domains = false);
+  LoopSnapshot SnapshotOf(core::Loop& loop, bool with_domains);
+  void HandleDeliveryCommand(const control::Request& request, Reply reply);
+  control::Response QueueSummary(const std::vector<LoopSnapshot>& loops,
+                                 const std::string& domain, bool json);
   control::Response Summary(const std::vector<LoopSnapshot>& loops, bool json);
   control::Response EventLoopList(const std::vector<LoopSnapshot>& loops, bool json);
   control::Response Metrics(const std::vector<LoopSnapshot>& loops);
@@ -103,6 +122,9 @@ class Daemon {
   std::vector<std::unique_ptr<delivery::Engine>> engines_;
   std::unique_ptr<core::EventLog> delivery_log_;
   std::shared_ptr<const listeners::esmtp::Settings> esmtp_settings_;
+  listeners::http::HttpShared http_shared_;
+  std::shared_ptr<const listeners::http::HttpSettings> http_settings_;
+  std::shared_ptr<const listeners::http::HttpHooks> http_hooks_;
 
   int signal_fd_ = -1;
   core::Operation signal_op_;

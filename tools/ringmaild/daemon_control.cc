@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -44,7 +45,7 @@ absl::Status Daemon::StartControl() {
   return control_->Listen();
 }
 
-Daemon::LoopSnapshot Daemon::SnapshotOf(core::Loop& loop) {
+Daemon::LoopSnapshot Daemon::SnapshotOf(core::Loop& loop, bool with_domains) {
   LoopSnapshot s;
   s.name = loop.name();
   s.cpu = loop.options().cpu;
@@ -56,11 +57,18 @@ Daemon::LoopSnapshot Daemon::SnapshotOf(core::Loop& loop) {
       s.esmtp = parts->esmtp->counters();
     }
     if (parts->spool) s.spool = parts->spool->stats();
+    if (parts->ledger) s.ledger = parts->ledger->stats();
+  }
+  for (size_t i = 0; i < topology_.delivery_loops.size(); ++i) {
+    if (topology_.delivery_loops[i] != &loop || topology_.engines[i] == nullptr) continue;
+    s.engine = topology_.engines[i]->stats();
+    if (with_domains) s.domains = topology_.engines[i]->QueueSummary();
   }
   return s;
 }
 
-void Daemon::GatherLoops(absl::AnyInvocable<void(std::vector<LoopSnapshot>)> done) {
+void Daemon::GatherLoops(absl::AnyInvocable<void(std::vector<LoopSnapshot>)> done,
+                         bool with_domains) {
   struct Gather {
     std::vector<LoopSnapshot> snapshots;
     size_t left = 0;
@@ -79,12 +87,12 @@ void Daemon::GatherLoops(absl::AnyInvocable<void(std::vector<LoopSnapshot>)> don
       if (--g->left == 0) g->done(std::move(g->snapshots));
     };
     if (loop == &master) {
-      finish_one(i, SnapshotOf(master));
+      finish_one(i, SnapshotOf(master, with_domains));
       continue;
     }
     // The Daemon outlives every loop; a stopped or full loop reports an empty snapshot.
-    core::PostResult posted = loop->Post([this, loop, i, g, &master, finish_one] {
-      LoopSnapshot snap = SnapshotOf(*loop);
+    core::PostResult posted = loop->Post([this, loop, i, g, &master, finish_one, with_domains] {
+      LoopSnapshot snap = SnapshotOf(*loop, with_domains);
       if (master.Post([snap = std::move(snap), i, finish_one]() mutable {
             finish_one(i, std::move(snap));
           }) != core::PostResult::kOk) {
@@ -92,7 +100,9 @@ void Daemon::GatherLoops(absl::AnyInvocable<void(std::vector<LoopSnapshot>)> don
       }
     });
     if (posted != core::PostResult::kOk) {
-      finish_one(i, LoopSnapshot{loop->name(), -1, {}, 0, {}, {}});
+      LoopSnapshot empty;
+      empty.name = loop->name();
+      finish_one(i, std::move(empty));
     }
   }
 }
@@ -141,8 +151,8 @@ void Daemon::HandleControl(const control::Request& request, Reply reply) {
     loops_->master().Defer([this, now] { now ? StopEverything() : BeginDrain(); });
     return;
   } else if (is({"queue"}) || is({"domain"}) || is({"message"})) {
-    r = Err(absl::StrCat("'", w[0], "' needs outbound delivery, which is not running "
-                         "in this build yet"));
+    HandleDeliveryCommand(request, std::move(reply));
+    return;
   } else {
     r = Err(absl::StrCat("unknown command '", absl::StrJoin(w, " "),
                          "'; try: summary, config show|check|reload, threadpool list|set, "
@@ -153,7 +163,14 @@ void Daemon::HandleControl(const control::Request& request, Reply reply) {
 
 Response Daemon::Summary(const std::vector<LoopSnapshot>& loops, bool json) {
   uint64_t conns = 0, accepted = 0, messages = 0, bytes = 0, commit_errors = 0, batches = 0;
+  uint64_t delivered = 0, deferred = 0, failed = 0, bounces = 0, live = 0, live_bytes = 0;
   for (const LoopSnapshot& s : loops) {
+    delivered += s.engine.delivered;
+    deferred += s.engine.deferred;
+    failed += s.engine.failed;
+    bounces += s.ledger.bounces_sent;
+    live += s.ledger.live_messages;
+    live_bytes += s.ledger.live_bytes;
     conns += s.esmtp_sessions;
     accepted += s.esmtp.accepted;
     messages += s.esmtp.messages;
@@ -167,8 +184,11 @@ Response Daemon::Summary(const std::vector<LoopSnapshot>& loops, bool json) {
         "{\"uptime_s\":", uptime_s, ",\"loops\":", loops.size(), ",\"connections\":", conns,
         ",\"connections_accepted\":", accepted, ",\"messages_received\":", messages,
         ",\"bytes_received\":", bytes, ",\"commit_errors\":", commit_errors,
-        ",\"spool_batches\":", batches, ",\"messages_delivered\":0,\"messages_deferred\":0,"
-        "\"messages_bounced\":0,\"config_generation\":", generations_.generation(),
+        ",\"spool_batches\":", batches, ",\"recipients_delivered\":", delivered,
+        ",\"recipients_deferred\":", deferred, ",\"recipients_failed\":", failed,
+        ",\"bounces_sent\":", bounces, ",\"spool_live_messages\":", live,
+        ",\"spool_live_bytes\":", live_bytes, ",\"config_generation\":",
+        generations_.generation(),
         ",\"reloads\":", reloads_, "}\n"));
   }
   return Ok(control::FormatTable(
@@ -181,6 +201,12 @@ Response Daemon::Summary(const std::vector<LoopSnapshot>& loops, bool json) {
        {"bytes received", absl::StrCat(bytes)},
        {"spool commit errors", absl::StrCat(commit_errors)},
        {"spool batches", absl::StrCat(batches)},
+       {"recipients delivered", absl::StrCat(delivered)},
+       {"recipients deferred", absl::StrCat(deferred)},
+       {"recipients failed", absl::StrCat(failed)},
+       {"bounces sent", absl::StrCat(bounces)},
+       {"spool live messages", absl::StrCat(live)},
+       {"spool live bytes", absl::StrCat(live_bytes)},
        {"config generation", absl::StrCat(generations_.generation())}}));
 }
 
@@ -223,6 +249,16 @@ Response Daemon::Metrics(const std::vector<LoopSnapshot>& loops) {
           [](const LoopSnapshot& s) { return s.esmtp.commit_errors; });
   counter("ringmail_spool_batches_total", "Group-commit batches (one fdatasync each).",
           [](const LoopSnapshot& s) { return s.spool.batches; });
+  counter("ringmail_recipients_delivered_total", "Recipients delivered.",
+          [](const LoopSnapshot& s) { return s.engine.delivered; });
+  counter("ringmail_recipients_deferred_total", "Delivery attempts deferred (4xx).",
+          [](const LoopSnapshot& s) { return s.engine.deferred; });
+  counter("ringmail_recipients_failed_total", "Recipients failed (5xx, expiry).",
+          [](const LoopSnapshot& s) { return s.engine.failed; });
+  counter("ringmail_bounces_sent_total", "DSNs generated.",
+          [](const LoopSnapshot& s) { return s.ledger.bounces_sent; });
+  counter("ringmail_spool_segments_unlinked_total", "Drained segments removed.",
+          [](const LoopSnapshot& s) { return s.ledger.segments_unlinked; });
   counter("ringmail_loop_completions_total", "Ring completions handled.",
           [](const LoopSnapshot& s) { return s.loop.completions; });
   absl::StrAppend(&out, "# HELP ringmail_esmtp_connections Open inbound connections.\n",
@@ -273,6 +309,150 @@ Response Daemon::LicenseShow(bool json) {
                            Json(license_.error), "}\n"));
   }
   return Ok(absl::StrCat(license_.summary, "\n"));
+}
+
+}  // namespace ringmail::daemon
+
+namespace ringmail::daemon {
+
+// queue summary|flush, domain suspend|resume, message show: each reaches the engine or
+// ledger that owns the thing asked about, on its loop.
+void Daemon::HandleDeliveryCommand(const control::Request& request, Reply reply) {
+  const std::vector<std::string>& w = request.words;
+  const bool json = request.json;
+  const std::string arg = w.size() > 2 ? absl::AsciiStrToLower(w[2]) : "";
+  if (w.size() >= 2 && w[0] == "queue" && w[1] == "summary") {
+    GatherLoops([this, arg, json, reply = std::move(reply)](
+                    std::vector<LoopSnapshot> loops) mutable {
+      std::move(reply)(QueueSummary(loops, arg, json));
+    }, /*with_domains=*/true);
+    return;
+  }
+  if (topology_.engines.empty()) {
+    std::move(reply)(Err("delivery is not running"));
+    return;
+  }
+  core::Loop& master = loops_->master();
+  auto on_engine = [&](size_t shard, absl::AnyInvocable<std::string(delivery::Engine&)> fn) {
+    auto shared_reply = std::make_shared<Reply>(std::move(reply));
+    delivery::Engine* engine = topology_.engines[shard];
+    auto shared_fn = std::make_shared<decltype(fn)>(std::move(fn));
+    if (topology_.delivery_loops[shard]->Post([engine, shared_fn, shared_reply, &master] {
+          std::string text = (*shared_fn)(*engine);
+          master.Post([shared_reply, text] { std::move(*shared_reply)(Ok(text)); });
+        }) != core::PostResult::kOk) {
+      std::move(*shared_reply)(Err("the delivery loop is busy; try again"));
+    }
+  };
+  if (w.size() == 3 && w[0] == "domain" && (w[1] == "suspend" || w[1] == "resume")) {
+    const bool suspend = w[1] == "suspend";
+    on_engine(topology_.ShardFor(arg), [arg, suspend](delivery::Engine& e) {
+      if (suspend) {
+        e.Suspend(arg);
+        return absl::StrCat("domain ", arg, " suspended\n");
+      }
+      return e.Resume(arg) ? absl::StrCat("domain ", arg, " resumed\n")
+                           : absl::StrCat("domain ", arg, " has no queue (nothing to resume)\n");
+    });
+    return;
+  }
+  if (w.size() >= 2 && w[0] == "queue" && w[1] == "flush") {
+    if (!arg.empty()) {
+      on_engine(topology_.ShardFor(arg), [arg](delivery::Engine& e) {
+        return absl::StrCat(e.Flush(arg), " recipient(s) of ", arg, " due now\n");
+      });
+      return;
+    }
+    for (size_t i = 1; i < topology_.engines.size(); ++i) {
+      delivery::Engine* e = topology_.engines[i];
+      topology_.delivery_loops[i]->Post([e] { e->FlushAll(); });
+    }
+    on_engine(0, [](delivery::Engine& e) {
+      return absl::StrCat("queues flushed (", e.FlushAll(), " recipient(s) on the first loop)\n");
+    });
+    return;
+  }
+  if (w.size() == 3 && w[0] == "message" && w[1] == "show") {
+    core::MessageId id;
+    if (!core::MessageId::FromHex(w[2], &id)) {
+      std::move(reply)(Err("message show: ID must be 32 hex digits"));
+      return;
+    }
+    // Ask the ledgers one after another on their loops; the first that knows it answers.
+    struct Ask {
+      std::vector<std::pair<core::Loop*, delivery::Ledger*>> ledgers;
+      size_t next = 0;
+    };
+    auto ask = std::make_shared<Ask>();
+    for (size_t i = 0; i < topology_.ledgers.size(); ++i) {
+      if (topology_.ledgers[i] != nullptr) {
+        ask->ledgers.push_back({topology_.owner_loops[i], topology_.ledgers[i]});
+      }
+    }
+    auto shared_reply = std::make_shared<Reply>(std::move(reply));
+    auto step = std::make_shared<std::function<void()>>();
+    *step = [ask, shared_reply, step, id, json, &master] {
+      if (ask->next == ask->ledgers.size()) {
+        std::move(*shared_reply)(Err("no live message with that id"));
+        *step = nullptr;  // break the self-reference
+        return;
+      }
+      auto [loop, ledger] = ask->ledgers[ask->next++];
+      loop->Post([ledger, shared_reply, step, id, json, &master] {
+        std::optional<delivery::MessageView> v = ledger->MessageShow(id);
+        std::string text;
+        if (v.has_value()) {
+          std::vector<std::vector<std::string>> rows;
+          for (size_t r = 0; r < v->envelope.recipients.size(); ++r) {
+            const core::Recipient& rc = v->envelope.recipients[r];
+            rows.push_back({absl::StrCat(r), rc.address,
+                            absl::StrCat(static_cast<int>(rc.state)),
+                            absl::StrCat(rc.attempts)});
+          }
+          text = absl::StrCat("id ", v->id.ToHex(), "\nfrom <", v->envelope.mail_from,
+                              ">\nphase ", v->phase, "\n",
+                              control::FormatTable({"#", "recipient", "state", "attempts"},
+                                                   rows));
+          (void)json;
+        }
+        master.Post([shared_reply, step, text, found = v.has_value()] {
+          if (found) {
+            std::move(*shared_reply)(Ok(text));
+            *step = nullptr;
+          } else {
+            (*step)();
+          }
+        });
+      });
+    };
+    (*step)();
+    return;
+  }
+  std::move(reply)(Err("usage: queue summary [DOMAIN] | queue flush [DOMAIN] | "
+                       "domain suspend|resume DOMAIN | message show ID"));
+}
+
+Response Daemon::QueueSummary(const std::vector<LoopSnapshot>& loops, const std::string& domain,
+                              bool json) {
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> items;
+  for (const LoopSnapshot& s : loops) {
+    for (const delivery::DomainSummary& d : s.domains) {
+      if (!domain.empty() && d.domain != domain) continue;
+      rows.push_back({d.domain, absl::StrCat(d.ready), absl::StrCat(d.delayed),
+                      absl::StrCat(d.connections), absl::StrCat(d.oldest_ms),
+                      absl::StrCat(d.next_attempt_ms), d.suspended ? "yes" : "no"});
+      items.push_back(absl::StrCat("{\"domain\":", Json(d.domain), ",\"ready\":", d.ready,
+                                   ",\"delayed\":", d.delayed, ",\"connections\":",
+                                   d.connections, ",\"oldest_ms\":", d.oldest_ms,
+                                   ",\"next_attempt_ms\":", d.next_attempt_ms,
+                                   ",\"suspended\":", d.suspended ? "true" : "false", "}"));
+    }
+  }
+  if (json) return Ok(absl::StrCat("[", absl::StrJoin(items, ","), "]\n"));
+  return Ok(control::FormatTable({"domain", "ready", "delayed", "connections", "oldest_ms",
+                                  "next_attempt_ms", "suspended"},
+                                 rows));
 }
 
 }  // namespace ringmail::daemon
