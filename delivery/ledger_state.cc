@@ -74,12 +74,15 @@ void Ledger::ApplyItem(const core::MessageId& id, Entry& entry, DeliveryReport::
   switch (item.state) {
     case core::RecipientState::kPending:
       // Handed back: dispatched again when due (no record: nothing durable changed).
+      // A parked one handed back again takes the new time (the earlier wins).
       SetOut(entry, item.index, false);
-      if (!t.parked && item.next_attempt_ms > UnixNowMs()) {
+      if (item.next_attempt_ms > UnixNowMs()) {
+        if (!t.parked) ++parked_count_;
         t.parked = true;
-        ++parked_count_;
         Park(id, item.next_attempt_ms);
-      } else if (!t.parked) {
+      } else {
+        if (t.parked) --parked_count_;
+        t.parked = false;
         Dispatch(id, entry);
       }
       return;
