@@ -217,7 +217,8 @@ void Daemon::BeginDrain() {
   draining_ = true;
   core::Loop& master = loops_->master();
   master.timers().Arm(drain_timer_, master.now_ms() + kDrainTimeoutMs);
-  listeners_draining_ = parts_.size();
+  listeners_draining_ = 0;
+  for (auto& parts : parts_) listeners_draining_ += (parts->esmtp ? 1 : 0) + (parts->http ? 1 : 0);
   if (listeners_draining_ == 0) {
     StopEverything();
     return;
@@ -226,11 +227,13 @@ void Daemon::BeginDrain() {
   for (auto& parts : parts_) {
     LoopParts* p = parts.get();
     p->loop->Post([this, p, &master] {
-      p->esmtp->Drain([this, &master] {
+      auto drained = [this, &master] {
         master.Post([this] {
           if (--listeners_draining_ == 0) StopEverything();
         });
-      });
+      };
+      if (p->esmtp) p->esmtp->Drain(drained);
+      if (p->http) p->http->Drain(drained);
     });
   }
 }
@@ -281,6 +284,7 @@ int Daemon::Run() {
     ArmSignalRead();
     absl::Status started = StartDelivery();
     if (started.ok()) started = StartListeners();
+    if (started.ok()) started = StartHttpListeners();
     if (started.ok()) AdoptRecovered();
     if (started.ok()) started = StartControl();
     if (!started.ok()) {
@@ -302,6 +306,137 @@ int Daemon::Run() {
   thread_pools_->StopAll();
   core::LogInfo("stopped");
   return exit_status_;
+}
+
+// =========================================================================================
+// HTTP listener (listeners/http): start-up on the HTTP_Listener's pool, the hooks behind
+// GET /metrics and GET /api/v1/queues, and settings on reload. Each loop of the pool gets
+// an HttpListener beside (or instead of) the ESMTP one, sharing that loop's SpoolWriter;
+// a loop that serves no ESMTP gets its own ledger and writer here.
+
+namespace {
+
+// Runs `fn` on `loop` and waits for it (start-up only: the master blocks meanwhile).
+absl::Status RunOnLoopAndWait(core::Loop& loop, core::Loop& master,
+                              absl::AnyInvocable<absl::Status()> fn) {
+  if (loop.IsCurrent()) return fn();
+  absl::Status status;
+  absl::Notification done;
+  if (loop.Post([&] {
+        status = fn();
+        done.Notify();
+      }) != core::PostResult::kOk) {
+    return absl::UnavailableError(absl::StrCat("loop ", loop.name(), " is not running"));
+  }
+  master.ring().Submit();  // the post's MSG_RING wake-up leaves with the master's submit
+  done.WaitForNotification();
+  return status;
+}
+
+}  // namespace
+
+absl::Status Daemon::StartHttpListeners() {
+  if (!config_->http.has_value() || config_->http->listen.empty()) return absl::OkStatus();
+  const config::HttpListenerConfig& hc = *config_->http;
+  const core::LoopPool* pool = loops_->pool(hc.event_loop);
+  if (pool == nullptr) return absl::NotFoundError("HTTP_Listener: unknown event_loop pool");
+  RM_ASSIGN_OR_RETURN(http_settings_, listeners::http::HttpSettings::FromConfig(config_));
+  auto hooks = std::make_shared<listeners::http::HttpHooks>();
+  hooks->metrics = [this](listeners::http::HookReply r) { AnswerHttpHook(std::move(r), true); };
+  hooks->queues = [this](listeners::http::HookReply r) { AnswerHttpHook(std::move(r), false); };
+  http_hooks_ = std::move(hooks);
+  std::vector<config::NetAddress> addresses;
+  for (const config::ListenConfig& l : hc.listen) addresses.push_back(l.address);
+  for (core::Loop* loop : pool->loops()) {
+    LoopParts* parts = nullptr;
+    for (auto& p : parts_) parts = p->loop == loop ? p.get() : parts;
+    if (parts == nullptr) {  // kept even if set-up fails: freed only after the loops stop
+      parts_.push_back(std::make_unique<LoopParts>());
+      parts = parts_.back().get();
+      parts->loop = loop;
+    }
+    RM_RETURN_IF_ERROR(RunOnLoopAndWait(*loop, loops_->master(), [&]() -> absl::Status {
+      if (parts->spool == nullptr) RM_RETURN_IF_ERROR(OpenLedgerAndSpool(*parts));
+      parts->http = std::make_unique<listeners::http::HttpListener>(
+          *loop, http_shared_, *parts->spool, reception_log_.get(), http_settings_, http_hooks_);
+      return parts->http->Listen(addresses);
+    }));
+    // Port 0 (tests): every loop listens on the port the first one got.
+    const std::vector<uint16_t>& ports = parts->http->bound_ports();
+    for (size_t i = 0; i < addresses.size(); ++i) addresses[i].port = ports[i];
+  }
+  std::vector<std::string> shown;
+  for (const config::NetAddress& a : addresses) shown.push_back(a.ToString());
+  core::LogInfo("http listening on %s (%d loops)", absl::StrJoin(shown, " "), pool->size());
+  std::printf("ready http=%s\n", absl::StrJoin(shown, ",").c_str());
+  std::fflush(stdout);
+  return absl::OkStatus();
+}
+
+// On an HTTP loop: hop to the master, gather every loop's snapshot there, answer. The reply
+// posts itself back to the HTTP loop; a full master inbox answers 503 at once.
+void Daemon::AnswerHttpHook(listeners::http::HookReply reply, bool metrics) {
+  auto shared_reply = std::make_shared<listeners::http::HookReply>(std::move(reply));
+  core::Loop& master = loops_->master();
+  const core::PostResult posted = master.Post([this, shared_reply, metrics] {
+    GatherLoops([this, shared_reply, metrics](std::vector<LoopSnapshot> loops) {
+      listeners::http::HookResponse r;
+      if (metrics) {
+        r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        r.body = Metrics(loops).body;
+      } else {
+        r.content_type = "application/json";
+        r.body = QueuesJson(loops);
+      }
+      std::move(*shared_reply)(std::move(r));
+    });
+  });
+  if (posted != core::PostResult::kOk) {
+    std::move(*shared_reply)(listeners::http::HookResponse{
+        503, "application/json", "{\"error\":\"the daemon is busy; try again\"}\n"});
+  }
+}
+
+std::string Daemon::QueuesJson(const std::vector<LoopSnapshot>& loops) const {
+  uint64_t messages = 0;
+  uint64_t bytes = 0;
+  uint64_t errors = 0;
+  std::vector<std::string> items;
+  for (const LoopSnapshot& s : loops) {
+    messages += s.spool.messages;
+    bytes += s.spool.bytes;
+    errors += s.spool.requests_failed;
+    std::string name;
+    core::AppendJsonString(&name, s.name);
+    items.push_back(absl::StrCat("{\"loop\":", name, ",\"messages_spooled\":", s.spool.messages,
+                                 ",\"spool_batches\":", s.spool.batches, "}"));
+  }
+  return absl::StrCat("{\"delivery\":\"", engines_.empty() ? "not running" : "running",
+                      "\",\"messages_spooled\":", messages, ",\"bytes_spooled\":", bytes,
+                      ",\"spool_errors\":", errors, ",\"loops\":[", absl::StrJoin(items, ","),
+                      "]}\n");
+}
+
+absl::StatusOr<std::shared_ptr<const listeners::http::HttpSettings>> Daemon::HttpSettingsFor(
+    std::shared_ptr<const config::Config> next) const {
+  if (http_settings_ == nullptr || !next->http.has_value()) {
+    return std::shared_ptr<const listeners::http::HttpSettings>();  // nothing to update
+  }
+  return listeners::http::HttpSettings::FromConfig(std::move(next));
+}
+
+void Daemon::UpdateHttpSettings(std::shared_ptr<const listeners::http::HttpSettings> settings) {
+  if (settings == nullptr) return;
+  http_settings_ = settings;
+  for (auto& parts : parts_) {
+    LoopParts* p = parts.get();
+    if (p->http == nullptr) continue;
+    if (p->loop->Post([p, settings] { p->http->UpdateSettings(settings); }) !=
+        core::PostResult::kOk) {
+      core::LogWarning("reload: loop %s busy; its HTTP listener keeps its old settings",
+                       p->loop->name());
+    }
+  }
 }
 
 }  // namespace ringmail::daemon

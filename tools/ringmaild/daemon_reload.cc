@@ -79,6 +79,10 @@ Response Daemon::Reload(bool json) {
       next, pool != nullptr ? static_cast<int>(pool->size()) : 1);
   if (!settings.ok()) return Response{false, absl::StrCat("reload refused: ",
                                                           settings.status().message(), "\n")};
+  auto http_settings = HttpSettingsFor(next);
+  if (!http_settings.ok()) {
+    return Response{false, absl::StrCat("reload refused: ", http_settings.status().message(), "\n")};
+  }
   // Live from here on: the new generation, the listeners' settings, pool concurrency.
   config_ = next;
   generations_.Publish(next);
@@ -87,10 +91,12 @@ Response Daemon::Reload(bool json) {
   for (auto& parts : parts_) {
     LoopParts* p = parts.get();
     auto st = esmtp_settings_;
+    if (p->esmtp == nullptr) continue;
     if (p->loop->Post([p, st] { p->esmtp->UpdateSettings(st); }) != core::PostResult::kOk) {
       core::LogWarning("reload: loop %s busy; it keeps its old settings", p->loop->name());
     }
   }
+  UpdateHttpSettings(*std::move(http_settings));
   for (const config::ThreadPoolConfig& tp : next->thread_pools) {
     (void)thread_pools_->SetConcurrency(tp.name, static_cast<uint32_t>(tp.concurrency));
   }
