@@ -74,8 +74,7 @@ void CheckFailedLoad(const absl::Status& status, const std::vector<ConfigError>&
 void CheckRoundTrip(const Config& loaded, std::string_view input) {
   const std::string rendered = RenderConfigText(loaded);
   absl::StatusOr<std::shared_ptr<const Config>> again = LoadConfigString(rendered, "again");
-  RM_CHECK(again.ok()) << again.status() << "\ninput:\n" << input << "\nrendered:\n"
-                       << rendered;
+  RM_CHECK(again.ok()) << again.status() << "\ninput:\n" << input << "\nrendered:\n" << rendered;
   RM_CHECK(RenderConfigFlat(**again) == RenderConfigFlat(loaded)) << "render round trip";
   const std::vector<ConfigChange> changes = DiffConfigs(loaded, **again);
   RM_CHECK(changes.empty()) << FormatChanges(changes);

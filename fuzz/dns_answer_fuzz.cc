@@ -83,7 +83,7 @@ void FuzzNames(std::string_view text) {
 }  // namespace ringmail::dns
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using namespace ringmail::dns;  // NOLINT: the target's whole vocabulary
+  using namespace ringmail::dns;            // NOLINT: the target's whole vocabulary
   if (size == 0 || size > 65535) return 0;  // a DNS message is at most 64 KiB (TCP)
   constexpr RecordType kTypes[4] = {RecordType::kMx, RecordType::kA, RecordType::kAaaa,
                                     RecordType::kMx};
@@ -92,8 +92,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int status = kStatuses[(data[0] >> 2) & 3];
   const uint8_t* message = data + 1;
   const int length = static_cast<int>(size - 1);
-  AnswerPtr answer = ParseAnswer(type, "fuzz.example", status, length > 0 ? message : nullptr,
-                                 length);
+  AnswerPtr answer =
+      ParseAnswer(type, "fuzz.example", status, length > 0 ? message : nullptr, length);
   RM_CHECK(answer != nullptr);
   CheckAnswer(type, *answer);
   FuzzNames(std::string_view(reinterpret_cast<const char*>(message), size - 1));

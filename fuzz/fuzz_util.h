@@ -44,10 +44,21 @@ inline std::vector<std::string_view> SliceInput(std::string_view input, Choices&
     const uint64_t pick = choices.Next();
     size_t n;
     switch (pick % 8) {
-      case 0: n = 0; break;
-      case 1: case 2: case 3: n = 1 + (pick >> 8) % 4; break;
-      case 4: case 5: n = 1 + (pick >> 8) % 40; break;
-      default: n = 1 + (pick >> 8) % (input.size() + 1); break;
+      case 0:
+        n = 0;
+        break;
+      case 1:
+      case 2:
+      case 3:
+        n = 1 + (pick >> 8) % 4;
+        break;
+      case 4:
+      case 5:
+        n = 1 + (pick >> 8) % 40;
+        break;
+      default:
+        n = 1 + (pick >> 8) % (input.size() + 1);
+        break;
     }
     if (n > input.size()) n = input.size();
     pieces.push_back(input.substr(0, n));

@@ -225,6 +225,43 @@ def dns_answer():
     write("dns_answer", "nodata_soa", b"\x08" + dns_message(1, [], [(6, 100, soa)]))
 
 
+# ---- http_request: client bytes + mode (bit 0..2: tiny limits; the rest seeds slicing) -------
+def http_request():
+    post = (b'POST /api/inject/v1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n'
+            b'Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}')
+    write("http_request", "post", post + b"\x00")
+    write("http_request", "pipelined", b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+          b"HEAD /api/v1/queues?x=1 HTTP/1.1\r\nConnection: close\r\n\r\n" + post + b"\x38")
+    write("http_request", "chunked", b"POST /api/inject/v1 HTTP/1.1\r\nTransfer-Encoding: chunked"
+          b"\r\n\r\n5\r\nhello\r\n0\r\nTrailer: x\r\n\r\n" + b"\x04")
+    write("http_request", "limits", b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\n"
+          + b"X-Long: " + b"v" * 300 + b"\r\n\r\n" + b"\x07")
+    write("http_request", "bad", b"GET / HTTP/2.0\r\n\r\nBAD\x00 / HTTP/1.1\r\n"
+          b"Bad Name: x\r\nUpgrade: h2c\r\n\r\n\x00")
+
+
+# ---- http_inject: JSON body + mode (bit 0: 3 recipients max; 1: relay host; 2: tiny caps) ----
+def http_inject():
+    raw = ('{"envelope_sender":"bounces@example.com","recipients":["a@example.com",'
+           '{"email":"b@other.example","name":"B \\"Q\\""}],'
+           '"content":"Subject: hi\\r\\n\\r\\nbody\\nline"}')
+    write("http_inject", "raw", raw + "\x00")
+    write("http_inject", "raw_relay_host", raw + "\x02")
+    structured = ('{"envelope_sender":"","recipients":[{"email":"a@example.com","name":"Ann",'
+                  '"substitution_data":{"first":"Ann","n":3,"vip":true,"x":null}},'
+                  '"postmaster"],"substitution_data":{"first":"friend"},'
+                  '"content":{"from":{"email":"news@example.com","name":"News \u00e9"},'
+                  '"subject":"Hello {{first}}","text_body":"Hi {{ first }}\\n",'
+                  '"html_body":"<p>{{{first}}} & {{first}}</p>",'
+                  '"headers":{"X-Campaign":"c1"},"attachments":[{"name":"a.txt",'
+                  '"type":"text/plain","data":"aGVsbG8="}]}}')
+    write("http_inject", "structured", structured.encode("utf-8") + b"\x00")
+    write("http_inject", "structured_caps", structured.encode("utf-8") + b"\x04")
+    write("http_inject", "errors", '{"envelope_sender":"a b@x","recipients":[],"bogus":1}\x01')
+    write("http_inject", "utf8", '{"envelope_sender":"j\u00f6@example.com","recipients":'
+          '["\u00e9@example.com"],"content":"From: x\\n\\n\u00e9t\u00e9"}\x00')
+
+
 if __name__ == "__main__":
     smtp_parser()
     session_machine()
@@ -234,3 +271,5 @@ if __name__ == "__main__":
     control_protocol()
     reply_parser()
     dns_answer()
+    http_request()
+    http_inject()

@@ -39,8 +39,8 @@ Parsed Parse(const std::vector<std::string_view>& pieces) {
     do {
       const size_t before = pos;
       const ReplyParser::Status status = parser.Next(piece, &pos);
-      RM_CHECK(pos <= piece.size() && (pos > before || piece.empty() ||
-                                       status == ReplyParser::Status::kError));
+      RM_CHECK(pos <= piece.size() &&
+               (pos > before || piece.empty() || status == ReplyParser::Status::kError));
       RM_CHECK(parser.buffered_bytes() <= kReplyBytesMax + kReplyLineBytesMax);
       if (status == ReplyParser::Status::kReply) out.replies.push_back(parser.TakeReply());
       if (status == ReplyParser::Status::kError) {

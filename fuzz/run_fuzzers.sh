@@ -42,6 +42,7 @@ for name in "${targets[@]}"; do
   work="$build/fuzz-work/$name"
   log="$build/fuzz-logs/$name.log"
   mkdir -p "$work"
+  rm -f "$build"/fuzz-artifacts/"$name"-*
   args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
         -artifact_prefix="$build/fuzz-artifacts/$name-")
   [ -f "$here/dicts/$name.dict" ] && args+=(-dict="$here/dicts/$name.dict")

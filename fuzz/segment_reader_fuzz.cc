@@ -106,8 +106,8 @@ void ReadRecords(SegmentReader& reader, std::string_view file) {
     RM_CHECK(scanned.meta.index() == expected.meta.index());
     fuzz::CheckReencodes(expected, file.substr(pos));
     std::string content;
-    RM_CHECK(reader.ReadAt(scanned.content_offset(), scanned.header.content_length(), &content)
-                 .ok());
+    RM_CHECK(
+        reader.ReadAt(scanned.content_offset(), scanned.header.content_length(), &content).ok());
     RM_CHECK(content == expected.content) << "ReadAt differs from the record's content";
     pos += scanned.header.padded_length();
     RM_CHECK(reader.valid_end() == pos);
@@ -119,7 +119,8 @@ void ReadRecords(SegmentReader& reader, std::string_view file) {
   RM_CHECK(end.kind == expected.kind)
       << SegmentEndName(end.kind) << " vs " << SegmentEndName(expected.kind) << " at " << pos;
   RM_CHECK(end.offset == pos) << end.offset << " vs " << pos;
-  if (end.kind == SegmentEnd::kCorrupt) RM_CHECK(end.next_valid_offset == expected.next_valid_offset);
+  if (end.kind == SegmentEnd::kCorrupt)
+    RM_CHECK(end.next_valid_offset == expected.next_valid_offset);
 }
 
 }  // namespace
@@ -132,8 +133,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       BuildFile(std::string_view(reinterpret_cast<const char*>(data), size - 1), data[size - 1]);
   WriteFile(file);
   SegmentReader reader;
-  const SegmentOpenStatus open =
-      reader.Open("/proc/self/fd/" + std::to_string(FileDescriptor()));
+  const SegmentOpenStatus open = reader.Open("/proc/self/fd/" + std::to_string(FileDescriptor()));
   RM_CHECK(open.result != SegmentOpenResult::kIoError) << open.detail;
   SegmentHeader header;
   const SegmentHeaderError header_error = DecodeSegmentHeader(file, &header);

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -55,8 +56,7 @@ std::vector<std::string> ReadLines(const std::vector<std::string_view>& pieces) 
 std::vector<std::string> ReferenceLines(std::string_view input) {
   std::vector<std::string> events;
   size_t start = 0;
-  for (size_t lf = input.find('\n'); lf != std::string_view::npos;
-       lf = input.find('\n', start)) {
+  for (size_t lf = input.find('\n'); lf != std::string_view::npos; lf = input.find('\n', start)) {
     std::string_view line = input.substr(start, lf - start);
     if (lf + 1 - start > kCommandLineBytesMax) {
       events.push_back("LONG");
@@ -87,6 +87,12 @@ struct BodyOutcome {
 
   bool operator==(const BodyOutcome&) const = default;
 };
+
+std::ostream& operator<<(std::ostream& os, const BodyOutcome& r) {
+  return os << "{done=" << r.done << " consumed=" << r.consumed
+            << " defect=" << static_cast<int>(r.defect) << " body_bytes=" << r.body_bytes
+            << " body=" << r.body.size() << " bytes}";
+}
 
 // What a body becomes by the rules of smtp_parser.h, one byte at a time: `data` selects
 // DATA (dot-unstuffing, <CRLF>.<CRLF> ends it) or BDAT (verbatim). For DATA a CR at the very
@@ -127,7 +133,10 @@ BodyOutcome ReferenceBody(std::string_view in, const BodyOptions& options, bool 
     }
     ++i;
   }
-  if (!data) r.consumed = in.size();
+  if (!data) {  // BDAT: every chunk is complete by construction
+    r.consumed = in.size();
+    r.done = true;
+  }
   const bool too_big = options.size_bytes_max != 0 && body.size() > options.size_bytes_max;
   r.defect = too_big   ? BodyDefect::kTooBig
              : nul     ? BodyDefect::kNul
@@ -165,8 +174,9 @@ BodyOutcome ScanData(const std::vector<std::string_view>& pieces, const BodyOpti
 
 // BDAT: the payload is the concatenation of chunks whose sizes come from `sizes`; the last
 // chunk takes whatever is left. Returns done when every chunk was complete.
-BodyOutcome ScanChunks(const std::vector<std::string_view>& pieces,
-                       const std::vector<size_t>& sizes, const BodyOptions& options) {
+BodyOutcome ScanChunks(std::vector<std::string_view> pieces, const std::vector<size_t>& sizes,
+                       const BodyOptions& options) {
+  pieces.push_back({});  // zero-size chunks at the very end still need one (empty) feed
   core::Body body;
   BodyReader reader;
   reader.Begin(&body, options);
@@ -197,10 +207,13 @@ BodyOutcome ScanChunks(const std::vector<std::string_view>& pieces,
 void FuzzData(std::string_view payload, const BodyOptions& options, Choices& choices) {
   const BodyOutcome whole = ScanData({payload}, options);
   const BodyOutcome sliced = ScanData(SliceInput(payload, choices), options);
-  RM_CHECK(whole == sliced) << "slicing changed the DATA scan";
+  RM_CHECK(whole == sliced) << "slicing changed the DATA scan: " << whole << " vs " << sliced;
   const BodyOutcome expected = ReferenceBody(payload, options, /*data=*/true);
   RM_CHECK(whole.done == expected.done) << "end of data differs from the reference";
-  if (expected.done) RM_CHECK(whole == expected) << "DATA scan differs from the reference";
+  if (expected.done) {
+    RM_CHECK(whole == expected) << "DATA scan differs from the reference: " << whole << " vs "
+                                << expected;
+  }
 }
 
 void FuzzChunks(std::string_view payload, const BodyOptions& options, Choices& choices) {
@@ -214,10 +227,11 @@ void FuzzChunks(std::string_view payload, const BodyOptions& options, Choices& c
   sizes.push_back(left);
   const BodyOutcome whole = ScanChunks({payload}, sizes, options);
   const BodyOutcome sliced = ScanChunks(SliceInput(payload, choices), sizes, options);
-  RM_CHECK(whole == sliced) << "slicing changed the BDAT scan";
+  RM_CHECK(whole == sliced) << "slicing changed the BDAT scan: " << whole << " vs " << sliced;
   RM_CHECK(whole.done) << "every chunk size adds up to the payload";
-  RM_CHECK(whole == ReferenceBody(payload, options, /*data=*/false))
-      << "BDAT scan differs from the reference";
+  const BodyOutcome expected = ReferenceBody(payload, options, /*data=*/false);
+  RM_CHECK(whole == expected) << "BDAT scan differs from the reference: " << whole << " vs "
+                              << expected;
 }
 
 }  // namespace

@@ -55,8 +55,7 @@ inline void CheckReencodes(const spool::DecodedRecord& record, std::string_view 
     message.id = meta.id;
     message.received_ms = meta.received_ms;
     message.envelope = meta.envelope;
-    message.received_header =
-        std::string(record.content.substr(0, meta.received_header_length));
+    message.received_header = std::string(record.content.substr(0, meta.received_header_length));
     message.body.Append(record.content.substr(meta.received_header_length));
     absl::StatusOr<spool::EncodedRecord> encoded = spool::EncodeMessage(message);
     RM_CHECK(encoded.ok()) << "a decoded MESSAGE does not encode: " << encoded.status();
