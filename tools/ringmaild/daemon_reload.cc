@@ -81,7 +81,8 @@ Response Daemon::Reload(bool json) {
                                                           settings.status().message(), "\n")};
   auto http_settings = HttpSettingsFor(next);
   if (!http_settings.ok()) {
-    return Response{false, absl::StrCat("reload refused: ", http_settings.status().message(), "\n")};
+    return Response{false,
+                    absl::StrCat("reload refused: ", http_settings.status().message(), "\n")};
   }
   // Live from here on: the new generation, the listeners' settings, pool concurrency.
   config_ = next;
