@@ -407,6 +407,7 @@ void Engine::Schedule() {
 
 void Engine::PollFired(core::Timer&) {
   for (auto& [name, d] : domains_) MarkWanting(*d);
+  ScheduleSoon();  // domains still marked from the pass that stopped need a pass too
 }
 
 void Engine::SweepFired(core::Timer&) {
@@ -641,6 +642,7 @@ void Engine::OutboxTimerFired(core::Timer&) {
   FlushOutbox();
   if (was_braking && outbox_reports_ < kOutboxReportsMax) {
     for (auto& [name, d] : domains_) MarkWanting(*d);
+    ScheduleSoon();
   }
 }
 

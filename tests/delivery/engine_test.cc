@@ -4,14 +4,17 @@
 // instead of a Ledger.
 #include "delivery/engine.h"
 
+#include <fstream>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "core/log.h"
 #include "core/ring.h"
 #include "gtest/gtest.h"
 #include "tests/delivery/engine_harness_util.h"
@@ -454,6 +457,103 @@ TEST_F(EngineTest, BadDomainFailsWithoutConnecting) {
   ASSERT_TRUE(engine_.AwaitItems(RecipientState::kFailed, 1));
   EXPECT_EQ(AllItems(engine_.reports())[0].reply.rfind("5.1.2 ", 0), 0u);
   EXPECT_EQ(server_->connections_accepted(), 0);
+}
+
+TEST_F(EngineTest, NextHostAfter421GreetingOrMidTransaction) {
+  ServerOptions busy;
+  busy.greeting = "421 4.3.2 too busy";
+  auto first = TestSmtpServer::Start(busy);
+  ASSERT_TRUE(first.ok());
+  ServerOptions closing;  // accepts, then says 421 at the end of the data
+  closing.data_reply = [](const ServerTransaction&) { return "421 4.3.2 shutting down"; };
+  auto second = TestSmtpServer::Start(closing);
+  ASSERT_TRUE(second.ok());
+  StartServer();  // the third host takes it
+  StartEngine(Options(testing::TestConfig(absl::StrFormat(
+                          "Domain \"hops.test\" { routes = ( \"[127.0.0.1]:%d\" "
+                          "\"[127.0.0.1]:%d\" \"[127.0.0.1]:%d\" ) }",
+                          (*first)->port(), (*second)->port(), server_->port()))
+                          .value()));
+  DeliveryJob job = spool_.Add("a@origin.test", {"r@hops.test"}, "hops.test", "hop\r\n");
+  engine_.Submit(job);
+  ASSERT_TRUE(engine_.AwaitItems(RecipientState::kDelivered, 1));
+  std::vector<DeliveryReport::Item> items = AllItems(engine_.reports());
+  ASSERT_EQ(items.size(), 1u);  // one attempt, three hosts
+  EXPECT_EQ(items[0].attempts, 1u);
+  EXPECT_EQ(items[0].remote_host, absl::StrCat("127.0.0.1[127.0.0.1]:", server_->port()));
+  EXPECT_EQ((*first)->transactions().size(), 0u);
+  EXPECT_EQ((*second)->transactions().size(), 1u);
+  ASSERT_TRUE(server_->AwaitTransactions(1));
+  EXPECT_EQ(server_->transactions()[0].content, SpoolFile::ContentOf(job));
+}
+
+TEST_F(EngineTest, RequiredTlsIsNeverPlaintext) {
+  StartServer();  // offers no STARTTLS
+  StartEngine(Options(Config("", "tls = \"required\"")));
+  engine_.Submit(spool_.Add("a@origin.test", {"r@smart.test"}, "smart.test", "secret\r\n"));
+  ASSERT_TRUE(engine_.AwaitItems(RecipientState::kDeferred, 1));
+  EXPECT_NE(AllItems(engine_.reports())[0].reply.find("STARTTLS required"), std::string::npos)
+      << AllItems(engine_.reports())[0].reply;
+  EXPECT_TRUE(server_->transactions().empty());
+}
+
+TEST_F(EngineTest, SharedGlobalCounterLimitsAcrossEngines) {
+  ServerOptions so;
+  so.hold_greetings = true;
+  StartServer(so);
+  std::atomic<int64_t> shared{1};  // another engine holds one of the two
+  EngineOptions o = Options(Config("max_outbound_connections = 2"));
+  o.outbound_connections = &shared;
+  StartEngine(std::move(o));
+  for (int i = 0; i < 3; ++i) {
+    engine_.Submit(spool_.Add("a@origin.test", {"r@smart.test"}, "smart.test", "x\r\n"));
+  }
+  ASSERT_TRUE(server_->AwaitConnections(1));
+  EXPECT_EQ(engine_.Stats().open_connections, 1u);
+  EXPECT_EQ(shared.load(), 2);
+  shared.fetch_sub(1);  // the other engine's connection closed: polled, not signalled
+  ASSERT_TRUE(server_->AwaitConnections(2));
+  server_->ReleaseGreetings();
+  ASSERT_TRUE(engine_.AwaitItems(RecipientState::kDelivered, 3));
+  EXPECT_EQ(engine_.Stats().deferred, 0u);
+  EXPECT_EQ(server_->max_open(), 2);
+  engine_.Stop();
+  EXPECT_EQ(shared.load(), 0);
+}
+
+TEST_F(EngineTest, DeliveryLogHasOneLinePerRecipientResult) {
+  ServerOptions so;
+  so.rcpt_reply = [](const std::string& a) {
+    return a.rfind("bad", 0) == 0 ? "550 5.1.1 no such user" : "250 2.1.5 ok";
+  };
+  StartServer(so);
+  std::string path = spool_.path() + ".log";
+  auto log = core::EventLog::Open(path);
+  ASSERT_TRUE(log.ok()) << log.status();
+  EngineOptions o = Options(Config());
+  o.delivery_log = log->get();
+  StartEngine(std::move(o));
+  DeliveryJob job = spool_.Add("s@origin.test", {"good@smart.test", "bad@smart.test"},
+                               "smart.test", "x\r\n");
+  engine_.Submit(job);
+  ASSERT_TRUE(engine_.AwaitReports([](const std::vector<DeliveryReport>& r) {
+    return AllItems(r).size() >= 2;
+  }));
+  engine_.Stop();
+  (*log)->Flush();
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 2u);
+  std::string remote = absl::StrCat("\"remote\":\"127.0.0.1[127.0.0.1]:", server_->port(), "\"");
+  EXPECT_NE(lines[0].find("\"event\":\"delivered\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("\"rcpt\":\"good@smart.test\""), std::string::npos);
+  EXPECT_NE(lines[0].find(remote), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("\"id\":\"" + job.id.ToHex() + "\""), std::string::npos);
+  EXPECT_NE(lines[0].find("\"attempts\":1"), std::string::npos);
+  EXPECT_NE(lines[0].find("\"queue_ms\":"), std::string::npos);
+  EXPECT_NE(lines[1].find("\"event\":\"failed\""), std::string::npos) << lines[1];
+  EXPECT_NE(lines[1].find("\"reply\":\"550 5.1.1 no such user\""), std::string::npos);
 }
 
 // ---- MX routing through a real DNS server

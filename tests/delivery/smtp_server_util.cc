@@ -135,7 +135,8 @@ void TestSmtpServer::Serve(int fd, int number) {
   ServerTransaction tx;
   bool in_tx = false;
   bool counted_closed = false;
-  bool ok = SendAll(fd, "220 test.example ESMTP\r\n");
+  bool ok = SendAll(fd, options_.greeting + "\r\n");
+  if (options_.greeting[0] != '2') ok = false;  // refused: hang up after saying so
   while (ok && lines.Next(&line)) {
     std::string upper = absl::AsciiStrToUpper(line.substr(0, 10));
     std::string reply;

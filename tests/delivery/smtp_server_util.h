@@ -43,6 +43,7 @@ struct ServerOptions {
   // Reply after the data, given the transaction so far; empty: "250 2.0.0 ok".
   std::function<std::string(const ServerTransaction& tx)> data_reply;
   bool hold_greetings = false;  // greet only after ReleaseGreetings()
+  std::string greeting = "220 test.example ESMTP";  // e.g. "421 4.3.2 busy" to refuse
 };
 
 class TestSmtpServer {
