@@ -282,8 +282,12 @@ void ClientMachine::EnterState(ClientState next) {
       actions_.push_back(std::move(action));
       break;
     }
-    case S::kQuit: Send("QUIT\r\n"); break;
+    case S::kQuit:
+      WithdrawReady();
+      Send("QUIT\r\n");
+      break;
     case S::kClosed:
+      WithdrawReady();
       unsent_.clear();
       awaiting_.clear();
       PushAction(ClientAction::Kind::kClose);
@@ -296,6 +300,13 @@ void ClientMachine::PushAction(ClientAction::Kind kind) {
   ClientAction action;
   action.kind = kind;
   actions_.push_back(std::move(action));
+}
+
+// A kReady not yet taken must not outlive the readiness it announced.
+void ClientMachine::WithdrawReady() {
+  std::erase_if(actions_, [](const ClientAction& action) {
+    return action.kind == ClientAction::Kind::kReady;
+  });
 }
 
 void ClientMachine::Send(std::string_view line) { output_.append(line); }
@@ -356,6 +367,7 @@ void ClientMachine::Feed(std::string_view bytes) {
 }
 
 void ClientMachine::Quit() {
+  if (state_ == S::kClosed || state_ == S::kQuit) return;
   RM_CHECK(state_ == S::kReady) << "Quit() in " << ClientStateName(state_);
   EnterState(S::kQuit);
 }
@@ -541,7 +553,8 @@ void ClientMachine::OnStartTlsReply(const Reply& reply) {
 
 // ---- transactions
 
-void ClientMachine::Begin(Transaction tx) {
+bool ClientMachine::Begin(Transaction tx) {
+  if (state_ == S::kClosed || state_ == S::kQuit) return false;
   RM_CHECK(state_ == S::kReady) << "Begin() in " << ClientStateName(state_);
   RM_CHECK(!tx.recipients.empty() && tx.recipients.size() <= kTransactionRecipientsMax)
       << tx.recipients.size() << " recipients";
@@ -564,11 +577,12 @@ void ClientMachine::Begin(Transaction tx) {
     tx_.reset();
     ++transactions_done_;
     PushAction(ClientAction::Kind::kReady);
-    return;
+    return true;
   }
   QueueCommands();
   Flush();
   EnterState(awaiting_.front().awaits);
+  return true;
 }
 
 // Decides locally what this server cannot take; false when nothing is left to send.

@@ -38,7 +38,10 @@
 //   }
 //
 // Keep receiving for the whole session, also while the body is being sent (a server may
-// reject mid-body) and while idle in kReady (a server may say 421 and hang up).
+// reject mid-body) and while idle in kReady (a server may say 421 and hang up). A kReady
+// action still queued when the connection ends is withdrawn, so a kReady taken from
+// TakeAction() always finds the machine ready; a caller that holds on to readiness (an
+// idle connection picked later) checks reusable() or Begin()'s result.
 //
 // Transactions (RFC 5321 §3.3): MAIL FROM:<sender> [SIZE=n] [BODY=8BITMIME|BINARYMIME]
 // [SMTPUTF8], RCPT TO:<addr> per recipient, then DATA and the dot-stuffed content, or — when
@@ -252,10 +255,12 @@ class ClientMachine {
   // ---- inputs
   void Start();
   void Feed(std::string_view bytes);
-  // Only right after a kReady action (state kReady). `tx` must have 1..kTransaction-
-  // RecipientsMax recipients.
-  void Begin(Transaction tx);
-  void Quit();  // state kReady only
+  // In state kReady (announced by a kReady action). `tx` must have 1..kTransaction-
+  // RecipientsMax recipients. Returns false, doing nothing, when the connection has ended
+  // meanwhile (closed, or quitting after a server's 421 or an error): keep the transaction
+  // for another connection. Any other state is a caller bug (RM_CHECK).
+  bool Begin(Transaction tx);
+  void Quit();  // kReady; a no-op once closed or quitting
   void BodySent();
   void BodyFailed();
   void TlsEstablished();
@@ -299,6 +304,7 @@ class ClientMachine {
 
   void EnterState(ClientState next);
   void PushAction(ClientAction::Kind kind);
+  void WithdrawReady();
   void Send(std::string_view line);
   void OnReply(Reply reply);
   void OnGreetingReply(const Reply& reply);

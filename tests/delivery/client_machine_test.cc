@@ -575,6 +575,29 @@ TEST(ClientMachineTest, ProtocolErrorExplainsItself) {
   EXPECT_EQ(m.TakeOutput(), "");
 }
 
+// A 421 right behind the final reply, in the same read: the kReady the final reply
+// queued is withdrawn, so the caller never Begins on a dead connection.
+TEST(ClientMachineTest, ReadyIsWithdrawnWhenTheConnectionEnds) {
+  ClientMachine m(Case::DefaultOptions());
+  m.Start();
+  m.Feed(kGreeting);
+  m.Feed(kEhloPipelining);
+  (void)m.TakeOutput();
+  EXPECT_EQ(TakeActions(m), "ready");
+  ASSERT_TRUE(m.Begin(TxX()));
+  EXPECT_EQ(m.TakeOutput(), absl::StrCat(kMail, kRcptX, "DATA\r\n"));
+  m.Feed("250 Ok\r\n250 Ok\r\n354 go\r\n");
+  EXPECT_EQ(TakeActions(m), "body:dot");
+  m.BodySent();
+  m.Feed("250 2.0.0 Ok\r\n421 4.3.2 going down\r\n");
+  EXPECT_EQ(TakeActions(m), "done(10:D:250:2.0.0) close");
+  EXPECT_FALSE(m.reusable());
+  EXPECT_FALSE(m.Begin(TxX()));  // too late: the caller keeps its transaction
+  m.Quit();                      // a no-op once closed
+  EXPECT_EQ(m.TakeOutput(), "");
+  EXPECT_EQ(TakeActions(m), "");
+}
+
 TEST(ClientMachineTest, UnsafeHeloNameIsReplaced) {
   ClientOptions options;
   options.helo_name = "evil\r\nRSET";
@@ -685,13 +708,14 @@ TEST(ClientMachineTest, RandomServerNeverBreaksInvariants) {
             open_recipients.reset();
             ++transactions;
             break;
-          case ClientAction::Kind::kReady:
-            if (machine.state() == ClientState::kReady) {
-              Transaction tx = rng() % 2 ? TxX() : TxXYZ();
-              open_recipients = tx.recipients.size();
-              machine.Begin(std::move(tx));
-            }
+          case ClientAction::Kind::kReady: {
+            // A kReady that is handed out is never stale.
+            ASSERT_EQ(machine.state(), ClientState::kReady);
+            Transaction tx = rng() % 2 ? TxX() : TxXYZ();
+            open_recipients = tx.recipients.size();
+            ASSERT_TRUE(machine.Begin(std::move(tx)));
             break;
+          }
           default: break;
         }
       }
