@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -88,7 +89,11 @@ absl::Status Loop::SetUp() {
   ring_ = std::move(ring).value();
   ring_fd_.store(ring_->fd(), std::memory_order_release);
   current_loop = this;
-  pthread_setname_np(pthread_self(), options_.name.substr(0, 15).c_str());
+  // Name pool threads after their loop; the main thread keeps the program's name so that
+  // ps/pgrep/systemd still show "ringmaild".
+  if (gettid() != getpid()) {
+    pthread_setname_np(pthread_self(), options_.name.substr(0, 15).c_str());
+  }
   UpdateClock();
   return absl::OkStatus();
 }
