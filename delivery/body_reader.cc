@@ -114,7 +114,9 @@ void BodyFiles::CloseAllUnpinned() { CloseIdle(UINT64_MAX, 0); }
 
 BodyReader::BodyReader() { read_op_.Bind<&BodyReader::ReadDone>(this, "delivery body read"); }
 
-BodyReader::~BodyReader() { RM_CHECK(read_op_.idle()) << "body reader freed with a read in flight"; }
+BodyReader::~BodyReader() {
+  RM_CHECK(read_op_.idle()) << "body reader freed with a read in flight";
+}
 
 void BodyReader::Begin(int fd, uint64_t offset, uint64_t length, BodyEncoding encoding) {
   RM_CHECK(read_op_.idle()) << "body started while a read is in flight";

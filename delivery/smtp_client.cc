@@ -284,7 +284,10 @@ void SmtpClient::Pump() {
         break;
     }
   }
-  if (session_over_ && send_backlog() == 0) {
+  // After QUIT was answered nothing is left to send; after a failure what is left (the
+  // rest of a body, say) is useless and may never leave a peer that stopped reading.
+  if (session_over_ &&
+      (send_backlog() == 0 || machine_->failure().kind != ClientFailureKind::kNone)) {
     EndSession();
     return;
   }

@@ -435,18 +435,41 @@ TEST_F(EngineTest, StopWithConnectionsInFlightReportsNothingUndecided) {
   EXPECT_TRUE(server_->transactions().empty());
 }
 
-TEST_F(EngineTest, StopDuringLargeBodyTransfer) {
+// A body larger than what the socket buffers hold, to a server that stops reading after
+// its 354: the send stays in flight.
+std::string HugeBody() {
+  std::string big;
+  while (big.size() < (48u << 20)) big += ".dotted line to stuff, over and over\r\n";
+  return big;
+}
+
+TEST_F(EngineTest, StopWithABodySendStuck) {
   ServerOptions so;
+  so.stall_in_data = true;
   StartServer(so);
   StartEngine(Options(Config()));
-  std::string big;
-  while (big.size() < (8u << 20)) big += ".dotted line to stuff, over and over\r\n";
-  engine_.Submit(spool_.Add("a@origin.test", {"r@smart.test"}, "smart.test", big));
-  ASSERT_TRUE(server_->AwaitConnections(1));
-  engine_.Stop();  // somewhere in the session or the body: cancelled cleanly either way
-  for (const DeliveryReport::Item& i : AllItems(engine_.reports())) {
-    EXPECT_EQ(i.state, RecipientState::kDelivered);  // only a finished one may be reported
-  }
+  engine_.Submit(spool_.Add("a@origin.test", {"r@smart.test"}, "smart.test", HugeBody()));
+  ASSERT_TRUE(server_->AwaitDataStarted());
+  engine_.Stop();  // cancels the stuck send and the reads, closes, frees: ASan checks
+  EXPECT_TRUE(engine_.reports().empty());
+}
+
+TEST_F(EngineTest, DataBlockTimeoutDefers) {
+  ServerOptions so;
+  so.stall_in_data = true;
+  StartServer(so);
+  auto config = Config("", "max_outbound_connections = 1");
+  config->global.smtp_data_block_timeout = absl::Seconds(1);
+  StartEngine(Options(config));
+  absl::Time start = absl::Now();
+  engine_.Submit(spool_.Add("a@origin.test", {"r@smart.test"}, "smart.test", HugeBody()));
+  ASSERT_TRUE(engine_.AwaitItems(RecipientState::kDeferred, 1));
+  std::string reply = AllItems(engine_.reports())[0].reply;
+  EXPECT_NE(reply.find("timeout"), std::string::npos) << reply;
+  // The retry (200 ms later) needs the one connection slot: the stuck one was closed at
+  // once, not after another command timeout (10 s) spent waiting for its send.
+  ASSERT_TRUE(server_->AwaitConnections(2));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(6));
 }
 
 TEST_F(EngineTest, BadDomainFailsWithoutConnecting) {

@@ -164,6 +164,12 @@ void TestSmtpServer::Serve(int fd, int number) {
         reply = "554 5.5.1 no valid recipients\r\n";
       } else {
         ok = SendAll(fd, "354 go ahead\r\n");
+        {
+          std::unique_lock<std::mutex> lock(mu_);
+          ++data_started_;
+          cv_.notify_all();
+          if (options_.stall_in_data) cv_.wait(lock, [this] { return stopping_; });
+        }
         while (ok && (ok = lines.Next(&line))) {
           if (line == ".\r\n") break;
           tx.data_wire += line;
@@ -216,6 +222,11 @@ bool TestSmtpServer::AwaitTransactions(size_t n) {
 bool TestSmtpServer::AwaitConnections(int accepted) {
   std::unique_lock<std::mutex> lock(mu_);
   return cv_.wait_for(lock, kAwait, [&] { return accepted_ >= accepted; });
+}
+
+bool TestSmtpServer::AwaitDataStarted() {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, kAwait, [&] { return data_started_ > 0; });
 }
 
 bool TestSmtpServer::AwaitAllClosed() {

@@ -44,6 +44,8 @@ struct ServerOptions {
   std::function<std::string(const ServerTransaction& tx)> data_reply;
   bool hold_greetings = false;  // greet only after ReleaseGreetings()
   std::string greeting = "220 test.example ESMTP";  // e.g. "421 4.3.2 busy" to refuse
+  // After the 354, read nothing more until the server stops: the client's sends stall.
+  bool stall_in_data = false;
 };
 
 class TestSmtpServer {
@@ -59,6 +61,7 @@ class TestSmtpServer {
   bool AwaitTransactions(size_t n);
   bool AwaitConnections(int accepted);
   bool AwaitAllClosed();
+  bool AwaitDataStarted();  // some connection got its 354
 
   void ReleaseGreetings();
   std::vector<ServerTransaction> transactions() const;
@@ -88,6 +91,7 @@ class TestSmtpServer {
   int open_ = 0;
   int max_open_ = 0;
   int quits_ = 0;
+  int data_started_ = 0;
 };
 
 }  // namespace ringmail::delivery::testing
