@@ -62,6 +62,20 @@ std::string AsciiLower(std::string_view s) {
   return out;
 }
 
+LedgerOptions LedgerOptionsFrom(const config::GlobalOptions& global,
+                                const core::ThreadPoolRegistry* pools) {
+  LedgerOptions o;
+  o.spool_dir = global.spool_dir;
+  o.hostname = global.hostname;
+  o.postmaster = global.postmaster;
+  if (pools != nullptr) {
+    o.unlink_pool = pools->Find(core::kUnlinkPool);
+    o.batch_unlink_pool = pools->Find(core::kBatchUnlinkPool);
+    if (o.unlink_pool != nullptr) o.unlink_backlog = o.unlink_pool->Stats().backlog;
+  }
+  return o;
+}
+
 Ledger::Ledger(core::Loop& loop, LedgerOptions options)
     : loop_(loop), options_(std::move(options)) {
   RM_CHECK(options_.dispatch != nullptr) << "Ledger without a dispatch";
@@ -116,10 +130,10 @@ void Ledger::Progress() {
 }
 
 // Registers a message the LiveIndex already has; returns its entry.
-Ledger::Entry* Ledger::Track(const spool::CommittedMessage& message) {
+Ledger::Entry* Ledger::Track(spool::CommittedMessage&& message) {
   Entry e;
   e.received_ms = message.received_ms;
-  e.envelope = message.envelope;
+  e.envelope = std::move(message.envelope);
   e.received_header_length = message.received_header_length;
   e.location = message.location;
   e.tracks.resize(e.envelope.recipients.size());
@@ -150,11 +164,12 @@ void Ledger::Committed(spool::CommittedMessage&& message) {
     RM_BUG("ledger: a message committed twice");
     return;
   }
-  Entry* entry = Track(message);
+  const core::MessageId id = message.id;
+  Entry* entry = Track(std::move(message));
   if (entry->final_count == entry->tracks.size()) {
-    MaybeFinish(message.id, *entry);
+    MaybeFinish(id, *entry);
   } else {
-    Dispatch(message.id, *entry);
+    Dispatch(id, *entry);
   }
 }
 
@@ -171,7 +186,7 @@ void Ledger::Adopt(LedgerAdoption adoption) {
   std::vector<core::MessageId> adopted;
   adopted.reserve(adoption.messages.size());
   for (spool::RecoveredMessage& rm : adoption.messages) {
-    const spool::CommittedMessage& m = rm.message;
+    spool::CommittedMessage& m = rm.message;
     if (entries_.contains(m.id)) continue;
     if (index_.FindSegment(m.location.segment) == nullptr) {
       core::LogWarning("ledger: adopted %s without its segment %s", m.id.ToHex(),
@@ -179,8 +194,8 @@ void Ledger::Adopt(LedgerAdoption adoption) {
       index_.AddSegment(m.location.segment, m.location.record_offset + m.location.record_bytes);
     }
     if (!index_.AddMessage(rm)) continue;
-    Track(m);
     adopted.push_back(m.id);
+    Track(std::move(m));
   }
   // Second pass, once every adopted id is known: a DSN that is itself live is not redone.
   for (const core::MessageId& id : adopted) {

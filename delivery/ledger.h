@@ -79,10 +79,12 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "config/config.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/message.h"
 #include "core/thread_pool.h"
+#include "core/thread_pool_registry.h"
 #include "core/timers.h"
 #include "delivery/job.h"
 #include "spool/compactor.h"
@@ -131,6 +133,12 @@ struct LedgerOptions {
   // flipped). Tests await on it; production leaves it empty.
   absl::AnyInvocable<void()> progress;
 };
+
+// The options that come from the configuration and the daemon's pools: spool_dir, hostname,
+// postmaster, the Unlink/Batch_Unlink pools and the brake bound (the Unlink pool's Backlog).
+// The caller adds `dispatch` (and `event_log`). `pools` may be null (no pool fallback).
+LedgerOptions LedgerOptionsFrom(const config::GlobalOptions& global,
+                                const core::ThreadPoolRegistry* pools);
 
 // What RecoverSpool found that one ledger takes over.
 struct LedgerAdoption {
@@ -243,7 +251,7 @@ class Ledger final : public spool::MessageSink, private spool::CompactionHost {
   };
 
   // Committing and dispatching (ledger.cc).
-  Entry* Track(const spool::CommittedMessage& message);
+  Entry* Track(spool::CommittedMessage&& message);
   std::vector<DeliveryJob> BuildJobs(const core::MessageId& id, Entry& entry,
                                      std::string_view only_domain);
   void Dispatch(const core::MessageId& id, Entry& entry);

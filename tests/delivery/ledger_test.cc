@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/thread_pool.h"
+#include "core/thread_pool_registry.h"
 #include "gtest/gtest.h"
 #include "spool/segment_format.h"
 #include "tests/delivery/ledger_test_util.h"
@@ -517,6 +518,24 @@ TEST(SplitRecoveryTest, NoOwnerIsAnErrorOnlyWithSomethingToAdopt) {
   r.report.segments = {Segment(0, 1, {})};
   EXPECT_EQ(SplitRecovery(std::move(r), {false}).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST(LedgerOptionsTest, FromConfigAndPools) {
+  config::GlobalOptions g;
+  g.spool_dir = "/var/spool/ringmail";
+  g.hostname = "mx.example.com";
+  g.postmaster = "hostmaster@example.com";
+  std::vector<core::ThreadPoolSpec> specs = {{"Unlink", 1, 37, 0}, {"Batch_Unlink", 1, 5, 0}};
+  auto pools = core::ThreadPoolRegistry::Create(specs);
+  ASSERT_TRUE(pools.ok()) << pools.status();
+  LedgerOptions o = LedgerOptionsFrom(g, pools->get());
+  EXPECT_EQ(o.spool_dir, g.spool_dir);
+  EXPECT_EQ(o.hostname, g.hostname);
+  EXPECT_EQ(o.postmaster, g.postmaster);
+  EXPECT_EQ(o.unlink_backlog, 37u);
+  EXPECT_EQ(o.unlink_pool, (*pools)->Find("Unlink"));
+  EXPECT_EQ(o.batch_unlink_pool, (*pools)->Find("Batch_Unlink"));
+  EXPECT_EQ(LedgerOptionsFrom(g, nullptr).unlink_backlog, 100u);
 }
 
 TEST(DsnIdTest, DerivedStablyAndDistinct) {
