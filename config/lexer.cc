@@ -170,10 +170,37 @@ bool Token::is_scalar() const {
   }
 }
 
+// A token's text for an error message. Messages are one line each (diagnostics.h), but a
+// string may hold line breaks (from \n or \r escapes, or a raw CR) and a bare word other
+// control bytes: those are shown escaped, never raw.
+namespace {
+std::string EscapeForMessage(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      Append(&out, "\\x", absl::Hex(u, absl::kZeroPad2));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+}  // namespace
+
 std::string Token::Describe() const {
-  if (kind == TokenKind::kString) return Cat("\"", text, "\"");
+  if (kind == TokenKind::kString) return Cat("\"", EscapeForMessage(text), "\"");
   if (kind == TokenKind::kEnd || kind == TokenKind::kError) return TokenKindName(kind);
-  if (is_scalar()) return Cat("'", text, "'");
+  if (is_scalar()) return Cat("'", EscapeForMessage(text), "'");
   return TokenKindName(kind);
 }
 

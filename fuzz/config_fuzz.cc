@@ -64,7 +64,8 @@ void CheckFailedLoad(const absl::Status& status, const std::vector<ConfigError>&
   for (const ConfigError& error : errors) {
     RM_CHECK(!error.file.empty() && !error.message.empty()) << error.ToString();
     RM_CHECK(error.line >= 0 && error.column >= 0) << error.ToString();
-    RM_CHECK(error.message.find('\n') == std::string::npos) << error.ToString();
+    RM_CHECK(error.message.find_first_of("\r\n") == std::string::npos)
+        << "an error message spans lines: " << error.ToString();
   }
   const std::string first = errors[0].ToString();
   RM_CHECK(std::string(status.message()).compare(0, first.size(), first) == 0)

@@ -167,6 +167,7 @@ def spool():
           recipient_record()[:30] + b"\xff" * 10 + recipient_record()[40:] + done_record()
           + b"\x01")
     write("segment_reader", "zero_header", b"\0" * 64 + done_record() + b"\x00")
+    write("segment_reader", "hole", records + b"\xff" * 8 + done_record() + b"\x0b")
 
 
 # ---- control_protocol: bytes + mode (bit 0: responses) ----------------------------------------

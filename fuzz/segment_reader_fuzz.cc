@@ -5,7 +5,9 @@
 // /proc/self/fd path, as SegmentReader takes a path. The last input byte is a mode:
 //   bit 0  prepend a valid 64-byte segment header (else the input starts the file);
 //   bit 1  make every record's CRCs right, walking the records from the first (FixCrcs);
-//   bit 2  append 4 KiB of zeros (the unwritten, preallocated tail of a live segment).
+//   bit 2  append 4 KiB of zeros (the unwritten, preallocated tail of a live segment);
+//   bit 3  where the (fixed) records stop, leave a hole of 1 MiB + 8 * (mode >> 4) bytes
+//          and go on with the rest of the input (and its records) after it.
 // Oracles: no crash; every record the reader returns is exactly what the pure decoder
 // (DecodeRecord) finds at that offset, in order, with nothing skipped; ReadAt returns the
 // content the decoder saw; the end (clean / torn tail / corrupt, offset, next valid record)
@@ -35,27 +37,47 @@ int FileDescriptor() {
   return fd;
 }
 
-void WriteFile(std::string_view bytes) {
+// Writes `file`, leaving [hole_at, hole_at + hole_bytes) unwritten (a real hole: the
+// reader's SEEK_DATA skips it, as it skips the unwritten extents of a preallocated segment).
+void WriteFile(std::string_view file, size_t hole_at, size_t hole_bytes) {
   const int fd = FileDescriptor();
   RM_CHECK(ftruncate(fd, 0) == 0);
-  RM_CHECK(pwrite(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size()));
+  RM_CHECK(ftruncate(fd, static_cast<off_t>(file.size())) == 0);
+  const std::string_view before = file.substr(0, hole_at);
+  const std::string_view after = file.substr(hole_at + hole_bytes);
+  RM_CHECK(pwrite(fd, before.data(), before.size(), 0) == static_cast<ssize_t>(before.size()));
+  RM_CHECK(pwrite(fd, after.data(), after.size(), static_cast<off_t>(hole_at + hole_bytes)) ==
+           static_cast<ssize_t>(after.size()));
 }
 
-std::string BuildFile(std::string_view input, uint8_t mode) {
-  std::string file;
+// Makes the CRCs of the records from `at` on right; returns where the walk stopped.
+size_t FixRecords(std::string* file, size_t at) {
+  while (const uint64_t n = fuzz::FixCrcs(file, at)) at += n;
+  return at;
+}
+
+struct BuiltFile {
+  std::string bytes;
+  size_t hole_at = 0;
+  size_t hole_bytes = 0;
+};
+
+BuiltFile BuildFile(std::string_view input, uint8_t mode) {
+  BuiltFile f;
   if ((mode & 1) != 0) {
-    file = EncodeSegmentHeader(SegmentHeader{3, 17, 1700000000000, kMinSegmentBytes});
+    f.bytes = EncodeSegmentHeader(SegmentHeader{3, 17, 1700000000000, kMinSegmentBytes});
   }
-  file.append(input);
-  if ((mode & 2) != 0 && file.size() >= kSegmentHeaderBytes) {
-    for (size_t at = kSegmentHeaderBytes;;) {
-      const uint64_t n = fuzz::FixCrcs(&file, at);
-      if (n == 0) break;
-      at += n;
-    }
+  f.bytes.append(input);
+  if (f.bytes.size() < kSegmentHeaderBytes) return f;
+  size_t stop = (mode & 2) != 0 ? FixRecords(&f.bytes, kSegmentHeaderBytes) : kSegmentHeaderBytes;
+  if ((mode & 8) != 0) {  // a hole larger than the reader's window where the records stop
+    f.hole_at = stop;
+    f.hole_bytes = SegmentReader::kWindowBytes + kRecordAlignBytes * (mode >> 4);
+    f.bytes.insert(stop, f.hole_bytes, '\0');
+    if ((mode & 2) != 0) FixRecords(&f.bytes, stop + f.hole_bytes);
   }
-  if ((mode & 4) != 0) file.append(4096, '\0');
-  return file;
+  if ((mode & 4) != 0) f.bytes.append(4096, '\0');
+  return f;
 }
 
 // Whether the bytes at `at` are a record whose CRC and padding are right but whose metadata
@@ -129,9 +151,10 @@ void ReadRecords(SegmentReader& reader, std::string_view file) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace ringmail::spool;  // NOLINT: the target's whole vocabulary
   if (size == 0) return 0;
-  const std::string file =
+  const BuiltFile built =
       BuildFile(std::string_view(reinterpret_cast<const char*>(data), size - 1), data[size - 1]);
-  WriteFile(file);
+  const std::string& file = built.bytes;
+  WriteFile(file, built.hole_at, built.hole_bytes);
   SegmentReader reader;
   const SegmentOpenStatus open = reader.Open("/proc/self/fd/" + std::to_string(FileDescriptor()));
   RM_CHECK(open.result != SegmentOpenResult::kIoError) << open.detail;

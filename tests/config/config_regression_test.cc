@@ -1,0 +1,43 @@
+// Regression tests for inputs the config fuzz target (fuzz/config_fuzz.cc) found.
+#include <string>
+#include <vector>
+
+#include "config/diagnostics.h"
+#include "config/generation.h"
+#include "gtest/gtest.h"
+
+namespace ringmail::config {
+namespace {
+
+std::vector<ConfigError> ErrorsOf(const std::string& text) {
+  std::vector<ConfigError> errors;
+  EXPECT_FALSE(LoadConfigString(text, "regression.conf", &errors).ok());
+  return errors;
+}
+
+// Found by fuzzing: a string token decoded from "\n" was quoted raw in an error message, so
+// one error spanned two lines of the Status (whose format is one error per line) and a
+// config could forge extra "file:line:col:" lines. Tokens are now shown escaped.
+TEST(ConfigRegressionTest, ErrorMessagesQuoteLineBreaksEscaped) {
+  const std::vector<ConfigError> errors = ErrorsOf("delivery_pool * \"ev\\nts\\rpool\"\n");
+  ASSERT_FALSE(errors.empty());
+  bool quoted = false;
+  for (const ConfigError& error : errors) {
+    EXPECT_EQ(error.message.find_first_of("\r\n"), std::string::npos) << error.ToString();
+    quoted = quoted || error.message.find("\"ev\\nts\\rpool\"") != std::string::npos;
+  }
+  EXPECT_TRUE(quoted) << errors[0].ToString();
+}
+
+// The same through the schema's type errors: a string where a number belongs.
+TEST(ConfigRegressionTest, TypeErrorsQuoteEscapedValues) {
+  const std::vector<ConfigError> errors =
+      ErrorsOf("ESMTP_Listener {\n  max_errors = \"1\\r\\n2:3:4: forged\"\n}\n");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].message.find_first_of("\r\n"), std::string::npos) << errors[0].ToString();
+  EXPECT_NE(errors[0].message.find("\"1\\r\\n2:3:4: forged\""), std::string::npos)
+      << errors[0].ToString();
+}
+
+}  // namespace
+}  // namespace ringmail::config
