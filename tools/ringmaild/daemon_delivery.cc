@@ -22,6 +22,10 @@ absl::Status RunOn(core::Loop& loop, absl::AnyInvocable<absl::Status()> fn) {
       }) != core::PostResult::kOk) {
     return absl::UnavailableError(absl::StrCat("loop ", loop.name(), " is not running"));
   }
+  // A post made on a loop (the master) sends its MSG_RING wake-up with that loop's next
+  // submit, which never comes while it blocks here: submit now, or the target loop runs
+  // the task only when something else wakes it (seen: ~10 s for the recovery hand-off).
+  if (core::Loop* self = core::Loop::Current()) self->ring().Submit();
   done.WaitForNotification();
   return status;
 }
