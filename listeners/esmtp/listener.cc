@@ -264,6 +264,11 @@ void EsmtpListener::Drain(std::function<void()> drained) {
   draining_ = true;
   drained_ = std::move(drained);
   CloseAcceptors();
+  // Stop listening as well: a client connecting now would otherwise sit in the accept queue,
+  // unanswered, until the daemon exits. Refused, it tries its next MX at once.
+  for (auto& a : acceptors_) {
+    if (a->fd >= 0) shutdown(a->fd, SHUT_RDWR);
+  }
   std::vector<Session*> all;
   for (auto& [s, owned] : sessions_) all.push_back(s);
   for (Session* s : all) s->Shutdown();
