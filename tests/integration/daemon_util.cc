@@ -350,9 +350,22 @@ std::string DescribeWaitStatus(int status) {
 // ---------------------------------------------------------------------------------------
 // The daemon
 
-RunningDaemon::RunningDaemon(std::string root) : root_(std::move(root)) {}
+RunningDaemon::RunningDaemon(std::string root) : root_(std::move(root)) {
+  refused_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sin);
+  if (refused_fd_ >= 0 && bind(refused_fd_, reinterpret_cast<sockaddr*>(&sin), len) == 0 &&
+      getsockname(refused_fd_, reinterpret_cast<sockaddr*>(&sin), &len) == 0) {
+    refused_port_ = ntohs(sin.sin_port);
+  }
+}
 
-RunningDaemon::~RunningDaemon() { process_.Kill(); }
+RunningDaemon::~RunningDaemon() {
+  process_.Kill();
+  if (refused_fd_ >= 0) close(refused_fd_);
+}
 
 std::string RunningDaemon::ConfigText(const DaemonConfig& c) const {
   std::string loops;
@@ -368,6 +381,9 @@ std::string RunningDaemon::ConfigText(const DaemonConfig& c) const {
       "log_dir = \"", log_dir(), "\"\n",
       "hostname = \"mx.test\"\n",
       "spool_segment_size = ", c.spool_segment_size, "\n",
+      "default_route = \"",
+      c.default_route.empty() ? absl::StrCat("[127.0.0.1]:", refused_port_) : c.default_route,
+      "\"\n",
       loops, c.global_extra, "\n",
       "ESMTP_Listener {\n", esmtp_loop,
       "  relay_hosts = ", c.relay_hosts, "\n",

@@ -123,6 +123,10 @@ struct DaemonConfig {
   std::string esmtp_extra;   // e.g. "max_recipients = 3\n"
   std::string relay_hosts = "( \"127.0.0.0/8\" )";
   std::string relay_domains = "( \"local.test\" )";
+  // Where delivery sends everything. Empty: a loopback port the harness holds bound but not
+  // listening, so every attempt is refused and every message stays queued (deferred) for
+  // the test to inspect; no DNS query leaves the machine.
+  std::string default_route;
   // > 0: the listener runs on an eventloop pool "esmtp" of this many loops, licensed by
   // TestLicensePath() (without a license the daemon allows 1 loop).
   int esmtp_loops = 0;
@@ -133,6 +137,8 @@ class RunningDaemon {
   // Uses `root` for spool/, log/, control.sock, ringmaild.conf and ringmaild.stderr.
   explicit RunningDaemon(std::string root);
   ~RunningDaemon();  // SIGKILLs and reaps a daemon still running
+  RunningDaemon(const RunningDaemon&) = delete;
+  RunningDaemon& operator=(const RunningDaemon&) = delete;
 
   std::string ConfigText(const DaemonConfig& config) const;
   // Writes the config file and starts ringmaild; waits up to `timeout` for the ready line.
@@ -165,6 +171,8 @@ class RunningDaemon {
   std::string root_;
   Subprocess process_;
   uint16_t port_ = 0;
+  int refused_fd_ = -1;  // bound, never listening: connections to it are refused
+  uint16_t refused_port_ = 0;
 };
 
 // A blocking TCP client with poll()-bounded reads and writes, for speaking SMTP by hand.

@@ -608,6 +608,14 @@ TEST_F(EsmtpDaemonTest, SigtermFinishesDataInProgressAndRefusesNewCommands) {
   SmtpClient::Reply r = idle.ReadReply(Millis(10'000));
   EXPECT_THAT(r.last(), StartsWith("421 4.3.2")) << r.text();
   EXPECT_TRUE(idle.WaitForClose(Millis(5'000)));
+  // A client arriving during the drain is not left waiting in the accept queue: it is
+  // refused, or hears 421, or is closed, at once.
+  SmtpClient late;
+  if (late.Connect(daemon_.port()).ok()) {
+    SmtpClient::Reply hello = late.ReadReply(Millis(3'000));
+    EXPECT_TRUE(hello.code == 421 || late.WaitForClose(Millis(0)))
+        << "a connection made during the drain got no answer: " << hello.text();
+  }
 
   ASSERT_TRUE(sending.Send("second half\r\n.\r\n").ok());
   r = sending.ReadReply(Millis(10'000));
