@@ -175,7 +175,8 @@ if "parts" in want: check("parts", [p.get_content_type() for p in m.walk()], wan
 for t, text in want.get("texts", {}).items():
     got = [p.get_content() for p in m.walk() if p.get_content_type() == t]
     check("text " + t, [g.replace("\r\n", "\n") for g in got], [text])
-atts = [{"filename": p.get_filename(), "sha256": hashlib.sha256(p.get_payload(decode=True)).hexdigest()}
+def digest(p): return hashlib.sha256(p.get_payload(decode=True)).hexdigest()
+atts = [{"filename": p.get_filename(), "sha256": digest(p)}
         for p in m.walk() if p.get_content_disposition() == "attachment"]
 if "attachments" in want: check("attachments", atts, want["attachments"])
 for line in m.as_bytes().split(b"\n"):

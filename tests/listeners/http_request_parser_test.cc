@@ -144,6 +144,7 @@ TEST(HttpRequestParserTest, MalformedAndOverLimitRequestsGetTheirStatus) {
       {"garbage request line", "HELLO\r\n\r\n", 400},
       {"no version", "GET /\r\n\r\n", 400},
       {"bad version", "GET / HTTP/9.x\r\n\r\n", 400},
+      {"HTTP/2 over HTTP/1 framing", "GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505},
       {"space in header name", "GET / HTTP/1.1\r\nBad Name: v\r\n\r\n", 400},
       {"long url", "GET /" + std::string(2000, 'a') + " HTTP/1.1\r\n\r\n", 431},
       {"long header", "GET / HTTP/1.1\r\nX: " + std::string(2000, 'a') + "\r\n\r\n", 431},
@@ -211,6 +212,15 @@ TEST(HttpRequestParserTest, TrailingSpacesOfValuesAreTrimmed) {
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(*r[0].Header("host"), "h");
   EXPECT_EQ(*r[0].Header("expect"), "100-continue");
+}
+
+TEST(HttpRequestParserTest, ObsoleteLineFoldingIsUnfolded) {
+  // RFC 9112 §5.2: a server either refuses obs-fold or replaces it with spaces; the library
+  // unfolds, and no CR or LF ever reaches a header value.
+  std::vector<HttpRequest> r = ParseAll("GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", 1);
+  ASSERT_EQ(r.size(), 1u);
+  ASSERT_NE(r[0].Header("x"), nullptr);
+  EXPECT_EQ(r[0].Header("x")->find_first_of("\r\n"), std::string::npos) << *r[0].Header("x");
 }
 
 TEST(HttpRequestParserTest, EqualsIgnoreCase) {
