@@ -44,8 +44,10 @@ class EngineHarness {
   EngineHarness(const EngineHarness&) = delete;
   EngineHarness& operator=(const EngineHarness&) = delete;
 
-  // `options.report_sink` is replaced by the harness's.
-  absl::Status Start(EngineOptions options);
+  // `options.report_sink` is replaced by the harness's, unless `production_reports`:
+  // then the reports take the production path (options.topology → the ledgers) and
+  // reports() stays empty.
+  absl::Status Start(EngineOptions options, bool production_reports = false);
   void Submit(DeliveryJob job);
   void OnLoop(absl::AnyInvocable<void(Engine&) &&> fn);
   std::vector<DomainSummary> Summary();
