@@ -85,7 +85,8 @@ print(json.dumps(msg))
 PY
 }
 
-start_daemon() {  # dir
+PORT=""
+start_daemon() {  # dir; sets DAEMON_PID and PORT (not run in a subshell: the PID must stay)
   local dir=$1
   mkdir -p "$dir"
   cat > "$dir/ringmaild.conf" <<EOF
@@ -113,7 +114,7 @@ EOF
     sleep 0.1
   done
   [[ -n $port ]] || { echo "ringmaild did not start:" >&2; cat "$dir/stderr" >&2; exit 1; }
-  echo "$port"
+  PORT=$port
 }
 
 stop_daemon() {
@@ -171,7 +172,8 @@ for kind in $KINDS; do
   body=$WORK/$kind.json
   make_body "$kind" "$SIZE" > "$body"
   for run in $(seq 1 "$RUNS"); do
-    port=$(start_daemon "$WORK/$kind.$run")
+    start_daemon "$WORK/$kind.$run"
+    port=$PORT
     if [[ $TOOL == wrk ]]; then
       read -r reqs rps errors p50 p99 <<< "$(run_wrk "$port" "$body")"
     else
