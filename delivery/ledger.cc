@@ -138,7 +138,10 @@ Ledger::Entry* Ledger::Track(spool::CommittedMessage&& message) {
   e.location = message.location;
   e.tracks.resize(e.envelope.recipients.size());
   for (size_t i = 0; i < e.tracks.size(); ++i) {
-    if (IsFinalState(e.envelope.recipients[i].state)) {
+    const core::Recipient& r = e.envelope.recipients[i];
+    e.tracks[i].attempts = r.attempts;
+    if (r.state == core::RecipientState::kDeferred) e.tracks[i].next_attempt_ms = r.next_attempt_ms;
+    if (IsFinalState(r.state)) {
       e.tracks[i].final = e.tracks[i].reported_final = true;
       ++e.final_count;
     }
@@ -246,8 +249,8 @@ std::vector<DeliveryJob> Ledger::BuildJobs(const core::MessageId& id, Entry& ent
     jr.index = i;
     jr.address = deliver_to;
     jr.params = r.params;
-    jr.attempts = r.attempts;
-    jr.next_attempt_ms = r.state == core::RecipientState::kDeferred ? r.next_attempt_ms : 0;
+    jr.attempts = t.attempts;
+    jr.next_attempt_ms = t.next_attempt_ms;
   }
   return jobs;
 }

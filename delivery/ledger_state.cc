@@ -71,6 +71,11 @@ void Ledger::ApplyItem(const core::MessageId& id, Entry& entry, DeliveryReport::
   }
   Entry::Track& t = entry.tracks[item.index];
   spool::RecipientStatus status{item.state, item.attempts, 0};
+  if (item.state == core::RecipientState::kDeferred ||
+      item.state == core::RecipientState::kPending) {
+    t.attempts = std::max(t.attempts, item.attempts);
+    t.next_attempt_ms = item.next_attempt_ms;
+  }
   switch (item.state) {
     case core::RecipientState::kPending:
       // Handed back: dispatched again when due (no record: nothing durable changed).

@@ -30,6 +30,10 @@ struct Ledger::Entry {
     bool out = false;             // a job for it is at an engine
     bool parked = false;          // handed back, waiting here for its next attempt
     uint16_t in_flight = 0;       // RECIPIENT records appended, not durable yet
+    // The latest attempt count and next attempt known (reported, maybe not durable yet):
+    // what a job carries, so a re-dispatch never goes back to older values.
+    uint32_t attempts = 0;
+    uint64_t next_attempt_ms = 0;
     spool::SegmentId out_segment;  // the segment its job reads (held while out)
   };
   // What a failure said, for the DSN.

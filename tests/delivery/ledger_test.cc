@@ -434,10 +434,13 @@ TEST_F(LedgerTest, CompactionMovesTheLastLiveMessageAndRemovesTheSegment) {
   n.lt().Run([&] { n.ledger().RunMaintenance(); });
   EXPECT_EQ(n.Stats().messages_compacted, 0u);
   EXPECT_TRUE(FileExists(spool::SegmentPath(SpoolDir(), sparse)));
-  // Handed back until later: now it may move.
-  n.Report(ReportOf(c[0].id, {Item(0, RecipientState::kPending, "", "", 1,
-                                   NowMs() + 3600 * 1000)}));
+  // Deferred for long and handed back (what an engine does): once its record is durable,
+  // it may move.
+  uint64_t later = NowMs() + 3600 * 1000;
+  n.Report(ReportOf(c[0].id, {Item(0, RecipientState::kDeferred, "451 later", "", 1, later),
+                              Item(0, RecipientState::kPending, "", "", 1, later)}));
   EXPECT_EQ(n.Stats().parked, 1u);
+  ASSERT_TRUE(n.AwaitStats([](const LedgerStats& s) { return s.recipient_records == 6; }));
   n.lt().Run([&] { n.ledger().RunMaintenance(); });
   ASSERT_TRUE(n.AwaitStats([](const LedgerStats& s) {
     return s.messages_compacted == 1 && s.segments_unlinked >= 1;
@@ -449,7 +452,9 @@ TEST_F(LedgerTest, CompactionMovesTheLastLiveMessageAndRemovesTheSegment) {
   ASSERT_NE(m, nullptr);
   EXPECT_TRUE(m->stale_copies.empty());
   EXPECT_NE(m->message.location.segment, sparse);
-  EXPECT_EQ(m->message.envelope.recipients[0].state, RecipientState::kPending);
+  EXPECT_EQ(m->message.envelope.recipients[0].state, RecipientState::kDeferred);
+  EXPECT_EQ(m->message.envelope.recipients[0].next_attempt_ms, later);
+  EXPECT_EQ(m->message.envelope.recipients[0].attempts, 1u);
   EXPECT_EQ(ReadRange(spool::SegmentPath(SpoolDir(), m->message.location.segment),
                       m->message.location.content_offset, m->message.location.content_length),
             content);
@@ -459,6 +464,9 @@ TEST_F(LedgerTest, CompactionMovesTheLastLiveMessageAndRemovesTheSegment) {
   std::vector<DeliveryJob> jobs = n.TakeJobs();
   ASSERT_EQ(jobs.size(), 1u);
   EXPECT_EQ(jobs[0].segment_path, spool::SegmentPath(SpoolDir(), m->message.location.segment));
+  ASSERT_EQ(jobs[0].recipients.size(), 1u);
+  EXPECT_EQ(jobs[0].recipients[0].attempts, 1u);
+  EXPECT_EQ(jobs[0].recipients[0].next_attempt_ms, 0u);  // handed back as due now
   EXPECT_EQ(ReadRange(jobs[0].segment_path, jobs[0].content_offset, jobs[0].content_length),
             content);
   n.Report(ReportOf(c[0].id, {Item(0, RecipientState::kDelivered)}));
