@@ -266,6 +266,25 @@ void ClientConn::Shutdown() {
   }
 }
 
+void ClientConn::Abandon() {
+  switch (state_) {
+    case State::kDisconnected:
+      worker_->loop_.timers().Cancel(timer_);
+      state_ = State::kFinished;
+      worker_->ConnFinished();
+      return;
+    case State::kConnecting:
+    case State::kGreeting:
+    case State::kEhlo:
+    case State::kHelo:
+      error_close_ = false;
+      Close();
+      return;
+    default:
+      return;  // in a session: it finishes its messages and quits
+  }
+}
+
 void ClientConn::TimerFired(core::Timer&) {
   if (state_ == State::kDisconnected) return Connect();
   Fail(state_ == State::kConnecting ? "timed out connecting" : "timed out waiting for a reply",
@@ -747,6 +766,15 @@ SendWorker::Take SendWorker::Peek(uint64_t now_us, uint64_t* due_us) const {
 SendWorker::Take SendWorker::TakeMessage(MessageTicket* out) {
   uint64_t due = 0;
   Take t = Peek(core::MonotonicUs(), &due);
+  if (t == Take::kDone && !sweep_scheduled_) {
+    // Nothing left to send: connections still waiting for a greeting have no work. Close
+    // them rather than wait: behind a full accept queue a peer may never greet (a SYN-
+    // cookie connection it forgot), and the run would hang until --timeout.
+    sweep_scheduled_ = true;
+    loop_.Defer([this] {
+      for (auto& c : conns_) c->Abandon();
+    });
+  }
   if (t != Take::kReady) return t;
   out->seq = index_ + issued_ * workers_;
   out->due_us = due;

@@ -78,6 +78,7 @@ class ClientConn {
   void Connect();
   void Resume();  // a parked connection: a message is due, or the run is over
   void Shutdown();
+  void Abandon();  // no message is left: close unless in a session
   bool finished() const { return state_ == State::kFinished; }
 
  private:
@@ -246,6 +247,7 @@ class SendWorker {
   uint64_t issued_ = 0;
   bool stopping_ = false;
   bool done_ = false;
+  bool sweep_scheduled_ = false;
   uint64_t finish_us_ = 0;
   size_t finished_conns_ = 0;
   std::string scratch_;
