@@ -134,8 +134,9 @@ absl::Status Engine::Init() {
   }
   engine_count_ = options_.engine_count;
   if (engine_count_ == 0) {
-    engine_count_ = options_.topology != nullptr && !options_.topology->engines.empty()
-                        ? options_.topology->engines.size()
+    // The loops, not the engines: those may still be being made on the other loops.
+    engine_count_ = options_.topology != nullptr && !options_.topology->delivery_loops.empty()
+                        ? options_.topology->delivery_loops.size()
                         : 1;
   }
   loop_.OnStop([this] { Stop(); });

@@ -5,14 +5,16 @@
 // Threads and lifetime. One Engine per delivery loop, made ON that loop (Create checks),
 // used only there, destroyed after that loop stopped (Run returned / Join()ed). Other
 // threads reach it by Loop::Post of a closure that calls it:
-//   ledger (owner loop)  → delivery_loops[i]->Post([e, job = std::move(job)]() mutable {
-//                              e->Submit(std::move(job)); })
+//   ledger (owner loop)  → LedgerOptions::dispatch: PostJobToLoop(*delivery_loops[i], job,
+//                          [e](DeliveryJob&& j) { e->Submit(std::move(j)); })  (ledger.h)
 //   control socket       → Post a closure calling QueueSummary / Suspend / Resume / Flush /
 //                          stats and posting the answer back.
 // When the loop stops (its OnStop), the Engine stops starting work, cancels its timers,
 // aborts every connection (cancel, wait for the ring, close) and tries once more to post
 // the reports it holds. Recipients whose delivery was cut short are not reported: they are
-// pending in the spool and recovery queues them again at the next start.
+// pending in the spool and recovery queues them again at the next start. A report posted
+// to an owner loop that stops before running it is lost the same way (the recipient is
+// delivered again after a restart): stop the delivery loops first where they differ.
 //
 // Domain records. Made on first use (Submit, or Suspend of a domain not seen yet), freed
 // when they hold nothing (no queued work, no connection, not suspended). Each holds the
@@ -114,7 +116,7 @@ struct EngineOptions {
   // max_outbound_connections; owned by the caller, outlives the engines. Null: each engine
   // keeps to its share, ceil(max / engine_count).
   std::atomic<int64_t>* outbound_connections = nullptr;
-  size_t engine_count = 0;  // 0: topology->engines.size(), or 1 without a topology
+  size_t engine_count = 0;  // 0: topology->delivery_loops.size(), or 1 without a topology
   size_t transaction_recipients_max = 100;  // 1..kTransactionRecipientsMax
   size_t body_files_max = 64;               // segment files kept open for reading
   uint32_t addresses_max = 10;              // connect attempts per connection's hosts
