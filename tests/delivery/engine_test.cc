@@ -171,6 +171,23 @@ TEST_F(EngineTest, RecipientsOfOneMessageShareATransactionAndConnectionsAreReuse
   EXPECT_EQ(server_->quits(), 1);  // QUIT once the queue is empty
 }
 
+TEST_F(EngineTest, BdatSendsTheContentRawWhenChunkingIsPreferred) {
+  ServerOptions so;
+  so.chunking = true;
+  StartServer(so);
+  EngineOptions o = Options(Config());
+  o.prefer_chunking = true;
+  StartEngine(std::move(o));
+  DeliveryJob job = spool_.Add("a@origin.test", {"r@smart.test"}, "smart.test", kTrickyBody,
+                               /*eight_bit=*/true);
+  engine_.Submit(job);
+  ASSERT_TRUE(engine_.AwaitItems(RecipientState::kDelivered, 1));
+  ASSERT_TRUE(server_->AwaitTransactions(1));
+  ServerTransaction tx = server_->transactions()[0];
+  EXPECT_TRUE(tx.bdat);
+  EXPECT_EQ(tx.content, SpoolFile::ContentOf(job));  // unstuffed, unterminated, exact
+}
+
 TEST_F(EngineTest, TransactionRecipientCapAndDeliveriesPerConnection) {
   StartServer();
   EngineOptions o = Options(

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/ascii.h"
@@ -38,6 +39,20 @@ class Lines {
       if (n <= 0) return false;
       buffer_.append(chunk, static_cast<size_t>(n));
     }
+  }
+
+  // Exactly `n` more bytes (BDAT); false at EOF or error.
+  bool Raw(size_t n, std::string* out) {
+    while (buffer_.size() < n) {
+      char chunk[65536];
+      ssize_t got = recv(fd_, chunk, sizeof(chunk), 0);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) return false;
+      buffer_.append(chunk, static_cast<size_t>(got));
+    }
+    *out = buffer_.substr(0, n);
+    buffer_.erase(0, n);
+    return true;
   }
 
  private:
@@ -144,6 +159,7 @@ void TestSmtpServer::Serve(int fd, int number) {
       reply = "250-test.example\r\n";
       if (options_.pipelining) reply += "250-PIPELINING\r\n";
       if (options_.eight_bit_mime) reply += "250-8BITMIME\r\n";
+      if (options_.chunking) reply += "250-CHUNKING\r\n";
       reply += "250-SIZE 100000000\r\n250 ENHANCEDSTATUSCODES\r\n";
     } else if (absl::StartsWith(upper, "HELO")) {
       reply = "250 test.example\r\n";
@@ -186,6 +202,21 @@ void TestSmtpServer::Serve(int fd, int number) {
         cv_.notify_all();
         in_tx = false;
       }
+    } else if (options_.chunking && absl::StartsWith(upper, "BDAT ")) {
+      // Only "BDAT <n> LAST" (what a client sends for a whole message in one chunk).
+      size_t n = std::strtoull(line.c_str() + 5, nullptr, 10);
+      if (!lines.Raw(n, &tx.data_wire)) break;
+      tx.content = tx.data_wire;
+      tx.bdat = true;
+      reply = options_.data_reply ? options_.data_reply(tx) : "250 2.0.0 ok";
+      tx.final_reply = reply;
+      reply += "\r\n";
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        transactions_.push_back(tx);
+      }
+      cv_.notify_all();
+      in_tx = false;
     } else if (absl::StartsWith(upper, "RSET")) {
       in_tx = false;
       reply = "250 2.0.0 reset\r\n";

@@ -30,14 +30,17 @@ struct ServerTransaction {
   std::string mail_line;    // "MAIL FROM:<a@b> SIZE=12 BODY=8BITMIME"
   std::string mail_from;    // the reverse-path, without brackets
   std::vector<std::string> recipients;  // accepted ones, without brackets
-  std::string data_wire;    // between the 354 and the final ".\r\n", as sent (dot-stuffed)
+  std::string data_wire;    // between the 354 and the final ".\r\n", as sent (dot-stuffed);
+                            // for BDAT the chunk bytes as sent
   std::string content;      // unstuffed
   std::string final_reply;  // what we answered after the data
+  bool bdat = false;        // came with BDAT ... LAST
 };
 
 struct ServerOptions {
   bool pipelining = true;
   bool eight_bit_mime = true;
+  bool chunking = false;  // announce CHUNKING and take BDAT
   // Reply to RCPT TO:<address>; empty function: "250 2.1.5 ok".
   std::function<std::string(const std::string& address)> rcpt_reply;
   // Reply after the data, given the transaction so far; empty: "250 2.0.0 ok".
