@@ -312,6 +312,7 @@ void Loop::RunTurns() {
     bool ready = inbox_left || !deferred_.empty() || timers_.NextDeadline() <= now_ms_ ||
                  wake_pending_.load(std::memory_order_acquire) || ring_->ready() > 0;
     Wait(ready);
+    UpdateClock();  // handlers see the time they run at, not the time the loop slept
     ReapAndDispatch();
   }
   finished_.store(true, std::memory_order_release);

@@ -242,7 +242,10 @@ void Recovery::ScanSegment(SegmentId id, SegmentFile* file) {
     file->quarantined = true;
     Quarantine(id, path, "I/O error: " + report.end.detail, messages.size());
   } else {
-    file->scanned_nonempty = true;
+    // The writer keeps a spare segment (header, no records) ahead of the active one: an
+    // empty, cleanly ending segment must not count as the newest, or the active segment's
+    // torn tail would be taken for damage in an older segment and never sealed.
+    file->scanned_nonempty = report.records > 0 || report.end.kind != SegmentEnd::kClean;
     report.messages = messages.size();
     for (const StateRecord& s : states) ++(s.done ? report.dones : report.recipient_updates);
     segment_index = result_.report.segments.size();

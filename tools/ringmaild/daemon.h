@@ -94,6 +94,7 @@ class Daemon {
                    bool with_domains = false);
   LoopSnapshot SnapshotOf(core::Loop& loop, bool with_domains);
   void HandleDeliveryCommand(const control::Request& request, Reply reply);
+  void MessageShow(const std::string& hex, Reply reply);  // asks each ledger in turn
   control::Response QueueSummary(const std::vector<LoopSnapshot>& loops,
                                  const std::string& domain, bool json);
   control::Response Summary(const std::vector<LoopSnapshot>& loops, bool json);

@@ -373,8 +373,19 @@ void Daemon::HandleDeliveryCommand(const control::Request& request, Reply reply)
     return;
   }
   if (w.size() == 3 && w[0] == "message" && w[1] == "show") {
+    MessageShow(w[2], std::move(reply));
+    return;
+  }
+  std::move(reply)(Err("usage: queue summary [DOMAIN] | queue flush [DOMAIN] | "
+                       "domain suspend|resume DOMAIN | message show ID"));
+}
+
+void Daemon::MessageShow(const std::string& hex, Reply reply) {
+  core::Loop& master = loops_->master();
+  const bool json = false;
+  {
     core::MessageId id;
-    if (!core::MessageId::FromHex(w[2], &id)) {
+    if (!core::MessageId::FromHex(hex, &id)) {
       std::move(reply)(Err("message show: ID must be 32 hex digits"));
       return;
     }
@@ -426,10 +437,7 @@ void Daemon::HandleDeliveryCommand(const control::Request& request, Reply reply)
       });
     };
     (*step)();
-    return;
   }
-  std::move(reply)(Err("usage: queue summary [DOMAIN] | queue flush [DOMAIN] | "
-                       "domain suspend|resume DOMAIN | message show ID"));
 }
 
 Response Daemon::QueueSummary(const std::vector<LoopSnapshot>& loops, const std::string& domain,
