@@ -328,6 +328,13 @@ TEST_F(RelayDaemonTest, KillDashNineDuringDeliveryLosesNothingAndDuplicatesFew) 
   EXPECT_EQ(logged_again, 0) << "recipients logged delivered before the kill were re-sent";
 }
 
+// DISABLED: exposes a bug. dnsmasq answers (the MX and the A record resolve to 127.0.0.1),
+// but the engine connects to a port that is neither the global remote_smtp_port nor a
+// Domain "mxdomain.test" { remote_smtp_port } (delivery.log: "connect to
+// 127.0.0.1[127.0.0.1]:59077: Connection refused" with remote_smtp_port = 34583), so every
+// attempt is deferred. Smarthost routes (Domain routes) use the right port. Suspect: the MX
+// path's port (Route::port → SmtpClient hosts_ in MxDone) on its way from RouteForDomain to
+// the client. Run with --gtest_also_run_disabled_tests.
 TEST_F(RelayDaemonTest, DISABLED_MxRoutingThroughDnsmasqDelivers) {
   const std::string dnsmasq = FindProgram({"/usr/sbin/dnsmasq", "dnsmasq"});
   if (dnsmasq.empty()) GTEST_SKIP() << "dnsmasq not installed";
