@@ -303,10 +303,15 @@ void SmtpClient::StartTransaction() {
     }
     Transaction tx;
     if (!MakeTransaction(&tx)) continue;  // its content cannot be read: reported; the next
+    if (!machine_->Begin(std::move(tx))) {
+      // The connection ended meanwhile: the Work stays carried (the next address or a
+      // temporary failure, when the session's end is handled).
+      ReleaseFile();
+      return;
+    }
     ++deliveries_;
     ++stats_.transactions;
     used_ = true;
-    machine_->Begin(std::move(tx));
     return;
   }
   machine_->Quit();
