@@ -170,10 +170,6 @@ bool Token::is_scalar() const {
   }
 }
 
-// A token's text for an error message. Messages are one line each (diagnostics.h), but a
-// string may hold line breaks (from \n or \r escapes, or a raw CR) and a bare word other
-// control bytes: those are shown escaped, never raw.
-namespace {
 std::string EscapeForMessage(std::string_view text) {
   std::string out;
   for (char c : text) {
@@ -195,7 +191,6 @@ std::string EscapeForMessage(std::string_view text) {
   }
   return out;
 }
-}  // namespace
 
 std::string Token::Describe() const {
   if (kind == TokenKind::kString) return Cat("\"", EscapeForMessage(text), "\"");

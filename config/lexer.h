@@ -49,6 +49,11 @@ enum class TokenKind : uint8_t {
 
 const char* TokenKindName(TokenKind kind);
 
+// Text from a configuration (a string's decoded value, a bare word, a path built from one)
+// made fit for an error message: messages are one line each (diagnostics.h), so line breaks
+// and other control bytes are shown escaped (\n \r \t \xNN), as are '"' and '\\'.
+std::string EscapeForMessage(std::string_view text);
+
 struct Token {
   TokenKind kind = TokenKind::kEnd;
   Position pos;

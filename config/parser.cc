@@ -239,8 +239,9 @@ std::optional<std::string> Parser::CheckInclude(const Token& path_token,
   }
   std::optional<std::string> canonical = RealPath(resolved);
   if (!canonical) {
-    diagnostics_->Error(path_token.pos,
-                        Cat("cannot open include file '", resolved, "': ", ErrnoText(errno)));
+    const int error = errno;
+    diagnostics_->Error(path_token.pos, Cat("cannot open include file '",
+                                            EscapeForMessage(resolved), "': ", ErrnoText(error)));
     return std::nullopt;
   }
   for (size_t i = 0; i < open_files_.size(); ++i) {
@@ -249,7 +250,7 @@ std::optional<std::string> Parser::CheckInclude(const Token& path_token,
     for (size_t j = i; j < open_files_.size(); ++j) {
       chain.push_back(diagnostics_->file_name(open_files_[j].file));
     }
-    chain.push_back(resolved);
+    chain.push_back(EscapeForMessage(resolved));
     diagnostics_->Error(path_token.pos, Cat("include cycle: ", absl::StrJoin(chain, " -> ")));
     return std::nullopt;
   }
@@ -266,8 +267,9 @@ void Parser::ParseInclude(Stream& s, std::vector<Node>* out, int depth) {
   if (!canonical) return;
   absl::StatusOr<std::string> text = ReadSmallFile(*canonical, kMaxFileBytes);
   if (!text.ok()) {
-    diagnostics_->Error(path_token.pos, Cat("cannot read include file '", resolved,
-                                            "': ", text.status().message()));
+    diagnostics_->Error(path_token.pos, Cat("cannot read include file '",
+                                            EscapeForMessage(resolved), "': ",
+                                            text.status().message()));
     return;
   }
   total_bytes_ += text->size();

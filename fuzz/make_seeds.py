@@ -263,6 +263,23 @@ def http_inject():
           '["\u00e9@example.com"],"content":"From: x\\n\\n\u00e9t\u00e9"}\x00')
 
 
+# ---- esmtp_policy: an argument line + mode (bit 0: SMTPUTF8 for RCPT) ------------------------
+def esmtp_policy():
+    for name, line, mode in (
+            ("mail", b"FROM:<a.b@example.com> SIZE=1000 BODY=8BITMIME", 0),
+            ("mail_null", b"FROM:<>", 0),
+            ("mail_utf8", "FROM:<jö@exämple.com> SMTPUTF8".encode(), 0),
+            ("mail_quoted", b'FROM:<"a b\\\"c"@[IPv6:2001:db8::1]>', 0),
+            ("rcpt_route", b"TO:<@a.example,@b.example:x@example.com> NOTIFY=NEVER", 0),
+            ("rcpt_postmaster", b"TO:<PostMaster>", 0),
+            ("rcpt_utf8", "TO:<δ@example.com>".encode(), 1),
+            ("cidr4", b"192.0.2.0/24", 0),
+            ("cidr6", b"2001:db8::/32", 0),
+            ("mapped", b"[::ffff:192.0.2.1%eth0]", 0),
+            ("helo", b"client.example", 0)):
+        write("esmtp_policy", name, line + bytes([mode]))
+
+
 if __name__ == "__main__":
     smtp_parser()
     session_machine()
@@ -274,3 +291,4 @@ if __name__ == "__main__":
     dns_answer()
     http_request()
     http_inject()
+    esmtp_policy()

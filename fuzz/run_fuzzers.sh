@@ -4,9 +4,9 @@
 #
 #   fuzz: smtp_parser        ok     runs=1234567  exec/s=61728  cov=812  corpus=96  20s
 #
-# FUZZ_SECONDS (default 20) is each target's -max_total_time. A target's working corpus
-# lives in BUILD_DIR/fuzz-work/<name> (seeded from fuzz/corpus/<name>, which is never
-# written), so local runs keep what earlier runs found. A crash, a timeout (-timeout=10), an
+# FUZZ_SECONDS (default 20) is each target's -max_total_time (0: only replay the corpora).
+# A target's working corpus lives in BUILD_DIR/fuzz-work/<name> (seeded from
+# fuzz/corpus/<name>, which is never written), so local runs keep what earlier runs found. A crash, a timeout (-timeout=10), an
 # out-of-memory (-rss_limit_mb=2048) or a leak leaves the input in
 # BUILD_DIR/fuzz-artifacts/ and its log tail on stderr; the script then exits 1.
 # With no TARGET every *_fuzz binary in BUILD_DIR/fuzz runs, in name order.
@@ -16,6 +16,10 @@ build=${1:?usage: fuzz/run_fuzzers.sh BUILD_DIR [TARGET...]}
 shift
 build=$(cd "$build" && pwd)
 seconds=${FUZZ_SECONDS:-20}
+if ! [[ "$seconds" =~ ^[0-9]+$ ]]; then
+  echo "fuzz: FUZZ_SECONDS must be a whole number of seconds, not '$seconds'" >&2
+  exit 2
+fi
 
 # Our own sanitizer settings, whatever the caller exported for its test runs.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1
@@ -43,8 +47,10 @@ for name in "${targets[@]}"; do
   log="$build/fuzz-logs/$name.log"
   mkdir -p "$work"
   rm -f "$build"/fuzz-artifacts/"$name"-*
-  args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+  args=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1
         -artifact_prefix="$build/fuzz-artifacts/$name-")
+  # -max_total_time=0 would mean "forever": FUZZ_SECONDS=0 replays the corpus only.
+  if [ "$seconds" -gt 0 ]; then args+=(-max_total_time="$seconds"); else args+=(-runs=0); fi
   [ -f "$here/dicts/$name.dict" ] && args+=(-dict="$here/dicts/$name.dict")
   seeds=()
   [ -d "$here/corpus/$name" ] && seeds+=("$here/corpus/$name")

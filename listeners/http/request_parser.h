@@ -94,6 +94,7 @@ class RequestParser {
   static int OnMessageComplete(http_parser* p);
   int Fail(int status, std::string text);
   bool HeaderBytesOver(const char* at, size_t len);
+  int OnTrailerBytes(size_t len);
   void FinishHeaderPair();
 
   ParserLimits limits_;
@@ -112,6 +113,7 @@ class RequestParser {
   // the bytes of the current Feed call start.
   uint64_t stream_offset_ = 0;
   uint64_t header_base_ = 0;
+  uint64_t trailer_bytes_ = 0;  // of the current request's trailer section (dropped)
   const char* chunk_start_ = nullptr;
   int pending_event_ = 0;  // 1: headers, 2: message (set by the callbacks that pause)
   int error_status_ = 0;

@@ -39,5 +39,16 @@ TEST(ConfigRegressionTest, TypeErrorsQuoteEscapedValues) {
       << errors[0].ToString();
 }
 
+// Found by fuzzing: an include path is built from a string token, and "cannot open include
+// file '<path>'" quoted it raw (a CR in the path split the error).
+TEST(ConfigRegressionTest, IncludeErrorsQuotePathsEscaped) {
+  const std::vector<ConfigError> errors =
+      ErrorsOf("include \"/nonexistent\\r\\ndir/x.conf\"\n");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].message.find_first_of("\r\n"), std::string::npos) << errors[0].ToString();
+  EXPECT_NE(errors[0].message.find("'/nonexistent\\r\\ndir/x.conf'"), std::string::npos)
+      << errors[0].ToString();
+}
+
 }  // namespace
 }  // namespace ringmail::config
