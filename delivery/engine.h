@@ -165,7 +165,7 @@ struct EngineStats {
   uint64_t outbox = 0;
 };
 
-class Engine : private SmtpClient::Owner {
+class Engine final : private SmtpClient::Owner {
  public:
   // On `loop`'s thread. kInvalidArgument for bad options; the Resolver's errors.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(core::Loop& loop,
