@@ -18,9 +18,11 @@ constexpr size_t kIpTextBytesMax = 64;  // INET6_ADDRSTRLEN (46) plus brackets a
 
 bool IsAlnum(unsigned char c) { return absl::ascii_isalnum(c); }
 
-// RFC 5322 atext as RFC 5321 §4.1.2 uses it.
+// RFC 5322 atext as RFC 5321 §4.1.2 uses it. Not strchr: it finds the terminating NUL, so
+// a NUL octet counted as atext (found by fuzz/esmtp_policy_fuzz: "<a\0b@x>" was accepted).
 bool IsAtext(unsigned char c) {
-  return IsAlnum(c) || std::strchr("!#$%&'*+-/=?^_`{|}~", c) != nullptr;
+  constexpr std::string_view kSpecials = "!#$%&'*+-/=?^_`{|}~";
+  return IsAlnum(c) || kSpecials.find(static_cast<char>(c)) != std::string_view::npos;
 }
 
 // Length of the well-formed UTF-8 sequence starting at s[i] (s[i] >= 0x80), or 0.
