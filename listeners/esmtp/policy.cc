@@ -113,6 +113,9 @@ bool ValidAddressLiteral(std::string_view literal) {
   // literal is "[...]".
   if (literal.size() < 3 || literal.size() > kIpTextBytesMax) return false;
   std::string_view body = literal.substr(1, literal.size() - 2);
+  // inet_pton reads a C string: a NUL would hide what follows it ("[10.0.0.1\0junk]" was
+  // accepted; found by fuzz/esmtp_policy_fuzz).
+  if (body.find('\0') != std::string_view::npos) return false;
   char text[kIpTextBytesMax + 1];
   unsigned char scratch[16];
   if (absl::StartsWithIgnoreCase(ToAbsl(body), "IPv6:")) {
@@ -364,6 +367,7 @@ std::optional<IpAddress> IpAddress::Parse(std::string_view text) {
   }
   if (size_t zone = text.find('%'); zone != std::string_view::npos) text = text.substr(0, zone);
   if (text.empty() || text.size() > kIpTextBytesMax) return std::nullopt;
+  if (text.find('\0') != std::string_view::npos) return std::nullopt;  // C string below
   char buffer[kIpTextBytesMax + 1];
   std::memcpy(buffer, text.data(), text.size());
   buffer[text.size()] = '\0';

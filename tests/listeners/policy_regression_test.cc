@@ -27,5 +27,17 @@ TEST(PolicyRegressionTest, NulIsNotAtext) {
   EXPECT_FALSE(ParseRcptArguments("TO:<x.y@example.com>"sv, false, &rcpt).has_value());
 }
 
+// Found by fuzzing: address literals and IP addresses went to inet_pton as C strings, so a
+// NUL ended them early and "[10.0.2.1\0junk]" was a valid domain.
+TEST(PolicyRegressionTest, NulEndsNoAddressLiteral) {
+  RcptArguments rcpt;
+  EXPECT_TRUE(ParseRcptArguments("TO:<e@[10.0.2.1\0\0\0]>"sv, false, &rcpt).has_value());
+  EXPECT_TRUE(ParseRcptArguments("TO:<e@[IPv6:2001:db8::1\0x]>"sv, false, &rcpt).has_value());
+  EXPECT_FALSE(ParseRcptArguments("TO:<e@[10.0.2.1]>"sv, false, &rcpt).has_value());
+  EXPECT_FALSE(IpAddress::Parse("10.0.2.1\0junk"sv).has_value());
+  EXPECT_FALSE(Cidr::Parse("10.0.0.0\0/8"sv).ok());
+  EXPECT_TRUE(IpAddress::Parse("10.0.2.1"sv).has_value());
+}
+
 }  // namespace
 }  // namespace ringmail::listeners::esmtp
