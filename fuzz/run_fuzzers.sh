@@ -81,4 +81,8 @@ if [ ${#failed[@]} -ne 0 ]; then
   echo "fuzz: ${#failed[@]} of ${#targets[@]} targets failed: ${failed[*]}" >&2
   exit 1
 fi
-echo "fuzz: all ${#targets[@]} targets ran ${seconds}s each without a crash"
+if [ "$seconds" -gt 0 ]; then
+  echo "fuzz: all ${#targets[@]} targets ran ${seconds}s each without a crash"
+else
+  echo "fuzz: all ${#targets[@]} targets replayed their corpora without a crash"
+fi
