@@ -50,5 +50,16 @@ TEST(ConfigRegressionTest, IncludeErrorsQuotePathsEscaped) {
       << errors[0].ToString();
 }
 
+// Found by fuzzing: the loader quotes raw values too ("resolvers: bad address '...'"); now
+// every message is made one line where all of them pass (Diagnostics).
+TEST(ConfigRegressionTest, LoaderErrorsStayOneLine) {
+  const std::vector<ConfigError> errors =
+      ErrorsOf("resolvers = ( \"127.0.0.1\\r\\n:53\" )\n");
+  ASSERT_FALSE(errors.empty());
+  for (const ConfigError& error : errors) {
+    EXPECT_EQ(error.message.find_first_of("\r\n"), std::string::npos) << error.ToString();
+  }
+}
+
 }  // namespace
 }  // namespace ringmail::config
