@@ -10,6 +10,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "listeners/net/listen_socket.h"
 #include "listeners/esmtp/session.h"
 
 namespace ringmail::listeners::esmtp {
@@ -26,67 +27,6 @@ uint64_t RandomSalt() {
   return (uint64_t{rd()} << 32) ^ rd();
 }
 
-absl::StatusOr<int> OpenListenSocket(const config::NetAddress& address, uint16_t* bound_port) {
-  const bool v6 = !address.ip.is_v4();
-  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat("socket: ", strerror(errno)));
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  // One socket per loop on the same address: the kernel spreads connections over them.
-  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-  // Inherited by accepted sockets: pipelined replies leave at once, not after Nagle.
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  sockaddr_storage ss{};
-  socklen_t len;
-  if (v6) {
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(address.port);
-    std::memcpy(&sin6->sin6_addr, address.ip.bytes.data(), 16);
-    len = sizeof(sockaddr_in6);
-  } else {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(address.port);
-    std::memcpy(&sin->sin_addr, address.ip.bytes.data(), 4);
-    len = sizeof(sockaddr_in);
-  }
-  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd, kListenBacklog) != 0) {
-    int err = errno;
-    close(fd);
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", address.ToString(), ": ", strerror(err)));
-  }
-  socklen_t slen = sizeof(ss);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &slen);
-  *bound_port = ntohs(v6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
-                         : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-  return fd;
-}
-
-// The peer of an accepted socket as text and port. IPv4-mapped IPv6 shows as IPv4.
-bool PeerOf(int fd, std::string* ip, uint16_t* port) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof(ss);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return false;
-  char buf[INET6_ADDRSTRLEN] = {0};
-  if (ss.ss_family == AF_INET) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
-    *port = ntohs(sin->sin_port);
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-      inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], buf, sizeof(buf));
-    } else {
-      inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof(buf));
-    }
-    *port = ntohs(sin6->sin6_port);
-  }
-  *ip = buf;
-  return true;
-}
 
 }  // namespace
 
@@ -142,7 +82,7 @@ EsmtpListener::~EsmtpListener() {
 absl::Status EsmtpListener::Listen(const std::vector<config::NetAddress>& addresses) {
   for (const config::NetAddress& address : addresses) {
     uint16_t port = 0;
-    absl::StatusOr<int> fd = OpenListenSocket(address, &port);
+    absl::StatusOr<int> fd = OpenListenSocket(address, kListenBacklog, "ESMTP_Listener", &port);
     if (!fd.ok()) return fd.status();
     auto a = std::make_unique<Acceptor>();
     a->owner = this;
