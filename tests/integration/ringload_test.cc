@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -491,6 +492,114 @@ TEST_F(RingloadTest, RefusedConnectionsAreErrors) {
   EXPECT_GE(JsonNumber(r.out, "connect_errors"), 1) << r.out;
   EXPECT_EQ(JsonNumber(r.out, "messages"), 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("Connection refused"));
+}
+
+// ---------------------------------------------------------------------------------------
+// --record when the run ends early (the crash campaign's view)
+
+// Waits (bounded) until `dir` holds at least `n` files.
+bool WaitForFiles(const std::string& dir, size_t n, int timeout_ms) {
+  for (int waited = 0; waited < timeout_ms; waited += 10) {
+    std::error_code ec;
+    size_t count = 0;
+    for (auto it = std::filesystem::directory_iterator(dir, ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+      ++count;
+    }
+    if (count >= n) return true;
+    usleep(10'000);  // polling a directory for a condition, not sleeping for ordering
+  }
+  return false;
+}
+
+struct RecordLine {
+  uint64_t seq = 0;
+  std::string message_id;
+};
+
+// --record lines by queue id; a malformed or repeated line fails the test.
+std::map<std::string, RecordLine> ReadRecord(const std::string& path) {
+  std::map<std::string, RecordLine> out;
+  std::istringstream in(ReadFile(path));
+  std::string line;
+  std::set<std::string> message_ids;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    RecordLine r;
+    std::string queue_id, extra;
+    EXPECT_TRUE(fields >> r.seq >> r.message_id >> queue_id) << line;
+    EXPECT_FALSE(fields >> extra) << "more than three fields: " << line;
+    EXPECT_TRUE(message_ids.insert(r.message_id).second) << "Message-ID twice: " << line;
+    EXPECT_TRUE(out.emplace(queue_id, r).second) << "queue id twice: " << line;
+  }
+  return out;
+}
+
+// Every recorded message is one the sink accepted (its dump, named by the queue id the
+// sink replied with, carries the recorded Message-ID), and nothing accepted is recorded
+// twice. The sink may hold a few more: accepted, but the connection died before the 250.
+void ExpectRecordMatchesSink(const std::map<std::string, RecordLine>& record,
+                             const std::string& dump_dir) {
+  size_t dumped = 0;
+  std::map<std::string, std::string> message_id_by_queue_id;
+  for (const auto& entry : std::filesystem::directory_iterator(dump_dir)) {
+    message_id_by_queue_id[entry.path().stem().string()] =
+        Header(ReadFile(entry.path()), "Message-ID");
+    ++dumped;
+  }
+  for (const auto& [queue_id, r] : record) {
+    auto it = message_id_by_queue_id.find(queue_id);
+    ASSERT_NE(it, message_id_by_queue_id.end()) << "recorded but never accepted: " << queue_id;
+    EXPECT_EQ(it->second, r.message_id) << queue_id;
+    EXPECT_EQ(r.message_id.rfind("<" + std::to_string(r.seq) + ".", 0), 0u) << r.message_id;
+  }
+  EXPECT_GE(dumped, record.size());
+  EXPECT_LE(dumped, record.size() + 8) << "more acceptances unrecorded than in flight";
+}
+
+TEST_F(RingloadTest, RecordStaysExactWhenTheTargetDiesMidRun) {
+  TempDir tmp;
+  Sink sink = StartSink({"--threads", "1", "--delay", "2", "--dump", tmp.Sub("got")});
+  ASSERT_GT(sink.port, 0) << sink.child->err();
+  Child send({RingloadPath(), "send", "--target", "127.0.0.1:" + std::to_string(sink.port),
+              "--quiet", "--json", "--messages", "1000000", "--connections", "4", "--threads",
+              "2", "--pipelining", "--record", tmp.Sub("record")});
+  ASSERT_TRUE(send.started());
+  ASSERT_TRUE(WaitForFiles(tmp.Sub("got"), 100, kWaitMs));
+  // The target goes away mid-run: sessions break, reconnects are refused.
+  sink.child->Signal(SIGTERM);
+  ASSERT_EQ(sink.child->Wait(kWaitMs), 0) << sink.child->err();
+  const int64_t t0 = static_cast<int64_t>(time(nullptr));
+  EXPECT_EQ(send.Wait(kWaitMs), 1) << send.out() << send.err();
+  EXPECT_LE(static_cast<int64_t>(time(nullptr)) - t0, 15) << "the sender should end promptly";
+  EXPECT_GE(JsonNumber(send.out(), "errors"), 1) << send.out();
+  EXPECT_EQ(JsonNumber(send.out(), "file_errors"), 0) << send.out();
+  const auto record = ReadRecord(tmp.Sub("record"));
+  EXPECT_EQ(static_cast<double>(record.size()), JsonNumber(send.out(), "messages"))
+      << send.out();
+  EXPECT_GE(record.size(), 100u);
+  ExpectRecordMatchesSink(record, tmp.Sub("got"));
+}
+
+TEST_F(RingloadTest, RecordIsFlushedWhenTheSenderIsTerminated) {
+  TempDir tmp;
+  Sink sink = StartSink({"--threads", "1", "--delay", "2", "--dump", tmp.Sub("got")});
+  ASSERT_GT(sink.port, 0) << sink.child->err();
+  Child send({RingloadPath(), "send", "--target", "127.0.0.1:" + std::to_string(sink.port),
+              "--quiet", "--json", "--messages", "1000000", "--connections", "4", "--threads",
+              "2", "--record", tmp.Sub("record")});
+  ASSERT_TRUE(send.started());
+  ASSERT_TRUE(WaitForFiles(tmp.Sub("got"), 100, kWaitMs));
+  send.Signal(SIGTERM);
+  EXPECT_EQ(send.Wait(kWaitMs), 1) << send.out() << send.err();
+  EXPECT_THAT(send.out(), HasSubstr("\"interrupted\":true"));
+  sink.child->Signal(SIGTERM);
+  ASSERT_EQ(sink.child->Wait(kWaitMs), 0) << sink.child->err();
+  const auto record = ReadRecord(tmp.Sub("record"));
+  EXPECT_EQ(static_cast<double>(record.size()), JsonNumber(send.out(), "messages"))
+      << send.out();
+  EXPECT_GE(record.size(), 100u);
+  ExpectRecordMatchesSink(record, tmp.Sub("got"));
 }
 
 // ---------------------------------------------------------------------------------------

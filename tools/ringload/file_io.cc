@@ -1,10 +1,15 @@
 #include "tools/ringload/file_io.h"
 
 #include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "base/check.h"
 
 namespace ringmail::ringload {
 
@@ -91,7 +96,8 @@ void DumpWriter::Fail(const std::string& what) {
 }
 
 void RecordLog::Flush() {
-  if (!op_.idle() || pending_.empty()) return;
+  // writing_ is non-empty here only after a cancelled write: DrainBlocking owns it then.
+  if (!op_.idle() || pending_.empty() || !writing_.empty()) return;
   writing_.swap(pending_);
   pending_.clear();
   written_ = 0;
@@ -102,8 +108,10 @@ void RecordLog::Flush() {
 }
 
 void RecordLog::WriteDone(core::Operation&, core::IoResult r) {
+  if (!r.ok() && r.error() == ECANCELED) return;  // the loop is stopping: DrainBlocking
   if (!r.ok() || r.value() == 0) {
-    ++failures_;
+    failures_ += static_cast<uint64_t>(std::count(writing_.begin() + static_cast<ptrdiff_t>(
+                                                      written_), writing_.end(), '\n'));
     writing_.clear();
   } else {
     written_ += r.value();
@@ -119,6 +127,28 @@ void RecordLog::WriteDone(core::Operation&, core::IoResult r) {
     writing_.clear();
   }
   Flush();
+}
+
+uint64_t RecordLog::DrainBlocking() {
+  RM_CHECK(op_.idle()) << "DrainBlocking with a ring write in flight";
+  uint64_t lost = 0;
+  for (std::string* text : {&writing_, &pending_}) {
+    size_t done = text == &writing_ ? written_ : 0;
+    while (done < text->size()) {
+      ssize_t n = ::write(fd_, text->data() + done, text->size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        lost += static_cast<uint64_t>(std::count(text->begin() + static_cast<ptrdiff_t>(done),
+                                                 text->end(), '\n'));
+        break;
+      }
+      done += static_cast<size_t>(n);
+    }
+    text->clear();
+  }
+  written_ = 0;
+  failures_ += lost;
+  return lost;
 }
 
 }  // namespace ringmail::ringload

@@ -60,7 +60,9 @@ class DumpWriter {
 
 // Appends whole lines to an O_APPEND file shared by every loop: each ring write carries
 // complete lines, so lines of different loops never interleave mid-line. One write in
-// flight per loop; what arrives meanwhile is batched into the next.
+// flight per loop; what arrives meanwhile is batched into the next. A write cancelled by a
+// forced loop stop keeps its lines: after the loop has been joined, the main thread calls
+// DrainBlocking() to write whatever is left, so no acknowledged message goes unrecorded.
 class RecordLog {
  public:
   static constexpr size_t kPendingMax = 16 << 20;  // beyond this, lines are dropped (counted)
@@ -75,8 +77,12 @@ class RecordLog {
   std::string* pending() { return &pending_; }
   // Submits what is pending if no write is in flight.
   void Flush();
-  bool idle() const { return op_.idle() && pending_.empty(); }
+  bool idle() const { return op_.idle() && pending_.empty() && writing_.empty(); }
   uint64_t failures() const { return failures_; }
+  // Main thread, only after the loop has been joined: writes what the ring did not (a
+  // batch cancelled by the loop's stop, lines still pending) with plain write(2). Returns
+  // the number of lines it could not write (counted in failures() too).
+  uint64_t DrainBlocking();
 
  private:
   void WriteDone(core::Operation& op, core::IoResult r);

@@ -247,6 +247,7 @@ int RunSend(const std::vector<absl::string_view>& args) {
   SendStats total;
   uint64_t issued = 0;
   for (const auto& w : run.workers) {
+    w->AfterJoin();
     total.Merge(w->stats());
     finish_us = std::max(finish_us, w->finish_us());
     issued += w->issued();

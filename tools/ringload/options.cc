@@ -394,7 +394,11 @@ std::string SendUsage() {
   --chunking                 send BDAT instead of DATA when the server offers CHUNKING
   --messages-per-connection N  reconnect after N messages (0 = reuse forever)
   --rate R                   open loop: R messages/s, latency measured from schedule
-  --record FILE              one line per accepted message: seq, Message-ID, queue id
+  --record FILE              one line per message answered 2xx at its end of data:
+                             "SEQ <MESSAGE-ID> QUEUE-ID", QUEUE-ID being the token after
+                             "queued as" in the reply, else the reply text with blanks as
+                             '_'; Message-IDs are unique per run (random run id); lines are
+                             flushed on exit, SIGINT and SIGTERM
   --dump DIR                 write each message sent (envelope + content) to DIR/<seq>.eml
   --max-errors N             errors allowed before stopping early and exiting 1 (default 0)
   --timeout S                hard bound on the whole run (default from the workload)

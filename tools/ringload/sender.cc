@@ -35,18 +35,36 @@ void AppendUint(uint64_t v, std::string* out) {
   out->append(p, static_cast<size_t>(end - p));
 }
 
-// The token after "queued as " in a 250 reply ("250 2.0.0 Ok: queued as 4F2A..."), or "-".
+// The token after "queued as " in a 250 reply ("250 2.0.0 Ok: queued as 4F2A..."), or
+// empty.
 std::string_view QueueId(std::string_view text) {
   static constexpr std::string_view kMarker = "queued as ";
   for (size_t i = 0; i + kMarker.size() <= text.size(); ++i) {
     if (EqualsIgnoreCase(text.substr(i, kMarker.size()), kMarker)) {
       std::string_view rest = text.substr(i + kMarker.size());
-      size_t end = rest.find_first_of(" \t\r\n");
-      rest = rest.substr(0, end);
-      return rest.empty() ? std::string_view("-") : rest;
+      return rest.substr(0, rest.find_first_of(" \t\r\n"));
     }
   }
-  return "-";
+  return {};
+}
+
+// The --record field naming what the server said: its queue id when the reply has one,
+// else the whole reply text with blanks made '_' (one field, so lines split on spaces),
+// else "-". The reply text is bounded by kReplyLineMax.
+void AppendReplyField(std::string_view reply_text, std::string* out) {
+  std::string_view id = QueueId(reply_text);
+  if (!id.empty()) {
+    out->append(id);
+    return;
+  }
+  if (reply_text.empty()) {
+    out->push_back('-');
+    return;
+  }
+  for (char c : reply_text) {
+    const bool blank = c == ' ' || c == '\t' || c == '\r' || c == '\n';
+    out->push_back(blank ? '_' : c);
+  }
 }
 
 }  // namespace
@@ -844,6 +862,17 @@ void SendWorker::MaybeDone() {
   control_.WorkerDone();
 }
 
+void SendWorker::AfterJoin() {
+  if (record_ == nullptr) return;
+  const uint64_t counted = done_ ? record_->failures() : 0;  // MaybeDone added these
+  record_->DrainBlocking();
+  const uint64_t missing = record_->failures() - counted;
+  if (missing > 0) {
+    stats_.file_errors += missing;
+    NoteError("--record: write failed");
+  }
+}
+
 void SendWorker::OnStopLoop() {
   // The loop is stopping before we finished (forced stop): whatever completes from now on
   // is cancelled; no buffer may be read once the ring is gone.
@@ -879,7 +908,7 @@ void SendWorker::Accepted(const MessageTicket& ticket, uint64_t latency_us, uint
   line->push_back(' ');
   factory_.AppendMessageId(ticket.seq, line);
   line->push_back(' ');
-  line->append(QueueId(reply_text));
+  AppendReplyField(reply_text, line);
   line->push_back('\n');
   record_->Flush();
 }

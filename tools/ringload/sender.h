@@ -200,6 +200,10 @@ class SendWorker {
   void Start(uint64_t start_us);
   void Shutdown();
 
+  // ---- main thread, after the loop has been joined ----
+  // Writes --record lines a forced stop left unwritten (none after a clean finish).
+  void AfterJoin();
+
   // ---- main thread, while running (relaxed) or after join ----
   const LiveCounters& live() const { return live_; }
   const SendStats& stats() const { return stats_; }
