@@ -22,13 +22,15 @@ const std::map<std::string, std::set<std::string>> kAllowed = {
     {"base", {}},
     {"core", {"base"}},
     {"config", {"base"}},
+    {"tls", {"base"}},
     {"spool", {"core", "base"}},
     {"dns", {"core", "base"}},
-    {"listeners", {"spool", "config", "core", "base"}},
-    {"delivery", {"dns", "spool", "config", "core", "base"}},
+    {"listeners", {"spool", "config", "tls", "core", "base"}},
+    {"delivery", {"dns", "spool", "config", "tls", "core", "base"}},
 };
-const std::set<std::string> kProjectFolders = {"base",      "core",     "config", "spool", "dns",
-                                               "listeners", "delivery", "tools"};
+const std::set<std::string> kProjectFolders = {"base", "core",      "config",   "tls",
+                                               "spool", "dns", "listeners", "delivery",
+                                               "tools"};
 
 struct SourceFile {
   fs::path path;
@@ -59,7 +61,7 @@ std::string Where(const SourceFile& f, size_t i) {
 
 TEST(TidyTest, IncludesFollowTheDependencyDirection) {
   std::vector<std::string> bad;
-  for (const SourceFile& f : Sources({"base", "core", "config", "spool", "dns", "listeners",
+  for (const SourceFile& f : Sources({"base", "core", "config", "tls", "spool", "dns", "listeners",
                                       "delivery"})) {
     const std::set<std::string>& allowed = kAllowed.at(f.folder);
     for (size_t i = 0; i < f.lines.size(); ++i) {
@@ -90,7 +92,7 @@ TEST(TidyTest, ListenersAndDeliveryNeverIncludeEachOther) {
 
 TEST(TidyTest, LinesFitInOneHundredColumns) {
   std::vector<std::string> bad;
-  for (const SourceFile& f : Sources({"base", "core", "config", "spool", "dns", "listeners",
+  for (const SourceFile& f : Sources({"base", "core", "config", "tls", "spool", "dns", "listeners",
                                       "delivery", "tools", "tests", "bench"})) {
     for (size_t i = 0; i < f.lines.size(); ++i) {
       if (f.lines[i].size() > kMaxColumns) bad.push_back(Where(f, i));
@@ -103,7 +105,7 @@ TEST(TidyTest, LinesFitInOneHundredColumns) {
 // initializer, up to the next line that is exactly "}".
 TEST(TidyTest, FunctionsStayShort) {
   std::vector<std::string> bad;
-  for (const SourceFile& f : Sources({"base", "core", "config", "spool", "dns", "listeners",
+  for (const SourceFile& f : Sources({"base", "core", "config", "tls", "spool", "dns", "listeners",
                                       "delivery", "tools"})) {
     if (f.path.extension() != ".cc") continue;
     for (size_t i = 0; i < f.lines.size(); ++i) {

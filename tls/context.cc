@@ -1,0 +1,131 @@
+#include "tls/context.h"
+
+// options.h first: it carries the configure flags the Debian library was built with, and
+// every other wolfSSL header reads them (struct layouts depend on them).
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include <mutex>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace ringmail::tls {
+
+absl::Status SelfTestServerContext(std::shared_ptr<const TlsContext> server);  // session.cc
+
+namespace {
+
+void InitOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { wolfSSL_Init(); });
+}
+
+WOLFSSL_METHOD* MethodFor(TlsRole role, TlsVersion min, TlsVersion max) {
+  const bool server = role == TlsRole::kServer;
+  if (max == TlsVersion::kTls12) {
+    return server ? wolfTLSv1_2_server_method() : wolfTLSv1_2_client_method();
+  }
+  if (min == TlsVersion::kTls13) {
+    return server ? wolfTLSv1_3_server_method() : wolfTLSv1_3_client_method();
+  }
+  // Highest version both sides have, never below the minimum set on the context.
+  return server ? wolfTLS_server_method() : wolfTLS_client_method();
+}
+
+absl::Status FileError(const char* what, const std::string& path, int code) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("TLS ", what, " '", path, "': ", WolfSslErrorText(code)));
+}
+
+absl::Status LoadIdentity(WOLFSSL_CTX* ctx, const TlsContextOptions& o) {
+  int r = wolfSSL_CTX_use_certificate_chain_file(ctx, o.certificate_chain_file.c_str());
+  if (r != WOLFSSL_SUCCESS) return FileError("certificate", o.certificate_chain_file, r);
+  r = wolfSSL_CTX_use_PrivateKey_file(ctx, o.private_key_file.c_str(), WOLFSSL_FILETYPE_PEM);
+  if (r != WOLFSSL_SUCCESS) return FileError("key", o.private_key_file, r);
+  if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("TLS key '", o.private_key_file, "' does not match certificate '",
+                     o.certificate_chain_file, "'"));
+  }
+  return absl::OkStatus();
+}
+
+// Loads what the client trusts; returns whether anything was loaded.
+absl::StatusOr<bool> LoadTrustAnchors(WOLFSSL_CTX* ctx, const TlsContextOptions& o) {
+  bool any = false;
+  if (!o.ca_file.empty()) {
+    int r = wolfSSL_CTX_load_verify_locations(ctx, o.ca_file.c_str(), nullptr);
+    if (r != WOLFSSL_SUCCESS) return FileError("CA file", o.ca_file, r);
+    any = true;
+  }
+  // A machine without a system store (containers) still gets a working context: each
+  // verification then fails and says so, which only matters to `verify` destinations.
+  if (o.use_system_ca && wolfSSL_CTX_load_system_CA_certs(ctx) == WOLFSSL_SUCCESS) any = true;
+  return any;
+}
+
+absl::Status CheckOptions(const TlsContextOptions& o) {
+  if (o.min_version == TlsVersion::kTls13 && o.max_version == TlsVersion::kTls12) {
+    return absl::InvalidArgumentError("TLS min_version is above max_version");
+  }
+  const bool cert = !o.certificate_chain_file.empty();
+  const bool key = !o.private_key_file.empty();
+  if (cert != key) {
+    return absl::InvalidArgumentError("TLS certificate and key must be given together");
+  }
+  if (o.role == TlsRole::kServer && !cert) {
+    return absl::InvalidArgumentError("a TLS server needs a certificate and a key");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string WolfSslErrorText(int code) {
+  char buf[WOLFSSL_MAX_ERROR_SZ] = {};
+  wolfSSL_ERR_error_string_n(static_cast<unsigned long>(code), buf, sizeof(buf));
+  return absl::StrCat(buf, " (", code, ")");
+}
+
+absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::Create(
+    const TlsContextOptions& options) {
+  if (absl::Status s = CheckOptions(options); !s.ok()) return s;
+  InitOnce();
+  WOLFSSL_CTX* raw =
+      wolfSSL_CTX_new(MethodFor(options.role, options.min_version, options.max_version));
+  if (raw == nullptr) return absl::ResourceExhaustedError("wolfSSL_CTX_new failed");
+  // Owned from here: every error path below frees it through the destructor.
+  std::shared_ptr<TlsContext> ctx(new TlsContext(raw, options.role));
+  const int min = options.min_version == TlsVersion::kTls13 ? WOLFSSL_TLSV1_3 : WOLFSSL_TLSV1_2;
+  if (wolfSSL_CTX_SetMinVersion(raw, min) != WOLFSSL_SUCCESS) {
+    return absl::InternalError("wolfSSL_CTX_SetMinVersion failed");
+  }
+  const std::string& ciphers = options.cipher_list.empty() ? std::string(kDefaultCipherList)
+                                                           : options.cipher_list;
+  if (wolfSSL_CTX_set_cipher_list(raw, ciphers.c_str()) != WOLFSSL_SUCCESS) {
+    return absl::InvalidArgumentError(absl::StrCat("TLS cipher list refused: '", ciphers, "'"));
+  }
+  if (!options.certificate_chain_file.empty()) {
+    if (absl::Status s = LoadIdentity(raw, options); !s.ok()) return s;
+  }
+  if (options.role == TlsRole::kClient) {
+    absl::StatusOr<bool> any = LoadTrustAnchors(raw, options);
+    if (!any.ok()) return any.status();
+    ctx->has_trust_anchors_ = *any;
+  }
+  // Verification is chosen per session (TlsSession::Client); a server never asks for a
+  // client certificate.
+  wolfSSL_CTX_set_verify(raw, WOLFSSL_VERIFY_NONE, nullptr);
+  std::shared_ptr<const TlsContext> result = std::move(ctx);
+  if (options.role == TlsRole::kServer) {
+    // wolfSSL_CTX_check_private_key does not catch every mismatch (two P-256 keys pass), so
+    // the server proves its key signs for its certificate in one in-memory handshake.
+    if (absl::Status s = SelfTestServerContext(result); !s.ok()) return s;
+  }
+  return result;
+}
+
+TlsContext::~TlsContext() { wolfSSL_CTX_free(ctx_); }
+
+}  // namespace ringmail::tls

@@ -1,0 +1,83 @@
+// tls/context.h — an immutable wolfSSL context (WOLFSSL_CTX) for one role: a server
+// (certificate chain + private key, for STARTTLS, SMTPS, HTTPS) or a client (trust anchors
+// for verifying servers, optionally its own certificate).
+//
+// Contract
+// - Create() reads files (certificate, key, CA store): it BLOCKS. Call it off the serving
+//   loops (start-up, config reload on the master, a thread pool), never per connection.
+// - The result is shared immutably (shared_ptr<const TlsContext>) by any number of loops:
+//   wolfSSL guards the context's reference count and ticket key with its own mutexes, and
+//   nothing else in it changes after Create(). A certificate reload builds a NEW context;
+//   sessions already running keep the one they started with (TlsSession holds a shared_ptr),
+//   new handshakes use the new one.
+// - Protocol versions: TLS 1.2 and TLS 1.3 only (SSLv3/TLS 1.0/1.1 are refused).
+// - Cipher default (kDefaultCipherList): AEAD suites with forward secrecy only — TLS 1.3's
+//   three suites; for TLS 1.2 ECDHE (and DHE for old MTAs) with AES-GCM or ChaCha20-Poly1305.
+// - The wolfSSL library is initialised once per process by the first Create().
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+struct WOLFSSL_CTX;  // wolfssl/ssl.h; kept out of this header so users need not include it
+
+namespace ringmail::tls {
+
+enum class TlsRole : uint8_t { kServer, kClient };
+enum class TlsVersion : uint8_t { kTls12, kTls13 };
+
+inline constexpr char kDefaultCipherList[] =
+    "TLS13-AES256-GCM-SHA384:TLS13-AES128-GCM-SHA256:TLS13-CHACHA20-POLY1305-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256";
+
+struct TlsContextOptions {
+  TlsRole role = TlsRole::kServer;
+  // PEM files. Server: both required (the chain: leaf first, then intermediates). Client:
+  // both empty (no client certificate) or both set.
+  std::string certificate_chain_file;
+  std::string private_key_file;
+  // Client trust anchors for verification: a PEM bundle file and/or the system store
+  // (/etc/ssl/certs, wolfSSL_CTX_load_system_CA_certs). A client context with neither can
+  // still handshake; every verification then reports "no trust anchors".
+  std::string ca_file;
+  bool use_system_ca = true;  // client only
+  TlsVersion min_version = TlsVersion::kTls12;
+  TlsVersion max_version = TlsVersion::kTls13;
+  std::string cipher_list;  // empty: kDefaultCipherList (wolfSSL/OpenSSL syntax)
+};
+
+class TlsContext {
+ public:
+  // Blocking (file reads). Errors name the file and wolfSSL's reason: kInvalidArgument for
+  // bad options, kFailedPrecondition for unreadable/invalid files or a key that does not
+  // match its certificate.
+  static absl::StatusOr<std::shared_ptr<const TlsContext>> Create(
+      const TlsContextOptions& options);
+
+  ~TlsContext();
+  TlsContext(const TlsContext&) = delete;
+  TlsContext& operator=(const TlsContext&) = delete;
+
+  TlsRole role() const { return role_; }
+  // How many trust anchors a client context loaded (0: verification always fails).
+  bool has_trust_anchors() const { return has_trust_anchors_; }
+  // For tls/session only: wolfSSL_new() takes a reference of its own on the context.
+  WOLFSSL_CTX* raw() const { return ctx_; }
+
+ private:
+  TlsContext(WOLFSSL_CTX* ctx, TlsRole role) : ctx_(ctx), role_(role) {}
+
+  WOLFSSL_CTX* ctx_;
+  TlsRole role_;
+  bool has_trust_anchors_ = false;
+};
+
+// wolfSSL's text for an error code (negative wolfSSL/wolfCrypt codes), for messages.
+std::string WolfSslErrorText(int code);
+
+}  // namespace ringmail::tls
