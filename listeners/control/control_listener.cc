@@ -165,6 +165,55 @@ ControlListener::~ControlListener() {
   }
 }
 
+namespace {
+
+// Binds a listening Unix socket at `path` that only this user can ever reach: it is bound
+// inside a fresh private directory (mkdtemp: mode 0700), made 0600, and only then renamed
+// into place. No umask games: umask is process-wide, and other threads may be creating
+// files meanwhile. Returns the listening fd.
+absl::StatusOr<int> BindPrivateSocket(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  std::string private_dir = (slash == 0 ? std::string() : dir) + "/.ringmail-XXXXXX";
+  const std::string suffix = "/s";
+  sockaddr_un addr{};
+  if (private_dir.size() + suffix.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("control socket directory path too long: ", dir));
+  }
+  if (mkdtemp(private_dir.data()) == nullptr) {
+    return absl::UnavailableError(absl::StrCat("cannot create a private directory in ", dir,
+                                               " for the control socket: ", strerror(errno)));
+  }
+  const std::string tmp = private_dir + suffix;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    int err = errno;
+    rmdir(private_dir.c_str());
+    return absl::UnavailableError(absl::StrCat("socket: ", strerror(err)));
+  }
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, tmp.data(), tmp.size());
+  const char* step = "bind";
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  if (ok) ok = (step = "chmod", chmod(tmp.c_str(), 0600) == 0);
+  if (ok) ok = (step = "listen", listen(fd, 64) == 0);
+  if (ok) ok = (step = "rename", rename(tmp.c_str(), path.c_str()) == 0);
+  const int err = errno;
+  if (!ok) {
+    close(fd);
+    unlink(tmp.c_str());
+  }
+  rmdir(private_dir.c_str());
+  if (!ok) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on control socket ", path, ": ",
+                                               step, ": ", strerror(err)));
+  }
+  return fd;
+}
+
+}  // namespace
+
 absl::Status ControlListener::Listen() {
   for (const std::string& path : options_.socket_paths) {
     sockaddr_un addr{};
@@ -172,31 +221,16 @@ absl::Status ControlListener::Listen() {
       return absl::InvalidArgumentError(absl::StrCat("control socket path too long: ", path));
     }
     struct stat st;
-    if (lstat(path.c_str(), &st) == 0) {
-      if (!S_ISSOCK(st.st_mode)) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("control socket path ", path, " exists and is not a socket"));
-      }
-      unlink(path.c_str());  // a stale socket from an earlier run
+    if (lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("control socket path ", path, " exists and is not a socket"));
     }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return absl::UnavailableError(absl::StrCat("socket: ", strerror(errno)));
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.data(), path.size());
-    // Created 0600 from the start (umask), so there is no moment where others may connect.
-    mode_t old = umask(0177);
-    int rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    umask(old);
-    if (rc != 0 || listen(fd, 64) != 0) {
-      int err = errno;
-      close(fd);
-      return absl::UnavailableError(
-          absl::StrCat("cannot listen on control socket ", path, ": ", strerror(err)));
-    }
-    chmod(path.c_str(), 0600);
+    // A stale socket from an earlier run is replaced by the rename, atomically.
+    absl::StatusOr<int> fd = BindPrivateSocket(path);
+    if (!fd.ok()) return fd.status();
     auto a = std::make_unique<Acceptor>();
     a->owner = this;
-    a->fd = fd;
+    a->fd = *fd;
     a->path = path;
     a->accept_op.Bind<&Acceptor::AcceptDone>(a.get(), "control.accept");
     a->accept_op.multishot = true;

@@ -43,7 +43,9 @@ class ControlListener {
   ControlListener& operator=(const ControlListener&) = delete;
 
   // Binds every socket path (an existing socket file there is replaced; any other file is
-  // an error), sets mode 0600, and starts accepting.
+  // an error) and starts accepting. The socket is bound in a private 0700 directory beside
+  // the path, made 0600, then renamed into place: never reachable by others, not even
+  // for a moment, and without touching the process-wide umask.
   absl::Status Listen();
   size_t connection_count() const { return connections_.size(); }
 

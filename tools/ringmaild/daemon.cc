@@ -70,6 +70,9 @@ static void RaiseDescriptorLimit() {
 absl::Status Daemon::Prepare() {
   RM_RETURN_IF_ERROR(core::ProbeKernel());
   RaiseDescriptorLimit();
+  // Who to become, and whether the spool is safe, before anything is created or opened.
+  RM_ASSIGN_OR_RETURN(run_as_, ResolveRunAs(config_->global.user, config_->global.group));
+  RM_RETURN_IF_ERROR(CheckSpoolDirPermissions(config_->global.spool_dir, DaemonGid(run_as_)));
   license_ = config::EvaluateLicense(config_->global.license, absl::Now());
   if (!license_.valid) core::LogWarning("license: %s", license_.summary);
   cpus_ = core::AvailableCpus();
@@ -113,6 +116,19 @@ absl::Status Daemon::Prepare() {
   lo.available_cpus = cpus_;
   lo.completion_wait_us = absl::ToInt64Microseconds(config_->global.completion_wait);
   loops_ = std::make_unique<core::LoopSet>(lo);
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::DropPrivilegesAfterBinding() {
+  if (run_as_.change) {
+    RM_RETURN_IF_ERROR(GiveOwnership(run_as_, config_->global.spool_dir,
+                                     config_->global.log_dir, config_->control.socket_paths,
+                                     control_dirs_created_));
+    RM_RETURN_IF_ERROR(DropPrivileges(run_as_));
+    core::LogInfo("running as %s (uid %d, gid %d)", run_as_.user, run_as_.uid, run_as_.gid);
+  }
+  notifier_.Ready(absl::StrCat("accepting mail; config generation ", generations_.generation(),
+                               ", ", loops_->all_loops().size(), " loop(s)"));
   return absl::OkStatus();
 }
 
@@ -215,6 +231,7 @@ void Daemon::SignalDone(core::Operation&, core::IoResult r) {
 void Daemon::BeginDrain() {
   if (draining_) return;
   draining_ = true;
+  notifier_.Stopping("draining: finishing transactions in progress, then stopping");
   core::Loop& master = loops_->master();
   master.timers().Arm(drain_timer_, master.now_ms() + kDrainTimeoutMs);
   listeners_draining_ = 0;
@@ -247,6 +264,7 @@ void Daemon::StopEverything() {
   core::Loop& master = loops_->master();
   if (master.stopping()) return;
   master.timers().Cancel(drain_timer_);
+  notifier_.Stopping("stopping");
   // StopAll asks every pool loop to stop, then joins them from this (master) loop. A stop
   // request made on a loop sends its MSG_RING wake-up with that loop's next submit, which
   // never comes while we block in the join: ask first and submit, so the wake-ups leave.
@@ -258,9 +276,17 @@ void Daemon::StopEverything() {
 }
 
 int Daemon::Run() {
+  // Connected now, while possibly still root: the socket stays usable after the drop.
+  absl::StatusOr<ServiceNotifier> notifier = ServiceNotifier::FromEnvironment();
+  if (notifier.ok()) {
+    notifier_ = *std::move(notifier);
+  } else {
+    core::LogWarning("sd_notify disabled: %s", std::string(notifier.status().message()));
+  }
   absl::Status s = Prepare();
   if (!s.ok()) {
     std::fprintf(stderr, "ringmaild: %s\n", std::string(s.message()).c_str());
+    notifier_.Status(absl::StrCat("start failed: ", s.message()));
     return 1;
   }
   sigset_t mask;
@@ -287,8 +313,10 @@ int Daemon::Run() {
     if (started.ok()) started = StartHttpListeners();
     if (started.ok()) AdoptRecovered();
     if (started.ok()) started = StartControl();
+    if (started.ok()) started = DropPrivilegesAfterBinding();
     if (!started.ok()) {
       std::fprintf(stderr, "ringmaild: %s\n", std::string(started.message()).c_str());
+      notifier_.Status(absl::StrCat("start failed: ", started.message()));
       exit_status_ = 1;
       StopEverything();
     }

@@ -27,6 +27,8 @@
 #include "listeners/http/listener.h"
 #include "spool/group_commit.h"
 #include "spool/recovery.h"
+#include "tools/ringmaild/privileges.h"
+#include "tools/ringmaild/service_notify.h"
 
 namespace ringmail::daemon {
 
@@ -84,6 +86,9 @@ class Daemon {
   void DrainTimedOut(core::Timer& t);
   void StopEverything();
   std::string StartupSummary() const;
+  // After every listener and the control socket are bound: hands the daemon's files to
+  // `user` and drops root (privileges.h). Then tells the service manager READY=1.
+  absl::Status DropPrivilegesAfterBinding();
 
   // ---- control socket (daemon_control.cc) ----
   using Reply = control::ControlListener::Reply;
@@ -137,6 +142,9 @@ class Daemon {
   uint64_t started_ms_ = 0;
   uint64_t reloads_ = 0;
   std::unique_ptr<control::ControlListener> control_;
+  std::vector<std::string> control_dirs_created_;  // handed to `user` with the sockets
+  RunAs run_as_;                                    // resolved in Prepare()
+  ServiceNotifier notifier_;                        // $NOTIFY_SOCKET; no-op without it
 };
 
 }  // namespace ringmail::daemon

@@ -36,7 +36,10 @@ absl::Status Daemon::StartControl() {
   if (config_->control.max_connections > 0) o.max_connections = config_->control.max_connections;
   for (const std::string& path : o.socket_paths) {
     std::string dir = path.substr(0, path.rfind('/'));
-    if (dir != path && !dir.empty()) std::filesystem::create_directories(dir);
+    if (dir == path || dir.empty()) continue;
+    std::error_code ec;
+    // A directory made here belongs to the daemon and goes to `user` with the socket.
+    if (std::filesystem::create_directories(dir, ec)) control_dirs_created_.push_back(dir);
   }
   control_ = std::make_unique<control::ControlListener>(
       loops_->master(), o, [this](const control::Request& r, Reply reply) {

@@ -2,6 +2,7 @@
 // SIGHUP): parse → validate → diff → publish the new generation and hand what changed to
 // the loops. Sessions in progress keep the Settings (and so the generation) they started
 // with; new connections get the new ones. Restart-only changes are reported, not applied.
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -63,6 +64,13 @@ Response Daemon::Reload(bool json) {
     return Response{false, "running on the embedded default configuration: there is no "
                            "file to reload (start with --config FILE)\n"};
   }
+  // The service manager sees RELOADING=1 … READY=1 around every attempt (refused or not);
+  // READY's STATUS names the generation that runs afterwards.
+  notifier_.Reloading(absl::StrCat("reloading ", config_->source));
+  absl::Cleanup ready = [this] {
+    notifier_.Ready(absl::StrCat("accepting mail; config generation ",
+                                 generations_.generation()));
+  };
   std::vector<config::ConfigError> errors;
   auto loaded = config::LoadConfigFile(config_->source, &errors);
   if (!loaded.ok()) {
