@@ -1,4 +1,8 @@
 // Regression tests for inputs the config fuzz target (fuzz/config_fuzz.cc) found.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -59,6 +63,22 @@ TEST(ConfigRegressionTest, LoaderErrorsStayOneLine) {
   for (const ConfigError& error : errors) {
     EXPECT_EQ(error.message.find_first_of("\r\n"), std::string::npos) << error.ToString();
   }
+}
+
+// Found in review: an include of a FIFO opened it blocking, so a reload waited forever for
+// a writer. The open is now non-blocking and the path is refused as not a regular file.
+TEST(ConfigRegressionTest, IncludeOfAFifoIsRefusedWithoutWaiting) {
+  char dir_template[] = "/tmp/ringmail-fifo-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  const std::string fifo = dir + "/pipe.conf";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const std::vector<ConfigError> errors = ErrorsOf("include \"" + fifo + "\"\n");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].message.find("not a regular file"), std::string::npos)
+      << errors[0].ToString();
+  unlink(fifo.c_str());
+  rmdir(dir.c_str());
 }
 
 }  // namespace

@@ -214,6 +214,8 @@ TEST(IpAddressTest, ParseFormatAndSockaddr) {
   EXPECT_FALSE(IpAddress::Parse("mx.example.com").has_value());
   EXPECT_FALSE(IpAddress::Parse("").has_value());
   EXPECT_FALSE(IpAddress::Parse(std::string(200, '1')).has_value());
+  // Found by fuzzing: inet_pton stops at a NUL, so "127.0.0.1\0junk" parsed as 127.0.0.1.
+  EXPECT_FALSE(IpAddress::Parse(std::string_view("127.0.0.1\0junk", 14)).has_value());
 }
 
 }  // namespace
