@@ -32,6 +32,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tools/ringload/histogram.h"
+#include "tools/ringload/http_response.h"
 
 extern char** environ;
 
@@ -101,6 +102,97 @@ TEST(HistogramTest, MergeAddsAndEmptyIsZero) {
   a.RecordN(5'000'000, 1000);  // half the values now sit at 5 s
   EXPECT_GE(a.ValueAt(75), 5'000'000u);
   EXPECT_LE(a.ValueAt(75), 5'010'000u);
+}
+
+// ---------------------------------------------------------------------------------------
+// HttpResponseReader and the --record ids of --http
+
+std::string Ok(const std::string& body, const std::string& extra = "") {
+  return "HTTP/1.1 200 OK\r\nServer: ringmail\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n" + extra + "\r\n" + body;
+}
+
+TEST(HttpResponseReaderTest, FramesPipelinedResponsesFedByteByByte) {
+  const std::string stream = "HTTP/1.1 100 Continue\r\n\r\n" + Ok("{\"id\":\"a1\"}") +
+                             Ok("", "Connection: keep-alive\r\n") +
+                             "HTTP/1.1 204 No Content\r\n\r\n" +
+                             Ok("bye", "connection: Close\r\n");
+  HttpResponseReader reader;
+  std::vector<std::pair<int, std::string>> got;
+  std::vector<bool> closes;
+  for (char c : stream) {
+    ASSERT_TRUE(reader.Feed(std::string_view(&c, 1)));
+    HttpResponseReader::Response r;
+    HttpResponseReader::Result result;
+    while ((result = reader.Next(&r)) == HttpResponseReader::Result::kResponse) {
+      got.emplace_back(r.status, std::string(r.body));
+      closes.push_back(r.close);
+    }
+    ASSERT_EQ(result, HttpResponseReader::Result::kNeedMore) << reader.error();
+  }
+  EXPECT_EQ(got, (std::vector<std::pair<int, std::string>>{
+                     {200, "{\"id\":\"a1\"}"}, {200, ""}, {204, ""}, {200, "bye"}}));
+  EXPECT_EQ(closes, (std::vector<bool>{false, false, false, true}));
+}
+
+TEST(HttpResponseReaderTest, FramesSeveralResponsesFromOneSegment) {
+  HttpResponseReader reader;
+  ASSERT_TRUE(reader.Feed(Ok("one") + Ok("two") + "HTTP/1.0 503 Busy\r\nContent-Length: 0\r\n"));
+  HttpResponseReader::Response r;
+  ASSERT_EQ(reader.Next(&r), HttpResponseReader::Result::kResponse);
+  EXPECT_EQ(r.body, "one");
+  ASSERT_EQ(reader.Next(&r), HttpResponseReader::Result::kResponse);
+  EXPECT_EQ(r.body, "two");
+  EXPECT_EQ(reader.Next(&r), HttpResponseReader::Result::kNeedMore);
+  ASSERT_TRUE(reader.Feed("\r\n"));
+  ASSERT_EQ(reader.Next(&r), HttpResponseReader::Result::kResponse);
+  EXPECT_EQ(r.status, 503);
+  EXPECT_TRUE(r.close) << "HTTP/1.0 without keep-alive closes";
+}
+
+TEST(HttpResponseReaderTest, RefusesWhatItCannotFrameOrWhatIsTooLarge) {
+  const std::string big_head = "HTTP/1.1 200 OK\r\nX: " + std::string(20'000, 'x') + "\r\n";
+  std::string many_lines = "HTTP/1.1 200 OK\r\n";
+  for (int i = 0; i < 101; ++i) many_lines += "X-A: b\r\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "Transfer-Encoding"},
+      {"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", "without Content-Length"},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab", "Content"},
+      {"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "Content-Length"},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n", "larger"},
+      {"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n", "status"},
+      {"SMTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "status line"},
+      {"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "header line"},
+      {many_lines + "\r\n", "too many"},
+      {big_head, "too large"},
+  };
+  for (const auto& [input, needle] : cases) {
+    HttpResponseReader reader;
+    HttpResponseReader::Response r;
+    ASSERT_TRUE(reader.Feed(input));
+    EXPECT_EQ(reader.Next(&r), HttpResponseReader::Result::kError) << input.substr(0, 60);
+    EXPECT_THAT(reader.error(), HasSubstr(needle)) << input.substr(0, 60);
+  }
+  HttpResponseReader reader;
+  EXPECT_FALSE(reader.Feed(std::string(HttpResponseReader::kBodyBytesMax + (200 << 10), 'x')))
+      << "input beyond one bounded response is refused before it is buffered";
+}
+
+TEST(HttpResponseReaderTest, RecordIdsOfInjectionAnswers) {
+  auto ids = [](const std::string& body) {
+    std::string out = "x ";
+    AppendHttpIds(body, &out);
+    return out;
+  };
+  EXPECT_EQ(ids("{\"success_count\":1,\"failure_count\":0,\"failures\":[],"
+                "\"id\":\"01a2ff\"}\n"),
+            "x 01a2ff");
+  EXPECT_EQ(ids("{\"success_count\":2,\"ids\":[\"aa\",\"bb\", \"cc\"]}"), "x aa,bb,cc");
+  EXPECT_EQ(ids("{\"success_count\":0}"), "x -");
+  EXPECT_EQ(ids("{\"id\":\"has space\"}"), "x -") << "an id is one field";
+  EXPECT_EQ(ids("{\"id\":\"" + std::string(200, 'a') + "\"}"), "x -") << "bounded";
+  EXPECT_EQ(ids("{\"ids\":[\"aa\",\"b b\"]}"), "x aa");
+  EXPECT_EQ(ids("{\"id\":\"abc"), "x -") << "unterminated";
 }
 
 // ---------------------------------------------------------------------------------------
@@ -762,6 +854,11 @@ TEST_F(RingloadTest, UsageErrorsExitTwoAndNameTheFlag) {
       {{"send", "--target", t, "--messages", "5", "--rcpts", "0"}, "--rcpts"},
       {{"send", "--target", t, "--messages", "5", "--rate", "-3"}, "--rate"},
       {{"send", "--target", t, "--messages", "5", "--rcpt-template", "u{x}@d"}, "--rcpt-template"},
+      {{"send", "--target", t, "--messages", "5", "--token", "x"}, "--http"},
+      {{"send", "--target", t, "--messages", "5", "--http", "--template"}, "--template"},
+      {{"send", "--target", t, "--messages", "5", "--http", "--kind", "mime"}, "--kind"},
+      {{"send", "--target", t, "--messages", "5", "--http", "--path", "api"}, "--path"},
+      {{"send", "--target", t, "--messages", "5", "--http", "--chunking"}, "--chunking"},
       {{"sink", "--reply", "451:2"}, "--reply"},
       {{"sink", "--reply", "200:0.1"}, "--reply"},
       {{"sink", "--listen", "nonsense"}, "--listen"},

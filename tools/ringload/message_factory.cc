@@ -38,7 +38,9 @@ MessageFactory::MessageFactory(const SendOptions& options, uint64_t run_id)
     : from_(options.from),
       date_(RfcDate()),
       rcpts_(options.rcpts),
-      domains_(options.domains) {
+      domains_(options.domains),
+      http_kind_(options.http_kind),
+      http_template_(options.http_template) {
   char hex[17];
   std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(run_id));
   run_hex_ = hex;
@@ -48,6 +50,7 @@ MessageFactory::MessageFactory(const SendOptions& options, uint64_t run_id)
     b.target_bytes = sc.bytes;
     b.raw = RenderBody(sc.bytes);
     b.stuffed = DotStuff(b.raw);
+    if (options.http) AppendJsonEscaped(b.raw, &b.json);
     bodies_.push_back(std::move(b));
     total += sc.weight;
     cumulative_weight_.push_back(total);
@@ -112,6 +115,76 @@ std::string MessageFactory::DotStuff(std::string_view raw) {
     line_start = c == '\n';
   }
   return out;
+}
+
+void MessageFactory::AppendJsonEscaped(std::string_view text, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  size_t plain = 0;  // start of the run of bytes that need no escape
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out->append(text.data() + plain, i - plain);
+    plain = i + 1;
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\r': out->append("\\r"); break;
+      case '\n': out->append("\\n"); break;
+      case '\t': out->append("\\t"); break;
+      default: {
+        const char u[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+        out->append(u, sizeof(u));
+      }
+    }
+  }
+  out->append(text.data() + plain, text.size() - plain);
+}
+
+size_t MessageFactory::AppendJsonPrefix(uint64_t seq, std::string* out) const {
+  const bool structured = http_kind_ == SendOptions::HttpKind::kStructured;
+  // Per loop thread, so rendering allocates nothing once it has grown.
+  thread_local std::string scratch;
+  out->append("{\"envelope_sender\":\"");
+  AppendJsonEscaped(from_, out);
+  out->append("\",\"recipients\":[");
+  for (uint32_t i = 0; i < rcpts_; ++i) {
+    if (i > 0) out->push_back(',');
+    out->append("{\"email\":\"");
+    scratch.clear();
+    AppendRecipient(seq, i, &scratch);
+    AppendJsonEscaped(scratch, out);
+    out->push_back('"');
+    if (http_template_) {
+      out->append(",\"substitution_data\":{\"name\":\"User ");
+      AppendNumber(seq * rcpts_ + i, out);
+      out->append("\"}");
+    }
+    out->push_back('}');
+  }
+  out->append("],\"content\":");
+  if (!structured) {
+    out->push_back('"');
+    scratch.clear();
+    AppendHeaders(seq, &scratch);
+    AppendJsonEscaped(scratch, out);
+    return scratch.size();
+  }
+  out->append("{\"from\":\"");
+  AppendJsonEscaped(from_, out);
+  out->append("\",\"subject\":\"ringload test message ");
+  AppendNumber(seq, out);
+  if (http_template_) out->append(" for {{name}}");
+  out->append("\",\"headers\":{\"Message-ID\":\"");
+  AppendMessageId(seq, out);
+  out->append("\",\"X-Ringload-Seq\":\"");
+  AppendNumber(seq, out);
+  out->append("\"},\"text_body\":\"");
+  if (http_template_) out->append("Hello {{name}},\\r\\n\\r\\n");
+  return 0;
+}
+
+std::string_view MessageFactory::json_tail() const {
+  return http_kind_ == SendOptions::HttpKind::kStructured ? "\"}}" : "\"}";
 }
 
 void MessageFactory::AppendMessageId(uint64_t seq, std::string* out) const {

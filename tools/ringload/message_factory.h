@@ -25,6 +25,7 @@ class MessageFactory {
     uint64_t target_bytes = 0;  // the size asked for (headers + body)
     std::string raw;            // content after the header block, CRLF lines
     std::string stuffed;        // the same, dot-stuffed for DATA
+    std::string json;           // --http: `raw` escaped for a JSON string (no quotes)
   };
 
   // `run_id` makes Message-IDs unique across runs.
@@ -43,11 +44,23 @@ class MessageFactory {
   // The Message-ID value of `seq`, "<seq.runid@ringload.test>".
   void AppendMessageId(uint64_t seq, std::string* out) const;
 
+  // --http: the request body of message `seq` is AppendJsonPrefix(seq), then
+  // body(size_class).json, then json_tail(). Raw kind: "content" is the header block and
+  // the body; structured: from, subject, Message-ID and X-Ringload-Seq as "headers", the
+  // body as "text_body" (with --template, {{name}} references and per-recipient values).
+  // Returns the bytes of the message's header block (raw) or 0 (structured: the server
+  // writes the headers), so the message size can be counted as in SMTP mode.
+  size_t AppendJsonPrefix(uint64_t seq, std::string* out) const;
+  std::string_view json_tail() const;
+
   const std::string& from() const { return from_; }
   uint32_t rcpts() const { return rcpts_; }
 
   // Dot-stuffs CRLF text: a '.' at the start of a line is doubled.
   static std::string DotStuff(std::string_view raw);
+  // Appends `text` escaped for the inside of a JSON string: quote, backslash and control
+  // bytes escaped; other bytes as they are.
+  static void AppendJsonEscaped(std::string_view text, std::string* out);
 
  private:
   struct Piece {
@@ -67,6 +80,8 @@ class MessageFactory {
   std::string run_hex_;
   uint32_t rcpts_;
   uint32_t domains_;
+  SendOptions::HttpKind http_kind_;
+  bool http_template_;
 };
 
 }  // namespace ringmail::ringload

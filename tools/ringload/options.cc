@@ -250,6 +250,48 @@ absl::StatusOr<std::vector<ReplyRule>> ParseReplyRules(absl::string_view text) {
 
 namespace {
 
+// The --http flags of `ringload send`.
+void AddHttpFlags(SendOptions* o, std::vector<Flag>* flags) {
+  flags->push_back({"http", false, [o](absl::string_view) {
+                      o->http = true;
+                      return absl::OkStatus();
+                    }});
+  flags->push_back({"token", true, [o](absl::string_view v) -> absl::Status {
+                      if (v.empty() || v.size() > kTokenBytesMax) {
+                        return FlagError("token", "expected 1 to 4096 bytes");
+                      }
+                      for (char c : v) {
+                        if (c <= ' ' || c == 0x7f) return FlagError("token", "has a blank or "
+                                                                    "control character");
+                      }
+                      o->http_token = std::string(v);
+                      return absl::OkStatus();
+                    }});
+  flags->push_back({"path", true, [o](absl::string_view v) -> absl::Status {
+                      if (v.empty() || v[0] != '/' || v.size() > kHttpPathBytesMax ||
+                          v.find_first_of(" \t\r\n") != v.npos) {
+                        return FlagError("path", "expected an absolute path without blanks");
+                      }
+                      o->http_path = std::string(v);
+                      return absl::OkStatus();
+                    }});
+  flags->push_back({"kind", true, [o](absl::string_view v) -> absl::Status {
+                      if (v == "raw") {
+                        o->http_kind = SendOptions::HttpKind::kRaw;
+                      } else if (v == "structured") {
+                        o->http_kind = SendOptions::HttpKind::kStructured;
+                      } else {
+                        return FlagError("kind", absl::StrCat("expected raw or structured, "
+                                                              "got '", v, "'"));
+                      }
+                      return absl::OkStatus();
+                    }});
+  flags->push_back({"template", false, [o](absl::string_view) {
+                      o->http_template = true;
+                      return absl::OkStatus();
+                    }});
+}
+
 // The flags of `ringload send`, bound to the fields of *o.
 void AddSendFlags(SendOptions* o, std::vector<Flag>* flags_out) {
   std::vector<Flag>& flags = *flags_out;
@@ -304,6 +346,7 @@ void AddSendFlags(SendOptions* o, std::vector<Flag>* flags_out) {
                      o->record_path = std::string(v);
                      return absl::OkStatus();
                    }});
+  AddHttpFlags(o, flags_out);
   flags.push_back(Bound("timeout", &o->timeout_s, dbl("timeout", 0.001, kDurationMax)));
   flags.push_back(Bound("io-timeout", &o->io_timeout_s, dbl("io-timeout", 0.001, 3600)));
   flags.push_back({"max-errors", true, [o](absl::string_view v) -> absl::Status {
@@ -332,6 +375,16 @@ absl::StatusOr<SendOptions> ParseSendOptions(const std::vector<absl::string_view
   }
   for (const SizeClass& sc : o.sizes) {
     if (o.chunking && sc.bytes == 0) return FlagError("size", "0 bytes");
+  }
+  const bool http_only = Seen(seen, "token") || Seen(seen, "path") || Seen(seen, "kind") ||
+                         Seen(seen, "template");
+  if (http_only && !o.http) {
+    return absl::InvalidArgumentError("--token, --path, --kind and --template need --http");
+  }
+  if (o.http && o.chunking) return FlagError("chunking", "is SMTP only (not with --http)");
+  if (o.http_template && o.http_kind != SendOptions::HttpKind::kStructured) {
+    return FlagError("template", "needs --kind structured (the API expands templates only "
+                                 "in structured content)");
   }
   if (o.timeout_s == 0) {
     // Long enough for the workload at a slow pace; short enough that a wedged run ends.
@@ -404,6 +457,20 @@ std::string SendUsage() {
   --timeout S                hard bound on the whole run (default from the workload)
   --io-timeout S             longest wait for one reply (default 30)
   --threads N --pin --seed N --json --quiet
+ HTTP injection (ringmaild's POST /api/inject/v1) instead of SMTP:
+  --http                     one keep-alive HTTP/1.1 connection per --connections; each
+                             message is one request, answered after it is durable; the
+                             summary counts requests (codes are HTTP statuses); --record
+                             writes the "id" (or "ids", comma-separated) of the answer
+  --token TOKEN              Authorization: Bearer TOKEN
+  --path PATH                request path (default /api/inject/v1)
+  --kind raw|structured      raw: "content" is the whole RFC 5322 message (default);
+                             structured: from/subject/headers/text_body, MIME built by
+                             the server
+  --template                 structured only: each recipient gets substitution_data
+                             {"name": ...} and the subject and body use {{name}}, so the
+                             server makes one message per recipient
+  --pipelining               with --http: up to 4 requests in flight per connection
 )";
 }
 

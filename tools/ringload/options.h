@@ -28,6 +28,8 @@ inline constexpr size_t kSizeClassesMax = 16;
 inline constexpr size_t kReplyRulesMax = 16;
 inline constexpr size_t kAddressBytesMax = 256;  // RFC 5321 path limit
 inline constexpr double kDurationMax = 7 * 86400.0;
+inline constexpr size_t kTokenBytesMax = 4096;
+inline constexpr size_t kHttpPathBytesMax = 1024;
 
 struct Endpoint {
   sockaddr_storage addr{};
@@ -83,6 +85,14 @@ struct SendOptions {
   double timeout_s = 0;      // hard overall bound; 0: derived from the workload
   double io_timeout_s = 30;  // per reply
   int64_t max_errors = 0;    // more errors than this: stop early and exit 1
+
+  // --http: POST each message to ringmaild's injection API instead of speaking SMTP.
+  enum class HttpKind : uint8_t { kRaw, kStructured };
+  bool http = false;
+  std::string http_token;  // Authorization: Bearer (empty: no header)
+  std::string http_path = "/api/inject/v1";
+  HttpKind http_kind = HttpKind::kRaw;
+  bool http_template = false;  // per-recipient substitution_data ({{name}}, structured only)
 };
 
 struct SinkOptions {

@@ -59,7 +59,8 @@ void PrintSendSummary(FILE* out, const SendOptions& o, const SendStats& s, const
   if (o.common.json) {
     std::fprintf(
         out,
-        "{\"mode\":\"send\",\"target\":%s,\"connections\":%u,\"threads\":%u,"
+        "{\"mode\":\"send\",\"protocol\":\"%s\",\"target\":%s,\"connections\":%u,"
+        "\"threads\":%u,"
         "\"pipelining\":%s,\"chunking\":%s,\"rate\":%.3f,\"elapsed_s\":%.6f,"
         "\"messages\":%llu,\"messages_per_s\":%.1f,\"bytes\":%llu,\"bytes_per_s\":%.1f,"
         "\"rejected_4xx\":%llu,\"rejected_5xx\":%llu,\"lost\":%llu,\"aborted\":%llu,"
@@ -69,7 +70,7 @@ void PrintSendSummary(FILE* out, const SendOptions& o, const SendStats& s, const
         "\"latency_us\":{\"min\":%llu,\"mean\":%.1f,\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,"
         "\"p999\":%llu,\"max\":%llu},\"codes\":{%s},\"timed_out\":%s,\"interrupted\":%s,"
         "\"incomplete\":%s,\"first_error\":%s}\n",
-        JsonString(o.target.text).c_str(), o.connections, r.threads,
+        o.http ? "http" : "smtp", JsonString(o.target.text).c_str(), o.connections, r.threads,
         o.pipelining ? "true" : "false", o.chunking ? "true" : "false", o.rate, r.elapsed_s,
         (unsigned long long)s.ok, mps, (unsigned long long)s.bytes, bps,
         (unsigned long long)s.rejected_4xx, (unsigned long long)s.rejected_5xx,
@@ -88,8 +89,8 @@ void PrintSendSummary(FILE* out, const SendOptions& o, const SendStats& s, const
   }
   std::fprintf(out, "ringload send: %llu messages accepted in %.3f s: %.1f msg/s, %.2f MB/s\n",
                (unsigned long long)s.ok, r.elapsed_s, mps, bps / 1e6);
-  std::fprintf(out, "  target %s, %u connections on %u threads%s%s%s\n", o.target.text.c_str(),
-               o.connections, r.threads, o.pipelining ? ", pipelining" : "",
+  std::fprintf(out, "  target %s%s, %u connections on %u threads%s%s%s\n",
+               o.target.text.c_str(), o.http ? " (HTTP injection)" : "", o.connections, r.threads, o.pipelining ? ", pipelining" : "",
                o.chunking ? ", chunking" : "",
                o.rate > 0 ? absl::StrFormat(", open loop at %.1f msg/s", o.rate).c_str() : "");
   std::fprintf(out, "  latency ms%s: p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",

@@ -9,12 +9,13 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "tools/ringload/http_conn.h"
 #include "tools/ringload/text.h"
 
 namespace ringmail::ringload {
 namespace {
 
-constexpr uint16_t kBufferGroup = 1;
+constexpr uint16_t kBufferGroup = kSendBufferGroup;
 constexpr uint32_t kBufferCount = 1024;
 constexpr uint32_t kBufferBytes = 4096;
 constexpr size_t kReplyLineMax = 2048;  // RFC 5321 says 512; be lenient, but bounded
@@ -710,8 +711,13 @@ SendWorker::SendWorker(core::Loop& loop, const SendOptions& options,
       rng_(options.common.seed * 0x9E3779B97F4A7C15ull + index) {
   conns_.reserve(connections);
   for (uint32_t i = 0; i < connections; ++i) {
-    conns_.push_back(std::make_unique<ClientConn>(this, i));
+    if (options.http) {
+      conns_.push_back(std::make_unique<HttpConn>(this, i));
+    } else {
+      conns_.push_back(std::make_unique<ClientConn>(this, i));
+    }
   }
+  if (options.http) http_prefix_ = HttpRequestPrefix(options);
   parked_.resize(connections);
   rate_timer_.Bind<&SendWorker::RateTimerFired>(this);
   if (!options.common.dump_dir.empty()) dump_ = std::make_unique<DumpWriter>(loop);
@@ -800,7 +806,7 @@ SendWorker::Take SendWorker::TakeMessage(MessageTicket* out) {
   return t;
 }
 
-void SendWorker::Park(ClientConn* conn) {
+void SendWorker::Park(SendConn* conn) {
   RM_CHECK(parked_count_ < parked_.size());
   parked_[(parked_head_ + parked_count_) % parked_.size()] = conn;
   ++parked_count_;
@@ -824,7 +830,7 @@ void SendWorker::RateTimerFired(core::Timer&) {
       loop_.timers().Arm(rate_timer_, (due + 999) / 1000);
       return;
     }
-    ClientConn* conn = parked_[parked_head_];
+    SendConn* conn = parked_[parked_head_];
     parked_head_ = (parked_head_ + 1) % parked_.size();
     --parked_count_;
     conn->Resume();  // takes the due message, or quits when the run is over
@@ -908,7 +914,11 @@ void SendWorker::Accepted(const MessageTicket& ticket, uint64_t latency_us, uint
   line->push_back(' ');
   factory_.AppendMessageId(ticket.seq, line);
   line->push_back(' ');
-  AppendReplyField(reply_text, line);
+  if (options_.http) {
+    AppendHttpIds(reply_text, line);
+  } else {
+    AppendReplyField(reply_text, line);
+  }
   line->push_back('\n');
   record_->Flush();
 }

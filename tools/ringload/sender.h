@@ -62,24 +62,39 @@ struct SendStats {
 
 class SendWorker;
 
+// The provided-buffer group of the worker's receive buffers (one BufferRing per loop).
+inline constexpr uint16_t kSendBufferGroup = 1;
+
+// One connection of a SendWorker, whatever it speaks (SMTP: ClientConn; --http: HttpConn).
+// Loop thread only.
+class SendConn {
+ public:
+  virtual ~SendConn() = default;
+  virtual void Connect() = 0;
+  virtual void Resume() = 0;    // a parked connection: a message is due, or the run is over
+  virtual void Shutdown() = 0;  // the run is stopped: abort what is in flight and close
+  virtual void Abandon() = 0;   // no message is left: close unless in a session
+  virtual bool finished() const = 0;
+};
+
 // Which message a connection is to send next.
 struct MessageTicket {
   uint64_t seq = 0;
   uint64_t due_us = 0;  // open loop: scheduled time; closed loop: 0 (use start time)
 };
 
-class ClientConn {
+class ClientConn final : public SendConn {
  public:
   ClientConn(SendWorker* worker, uint32_t slot);
   ClientConn(const ClientConn&) = delete;
   ClientConn& operator=(const ClientConn&) = delete;
-  ~ClientConn();
+  ~ClientConn() override;
 
-  void Connect();
-  void Resume();  // a parked connection: a message is due, or the run is over
-  void Shutdown();
-  void Abandon();  // no message is left: close unless in a session
-  bool finished() const { return state_ == State::kFinished; }
+  void Connect() override;
+  void Resume() override;
+  void Shutdown() override;
+  void Abandon() override;
+  bool finished() const override { return state_ == State::kFinished; }
 
  private:
   enum class State : uint8_t {
@@ -212,11 +227,12 @@ class SendWorker {
 
  private:
   friend class ClientConn;
+  friend class HttpConn;
   enum class Take { kReady, kWait, kDone };
 
   Take TakeMessage(MessageTicket* out);
   Take Peek(uint64_t now_us, uint64_t* due_us) const;
-  void Park(ClientConn* conn);
+  void Park(SendConn* conn);
   void RateTimerFired(core::Timer& t);
   void ConnFinished();
   void MaybeDone();
@@ -235,8 +251,8 @@ class SendWorker {
   const uint32_t workers_;
   const uint64_t quota_;  // messages this loop sends (UINT64_MAX: bounded by duration)
   std::unique_ptr<core::BufferRing> buffers_;
-  std::vector<std::unique_ptr<ClientConn>> conns_;
-  std::vector<ClientConn*> parked_;  // FIFO ring of connections waiting for a due message
+  std::vector<std::unique_ptr<SendConn>> conns_;
+  std::vector<SendConn*> parked_;  // FIFO ring of connections waiting for a due message
   size_t parked_head_ = 0;
   size_t parked_count_ = 0;
   core::Timer rate_timer_;
@@ -255,6 +271,7 @@ class SendWorker {
   uint64_t finish_us_ = 0;
   size_t finished_conns_ = 0;
   std::string scratch_;
+  std::string http_prefix_;  // --http: request line and constant headers, through "Length: "
 
   LiveCounters live_;
   SendStats stats_;
