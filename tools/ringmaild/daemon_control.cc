@@ -411,7 +411,10 @@ void Daemon::MessageShow(const std::string& hex, Reply reply) {
         *step = nullptr;  // break the self-reference
         return;
       }
-      auto [loop, ledger] = ask->ledgers[ask->next++];
+      // Named copies, not a structured binding: clang 14 cannot capture those.
+      core::Loop* loop = ask->ledgers[ask->next].first;
+      delivery::Ledger* ledger = ask->ledgers[ask->next].second;
+      ++ask->next;
       loop->Post([ledger, shared_reply, step, id, json, &master] {
         std::optional<delivery::MessageView> v = ledger->MessageShow(id);
         std::string text;
