@@ -80,13 +80,35 @@ EsmtpListener::~EsmtpListener() {
 }
 
 absl::Status EsmtpListener::Listen(const std::vector<config::NetAddress>& addresses) {
-  for (const config::NetAddress& address : addresses) {
+  const std::vector<config::ListenConfig>& configured = settings_->config->esmtp.listen;
+  std::vector<config::ListenConfig> listens;
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    config::ListenConfig l;
+    l.address = addresses[i];
+    if (configured.size() == addresses.size() && configured[i].address == addresses[i]) {
+      l.tls = configured[i].tls;
+    }
+    listens.push_back(l);
+  }
+  return Listen(listens);
+}
+
+absl::Status EsmtpListener::Listen(const std::vector<config::ListenConfig>& listens) {
+  for (const config::ListenConfig& listen : listens) {
+    const bool implicit = listen.tls == config::ListenTls::kImplicit;
+    if (implicit && settings_->tls_context == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "ESMTP_Listener: Listen \"", listen.address.ToString(),
+          "\" has tls = \"implicit\" but no tls_certificate/tls_key"));
+    }
     uint16_t port = 0;
-    absl::StatusOr<int> fd = OpenListenSocket(address, kListenBacklog, "ESMTP_Listener", &port);
+    absl::StatusOr<int> fd =
+        OpenListenSocket(listen.address, kListenBacklog, "ESMTP_Listener", &port);
     if (!fd.ok()) return fd.status();
     auto a = std::make_unique<Acceptor>();
     a->owner = this;
     a->fd = *fd;
+    a->implicit_tls = implicit;
     a->accept_op.Bind<&Acceptor::AcceptDone>(a.get(), "esmtp.accept");
     a->accept_op.multishot = true;
     a->retry.Bind<&Acceptor::RetryFired>(a.get());
@@ -103,7 +125,7 @@ void EsmtpListener::ArmAccept(Acceptor& a) {
 }
 
 void EsmtpListener::Acceptor::AcceptDone(core::Operation&, core::IoResult r) {
-  if (r.ok()) owner->OnAccepted(static_cast<int>(r.res));
+  if (r.ok()) owner->OnAccepted(static_cast<int>(r.res), implicit_tls);
   if (r.more()) return;
   if (owner->draining_ || owner->loop_.stopping() || fd < 0) return;
   if (!r.ok()) ++owner->counters_.accept_errors;
@@ -122,7 +144,7 @@ void EsmtpListener::Acceptor::RetryFired(core::Timer&) {
   }
 }
 
-void EsmtpListener::OnAccepted(int fd) {
+void EsmtpListener::OnAccepted(int fd, bool implicit_tls) {
   std::string ip;
   uint16_t port = 0;
   if (!PeerOf(fd, &ip, &port)) {  // already gone
@@ -130,7 +152,7 @@ void EsmtpListener::OnAccepted(int fd) {
     return;
   }
   ++counters_.accepted;
-  auto session = std::make_unique<Session>(*this, fd, ip, port, settings_);
+  auto session = std::make_unique<Session>(*this, fd, ip, port, settings_, implicit_tls);
   Session* s = session.get();
   sessions_.emplace(s, std::move(session));
   const Settings& st = *settings_;

@@ -63,6 +63,9 @@ struct ListenerCounters {
   uint64_t message_bytes = 0;
   uint64_t commit_errors = 0;
   uint64_t accept_errors = 0;
+  uint64_t tls_handshakes = 0;        // completed (STARTTLS and implicit)
+  uint64_t tls_handshake_errors = 0;  // failed: bad input, alert, peer closed
+  uint64_t tls_handshake_timeouts = 0;
 };
 
 class EsmtpListener {
@@ -73,7 +76,12 @@ class EsmtpListener {
   EsmtpListener(const EsmtpListener&) = delete;
   EsmtpListener& operator=(const EsmtpListener&) = delete;
 
-  // Opens the sockets (SO_REUSEPORT) and arms their multishot accepts.
+  // Opens the sockets (SO_REUSEPORT) and arms their multishot accepts. A listen with
+  // tls = implicit speaks TLS from the first byte (SMTPS); it needs the settings' TLS context.
+  absl::Status Listen(const std::vector<config::ListenConfig>& listens);
+  // The same for addresses taken in order from the settings' ESMTP_Listener Listen scopes
+  // (ringmaild's form): address i gets the tls mode of Listen scope i when the counts match,
+  // plain otherwise.
   absl::Status Listen(const std::vector<config::NetAddress>& addresses);
   // The ports actually bound (for port 0 in tests), in Listen order.
   const std::vector<uint16_t>& bound_ports() const { return bound_ports_; }
@@ -102,13 +110,14 @@ class EsmtpListener {
   struct Acceptor {
     EsmtpListener* owner = nullptr;
     int fd = -1;
+    bool implicit_tls = false;
     core::Operation accept_op;
     core::Timer retry;  // re-arms accept after a resource error (EMFILE) without spinning
     void AcceptDone(core::Operation& op, core::IoResult r);
     void RetryFired(core::Timer& t);
   };
   void ArmAccept(Acceptor& a);
-  void OnAccepted(int fd);
+  void OnAccepted(int fd, bool implicit_tls);
   void CloseAcceptors();
   void MaybeDrained();
 

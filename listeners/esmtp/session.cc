@@ -12,17 +12,22 @@ namespace {
 // Received bytes kept for a machine that is paused (commit, slot wait) beyond its own
 // pending buffer. Past this the session stops reading and TCP pushes back on the client.
 constexpr size_t kStashBytesMax = 256 * 1024;
+// Plaintext taken from the TLS session per read: one TLS record.
+constexpr size_t kPlaintextChunkBytes = 16 * 1024;
+// Ciphertext queued for sending beyond which replies wait unencrypted (plain_out_).
+constexpr size_t kTlsQueuedBytesMax = 64 * 1024;
 
 }  // namespace
 
 Session::Session(EsmtpListener& listener, int fd, std::string peer_ip, uint16_t peer_port,
-                 std::shared_ptr<const Settings> settings)
+                 std::shared_ptr<const Settings> settings, bool implicit_tls)
     : listener_(listener),
       fd_(fd),
       peer_ip_(std::move(peer_ip)),
       peer_port_(peer_port),
       settings_(std::move(settings)),
-      machine_(settings_->limits, settings_->policy, listener.ids()) {
+      machine_(settings_->limits, settings_->policy, listener.ids()),
+      implicit_tls_(implicit_tls) {
   recv_op_.Bind<&Session::RecvDone>(this, "esmtp.recv");
   recv_op_.multishot = true;
   send_op_.Bind<&Session::SendDone>(this, "esmtp.send");
@@ -42,12 +47,21 @@ uint64_t Session::WallMs() const { return static_cast<uint64_t>(absl::ToUnixMill
 
 void Session::Start() {
   started_ms_ = listener_.loop().now_ms();
+  if (implicit_tls_) {  // SMTPS: the greeting waits for the handshake (HandshakeDone)
+    BeginTls();
+    Pump();
+    return;
+  }
   machine_.Start(peer_ip_, peer_port_, settings_->hostname);
   if (listener_.draining()) machine_.Shutdown();
   Pump();
 }
 
 void Session::Refuse(std::string reply) {
+  if (implicit_tls_) {  // a plaintext 421 means nothing to a TLS client: just close
+    BeginClose();
+    return;
+  }
   close_after_send_ = true;
   QueueOutput(std::move(reply));
 }
@@ -82,16 +96,23 @@ void Session::Pump() {
       stash_.erase(0, used);
       if (used > 0) continue;
     }
+    if (stash_.empty() && machine_.WantsInput() && PullPlaintext()) continue;
     if (!machine_.HasOutput()) break;
     QueueOutput(machine_.TakeOutput());  // one send per pipelined group
+  }
+  if (close_after_send_ && tls_ != nullptr && tls_->established() && !tls_->failed() &&
+      plain_out_.empty() && !tls_close_notify_sent_) {
+    tls_close_notify_sent_ = true;  // after the last reply (221, 421)
+    tls_->Shutdown();
+    QueueRaw(tls_->TakeCiphertext());
   }
   if (close_after_send_ && sending_.empty()) {
     BeginClose();
     return;
   }
   ArmDeadline();
-  if (!recv_armed_ && !close_after_send_ && machine_.WantsInput() &&
-      stash_.size() < kStashBytesMax) {
+  if (!recv_armed_ && !close_after_send_ && (handshaking() || machine_.WantsInput()) &&
+      stash_.size() < kStashBytesMax && cipher_stash_.size() < kStashBytesMax) {
     ArmRecv();
   }
 }
@@ -120,9 +141,12 @@ void Session::Execute(Action action) {
       data_started_us_ = listener_.loop().now_us();
       listener_.spool().Commit(commit_);
       return;
-    case Action::Kind::kStartTls:  // never offered yet: the machine cannot ask for it
-      RM_BUG("STARTTLS requested but not offered");
-      close_after_send_ = true;
+    case Action::Kind::kStartTls:
+      // RFC 3207 §4.2, CVE-2011-0411: nothing received in plaintext behind STARTTLS may run
+      // after the handshake. The machine dropped its own buffer; the stash goes too.
+      stash_.clear();
+      QueueOutput(machine_.TakeOutput());  // "220 2.0.0 Ready to start TLS", in clear
+      BeginTls();
       return;
     case Action::Kind::kClose:
       close_after_send_ = true;  // Pump sends the last replies (221, 421) first
@@ -142,7 +166,13 @@ void Session::RecvDone(core::Operation&, core::IoResult r) {
   if (!r.more()) recv_armed_ = false;
   if (r.ok() && r.has_buffer()) {
     std::string_view bytes = listener_.buffers().Take(r.buffer_id(), r.value());
-    if (!closing_ && !close_after_send_) FeedBytes(bytes);
+    if (!closing_ && !close_after_send_) {
+      if (tls_ != nullptr) {
+        FeedCiphertext(bytes);
+      } else {
+        FeedBytes(bytes);
+      }
+    }
     listener_.buffers().Recycle(r.buffer_id());  // parsed: straight back to the kernel
     if (r.value() > 0) {
       Pump();
@@ -180,15 +210,135 @@ void Session::FeedBytes(std::string_view bytes) {
   }
   size_t used = machine_.Feed(bytes, WallMs());
   if (used < bytes.size()) stash_.append(bytes.substr(used));
-  if (stash_.size() >= kStashBytesMax && recv_armed_ && !recv_cancel_sent_) {
-    // Stop reading: the client must wait for our replies (TCP back-pressure).
-    io_uring_sqe* sqe = listener_.loop().ring().PrepareUntracked();
-    io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&recv_op_), 0);
-    recv_cancel_sent_ = true;
+  if (stash_.size() >= kStashBytesMax) StopReading();
+}
+
+void Session::StopReading() {
+  if (!recv_armed_ || recv_cancel_sent_) return;
+  // The client must wait for our replies (TCP back-pressure); Pump re-arms the recv.
+  io_uring_sqe* sqe = listener_.loop().ring().PrepareUntracked();
+  io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&recv_op_), 0);
+  recv_cancel_sent_ = true;
+}
+
+void Session::BeginTls() {
+  absl::StatusOr<std::unique_ptr<tls::TlsSession>> s =
+      settings_->tls_context != nullptr
+          ? tls::TlsSession::NewServer(settings_->tls_context)
+          : absl::FailedPreconditionError("no TLS context");
+  if (!s.ok()) {
+    ++listener_.mutable_counters().tls_handshake_errors;
+    close_after_send_ = true;
+    return;
+  }
+  tls_ = *std::move(s);
+  // Fixed from here: a client trickling handshake bytes does not move it.
+  handshake_deadline_ms_ = listener_.loop().now_ms() + settings_->tls_handshake_timeout_ms;
+}
+
+void Session::FeedCiphertext(std::string_view bytes) {
+  if (cipher_stash_.empty()) bytes.remove_prefix(tls_->FeedCiphertext(bytes));
+  cipher_stash_.append(bytes.data(), bytes.size());
+  if (cipher_stash_.size() >= kStashBytesMax) StopReading();
+  if (handshaking()) AdvanceHandshake();
+}
+
+void Session::RefillTls() {
+  if (!cipher_stash_.empty()) cipher_stash_.erase(0, tls_->FeedCiphertext(cipher_stash_));
+}
+
+void Session::AdvanceHandshake() {
+  tls::TlsResult r;
+  do {
+    RefillTls();
+    r = tls_->Handshake();
+  } while (r == tls::TlsResult::kWantRead && !cipher_stash_.empty() &&
+           tls_->ciphertext_in_room() > 0);
+  QueueRaw(tls_->TakeCiphertext());
+  if (r == tls::TlsResult::kOk) {
+    HandshakeDone();
+  } else if (r == tls::TlsResult::kError || r == tls::TlsResult::kClosed) {
+    TlsFailed(/*timeout=*/false);
   }
 }
 
+void Session::HandshakeDone() {
+  ++listener_.mutable_counters().tls_handshakes;
+  const std::string description = tls_->Description();
+  if (!implicit_tls_) {
+    machine_.TlsEstablished(description);  // back to kGreeting: the client sends EHLO
+    return;
+  }
+  machine_.SetImplicitTls(description);
+  machine_.Start(peer_ip_, peer_port_, settings_->hostname);
+  if (listener_.draining()) machine_.Shutdown();
+}
+
+// Feeds the machine one chunk of decrypted input; false when there is none to give.
+bool Session::PullPlaintext() {
+  if (tls_ == nullptr || !tls_->established() || tls_->failed() || close_after_send_) {
+    return false;
+  }
+  RefillTls();
+  std::string plain;
+  const tls::TlsResult r = tls_->Read(&plain, kPlaintextChunkBytes);
+  RefillTls();
+  if (tls_->has_ciphertext_out()) QueueRaw(tls_->TakeCiphertext());  // alerts, key updates
+  switch (r) {
+    case tls::TlsResult::kOk:
+      FeedBytes(plain);
+      return true;
+    case tls::TlsResult::kWantRead:
+    case tls::TlsResult::kWantWrite:
+      return false;
+    case tls::TlsResult::kClosed:  // close_notify (or EOF): the client is gone
+      close_after_send_ = true;
+      return false;
+    case tls::TlsResult::kError:
+      TlsFailed(/*timeout=*/false);
+      return false;
+  }
+  return false;
+}
+
+void Session::EncryptPending() {
+  while (!plain_out_.empty() && queued_.size() < kTlsQueuedBytesMax) {
+    size_t used = 0;
+    const tls::TlsResult r = tls_->Write(plain_out_, &used);
+    plain_out_.erase(0, used);
+    QueueRaw(tls_->TakeCiphertext());
+    if (r == tls::TlsResult::kError) {
+      TlsFailed(/*timeout=*/false);
+      return;
+    }
+    if (r != tls::TlsResult::kOk || used == 0) return;
+  }
+}
+
+void Session::TlsFailed(bool timeout) {
+  ListenerCounters& c = listener_.mutable_counters();
+  if (timeout) {
+    ++c.tls_handshake_timeouts;
+  } else if (!tls_->established()) {
+    ++c.tls_handshake_errors;
+  }
+  QueueRaw(tls_->TakeCiphertext());  // the alert, if wolfSSL made one
+  plain_out_.clear();
+  close_after_send_ = true;
+}
+
 void Session::QueueOutput(std::string bytes) {
+  if (bytes.empty()) return;
+  if (tls_ == nullptr) {
+    QueueRaw(std::move(bytes));
+    return;
+  }
+  if (!tls_->established() || tls_->failed()) return;  // nothing a TLS client could read
+  plain_out_.append(bytes);
+  EncryptPending();
+}
+
+void Session::QueueRaw(std::string bytes) {
   if (bytes.empty()) return;
   if (!sending_.empty()) {
     queued_.append(bytes);
@@ -219,6 +369,7 @@ void Session::SendDone(core::Operation&, core::IoResult r) {
   }
   sending_.clear();
   sent_ = 0;
+  if (!plain_out_.empty() && !closing_) EncryptPending();  // replies that waited for room
   if (!queued_.empty()) {
     sending_.swap(queued_);
     StartSend();
@@ -232,6 +383,10 @@ void Session::SendDone(core::Operation&, core::IoResult r) {
 }
 
 void Session::ArmDeadline() {
+  if (handshaking()) {
+    listener_.loop().timers().Arm(deadline_, handshake_deadline_ms_);
+    return;
+  }
   uint64_t ms = 0;
   switch (machine_.deadline()) {
     case DeadlineKind::kNone:
@@ -253,6 +408,11 @@ void Session::ArmDeadline() {
 
 void Session::DeadlineFired(core::Timer&) {
   if (closing_) return;
+  if (handshaking()) {  // stalled mid-handshake: this connection goes, nothing else
+    TlsFailed(/*timeout=*/true);
+    BeginClose();
+    return;
+  }
   if (close_after_send_) {  // the client does not read our last reply: give up
     BeginClose();
     return;
@@ -292,6 +452,7 @@ void Session::LogReception(const spool::CommitRequest& request) {
       .Uint("size", last_size_)
       .Int("code", request.status.ok() ? 250 : 452)
       .Uint("latency_us", listener_.loop().now_us() - data_started_us_);
+  if (tls_ != nullptr && tls_->established()) line.Str("tls", tls_->Description());
   if (!request.status.ok()) line.Str("error", std::string(request.status.message()));
   log->Append(line.Finish());
 }

@@ -6,6 +6,14 @@
 // once no operation is in flight (recv, send, commit) the fd is closed by a ring CLOSE →
 // in its completion the listener frees the session. Nothing touches a session after that.
 // Loop thread only.
+//
+// TLS (STARTTLS, RFC 3207, or implicit TLS on a `tls = "implicit"` listen): a socket-free
+// tls::TlsSession sits between the ring and the machine. Received bytes are ciphertext fed
+// to it; plaintext it decrypts is fed to the machine; replies are encrypted and the
+// ciphertext goes out through the same ring sends. At STARTTLS every plaintext byte already
+// received behind the command is discarded (CVE-2011-0411) and the machine starts over
+// (RFC 3207 §4.2). The handshake has its own fixed deadline; a failed or stalled handshake
+// closes this connection only.
 #pragma once
 
 #include <sys/socket.h>
@@ -19,6 +27,7 @@
 #include "listeners/esmtp/session_machine.h"
 #include "listeners/esmtp/settings.h"
 #include "spool/group_commit.h"
+#include "tls/session.h"
 
 namespace ringmail::listeners::esmtp {
 
@@ -27,7 +36,7 @@ class EsmtpListener;
 class Session {
  public:
   Session(EsmtpListener& listener, int fd, std::string peer_ip, uint16_t peer_port,
-          std::shared_ptr<const Settings> settings);
+          std::shared_ptr<const Settings> settings, bool implicit_tls = false);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -49,7 +58,20 @@ class Session {
   void RecvDone(core::Operation& op, core::IoResult r);
   void FeedBytes(std::string_view bytes);
   void FeedStash();
+  // ---- TLS
+  void BeginTls();
+  void FeedCiphertext(std::string_view bytes);
+  void RefillTls();
+  void AdvanceHandshake();
+  void HandshakeDone();
+  bool PullPlaintext();
+  void EncryptPending();
+  void TlsFailed(bool timeout);
+  bool handshaking() const { return tls_ != nullptr && !tls_->established() && !tls_->failed(); }
+  void StopReading();
+  // Replies (plaintext): encrypted when TLS is on. QueueRaw sends bytes as they are.
   void QueueOutput(std::string bytes);
+  void QueueRaw(std::string bytes);
   void StartSend();
   void SendDone(core::Operation& op, core::IoResult r);
   void ArmDeadline();
@@ -67,6 +89,12 @@ class Session {
   uint16_t peer_port_;
   std::shared_ptr<const Settings> settings_;
   SessionMachine machine_;
+  const bool implicit_tls_;
+  std::unique_ptr<tls::TlsSession> tls_;  // from STARTTLS (or accept) on
+  std::string cipher_stash_;   // received ciphertext the TLS session had no room for
+  std::string plain_out_;      // replies waiting to be encrypted (send queue full)
+  uint64_t handshake_deadline_ms_ = 0;
+  bool tls_close_notify_sent_ = false;
 
   core::Operation recv_op_;
   core::Operation send_op_;

@@ -310,10 +310,17 @@ void SessionMachine::CommitDone(const absl::Status& status) {
   CheckErrorLimit();
 }
 
-void SessionMachine::TlsEstablished() {
+void SessionMachine::TlsEstablished(std::string_view description) {
   if (state_ != State::kStartTls) return;
   tls_ = true;
+  tls_description_ = std::string(description);
   EnterState(State::kGreeting);  // RFC 3207 §4.2: the client starts over with EHLO
+}
+
+void SessionMachine::SetImplicitTls(std::string_view description) {
+  RM_CHECK(state_ == State::kInit) << "SetImplicitTls() after Start()";
+  tls_ = true;
+  tls_description_ = std::string(description);
 }
 
 void SessionMachine::Timeout() {
@@ -823,8 +830,9 @@ std::string SessionMachine::ReceivedHeader(const core::Message& message,
   const std::string tcp_info =
       peer_ip_.has_value() ? absl::StrCat("[", peer_ip_->ToLiteral(), "]") : "unknown";
   std::string header = absl::StrCat("Received: from ", helo_, " (", tcp_info, ")\r\n\tby ",
-                                    local_host_, " (ringmail) with ", with, " id ",
-                                    message.id.ToHex());
+                                    local_host_, " (ringmail) with ", with);
+  if (tls_ && !tls_description_.empty()) absl::StrAppend(&header, " (", tls_description_, ")");
+  absl::StrAppend(&header, " id ", message.id.ToHex());
   const auto& recipients = message.envelope.recipients;
   if (recipients.size() == 1) {
     absl::StrAppend(&header, "\r\n\tfor <", recipients[0].address, ">");

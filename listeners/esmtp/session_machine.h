@@ -13,7 +13,7 @@
 //   Continue(now_ms)                                       kReleaseTransactionSlot,
 //   SlotGranted()                                          kCommit(message), kStartTls,
 //   CommitDone(status)                                     kClose
-//   TlsEstablished()                         CanContinue() more buffered input can run now
+//   TlsEstablished(description)              CanContinue() more buffered input can run now
 //   Timeout()                                WantsInput()  keep the recv armed?
 //   Shutdown()                               deadline()    which RFC 5321 timer to arm
 //
@@ -157,7 +157,12 @@ class SessionMachine {
   void Continue(uint64_t now_ms);
   void SlotGranted();
   void CommitDone(const absl::Status& status);
-  void TlsEstablished();
+  // The STARTTLS handshake completed. `description` ("TLS1.3 TLS_AES_256_GCM_SHA384")
+  // goes into the Received header of every message of this connection.
+  void TlsEstablished(std::string_view description = {});
+  // Implicit TLS (SMTPS): the connection was TLS before the greeting. Call before Start();
+  // STARTTLS is then neither offered nor accepted.
+  void SetImplicitTls(std::string_view description);
   void Timeout();
   void Shutdown();
 
@@ -242,6 +247,7 @@ class SessionMachine {
   uint32_t junk_commands_ = 0;
 
   std::string local_host_;
+  std::string tls_description_;  // version and cipher, for Received
   std::string helo_;
   std::optional<IpAddress> peer_ip_;
   std::string peer_;  // "ip:port" / "[ip]:port" for the envelope

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 
 namespace ringmail::listeners::esmtp {
@@ -23,9 +24,23 @@ absl::StatusOr<std::shared_ptr<const Settings>> Settings::FromConfig(
   po.bare_lf = e.bare_lf == config::BareLf::kNormalize ? BareLineEndings::kNormalize
                                                        : BareLineEndings::kReject;
   po.require_tls = e.require_tls;
-  po.starttls_offered = false;  // TLS comes with the TLS issue
+  std::shared_ptr<const tls::TlsContext> tls_context;
+  if (!e.tls_certificate.empty() || !e.tls_key.empty()) {
+    tls::TlsContextOptions to;
+    to.role = tls::TlsRole::kServer;
+    to.certificate_chain_file = e.tls_certificate;
+    to.private_key_file = e.tls_key;
+    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> ctx = tls::TlsContext::Create(to);
+    if (!ctx.ok()) {
+      return absl::Status(ctx.status().code(),
+                          absl::StrCat("ESMTP_Listener: ", ctx.status().message()));
+    }
+    tls_context = *std::move(ctx);
+  }
+  po.starttls_offered = tls_context != nullptr;
   RM_ASSIGN_OR_RETURN(Policy policy, Policy::Create(po));
   auto s = std::make_shared<Settings>(std::move(config), std::move(policy));
+  s->tls_context = std::move(tls_context);
   const config::EsmtpListenerConfig& ec = s->config->esmtp;
   s->limits.max_message_size_bytes = ec.max_message_size_bytes;
   s->limits.max_recipients = static_cast<uint32_t>(std::max<int64_t>(ec.max_recipients, 1));
@@ -39,6 +54,8 @@ absl::StatusOr<std::shared_ptr<const Settings>> Settings::FromConfig(
   s->data_block_timeout_ms = Ms(ec.data_block_timeout);
   s->server_timeout_ms = std::max<uint64_t>(Ms(ec.data_term_timeout), 60'000);
   s->connection_timeout_ms = Ms(ec.connection_timeout);
+  s->tls_handshake_timeout_ms = std::min<uint64_t>(
+      s->command_timeout_ms > 0 ? s->command_timeout_ms : 60'000, 60'000);
   return std::shared_ptr<const Settings>(std::move(s));
 }
 

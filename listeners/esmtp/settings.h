@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "listeners/esmtp/policy.h"
 #include "listeners/esmtp/session_machine.h"
+#include "tls/context.h"
 
 namespace ringmail::listeners::esmtp {
 
@@ -33,6 +34,13 @@ struct Settings {
   uint64_t data_block_timeout_ms = 0;
   uint64_t server_timeout_ms = 0;      // waiting on us (slot, spool): bounds a stuck commit
   uint64_t connection_timeout_ms = 0;  // whole session; 0: none
+  // TLS: the server context built from tls_certificate/tls_key (null: no TLS; STARTTLS is
+  // then not offered). Built by FromConfig — which therefore reads files: call it where
+  // the config file itself is read, never per connection. A reload builds a new one.
+  std::shared_ptr<const tls::TlsContext> tls_context;
+  // From STARTTLS (or accept, for implicit TLS) to an established session, fixed when the
+  // handshake starts (trickled bytes do not extend it): min(command_timeout, 60 s).
+  uint64_t tls_handshake_timeout_ms = 0;
 
   // `loops` is how many loops serve the listener (max_processings is split over them).
   static absl::StatusOr<std::shared_ptr<const Settings>> FromConfig(

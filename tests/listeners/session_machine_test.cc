@@ -874,6 +874,40 @@ TEST(StartTlsTest, PlaintextPipelinedAfterStartTlsIsDropped) {
   EXPECT_EQ(Codes(client.Line("STARTTLS")), "502 5.5.1");  // not twice
 }
 
+TEST(StartTlsTest, ReceivedHeaderNamesVersionAndCipher) {
+  PolicyOptions policy = DefaultPolicy();
+  policy.starttls_offered = true;
+  Client client(DefaultLimits(), policy);
+  client.Line("EHLO c");
+  EXPECT_EQ(Codes(client.Line("STARTTLS")), "220 2.0.0");
+  client.m().TlsEstablished("TLS1.3 TLS_AES_256_GCM_SHA384");
+  client.Drain();
+  client.Envelope();
+  client.Line("DATA");
+  client.Send("x\r\n.\r\n");
+  ASSERT_EQ(client.commits.size(), 1u);
+  EXPECT_NE(client.commits[0]->received_header.find(
+                " with ESMTPS (TLS1.3 TLS_AES_256_GCM_SHA384) id "),
+            std::string::npos)
+      << client.commits[0]->received_header;
+}
+
+TEST(StartTlsTest, ImplicitTlsNeitherOffersNorAcceptsStartTls) {
+  PolicyOptions options = DefaultPolicy();
+  options.starttls_offered = true;
+  Policy policy = Policy::Create(options).value();
+  core::MessageIdGenerator ids(1, 2);
+  SessionMachine machine(DefaultLimits(), policy, ids);
+  machine.SetImplicitTls("TLS1.2 TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384");
+  machine.Start("127.0.0.1", 465, "mx.test");
+  EXPECT_EQ(machine.TakeOutput().substr(0, 4), "220 ");
+  machine.Feed("EHLO c\r\n", kNowMs);
+  EXPECT_EQ(machine.TakeOutput().find("STARTTLS"), std::string::npos);
+  machine.Feed("STARTTLS\r\n", kNowMs);
+  EXPECT_EQ(machine.TakeOutput().substr(0, 4), "502 ");
+  EXPECT_FALSE(machine.TakeAction().has_value());
+}
+
 TEST(StartTlsTest, RequiredTlsRefusesMailCommands) {
   PolicyOptions policy = DefaultPolicy();
   policy.starttls_offered = true;
