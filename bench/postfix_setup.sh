@@ -4,13 +4,19 @@
 #   bench/postfix_setup.sh start DIR PORT   configure and start Postfix with its config,
 #                                           queue and data directories under DIR, smtpd on
 #                                           127.0.0.1:PORT only
+#   bench/postfix_setup.sh relay DIR PORT SINK_PORT
+#                                           the same, but mail is relayed to an SMTP sink
+#                                           on 127.0.0.1:SINK_PORT (relayhost, no DNS)
 #   bench/postfix_setup.sh stop DIR         stop it (the caller removes DIR)
 #
 # Installs Debian's postfix package when missing ('No configuration': nothing is set up
-# system-wide and no system instance is started). Accepted mail is put on hold
-# (check_client_access static:HOLD), so Postfix never tries to deliver and the benchmark
-# measures acceptance: smtpd → cleanup → queue file fsync → 250. Nothing listens or
-# connects anywhere but 127.0.0.1. Must run as root (Postfix's master drops privileges).
+# system-wide and no system instance is started). With `start`, accepted mail is put on
+# hold (check_client_access static:HOLD), so Postfix never tries to deliver and the
+# benchmark measures acceptance: smtpd → cleanup → queue file fsync → 250. With `relay`,
+# every recipient (any domain: mydestination is empty and 127.0.0.0/8 may relay) goes to
+# relayhost [127.0.0.1]:SINK_PORT through Postfix's smtp client, with its stock concurrency
+# and connection cache (bench/relay_bench.sh). Nothing listens or connects anywhere but
+# 127.0.0.1. Must run as root (Postfix's master drops privileges).
 set -euo pipefail
 
 ensure_postfix() {
@@ -20,18 +26,28 @@ ensure_postfix() {
 }
 
 start() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 sink_port=${3:-}
+  local restrictions="check_client_access static:HOLD, permit_mynetworks, reject"
+  local relayhost=""
+  if [[ -n $sink_port ]]; then
+    restrictions="permit_mynetworks, reject"
+    relayhost="[127.0.0.1]:$sink_port"
+  fi
   ensure_postfix
   mkdir -p "$dir/etc" "$dir/spool" "$dir/data"
   local master=/etc/postfix/master.cf
   [[ -f $master ]] || master=/usr/share/postfix/master.cf.dist
   # smtpd on our port, not chrooted (a chroot would need a copy of /etc in the spool).
-  awk -v port="$port" '
+  # Relaying: no service chrooted either (the smtp client would need copies of /etc files
+  # inside the spool).
+  awk -v port="$port" -v nochroot="${sink_port:+1}" '
     /^smtp[ \t]+inet/ { print "127.0.0.1:" port " inet n - n - - smtpd"; next }
     /^#?(submission|smtps|submissions)[ \t]+inet/ { next }
+    nochroot && /^[a-z]/ && NF >= 8 { $5 = "n" }
     { print }' "$master" > "$dir/etc/master.cf"
   cat > "$dir/etc/main.cf" <<CONF
-# Written by bench/postfix_setup.sh: loopback-only, accept into the hold queue.
+# Written by bench/postfix_setup.sh: loopback-only; accept into the hold queue, or relay
+# everything to the sink named by relayhost.
 compatibility_level = 3.6
 queue_directory = $dir/spool
 data_directory = $dir/data
@@ -44,8 +60,10 @@ mydestination =
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
-relayhost =
-smtpd_recipient_restrictions = check_client_access static:HOLD, permit_mynetworks, reject
+relayhost = $relayhost
+smtp_dns_support_level = disabled
+smtp_tls_security_level = none
+smtpd_recipient_restrictions = $restrictions
 smtpd_relay_restrictions = permit_mynetworks, reject
 default_process_limit = 200
 smtpd_client_connection_count_limit = 0
@@ -78,6 +96,7 @@ stop() {
 
 case "${1:-}" in
   start) start "$2" "$3" ;;
+  relay) start "$2" "$3" "$4" ;;
   stop) stop "$2" ;;
-  *) echo "usage: $0 start DIR PORT | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 start DIR PORT | relay DIR PORT SINK_PORT | stop DIR" >&2; exit 2 ;;
 esac
