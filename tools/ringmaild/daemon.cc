@@ -127,6 +127,8 @@ absl::Status Daemon::DropPrivilegesAfterBinding() {
     RM_RETURN_IF_ERROR(DropPrivileges(run_as_));
     core::LogInfo("running as %s (uid %d, gid %d)", run_as_.user, run_as_.uid, run_as_.gid);
   }
+  for (const std::string& line : ready_lines_) std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
   notifier_.Ready(absl::StrCat("accepting mail; config generation ", generations_.generation(),
                                ", ", loops_->all_loops().size(), " loop(s)"));
   return absl::OkStatus();
@@ -189,9 +191,9 @@ absl::Status Daemon::StartListeners() {
   std::vector<std::string> shown;
   for (const config::NetAddress& a : addresses) shown.push_back(a.ToString());
   core::LogInfo("esmtp listening on %s (%d loops)", absl::StrJoin(shown, " "), pool->size());
-  // A machine-readable line for scripts and tests that start the daemon on port 0.
-  std::printf("ready esmtp=%s\n", absl::StrJoin(shown, ",").c_str());
-  std::fflush(stdout);
+  // A machine-readable line for scripts and tests that start the daemon on port 0; printed
+  // once everything is up (DropPrivilegesAfterBinding), so "ready" means ringctl works too.
+  ready_lines_.push_back(absl::StrCat("ready esmtp=", absl::StrJoin(shown, ",")));
   return absl::OkStatus();
 }
 
@@ -396,8 +398,7 @@ absl::Status Daemon::StartHttpListeners() {
   std::vector<std::string> shown;
   for (const config::NetAddress& a : addresses) shown.push_back(a.ToString());
   core::LogInfo("http listening on %s (%d loops)", absl::StrJoin(shown, " "), pool->size());
-  std::printf("ready http=%s\n", absl::StrJoin(shown, ",").c_str());
-  std::fflush(stdout);
+  ready_lines_.push_back(absl::StrCat("ready http=", absl::StrJoin(shown, ",")));
   return absl::OkStatus();
 }
 

@@ -144,6 +144,7 @@ class Daemon {
   std::unique_ptr<control::ControlListener> control_;
   std::vector<std::string> control_dirs_created_;  // handed to `user` with the sockets
   RunAs run_as_;                                    // resolved in Prepare()
+  std::vector<std::string> ready_lines_;  // "ready esmtp=..." lines, printed when all is up
   ServiceNotifier notifier_;                        // $NOTIFY_SOCKET; no-op without it
 };
 
