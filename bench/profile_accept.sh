@@ -4,7 +4,7 @@
 # so they can be compared before/after a change on a busy shared machine.
 #
 #   bench/profile_accept.sh [--build DIR] [--loops N] [--messages N] [--size BYTES]
-#                           [--connections N] [--pipelining] [--relay]
+#                           [--connections N] [--pipelining] [--relay [--domains N]]
 #                           [--tool perfstat|strace|record|none] [--out DIR]
 #                           [--config-extra 'global config lines']
 #
@@ -35,6 +35,7 @@ RELAY=0
 TOOL=perfstat
 OUT=""
 EXTRA=""
+DOMAINS=1
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -45,6 +46,7 @@ while [[ $# -gt 0 ]]; do
     --connections) CONNS=$2; shift 2 ;;
     --pipelining) PIPELINING=--pipelining; shift ;;
     --relay) RELAY=1; shift ;;
+    --domains) DOMAINS=$2; shift 2 ;;
     --tool) TOOL=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --config-extra) EXTRA=$2; shift 2 ;;
@@ -55,7 +57,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 RINGLOAD=${RINGLOAD:-$BUILD/tools/ringload/ringload}
-RINGMAILD=$BUILD/tools/ringmaild/ringmaild
+RINGMAILD=${RINGMAILD:-$BUILD/tools/ringmaild/ringmaild}
 RINGCTL=$BUILD/tools/ringctl/ringctl
 for b in "$RINGLOAD" "$RINGMAILD" "$RINGCTL"; do
   [[ -x $b ]] || { echo "missing $b: build ringmaild and ringload first" >&2; exit 2; }
@@ -161,9 +163,15 @@ case $TOOL in
 esac
 sleep 1  # the tool attaches
 
+# Acceptance: every recipient in the suspended bench.test; relay: ringload's own domains.
+if [[ $RELAY -eq 0 ]]; then
+  RCPT_ARGS="--rcpt-template user{n}@bench.test"
+else
+  RCPT_ARGS="--domains $DOMAINS"
+fi
 t0=$(date +%s%N)
 timeout 600 "$RINGLOAD" send --target "127.0.0.1:$PORT" --messages "$MESSAGES" --size "$SIZE" \
-  --connections "$CONNS" --rcpt-template 'user{n}@bench.test' $PIPELINING --quiet --json --timeout 600 > "$OUT/send.json" 2>&1 \
+  --connections "$CONNS" $RCPT_ARGS $PIPELINING --quiet --json --timeout 600 > "$OUT/send.json" 2>&1 \
   || { echo "ringload send failed:"; cat "$OUT/send.json"; } >&2
 if [[ $RELAY -eq 1 ]]; then
   # Delivered when the sink has answered every message: --expect makes it exit then.

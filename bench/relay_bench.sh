@@ -52,7 +52,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 RINGLOAD=${RINGLOAD:-$BUILD/tools/ringload/ringload}
-RINGMAILD=$BUILD/tools/ringmaild/ringmaild
+RINGMAILD=${RINGMAILD:-$BUILD/tools/ringmaild/ringmaild}
 RINGCTL=$BUILD/tools/ringctl/ringctl
 for b in "$RINGLOAD" "$RINGMAILD" "$RINGCTL"; do
   [[ -x $b ]] || { echo "missing $b: build ringmaild, ringctl and ringload first" >&2; exit 2; }
