@@ -85,6 +85,7 @@ struct GlobalOptions {
   int64_t domain_max_outbound_connections = 0;  // per domain unless its scope says otherwise
   int64_t max_deliveries_per_connection = 0;
   OutboundTls outbound_tls = OutboundTls::kOpportunistic;
+  std::string tls_ca_file;  // outbound trust anchors added to the system CA store
   absl::Duration smtp_connect_timeout;  // the outbound client's RFC 5321 §4.5.3.2 timeouts
   absl::Duration smtp_greeting_timeout;
   absl::Duration smtp_command_timeout;

@@ -229,6 +229,8 @@ constexpr KeySpec kKeys[] = {
         1, 100000, kLive, "messages sent over one outbound connection before it is closed"),
     Key<kG, VT::kEnum, &G::outbound_tls>("outbound_tls", "opportunistic", 0, 0, kLive,
         "STARTTLS towards remote MTAs", kTlsOut),
+    Key<kG, VT::kString, &G::tls_ca_file>("tls_ca_file", "\"\"", 0, 0, kLive,
+        "outbound: PEM trust anchors besides the system CA store (tls = \"verify\")"),
     Key<kG, VT::kDuration, &G::smtp_connect_timeout>("smtp_connect_timeout", "30s", Sec(1),
         Min(10), kLive, "outbound TCP connect"),
     Key<kG, VT::kDuration, &G::smtp_greeting_timeout>("smtp_greeting_timeout", "5m", Sec(1),

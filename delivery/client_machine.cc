@@ -395,10 +395,13 @@ void ClientMachine::TlsEstablished() {
   EnterState(S::kEhlo);
 }
 
-void ClientMachine::TlsFailed() {
+void ClientMachine::TlsFailed(std::string_view detail) {
   if (state_ == S::kClosed) return;
   RM_CHECK(state_ == S::kTlsHandshake) << "TlsFailed() in " << ClientStateName(state_);
-  Fail(ClientFailureKind::kTlsFailed, nullptr, "TLS handshake failed", false);
+  Fail(ClientFailureKind::kTlsFailed, nullptr,
+       detail.empty() ? std::string("TLS handshake failed")
+                      : absl::StrCat("TLS handshake failed: ", ToAbsl(detail)),
+       false);
 }
 
 void ClientMachine::Timeout() {

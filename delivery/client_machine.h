@@ -73,7 +73,8 @@
 // afterwards it forgets the old extensions and sends EHLO again. Bytes that arrive after
 // the 220 in the same read (or a partial reply) are a protocol error: a man in the middle
 // could inject them. Required TLS that is not offered or is refused ends the session with
-// QUIT (failure kTlsUnavailable). The option defaults to kOff until the I/O layer has TLS.
+// QUIT (failure kTlsUnavailable). The option defaults to kOff; the engine sets it from the
+// domain's `tls` (or the global outbound_tls).
 //
 // States (principle 13): kInit → kGreeting → kEhlo [→ kHelo] [→ kStartTls →
 // kTlsHandshake → kEhlo] → kReady ⇄ transaction (kReset → kMail → kRcpt → kData →
@@ -264,7 +265,8 @@ class ClientMachine {
   void BodySent();
   void BodyFailed();
   void TlsEstablished();
-  void TlsFailed();
+  // `detail` (printable ASCII, no CR/LF; may be empty) says why, for the diagnostic.
+  void TlsFailed(std::string_view detail = {});
   void Timeout();
   void ConnectionLost();
 

@@ -64,6 +64,15 @@ core::PostResult PostReportsToLedger(const DeliveryTopology& topology, uint32_t 
   return r;
 }
 
+absl::StatusOr<std::shared_ptr<const tls::TlsContext>> MakeOutboundTlsContext(
+    const config::GlobalOptions& global) {
+  tls::TlsContextOptions o;
+  o.role = tls::TlsRole::kClient;
+  o.ca_file = global.tls_ca_file;
+  o.use_system_ca = true;
+  return tls::TlsContext::Create(o);
+}
+
 std::function<bool(uint32_t)> BrakeFromTopology(const DeliveryTopology* topology) {
   return [topology](uint32_t owner_loop) {
     return owner_loop < topology->ledgers.size() && topology->ledgers[owner_loop] != nullptr &&
@@ -420,10 +429,8 @@ void Engine::SweepFired(core::Timer&) {
 void Engine::StartClient(Domain& d, Work work) {
   SmtpClientSettings settings;
   settings.machine.helo_name = config_->global.hostname;
-  // No TLS layer yet: plaintext unless the domain requires TLS, which then fails safely.
-  bool required = d.scope->tls == config::OutboundTls::kRequired ||
-                  d.scope->tls == config::OutboundTls::kVerify;
-  settings.machine.tls = required ? d.scope->tls : config::OutboundTls::kOff;
+  settings.machine.tls = d.scope->tls;  // the Domain's, else the global outbound_tls
+  settings.tls_client = options_.tls_client;
   settings.machine.prefer_chunking = options_.prefer_chunking;
   settings.machine.eight_bit = options_.eight_bit;
   settings.config = config_;
@@ -457,7 +464,7 @@ std::optional<Work> Engine::NextWork(SmtpClient& client) {
 
 void Engine::WorkDone(SmtpClient& client, Work work, AttemptResult result) {
   Domain& d = *static_cast<Domain*>(client.tag);
-  Apply(d, std::move(work), result.recipients, result.remote_host);
+  Apply(d, std::move(work), result.recipients, result.remote_host, &result.tls);
   if (!result.site_failure || stopping_ || result.recipients.empty()) return;
   for (SmtpClient* other : d.clients) {
     if (other != &client && other->in_session()) return;  // the site still works for others
@@ -467,7 +474,7 @@ void Engine::WorkDone(SmtpClient& client, Work work, AttemptResult result) {
   for (Work& w : d.queue.TakeAllReady()) {
     std::vector<RecipientResult> results(w.recipients.size(), verdict);
     for (size_t i = 0; i < results.size(); ++i) results[i].index = w.recipients[i].index;
-    Apply(d, std::move(w), results, result.remote_host);
+    Apply(d, std::move(w), results, result.remote_host, &result.tls);
   }
 }
 
@@ -503,7 +510,7 @@ void Engine::ClientClosed(SmtpClient& client) {
 // ---- results
 
 void Engine::Apply(Domain& d, Work work, const std::vector<RecipientResult>& results,
-                   const std::string& remote_host) {
+                   const std::string& remote_host, const TlsSummary* tls) {
   RM_CHECK(results.size() == work.recipients.size());
   const QueuedMessage& message = *work.message;
   uint64_t now = WallMs();
@@ -544,7 +551,7 @@ void Engine::Apply(Domain& d, Work work, const std::vector<RecipientResult>& res
         ++stats_.deferred;
       }
     }
-    Log(EventName(item.state), d, message, recipient, item, now);
+    Log(EventName(item.state), d, message, recipient, item, now, tls);
     bool deferred_here = item.state == core::RecipientState::kDeferred;
     bool hand_back = deferred_here && options_.hold_deferred_max_ms != 0 &&
                      item.next_attempt_ms > now + options_.hold_deferred_max_ms;
@@ -573,7 +580,7 @@ void Engine::Apply(Domain& d, Work work, const std::vector<RecipientResult>& res
 
 void Engine::Log(std::string_view event, const Domain& d, const QueuedMessage& message,
                  const DeliveryJob::Recipient& recipient, const DeliveryReport::Item& item,
-                 uint64_t now_ms) {
+                 uint64_t now_ms, const TlsSummary* tls) {
   if (options_.delivery_log == nullptr) return;
   core::JsonLine line;
   line.Str("event", event)
@@ -587,6 +594,12 @@ void Engine::Log(std::string_view event, const Domain& d, const QueuedMessage& m
       .Uint("queue_ms", now_ms > message.received_ms ? now_ms - message.received_ms : 0);
   if (item.state == core::RecipientState::kDeferred) {
     line.Uint("next_attempt_ms", item.next_attempt_ms);
+  }
+  if (tls != nullptr) {
+    if (!tls->version.empty()) line.Str("tls_version", tls->version);
+    if (!tls->cipher.empty()) line.Str("tls_cipher", tls->cipher);
+    if (!tls->verification.empty()) line.Str("tls_verify", tls->verification);
+    if (!tls->note.empty()) line.Str("tls_note", tls->note);
   }
   options_.delivery_log->Append(line.Finish());
 }

@@ -51,7 +51,10 @@
 // answers kFull keeps the batch here and is retried on a 5 ms timer.
 //
 // Delivery log: one JSON line per recipient result (event "delivered", "deferred",
-// "failed") with id, sender, recipient, domain, remote host, reply, attempts, queue time.
+// "failed") with id, sender, recipient, domain, remote host, reply, attempts, queue time,
+// and when the deciding connection used or tried TLS: tls_version, tls_cipher, tls_verify
+// ("ok", "not-checked", "failed: why") and tls_note (a plaintext retry after a failed
+// handshake).
 #pragma once
 
 #include <atomic>
@@ -128,7 +131,15 @@ struct EngineOptions {
   uint64_t random_seed = 0;                 // jitter; 0: from the OS
   bool prefer_chunking = false;             // BDAT when the server offers CHUNKING
   EightBitPolicy eight_bit = EightBitPolicy::kBounce;
+  // Outbound STARTTLS's client context (MakeOutboundTlsContext, made off this loop); null:
+  // no TLS (opportunistic destinations get plaintext, required ones are deferred).
+  std::shared_ptr<const tls::TlsContext> tls_client;
 };
+
+// The client context for outbound STARTTLS: the system CA store plus global.tls_ca_file.
+// Blocking (reads the CA files): call it at start-up or reload, off the delivery loops.
+absl::StatusOr<std::shared_ptr<const tls::TlsContext>> MakeOutboundTlsContext(
+    const config::GlobalOptions& global);
 
 struct DomainSummary {
   std::string domain;
@@ -181,6 +192,10 @@ class Engine final : private SmtpClient::Owner {
   void Submit(DeliveryJob&& job);
   // A reloaded configuration: routes, limits, timeouts and retry policy of new work.
   void SetConfig(std::shared_ptr<const config::Config> config);
+  // A new outbound TLS context (after a reload); connections already open keep theirs.
+  void SetTlsClient(std::shared_ptr<const tls::TlsContext> context) {
+    options_.tls_client = std::move(context);
+  }
 
   // Operator hooks. Domain names in any case, trailing dot allowed.
   std::vector<DomainSummary> QueueSummary() const;  // sorted by domain
@@ -223,10 +238,10 @@ class Engine final : private SmtpClient::Owner {
 
   // One attempt's results → report items, log lines, delayed Works.
   void Apply(Domain& d, Work work, const std::vector<RecipientResult>& results,
-             const std::string& remote_host);
+             const std::string& remote_host, const TlsSummary* tls = nullptr);
   void Log(std::string_view event, const Domain& d, const QueuedMessage& message,
            const DeliveryJob::Recipient& recipient, const DeliveryReport::Item& item,
-           uint64_t now_ms);
+           uint64_t now_ms, const TlsSummary* tls);
   void Enqueue(uint32_t owner_loop, DeliveryReport report);
   void FlushOutboxSoon();
   void FlushOutbox();

@@ -56,6 +56,13 @@ void ReserveSqes(core::Loop& loop, unsigned count) {
   }
 }
 
+// TLS error texts into a diagnostic: printable ASCII, no CR/LF, bounded.
+std::string Printable(std::string_view text) {
+  std::string out;
+  for (char c : text.substr(0, 300)) out.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+  return out;
+}
+
 void CancelOp(core::Loop& loop, const core::Operation& op) {
   if (op.idle()) return;
   io_uring_prep_cancel64(loop.ring().PrepareUntracked(), reinterpret_cast<uint64_t>(&op), 0);
@@ -122,6 +129,15 @@ bool SmtpClient::HasMoreCandidates() const {
 void SmtpClient::Advance() {
   if (aborting_) return;
   for (;;) {
+    if (plain_retry_.has_value() && current_.has_value()) {
+      // Outside the addresses_max count: at most one per failed handshake.
+      dns::IpAddress address = *plain_retry_;
+      plain_retry_.reset();
+      plain_next_ = true;
+      if (Connect(address)) return;
+      plain_next_ = false;
+      continue;
+    }
     if (!current_.has_value() || connects_ >= settings_.addresses_max) break;
     if (next_address_ < addresses_.size()) {
       if (Connect(addresses_[next_address_++])) return;
@@ -130,6 +146,7 @@ void SmtpClient::Advance() {
     if (next_host_ >= hosts_.size()) break;
     const RouteHop& hop = hosts_[next_host_++];
     host_name_ = hop.host;
+    host_literal_ = hop.literal;
     port_ = hop.port;
     addresses_.clear();
     next_address_ = 0;
@@ -211,6 +228,7 @@ bool SmtpClient::Connect(const dns::IpAddress& address) {
     return false;
   }
   fd_ = fd;
+  address_ = address;
   peer_len_ = address.ToSockaddr(port_, &peer_);
   absl::Duration timeout = settings_.config->global.smtp_connect_timeout;
   int64_t ms = absl::ToInt64Milliseconds(timeout);
@@ -244,7 +262,17 @@ void SmtpClient::ConnectDone(core::Operation&, core::IoResult result) {
   phase_ = Phase::kSession;
   session_over_ = false;
   deliveries_ = 0;
-  machine_.emplace(settings_.machine);
+  ClientOptions options = settings_.machine;
+  tls_summary_ = TlsSummary();
+  if (options.tls == config::OutboundTls::kOpportunistic && settings_.tls_client == nullptr) {
+    options.tls = config::OutboundTls::kOff;  // nothing to offer a handshake with
+  }
+  if (plain_next_) {
+    options.tls = config::OutboundTls::kOff;
+    tls_summary_.note = plain_note_;
+    plain_next_ = false;
+  }
+  machine_.emplace(std::move(options));
   machine_->Start();
   if (!recv_buffer_) recv_buffer_ = std::make_unique<char[]>(kRecvBytes);
   ArmRecv();
@@ -274,13 +302,18 @@ void SmtpClient::Pump() {
         StartBody(action->encoding);
         break;
       case ClientAction::Kind::kStartTls:
-        machine_->TlsFailed();  // no TLS layer yet: never plaintext when TLS is required
+        StartTls();
         break;
       case ClientAction::Kind::kTransactionDone:
         TransactionDone(std::move(action->result));
         break;
       case ClientAction::Kind::kClose:
         session_over_ = true;
+        if (tls_ != nullptr && tls_->established() &&
+            machine_->failure().kind == ClientFailureKind::kNone) {
+          tls_->Shutdown();  // close_notify after the 221: a clean end, not a truncation
+          FlushTls();
+        }
         break;
     }
   }
@@ -437,6 +470,89 @@ void SmtpClient::EndSession() {
   Disconnect(/*final=*/!current_.has_value());
 }
 
+// ---- TLS
+
+// The machine's kStartTls: the 220 to STARTTLS arrived and nothing followed it.
+void SmtpClient::StartTls() {
+  if (settings_.tls_client == nullptr) {
+    machine_->TlsFailed("no TLS client context");
+    return;
+  }
+  tls::ClientOptions options;
+  // SNI and the host-name check name the host we chose (MX or route host); an address
+  // literal has no name to check, only the chain.
+  if (!host_literal_) options.server_name = host_name_;
+  options.verify = settings_.machine.tls == config::OutboundTls::kVerify
+                       ? tls::VerifyMode::kRequire
+                       : tls::VerifyMode::kRecord;
+  auto session = tls::TlsSession::NewClient(settings_.tls_client, options);
+  if (!session.ok()) {
+    machine_->TlsFailed(Printable(ToStd(session.status().message())));
+    return;
+  }
+  tls_ = *std::move(session);
+  StepTls();
+}
+
+// Runs the engine on the ciphertext buffered so far: the handshake, then application data
+// for the machine. The caller Pumps afterwards.
+void SmtpClient::StepTls() {
+  if (machine_->closed()) return;
+  if (!tls_->established()) {
+    tls::TlsResult r = tls_->Handshake();
+    FlushTls();
+    if (r == tls::TlsResult::kWantRead || r == tls::TlsResult::kWantWrite) return;
+    if (r != tls::TlsResult::kOk) {
+      std::string why = tls_->error();
+      if (tls_->verification() == tls::Verification::kFailed) {
+        why = absl::StrCat("certificate verification failed: ", tls_->verify_error());
+      }
+      TlsHandshakeFailed(std::move(why));
+      return;
+    }
+    tls_summary_.version = tls_->version();
+    tls_summary_.cipher = tls_->cipher();
+    switch (tls_->verification()) {
+      case tls::Verification::kOk: tls_summary_.verification = "ok"; break;
+      case tls::Verification::kNotChecked: tls_summary_.verification = "not-checked"; break;
+      case tls::Verification::kFailed:
+        tls_summary_.verification = absl::StrCat("failed: ", Printable(tls_->verify_error()));
+        break;
+    }
+    if (settings_.machine.tls == config::OutboundTls::kVerify &&
+        tls_->verification() != tls::Verification::kOk) {
+      TlsHandshakeFailed("certificate not verified");  // kRequire should have said so
+      return;
+    }
+    machine_->TlsEstablished();
+  }
+  std::string plain;
+  tls::TlsResult r = tls::TlsResult::kOk;
+  while (r == tls::TlsResult::kOk && plain.size() < kRecvBytes * 8) {
+    r = tls_->Read(&plain, kRecvBytes);
+  }
+  FlushTls();
+  if (!plain.empty()) machine_->Feed(plain);
+  if (r == tls::TlsResult::kClosed || r == tls::TlsResult::kError) machine_->ConnectionLost();
+}
+
+void SmtpClient::TlsHandshakeFailed(std::string why) {
+  why = Printable(why);
+  tls_summary_.verification = tls_->verification() == tls::Verification::kFailed
+                                  ? absl::StrCat("failed: ", Printable(tls_->verify_error()))
+                                  : "";
+  if (settings_.machine.tls == config::OutboundTls::kOpportunistic) {
+    plain_retry_ = address_;
+    plain_note_ = absl::StrCat("STARTTLS handshake failed (", why,
+                               "): retried without TLS");
+  }
+  machine_->TlsFailed(why);
+}
+
+void SmtpClient::FlushTls() {
+  if (tls_ != nullptr && tls_->has_ciphertext_out()) QueueRaw(tls_->TakeCiphertext());
+}
+
 // ---- socket I/O
 
 void SmtpClient::ArmRecv() {
@@ -451,7 +567,22 @@ void SmtpClient::RecvDone(core::Operation&, core::IoResult result) {
   }
   if (phase_ != Phase::kSession || session_over_) return;  // closing: nothing more to read
   if (result.ok() && result.value() > 0) {
-    machine_->Feed(std::string_view(recv_buffer_.get(), result.value()));
+    std::string_view bytes(recv_buffer_.get(), result.value());
+    if (tls_ != nullptr) {
+      // Each step drains what Read can decrypt, so less than one record plus one recv is
+      // ever buffered: a refusal here means the peer broke the protocol.
+      if (tls_->FeedCiphertext(bytes) < bytes.size()) {
+        if (tls_->established()) {
+          machine_->ConnectionLost();
+        } else {
+          TlsHandshakeFailed("TLS input over the buffer limit");
+        }
+      } else {
+        StepTls();
+      }
+    } else {
+      machine_->Feed(bytes);
+    }
     if (!machine_->closed()) ArmRecv();
     Pump();
     return;
@@ -465,6 +596,28 @@ void SmtpClient::RecvDone(core::Operation&, core::IoResult result) {
 }
 
 void SmtpClient::QueueSend(std::string bytes) {
+  if (tls_ == nullptr) {
+    QueueRaw(std::move(bytes));
+    return;
+  }
+  // Never plaintext into a TLS stream: during the handshake the machine sends nothing, and
+  // what a failed session still says (QUIT) is dropped.
+  if (!tls_->established() || tls_->failed()) return;
+  std::string_view rest(bytes);
+  while (!rest.empty()) {
+    size_t used = 0;
+    tls::TlsResult r = tls_->Write(rest, &used);
+    rest.remove_prefix(used);
+    FlushTls();  // empties the outbound buffer, so the next Write has room
+    if (r == tls::TlsResult::kError || r == tls::TlsResult::kClosed ||
+        (used == 0 && r != tls::TlsResult::kOk)) {
+      machine_->ConnectionLost();
+      return;
+    }
+  }
+}
+
+void SmtpClient::QueueRaw(std::string bytes) {
   if (bytes.empty()) return;
   if (!sending_.empty()) {
     queued_.append(bytes);
@@ -577,6 +730,7 @@ void SmtpClient::MaybeFinishDisconnect() {
     return;
   }
   machine_.reset();
+  tls_.reset();
   sending_.clear();
   sent_ = 0;
   queued_.clear();
@@ -637,6 +791,7 @@ void SmtpClient::Report(Work work, std::vector<RecipientResult> results, bool si
   attempt.recipients = std::move(results);
   attempt.remote_host = remote_host_;
   attempt.site_failure = site_failure;
+  attempt.tls = tls_summary_;
   owner_.WorkDone(*this, std::move(work), std::move(attempt));
 }
 

@@ -31,10 +31,22 @@
 //              operation is idle, close the socket with IORING_OP_CLOSE, then the next
 //              address or ClientClosed().
 //
-// STARTTLS: there is no TLS layer yet. The machine is told kOff unless the domain requires
-// TLS; then a server offering STARTTLS gets TlsFailed() (the recipients are deferred), and
-// one not offering it ends the session (kTlsUnavailable) — never plaintext when TLS is
-// required.
+// STARTTLS (RFC 3207): settings.machine.tls is the destination's policy. When the machine
+// asks for the handshake (kStartTls), a tls::TlsSession (client role, the shared context
+// in settings.tls_client) runs over the same recv/send operations: received bytes are fed
+// to it as ciphertext, its output is queued like any other send, and after the handshake
+// every command and body byte is encrypted on its way to the send queue. No other socket
+// I/O and no other event source: the ring's recv completion drives the handshake.
+//   - verify: the chain must lead to a trust anchor (system CA store + tls_ca_file) and the
+//     certificate must name the host we connected to (the MX host, or the route's host);
+//     otherwise the handshake fails and the recipients are deferred.
+//   - required: TLS without verification (the result is recorded); a failed handshake or
+//     a server without STARTTLS defers.
+//   - opportunistic: as required, but a failed handshake makes the client reconnect to
+//     the same address once with STARTTLS off (Postfix does the same), and the log notes
+//     it; a server without STARTTLS is used in plaintext.
+// The session's TLS facts (version, cipher, verification, fallback) go with every
+// AttemptResult for the delivery log.
 #pragma once
 
 #include <linux/time_types.h>
@@ -55,6 +67,8 @@
 #include "delivery/domain_queue.h"
 #include "delivery/routes.h"
 #include "dns/resolver.h"
+#include "tls/context.h"
+#include "tls/session.h"
 
 namespace ringmail::delivery {
 
@@ -63,6 +77,17 @@ struct SmtpClientSettings {
   std::shared_ptr<const config::Config> config;  // the smtp_*_timeout values
   uint32_t deliveries_max = 100;  // transactions per connection (socket), >= 1
   uint32_t addresses_max = 10;    // connects per client, >= 1
+  // Client-role context shared by every client of the process (immutable). Null: TLS is
+  // never attempted; a policy that requires it then defers ("no TLS client context").
+  std::shared_ptr<const tls::TlsContext> tls_client;
+};
+
+// What the connection that decided a result did about TLS (all empty: plaintext).
+struct TlsSummary {
+  std::string version;       // "TLS1.3"
+  std::string cipher;        // "TLS_AES_256_GCM_SHA384"
+  std::string verification;  // "ok", "failed: <why>", "not-checked"
+  std::string note;          // e.g. the failed handshake a plaintext retry follows
 };
 
 struct SmtpClientStats {
@@ -78,6 +103,7 @@ struct AttemptResult {
   std::vector<RecipientResult> recipients;
   std::string remote_host;    // "mx1.example.com[192.0.2.1]:25"; "" when none answered
   bool site_failure = false;  // the destination as a whole failed (DNS, no usable host)
+  TlsSummary tls;
 };
 
 class SmtpClient {
@@ -145,9 +171,16 @@ class SmtpClient {
   void EndBody();
   void EndSession();
 
+  void StartTls();
+  void StepTls();
+  void TlsHandshakeFailed(std::string why);
+  void FlushTls();
+
   void ArmRecv();
   void RecvDone(core::Operation& op, core::IoResult result);
+  // Plaintext from the machine or the body: encrypted first once TLS is up.
   void QueueSend(std::string bytes);
+  void QueueRaw(std::string bytes);
   void StartSend();
   void SendDone(core::Operation& op, core::IoResult result);
   size_t send_backlog() const { return sending_.size() - sent_ + queued_.size(); }
@@ -182,6 +215,7 @@ class SmtpClient {
   std::vector<RouteHop> hosts_;
   size_t next_host_ = 0;
   std::string host_name_;
+  bool host_literal_ = false;
   uint16_t port_ = 25;
   std::vector<dns::IpAddress> addresses_;
   size_t next_address_ = 0;
@@ -197,6 +231,14 @@ class SmtpClient {
   __kernel_timespec connect_timeout_{};
   std::string remote_host_;
   std::optional<ClientMachine> machine_;
+  dns::IpAddress address_;  // of the current connection
+  std::unique_ptr<tls::TlsSession> tls_;  // from the STARTTLS 220 to the connection's end
+  TlsSummary tls_summary_;                // of the current connection
+  // Opportunistic TLS whose handshake failed: connect to this address again, once, without
+  // STARTTLS; plain_next_ says the connect in progress is that retry.
+  std::optional<dns::IpAddress> plain_retry_;
+  bool plain_next_ = false;
+  std::string plain_note_;
   uint32_t deliveries_ = 0;  // transactions begun on this socket
   bool session_over_ = false;  // the machine said kClose: finish sending, then close
 

@@ -14,16 +14,97 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "tls/session.h"
 
 namespace ringmail::delivery::testing {
 namespace {
 
 constexpr auto kAwait = std::chrono::seconds(20);
 
-// Buffered line reader over a blocking socket.
+// A blocking socket, plain or (after StartTls) through a server TlsSession.
+class Conn {
+ public:
+  explicit Conn(int fd) : fd_(fd) {}
+
+  // Some bytes (plaintext when TLS is on); <= 0 at EOF or error.
+  ssize_t Recv(char* buf, size_t size) {
+    if (tls_ == nullptr) {
+      for (;;) {
+        ssize_t n = recv(fd_, buf, size, 0);
+        if (n < 0 && errno == EINTR) continue;
+        return n;
+      }
+    }
+    std::string plain;
+    for (;;) {
+      tls::TlsResult r = tls_->Read(&plain, size);
+      Flush();
+      if (r == tls::TlsResult::kOk) break;
+      if (r != tls::TlsResult::kWantRead || !FeedMore()) return -1;
+    }
+    std::memcpy(buf, plain.data(), plain.size());
+    return static_cast<ssize_t>(plain.size());
+  }
+
+  bool Send(const std::string& bytes) {
+    if (tls_ == nullptr) return SendRaw(bytes);
+    size_t used = 0;
+    std::string_view rest(bytes);
+    while (!rest.empty()) {
+      if (tls_->Write(rest, &used) == tls::TlsResult::kError) return false;
+      rest.remove_prefix(used);
+      if (!Flush()) return false;
+    }
+    return true;
+  }
+
+  // Server handshake over the socket; false when it failed (the session is then over).
+  bool StartTls(std::shared_ptr<const tls::TlsContext> context) {
+    auto session = tls::TlsSession::NewServer(std::move(context));
+    if (!session.ok()) return false;
+    tls_ = *std::move(session);
+    for (;;) {
+      tls::TlsResult r = tls_->Handshake();
+      if (!Flush()) return false;
+      if (r == tls::TlsResult::kOk) return true;
+      if (r != tls::TlsResult::kWantRead || !FeedMore()) return false;
+    }
+  }
+
+  bool SendRaw(const std::string& bytes) {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      done += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  bool tls() const { return tls_ != nullptr; }
+
+ private:
+  bool FeedMore() {
+    char chunk[16384];
+    ssize_t n;
+    do {
+      n = recv(fd_, chunk, sizeof(chunk), 0);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) return false;
+    return tls_->FeedCiphertext(std::string_view(chunk, static_cast<size_t>(n))) ==
+           static_cast<size_t>(n);
+  }
+  bool Flush() { return !tls_->has_ciphertext_out() || SendRaw(tls_->TakeCiphertext()); }
+
+  int fd_;
+  std::unique_ptr<tls::TlsSession> tls_;
+};
+
+// Buffered line reader over a Conn.
 class Lines {
  public:
-  explicit Lines(int fd) : fd_(fd) {}
+  explicit Lines(Conn* conn) : conn_(conn) {}
   // One line with its CRLF; false at EOF or error.
   bool Next(std::string* line) {
     for (;;) {
@@ -34,8 +115,7 @@ class Lines {
         return true;
       }
       char chunk[4096];
-      ssize_t n = recv(fd_, chunk, sizeof(chunk), 0);
-      if (n < 0 && errno == EINTR) continue;
+      ssize_t n = conn_->Recv(chunk, sizeof(chunk));
       if (n <= 0) return false;
       buffer_.append(chunk, static_cast<size_t>(n));
     }
@@ -45,8 +125,7 @@ class Lines {
   bool Raw(size_t n, std::string* out) {
     while (buffer_.size() < n) {
       char chunk[65536];
-      ssize_t got = recv(fd_, chunk, sizeof(chunk), 0);
-      if (got < 0 && errno == EINTR) continue;
+      ssize_t got = conn_->Recv(chunk, sizeof(chunk));
       if (got <= 0) return false;
       buffer_.append(chunk, static_cast<size_t>(got));
     }
@@ -55,21 +134,12 @@ class Lines {
     return true;
   }
 
+  size_t buffered() const { return buffer_.size(); }
+
  private:
-  int fd_;
+  Conn* conn_;
   std::string buffer_;
 };
-
-bool SendAll(int fd, const std::string& bytes) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
 
 // "<addr> PARAMS" after "MAIL FROM:" / "RCPT TO:" → addr.
 std::string PathOf(const std::string& rest) {
@@ -145,7 +215,9 @@ void TestSmtpServer::Serve(int fd, int number) {
     std::unique_lock<std::mutex> lock(mu_);
     if (options_.hold_greetings) cv_.wait(lock, [this] { return greetings_released_; });
   }
-  Lines lines(fd);
+  Conn conn(fd);
+  Lines lines(&conn);
+  auto SendAll = [&conn](int, const std::string& bytes) { return conn.Send(bytes); };
   std::string line;
   ServerTransaction tx;
   bool in_tx = false;
@@ -160,12 +232,14 @@ void TestSmtpServer::Serve(int fd, int number) {
       if (options_.pipelining) reply += "250-PIPELINING\r\n";
       if (options_.eight_bit_mime) reply += "250-8BITMIME\r\n";
       if (options_.chunking) reply += "250-CHUNKING\r\n";
+      if (options_.tls != nullptr && !conn.tls()) reply += "250-STARTTLS\r\n";
       reply += "250-SIZE 100000000\r\n250 ENHANCEDSTATUSCODES\r\n";
     } else if (absl::StartsWith(upper, "HELO")) {
       reply = "250 test.example\r\n";
     } else if (absl::StartsWith(upper, "MAIL FROM:")) {
       tx = ServerTransaction();
       tx.connection = number;
+      tx.tls = conn.tls();
       tx.mail_line = line.substr(0, line.size() - 2);
       tx.mail_from = PathOf(line.substr(10));
       in_tx = true;
@@ -217,6 +291,24 @@ void TestSmtpServer::Serve(int fd, int number) {
       }
       cv_.notify_all();
       in_tx = false;
+    } else if (options_.tls != nullptr && !conn.tls() && absl::StartsWith(upper, "STARTTLS")) {
+      if (lines.buffered() > 0) break;  // pipelined after STARTTLS: refuse to go on
+      if (!SendAll(fd, "220 2.0.0 ready to start TLS\r\n")) break;
+      if (options_.break_tls_handshake) {
+        // After the client's hello, so that the 220 and the garbage never share a read.
+        char hello[4096];
+        if (recv(fd, hello, sizeof(hello), 0) <= 0) break;
+        conn.SendRaw("this is not a TLS record\r\n");
+        break;
+      }
+      bool up = conn.StartTls(options_.tls);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++(up ? tls_handshakes_ : tls_failures_);
+      }
+      cv_.notify_all();
+      if (!up) break;
+      continue;  // the client speaks first (EHLO)
     } else if (absl::StartsWith(upper, "RSET")) {
       in_tx = false;
       reply = "250 2.0.0 reset\r\n";
@@ -291,6 +383,16 @@ int TestSmtpServer::max_open() const {
 int TestSmtpServer::open() const {
   std::lock_guard<std::mutex> lock(mu_);
   return open_;
+}
+
+int TestSmtpServer::tls_handshakes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return tls_handshakes_;
+}
+
+int TestSmtpServer::tls_failures() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return tls_failures_;
 }
 
 int TestSmtpServer::quits() const {

@@ -5,7 +5,9 @@
 // DATA bytes exactly as they came over the wire (dot-stuffed) and the content unstuffed.
 // Replies to RCPT and to the end of data can be scripted; greetings can be held back (a
 // test then sees how many connections the client keeps open at once); it counts
-// connections accepted and the most open at once. Await* wait on a condition variable
+// connections accepted and the most open at once. With a server TlsContext it offers
+// STARTTLS and serves the rest of the session over TLS (tls::TlsSession on the blocking
+// socket), or breaks the handshake on purpose. Await* wait on a condition variable
 // with a bound (a hang fails the test instead of blocking it), never by sleeping.
 //
 // Test-thread object; the handlers run on the server's own threads.
@@ -22,6 +24,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "tls/context.h"
 
 namespace ringmail::delivery::testing {
 
@@ -35,6 +38,7 @@ struct ServerTransaction {
   std::string content;      // unstuffed
   std::string final_reply;  // what we answered after the data
   bool bdat = false;        // came with BDAT ... LAST
+  bool tls = false;         // came over TLS (after STARTTLS)
 };
 
 struct ServerOptions {
@@ -49,6 +53,11 @@ struct ServerOptions {
   std::string greeting = "220 test.example ESMTP";  // e.g. "421 4.3.2 busy" to refuse
   // After the 354, read nothing more until the server stops: the client's sends stall.
   bool stall_in_data = false;
+  // Server-role context: STARTTLS is offered (until TLS is on) and the session goes on
+  // over TLS. Null: no STARTTLS.
+  std::shared_ptr<const tls::TlsContext> tls;
+  // Answer STARTTLS with 220, then send bytes that are no TLS record and hang up.
+  bool break_tls_handshake = false;
 };
 
 class TestSmtpServer {
@@ -72,6 +81,8 @@ class TestSmtpServer {
   int max_open() const;
   int open() const;
   int quits() const;  // QUIT commands received
+  int tls_handshakes() const;  // completed STARTTLS handshakes
+  int tls_failures() const;    // failed ones (not counting break_tls_handshake)
 
  private:
   TestSmtpServer() = default;
@@ -94,6 +105,8 @@ class TestSmtpServer {
   int open_ = 0;
   int max_open_ = 0;
   int quits_ = 0;
+  int tls_handshakes_ = 0;
+  int tls_failures_ = 0;
   int data_started_ = 0;
 };
 

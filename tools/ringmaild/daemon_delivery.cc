@@ -40,6 +40,12 @@ absl::Status Daemon::StartDelivery() {
   topology_.owner_loops.assign(loops_->all_loops().size(), nullptr);
   topology_.ledgers.assign(loops_->all_loops().size(), nullptr);
   engines_.resize(pool->size());
+  // Read here on the master (blocking file reads), shared immutably by every engine.
+  auto tls_client = delivery::MakeOutboundTlsContext(config_->global);
+  if (!tls_client.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("outbound TLS: ", tls_client.status().message()));
+  }
   for (size_t i = 0; i < pool->size(); ++i) {
     core::Loop& loop = pool->loop(i);
     RM_RETURN_IF_ERROR(RunOn(loop, [&, i]() -> absl::Status {
@@ -49,6 +55,7 @@ absl::Status Daemon::StartDelivery() {
       o.delivery_log = delivery_log_.get();
       o.outbound_connections = &outbound_connections_;
       o.engine_count = pool->size();
+      o.tls_client = *tls_client;
       for (const config::NetAddress& r : config_->global.resolvers) {
         o.resolver.channel.servers.push_back(r.ToString());
       }
