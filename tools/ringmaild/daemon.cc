@@ -214,8 +214,9 @@ void Daemon::SignalDone(core::Operation&, core::IoResult r) {
         core::LogInfo("signal %d: draining and stopping", static_cast<int>(info.ssi_signo));
         BeginDrain();
         break;
-      case SIGUSR1:
+      case SIGUSR1:  // logrotate: both event logs follow their renamed files
         reception_log_->Reopen();
+        if (delivery_log_ != nullptr) delivery_log_->Reopen();
         break;
       case SIGHUP: {
         control::Response r = Reload(false);

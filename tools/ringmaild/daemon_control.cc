@@ -146,6 +146,7 @@ void Daemon::HandleControl(const control::Request& request, Reply reply) {
     r = Reload(json);
   } else if (is({"log", "reopen"})) {
     reception_log_->Reopen();
+    if (delivery_log_ != nullptr) delivery_log_->Reopen();
     r = Ok("log files reopened\n");
   } else if (is({"shutdown"})) {
     const bool now = w.size() > 1 && w[1] == "--now";
