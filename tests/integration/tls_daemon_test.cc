@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/daemon_util.h"
+#include "tests/integration/relay_util.h"
 #include "tests/integration/tls_client_util.h"
 #include "tests/tls/test_pki_util.h"
 
@@ -374,6 +375,36 @@ TEST_F(TlsDaemonTest, CertificateReloadServesTheNewCertificateToNewHandshakes) {
     (void)Ringctl({"summary"});
   }
   EXPECT_EQ(ServedSubject(), "CN = mx.test");
+}
+
+// `ringload sink --tls CERT KEY`: the downstream the outbound STARTTLS tests deliver to.
+TEST_F(TlsDaemonTest, RingloadSinkOffersStartTls) {
+  const std::string python = PythonOrSkip();
+  if (python.empty()) GTEST_SKIP() << "python3 not installed";
+  RelaySink sink;
+  absl::Status started = sink.Start(dir_.Sub("dump"), {"--tls", CertPath(), KeyPath()});
+  ASSERT_TRUE(started.ok()) << started;
+  const std::string path = dir_.Sub("m.eml");
+  ASSERT_TRUE(WriteFile(path, "Subject: to the sink\r\n\r\nover TLS\r\n").ok());
+  RunResult r = RunProgram({python, ClientScriptPath("smtplib_tls_send.py"), "starttls",
+                            "127.0.0.1", std::to_string(sink.port()), pki_->ca_file(),
+                            "sender@client.test", "user@remote.test", path},
+                           kToolTimeout);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("TLS TLSv1.3 "));
+  EXPECT_EQ(sink.DumpCount(), 1u);
+  // Plaintext pipelined behind STARTTLS is discarded there too.
+  SmtpClient c;
+  ASSERT_TRUE(c.Connect(sink.port()).ok());
+  ASSERT_TRUE(c.Hello());
+  ASSERT_TRUE(c.Send("STARTTLS\r\nMAIL FROM:<evil@attacker.test>\r\n").ok());
+  ASSERT_EQ(c.ReadReply().code, 220);
+  auto t = TlsTestClient::Create(c.fd(), pki_->ca_file(), "mx.test");
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE((*t)->Handshake().ok());
+  EXPECT_EQ((*t)->Command("EHLO client.test").code, 250);
+  EXPECT_EQ((*t)->Command("MAIL FROM:<good@client.test>").code, 250);  // not "nested MAIL"
+  EXPECT_EQ((*t)->Command("QUIT").code, 221);
 }
 
 }  // namespace

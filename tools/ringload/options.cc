@@ -428,8 +428,37 @@ absl::StatusOr<SinkOptions> ParseSinkOptions(const std::vector<absl::string_view
   flags.push_back(Bound("idle-timeout", &o.idle_timeout_s, [](absl::string_view v) {
     return ParseDouble("idle-timeout", v, 0.001, 86400);
   }));
+  flags.push_back(Bound("tls-cert", &o.tls_certificate, [](absl::string_view v) {
+    return absl::StatusOr<std::string>(std::string(v));
+  }));
+  flags.push_back(Bound("tls-key", &o.tls_key, [](absl::string_view v) {
+    return absl::StatusOr<std::string>(std::string(v));
+  }));
+  // "--tls CERT KEY" (two values) is spelled "--tls-cert CERT --tls-key KEY" for ParseFlags.
+  std::vector<absl::string_view> rewritten;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] != "--tls") {
+      rewritten.push_back(args[i]);
+      continue;
+    }
+    if (i + 2 >= args.size()) return FlagError("tls", "needs CERT and KEY");
+    rewritten.insert(rewritten.end(), {"--tls-cert", args[i + 1], "--tls-key", args[i + 2]});
+    i += 2;
+  }
   std::vector<absl::string_view> seen;
-  if (absl::Status s = ParseFlags(args, flags, &seen); !s.ok()) return s;
+  if (absl::Status s = ParseFlags(rewritten, flags, &seen); !s.ok()) return s;
+  if (o.tls_certificate.empty() != o.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls needs both a certificate and a key");
+  }
+  if (!o.tls_certificate.empty()) {
+    tls::TlsContextOptions to;
+    to.role = tls::TlsRole::kServer;
+    to.certificate_chain_file = o.tls_certificate;
+    to.private_key_file = o.tls_key;
+    absl::StatusOr<std::shared_ptr<const tls::TlsContext>> ctx = tls::TlsContext::Create(to);
+    if (!ctx.ok()) return ctx.status();
+    o.tls_context = *std::move(ctx);
+  }
   return o;
 }
 
@@ -488,6 +517,7 @@ std::string SinkUsage() {
   --max-rcpts N              default 1000
   --max-connections N        default 20000 (over all threads)
   --idle-timeout S           close sessions idle this long (default 300)
+  --tls CERT KEY             offer STARTTLS with this PEM certificate chain and key
   --threads N --pin --json --quiet
 )";
 }

@@ -10,11 +10,13 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "tls/context.h"
 
 namespace ringmail::ringload {
 
@@ -108,6 +110,11 @@ struct SinkOptions {
   uint32_t max_connections = 20'000;  // over all loops
   double idle_timeout_s = 300;
   std::string hostname = "ringload-sink.test";
+  // --tls CERT KEY: STARTTLS offered (RFC 3207). The context is built while the options
+  // are parsed (it reads the files), before any loop runs, and shared by every loop.
+  std::string tls_certificate;
+  std::string tls_key;
+  std::shared_ptr<const tls::TlsContext> tls_context;
 };
 
 absl::StatusOr<SendOptions> ParseSendOptions(const std::vector<absl::string_view>& args);

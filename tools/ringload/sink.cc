@@ -21,6 +21,7 @@ constexpr uint32_t kBufferCount = 2048;
 constexpr uint32_t kBufferBytes = 16 * 1024;
 constexpr uint32_t kCommandErrorsMax = 20;  // then 421 and close (Postfix hard_error_limit)
 constexpr uint64_t kPollMs = 5;
+constexpr size_t kTlsPlainChunkBytes = 64 * 1024;  // decrypted per TlsSession::Read
 
 bool StartsWithWord(std::string_view line, std::string_view verb) {
   if (line.size() < verb.size() || !EqualsIgnoreCase(line.substr(0, verb.size()), verb)) {
@@ -63,6 +64,8 @@ void SinkStats::Merge(const SinkStats& o) {
   command_errors += o.command_errors;
   accept_errors += o.accept_errors;
   file_errors += o.file_errors;
+  tls_handshakes += o.tls_handshakes;
+  tls_errors += o.tls_errors;
   codes.Merge(o.codes);
   if (first_error.empty()) first_error = o.first_error;
 }
@@ -89,7 +92,10 @@ void SinkSession::Start(int fd) {
   skip_line_ = false;
   pending_.clear();
   out_.clear();
+  wire_.clear();
   sending_.clear();
+  tls_.reset();
+  starttls_ = false;
   out_finals_ = sending_finals_ = 0;
   errors_ = 0;
   quit_after_final_ = false;
@@ -133,6 +139,47 @@ void SinkSession::RecvDone(core::Operation&, core::IoResult r) {
 }
 
 void SinkSession::Input(std::string_view data) {
+  if (tls_ == nullptr) return InputPlain(data);
+  while (!data.empty()) {
+    const size_t took = tls_->FeedCiphertext(data);
+    data.remove_prefix(took);
+    if (!TlsDrain()) return;
+    if (took == 0 && tls_->ciphertext_in_room() == 0) {  // cannot happen with whole records
+      ++worker_->stats_.tls_errors;
+      return Close();
+    }
+  }
+}
+
+bool SinkSession::TlsDrain() {
+  if (!tls_->established()) {
+    const tls::TlsResult r = tls_->Handshake();
+    if (r == tls::TlsResult::kError || r == tls::TlsResult::kClosed) {
+      if (worker_->stats_.tls_errors++ == 0) worker_->NoteError(tls_->error());
+      Flush();  // the alert, if any, then close
+      Close();
+      return false;
+    }
+    Flush();
+    if (r != tls::TlsResult::kOk) return true;
+    ++worker_->stats_.tls_handshakes;
+  }
+  for (;;) {
+    std::string plain;
+    const tls::TlsResult r = tls_->Read(&plain, kTlsPlainChunkBytes);
+    if (r == tls::TlsResult::kOk) {
+      InputPlain(plain);
+      if (state_ == State::kClosing || state_ == State::kFree) return false;
+      continue;
+    }
+    if (r == tls::TlsResult::kWantRead) return true;
+    if (r == tls::TlsResult::kError) ++worker_->stats_.tls_errors;
+    Close();
+    return false;
+  }
+}
+
+void SinkSession::InputPlain(std::string_view data) {
   if (state_ == State::kDelayed) {
     // A reply is being held back (--delay): keep what the client pipelined meanwhile.
     if (pending_.size() + data.size() > worker_->options_.max_message_bytes + (1 << 20)) {
@@ -146,19 +193,44 @@ void SinkSession::Input(std::string_view data) {
   }
   size_t used = Process(data);
   if (used < data.size() && state_ == State::kDelayed) pending_.append(data.substr(used));
+  if (starttls_) BeginTls();
   Flush();
   if (state_ != State::kDelayed && state_ != State::kClosing) ArmIdle();
+}
+
+void SinkSession::MoveToWire() {
+  if (tls_ == nullptr) {
+    if (wire_.empty()) {
+      wire_.swap(out_);
+    } else {
+      wire_.append(out_);
+    }
+    out_.clear();
+    return;
+  }
+  if (tls_->established() && !tls_->failed()) {
+    std::string_view rest = out_;
+    while (!rest.empty()) {
+      size_t used = 0;
+      if (tls_->Write(rest, &used) == tls::TlsResult::kError) break;
+      rest.remove_prefix(used);
+      wire_.append(tls_->TakeCiphertext());
+    }
+  }
+  out_.clear();  // replies cannot go out in clear once TLS started
+  wire_.append(tls_->TakeCiphertext());
 }
 
 void SinkSession::Flush() {
   if (fd_ < 0 || state_ == State::kClosing || state_ == State::kFree) return;
   if (!send_op_.idle()) return;
-  if (out_.empty()) {
+  MoveToWire();
+  if (wire_.empty()) {
     if (state_ == State::kQuit) Close();
     return;
   }
-  sending_.swap(out_);
-  out_.clear();
+  sending_.swap(wire_);
+  wire_.clear();
   sending_finals_ = out_finals_;
   out_finals_ = 0;
   io_uring_sqe* sqe = worker_->loop_.Prepare(send_op_);
@@ -234,6 +306,7 @@ void SinkSession::MaybeCloseFd() {
 
 void SinkSession::CloseDone(core::Operation&, core::IoResult) {
   fd_ = -1;
+  tls_.reset();  // a free slot holds no TLS state
   state_ = State::kFree;
   worker_->SessionFreed(this);
 }
@@ -244,6 +317,8 @@ void SinkSession::CloseDone(core::Operation&, core::IoResult) {
 size_t SinkSession::Process(std::string_view data) {
   size_t used = 0;
   while (used < data.size()) {
+    // RFC 3207 §4.2: what was pipelined behind STARTTLS in clear is discarded.
+    if (starttls_) return data.size();
     std::string_view rest = data.substr(used);
     switch (state_) {
       case State::kCommand:
@@ -386,7 +461,12 @@ void SinkSession::Command(std::string_view line) {
     if (EqualsIgnoreCase(line.substr(0, 4), "HELO")) {
       return Reply(absl::StrCat("250 ", o.hostname, "\r\n"));
     }
-    return Reply(absl::StrCat("250-", o.hostname, "\r\n250-PIPELINING\r\n250-SIZE ",
+    if (o.tls_context != nullptr && tls_ == nullptr) {
+      Reply(absl::StrCat("250-", o.hostname, "\r\n250-STARTTLS\r\n"));
+    } else {
+      Reply(absl::StrCat("250-", o.hostname, "\r\n"));
+    }
+    return Reply(absl::StrCat("250-PIPELINING\r\n250-SIZE ",
                               o.max_message_bytes,
                               "\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 CHUNKING\r\n"));
   }
@@ -396,6 +476,7 @@ void SinkSession::Command(std::string_view line) {
   if (line.size() >= 8 && EqualsIgnoreCase(line.substr(0, 8), "RCPT TO:")) {
     return Rcpt(line.substr(8));
   }
+  if (StartsWithWord(line, "STARTTLS")) return StartTls(line);
   if (StartsWithWord(line, "DATA")) return Data();
   if (StartsWithWord(line, "BDAT")) return Bdat(line.size() > 5 ? line.substr(5) : "");
   if (StartsWithWord(line, "RSET")) {
@@ -411,6 +492,31 @@ void SinkSession::Command(std::string_view line) {
   if (StartsWithWord(line, "VRFY")) return Reply("252 2.5.2 Cannot VRFY user\r\n");
   if (StartsWithWord(line, "HELP")) return Reply("214 2.0.0 ringload sink\r\n");
   CommandError("500 5.5.2 Error: command not recognized\r\n");
+}
+
+void SinkSession::StartTls(std::string_view line) {
+  if (worker_->options_.tls_context == nullptr || tls_ != nullptr) {
+    return CommandError("502 5.5.1 Error: STARTTLS not available\r\n");
+  }
+  if (line.size() > 8) return CommandError("501 5.5.4 Syntax: STARTTLS\r\n");
+  if (mail_) return CommandError("503 5.5.1 Error: STARTTLS inside a transaction\r\n");
+  Reply("220 2.0.0 Ready to start TLS\r\n");
+  starttls_ = true;
+}
+
+void SinkSession::BeginTls() {
+  starttls_ = false;
+  MoveToWire();  // the 220 leaves in clear
+  auto s = tls::TlsSession::NewServer(worker_->options_.tls_context);
+  if (!s.ok()) {
+    if (worker_->stats_.tls_errors++ == 0) worker_->NoteError(std::string(s.status().message()));
+    state_ = State::kQuit;  // the 220 goes, then the connection closes
+    return;
+  }
+  tls_ = *std::move(s);
+  line_.clear();  // RFC 3207: the client starts over (EHLO)
+  skip_line_ = false;
+  ResetTxn();
 }
 
 void SinkSession::Mail(std::string_view args) {

@@ -14,6 +14,12 @@
 //
 // Threads: built by main, run on its loop (Start / Shutdown posted), stats read by main
 // after the loops joined.
+//
+// TLS (--tls CERT KEY): EHLO offers STARTTLS; after "220 Ready to start TLS" a
+// tls::TlsSession (the project's socket-free engine) sits between the ring and the
+// protocol: received ciphertext is fed to it, decrypted input goes through the same
+// parser, replies are encrypted into the same sends. Input pipelined behind STARTTLS is
+// discarded (RFC 3207).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +33,7 @@
 #include "tools/ringload/file_io.h"
 #include "tools/ringload/options.h"
 #include "tools/ringload/run_state.h"
+#include "tls/session.h"
 
 namespace ringmail::ringload {
 
@@ -39,6 +46,8 @@ struct SinkStats {
   uint64_t command_errors = 0;
   uint64_t accept_errors = 0;
   uint64_t file_errors = 0;
+  uint64_t tls_handshakes = 0;
+  uint64_t tls_errors = 0;  // failed handshakes and TLS read errors
   CodeCounts codes;  // final replies to message content
   std::string first_error;
   void Merge(const SinkStats& o);
@@ -68,6 +77,13 @@ class SinkSession {
 
   void ArmRecv();
   void Input(std::string_view data);
+  void InputPlain(std::string_view data);
+  // TLS: handshake and decrypt what is buffered; false once the session is closing.
+  bool TlsDrain();
+  void StartTls(std::string_view line);
+  void BeginTls();
+  // Moves replies to wire_ (encrypted under TLS).
+  void MoveToWire();
   // Consumes what it can; stops early when a reply must wait (--delay) or on QUIT.
   size_t Process(std::string_view data);
   size_t ProcessCommandBytes(std::string_view data);
@@ -103,7 +119,10 @@ class SinkSession {
   std::string pending_;  // input held while a delayed reply waits
   std::string replay_;
   std::string out_;
+  std::string wire_;  // bytes for the socket: out_ as is, or its ciphertext
   std::string sending_;
+  std::unique_ptr<tls::TlsSession> tls_;
+  bool starttls_ = false;  // STARTTLS answered; the handshake starts after this input
   uint32_t out_finals_ = 0;
   uint32_t sending_finals_ = 0;
   std::string delayed_reply_;
