@@ -56,6 +56,21 @@ static_assert(std::size(kStateNames) == static_cast<size_t>(State::kCount));
 
 constexpr size_t kVerbBytesMax = 8;  // "STARTTLS"
 
+// The Received date for a second since the epoch, RFC 5322 form in UTC. Formatting costs
+// ~3,900 instructions (absl/cctz), a fifth of a message's cost in the machine, and the
+// text changes once a second: each loop thread keeps the last one.
+const std::string& ReceivedDate(uint64_t unix_s) {
+  thread_local uint64_t cached_s = UINT64_MAX;
+  thread_local std::string cached;
+  if (unix_s != cached_s) {
+    cached = absl::FormatTime("%a, %d %b %Y %H:%M:%S +0000",
+                              absl::FromUnixSeconds(static_cast<int64_t>(unix_s)),
+                              absl::UTCTimeZone());
+    cached_s = unix_s;
+  }
+  return cached;
+}
+
 }  // namespace
 
 namespace session_internal {
@@ -248,6 +263,8 @@ void SessionMachine::Start(std::string_view peer_ip, uint16_t peer_port,
   } else {
     peer_ = absl::StrCat("unknown:", peer_port);
   }
+  received_tcp_info_ =
+      peer_ip_.has_value() ? absl::StrCat("[", peer_ip_->ToLiteral(), "]") : "unknown";
   if (shutting_down_) {
     Reply(ReplyId::kShutdown, local_host_);
     EnterState(State::kClosing);
@@ -827,9 +844,8 @@ std::string SessionMachine::ReceivedHeader(const core::Message& message,
   const char* with = transaction_->smtputf8 ? (tls_ ? "UTF8SMTPS" : "UTF8SMTP")
                      : esmtp_               ? (tls_ ? "ESMTPS" : "ESMTP")
                                             : "SMTP";
-  const std::string tcp_info =
-      peer_ip_.has_value() ? absl::StrCat("[", peer_ip_->ToLiteral(), "]") : "unknown";
-  std::string header = absl::StrCat("Received: from ", helo_, " (", tcp_info, ")\r\n\tby ",
+  std::string header = absl::StrCat("Received: from ", helo_, " (", received_tcp_info_,
+                                    ")\r\n\tby ",
                                     local_host_, " (ringmail) with ", with);
   if (tls_ && !tls_description_.empty()) absl::StrAppend(&header, " (", tls_description_, ")");
   absl::StrAppend(&header, " id ", message.id.ToHex());
@@ -837,10 +853,7 @@ std::string SessionMachine::ReceivedHeader(const core::Message& message,
   if (recipients.size() == 1) {
     absl::StrAppend(&header, "\r\n\tfor <", recipients[0].address, ">");
   }
-  const absl::Time when = absl::FromUnixMillis(static_cast<int64_t>(now_ms));
-  absl::StrAppend(&header, ";\r\n\t",
-                  absl::FormatTime("%a, %d %b %Y %H:%M:%S +0000", when, absl::UTCTimeZone()),
-                  "\r\n");
+  absl::StrAppend(&header, ";\r\n\t", ReceivedDate(now_ms / 1000), "\r\n");
   return header;
 }
 

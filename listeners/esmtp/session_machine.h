@@ -251,6 +251,7 @@ class SessionMachine {
   std::string helo_;
   std::optional<IpAddress> peer_ip_;
   std::string peer_;  // "ip:port" / "[ip]:port" for the envelope
+  std::string received_tcp_info_;  // "[literal]" or "unknown": made once, used per message
 
   std::unique_ptr<Transaction> transaction_;
   CommandLineReader lines_;
