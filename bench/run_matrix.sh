@@ -3,7 +3,7 @@
 #
 #   bench/run_matrix.sh [--build DIR] [--runs N] [--sizes "1024 10240 102400"]
 #                       [--conns "1 10 100 1000"] [--systems "tools ringmaild relay postfix"]
-#                       [--scale F] [--loops N] [--no-write]
+#                       [--scale F] [--loops N] [--section NAME] [--no-write]
 #
 # Systems (each cell: one client run against one server, a fixed message count sized so a
 # cell takes a few seconds; several runs; median and min–max):
@@ -23,6 +23,9 @@
 # the same way for smtp-source and ringload. Results go to bench/RESULTS.md between the
 # ringload markers (the rest of the file is kept), the raw runs to
 # bench/results/ringload_matrix.tsv and a chart to bench/ringload_matrix.png.
+# --section NAME writes another section instead (markers NAME:begin/end, files
+# bench/results/NAME.tsv and bench/NAME.png): for a run of some systems only, which would
+# otherwise replace the full matrix with a partial one.
 # Installs postfix (smtp-source, smtp-sink) and gnuplot with apt-get when missing.
 # Everything listens on and connects to 127.0.0.1 only; every cell is bounded by timeout.
 set -uo pipefail
@@ -36,6 +39,7 @@ SYSTEMS="tools ringmaild relay postfix"
 SCALE=1
 LOOPS=2
 WRITE=1
+SECTION=ringload-matrix
 CELL_TIMEOUT=180
 
 while [[ $# -gt 0 ]]; do
@@ -47,9 +51,10 @@ while [[ $# -gt 0 ]]; do
     --systems) SYSTEMS=$2; shift 2 ;;
     --scale) SCALE=$2; shift 2 ;;
     --loops) LOOPS=$2; shift 2 ;;
+    --section) SECTION=$2; shift 2 ;;
     --no-write) WRITE=0; shift ;;
     *) echo "usage: $0 [--build DIR] [--runs N] [--sizes LIST] [--conns LIST]" \
-            "[--systems LIST] [--scale F] [--loops N] [--no-write]" >&2; exit 2 ;;
+            "[--systems LIST] [--scale F] [--loops N] [--section NAME] [--no-write]" >&2; exit 2 ;;
   esac
 done
 
@@ -351,7 +356,7 @@ markdown() {
   echo "Machine: $(nproc) CPUs ($cpu), kernel $(uname -r),"
   echo "$(postconf -d mail_version 2>/dev/null | sed 's/mail_version = /Postfix /')."
   echo "Each cell: median msg/s of $RUNS runs (min–max), counted by the client over its"
-  echo "wall-clock time; message counts per cell are in bench/results/ringload_matrix.tsv."
+  echo "wall-clock time; message counts per cell are in bench/results/$(file_base).tsv."
   echo "Sizes are smtp-source's \`-l SIZE\` (payload; its messages are SIZE + ~112 header bytes);"
   echo "ringload is given \`--size SIZE+112\` so both send messages of the same total size."
   echo "smtp-source never pipelines; compare it with plain \`ringload send\`."
@@ -395,7 +400,7 @@ markdown() {
     sed 's/^/- /' "$NOTES"
   fi
   echo
-  echo "![messages/s vs connections](ringload_matrix.png)"
+  echo "![messages/s vs connections]($(file_base).png)"
 }
 
 chart() {
@@ -427,15 +432,22 @@ chart() {
   gnuplot "$WORK/chart.gp"
 }
 
+file_base() { echo "${SECTION//-/_}"; }
+
 write_results() {
-  local results=$ROOT/bench/RESULTS.md begin="<!-- ringload-matrix:begin -->"
-  local end="<!-- ringload-matrix:end -->"
+  local results=$ROOT/bench/RESULTS.md begin="<!-- $SECTION:begin -->"
+  local end="<!-- $SECTION:end -->" base
+  base=$(file_base)
   mkdir -p "$ROOT/bench/results"
-  cp "$TSV" "$ROOT/bench/results/ringload_matrix.tsv"
-  chart "$ROOT/bench/ringload_matrix.png"
+  cp "$TSV" "$ROOT/bench/results/$base.tsv"
+  chart "$ROOT/bench/$base.png"
   {
     echo "$begin"
-    echo "### End-to-end SMTP matrix (bench/run_matrix.sh)"
+    if [[ $SECTION == ringload-matrix ]]; then
+      echo "### End-to-end SMTP matrix (bench/run_matrix.sh)"
+    else
+      echo "### SMTP matrix: $SYSTEMS (bench/run_matrix.sh --section $SECTION)"
+    fi
     echo
     markdown
     echo "$end"
@@ -450,11 +462,12 @@ write_results() {
     { cat "$results"; echo; cat "$WORK/section.md"; } > "$WORK/results.new"
   fi
   cp "$WORK/results.new" "$results"
-  echo "wrote $results, bench/results/ringload_matrix.tsv, bench/ringload_matrix.png"
+  echo "wrote $results, bench/results/$base.tsv, bench/$base.png"
 }
 
 ARGS="--runs $RUNS --sizes \"$SIZES\" --conns \"$CONNS\" --systems \"$SYSTEMS\" --scale $SCALE"
 ARGS+=" --loops $LOOPS"
+[[ $SECTION == ringload-matrix ]] || ARGS+=" --section $SECTION"
 ulimit -n 65536 2>/dev/null || true
 ensure_packages
 main_runs
