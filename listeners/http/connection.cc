@@ -24,7 +24,8 @@ uint64_t WallMs() { return static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())
 }  // namespace
 
 Connection::Connection(HttpListener& listener, uint64_t id, int fd, std::string peer_ip,
-                       uint16_t peer_port, std::shared_ptr<const HttpSettings> settings)
+                       uint16_t peer_port, std::shared_ptr<const HttpSettings> settings,
+                       bool tls)
     : listener_(listener),
       id_(id),
       fd_(fd),
@@ -37,6 +38,11 @@ Connection::Connection(HttpListener& listener, uint64_t id, int fd, std::string 
   send_op_.Bind<&Connection::SendDone>(this, "http.send");
   close_op_.Bind<&Connection::CloseDone>(this, "http.close");
   deadline_.Bind<&Connection::DeadlineFired>(this);
+  if (tls && settings_->tls_server != nullptr) {
+    auto session = tls::TlsSession::NewServer(settings_->tls_server);
+    if (session.ok()) tls_ = *std::move(session);
+  }
+  tls_wanted_ = tls;
 }
 
 Connection::~Connection() {
@@ -48,10 +54,18 @@ Connection::~Connection() {
 
 void Connection::Start() {
   draining_ = listener_.draining();
+  if (tls_wanted_ && tls_ == nullptr) {
+    BeginClose();  // no session could be made: nothing can be said to this client
+    return;
+  }
   Pump();
 }
 
 void Connection::Refuse(const HttpResponse& response) {
+  if (tls_wanted_) {
+    BeginClose();  // not worth a handshake
+    return;
+  }
   persistence_ = Persistence::kClose;
   Respond(response);
   Flush();
@@ -72,7 +86,7 @@ void Connection::Abort() { BeginClose(); }
 void Connection::Pump() {
   if (closing_) return;
   while (phase_ == Phase::kReading && !close_after_send_ &&
-         sending_.size() + output_.size() < kOutputBytesMax) {
+         sending_.size() + output_.size() + tls_out_.size() < kOutputBytesMax) {
     if (!FeedParser()) break;
   }
   if (peer_closed_ && phase_ == Phase::kReading && !close_after_send_ &&
@@ -372,8 +386,18 @@ void Connection::RecvDone(core::Operation&, core::IoResult r) {
   if (!r.more()) recv_armed_ = false;
   if (r.ok() && r.has_buffer()) {
     const std::string_view bytes = listener_.buffers().Take(r.buffer_id(), r.value());
-    if (!closing_ && !close_after_send_) stash_.append(bytes);
+    bool ok = true;
+    if (tls_ != nullptr) {
+      if (!closing_) ok = TlsInput(bytes);
+    } else if (!closing_ && !close_after_send_) {
+      stash_.append(bytes);
+    }
     listener_.buffers().Recycle(r.buffer_id());  // copied: straight back to the kernel
+    if (!ok) {
+      Flush();  // an alert, if the engine made one; the close cancels it if it lingers
+      BeginClose();
+      return;
+    }
     if (r.value() > 0) {
       if (Pending().size() >= kStashBytesMax) StopReading();  // TCP back-pressure
       Pump();
@@ -406,10 +430,56 @@ void Connection::RecvDone(core::Operation&, core::IoResult r) {
 }
 
 void Connection::Flush() {
-  if (!sending_.empty() || output_.empty() || closing_) return;
-  sending_.swap(output_);
+  if (closing_) return;
+  if (tls_ != nullptr) {
+    TlsOutput();
+    if (!sending_.empty() || tls_out_.empty()) return;
+    sending_.swap(tls_out_);
+  } else {
+    if (!sending_.empty() || output_.empty()) return;
+    sending_.swap(output_);
+  }
   sent_ = 0;
   StartSend();
+}
+
+bool Connection::TlsInput(std::string_view ciphertext) {
+  // Everything fed is decrypted before the next recv: the engine's buffer stays small, so
+  // a refusal means a peer that broke the record layer.
+  if (tls_->FeedCiphertext(ciphertext) < ciphertext.size()) return false;
+  if (!tls_->established()) {
+    tls::TlsResult r = tls_->Handshake();
+    if (r == tls::TlsResult::kWantRead || r == tls::TlsResult::kWantWrite) return true;
+    if (r != tls::TlsResult::kOk) return false;
+  }
+  for (;;) {
+    std::string plain;
+    tls::TlsResult r = tls_->Read(&plain, 16 * 1024);
+    if (r == tls::TlsResult::kOk) {
+      if (!close_after_send_) stash_.append(plain);
+      continue;
+    }
+    if (r == tls::TlsResult::kClosed) {
+      peer_closed_ = true;  // close_notify: answer what we have, then close
+      return true;
+    }
+    return r != tls::TlsResult::kError;
+  }
+}
+
+void Connection::TlsOutput() {
+  if (tls_->established() && !tls_->failed()) {
+    std::string_view rest(output_);
+    while (!rest.empty()) {
+      size_t used = 0;
+      tls::TlsResult r = tls_->Write(rest, &used);
+      rest.remove_prefix(used);
+      if (tls_->has_ciphertext_out()) tls_out_.append(tls_->TakeCiphertext());
+      if (r == tls::TlsResult::kError || (used == 0 && r != tls::TlsResult::kOk)) break;
+    }
+  }
+  output_.clear();  // before the handshake nothing can be said; after an error nothing will
+  if (tls_->has_ciphertext_out()) tls_out_.append(tls_->TakeCiphertext());
 }
 
 void Connection::StartSend() {
@@ -421,6 +491,7 @@ void Connection::SendDone(core::Operation&, core::IoResult r) {
   if (!r.ok() || closing_) {
     sending_.clear();
     output_.clear();
+    tls_out_.clear();
     if (closing_) {
       MaybeFinishClose();
     } else {

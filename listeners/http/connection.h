@@ -12,6 +12,14 @@
 // responses); request_timeout from a request's first byte to its last (408, then close);
 // kHookTimeoutMs for the daemon's answer to /metrics or /api/v1/queues (503). A spool commit
 // has no deadline: the writer always completes it.
+//
+// HTTPS (a Listen with tls = "implicit"): a tls::TlsSession (server role, the settings'
+// context) sits between the ring and the parser. Received ciphertext is fed to it and
+// decrypted at once into the stash (so the engine holds less than a record plus one recv),
+// the stash's bound and back-pressure apply to the plaintext as before, and responses are
+// encrypted on their way to the send. The handshake runs under idle_timeout; a failed one
+// closes the connection. A connection refused for the connection limit is closed without
+// a handshake (no 503 can be said before it).
 // Loop thread only.
 #pragma once
 
@@ -28,6 +36,7 @@
 #include "listeners/http/responses.h"
 #include "listeners/http/settings.h"
 #include "spool/group_commit.h"
+#include "tls/session.h"
 
 namespace ringmail::listeners::http {
 
@@ -37,7 +46,7 @@ struct HookResponse;
 class Connection {
  public:
   Connection(HttpListener& listener, uint64_t id, int fd, std::string peer_ip, uint16_t peer_port,
-             std::shared_ptr<const HttpSettings> settings);
+             std::shared_ptr<const HttpSettings> settings, bool tls = false);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -74,6 +83,10 @@ class Connection {
   void EndRequest();
   void ArmRecv();
   void RecvDone(core::Operation& op, core::IoResult r);
+  // TLS: feeds received ciphertext, runs the handshake, decrypts into the stash; false
+  // when the connection must close (a failed handshake, garbage, an alert).
+  bool TlsInput(std::string_view ciphertext);
+  void TlsOutput();  // output_ encrypted (once established) and handshake bytes → tls_out_
   void StopReading();
   void Flush();
   void StartSend();
@@ -116,6 +129,8 @@ class Connection {
   std::string sending_;    // bytes of the send in flight
   size_t sent_ = 0;        // of sending_
   std::string output_;     // responses produced while a send is in flight
+  std::unique_ptr<tls::TlsSession> tls_;  // HTTPS only
+  std::string tls_out_;                   // ciphertext waiting for the next send
   bool recv_armed_ = false;
   bool recv_cancel_sent_ = false;
   bool peer_closed_ = false;  // the client shut its side: answer what we have, then close
@@ -124,6 +139,7 @@ class Connection {
   bool close_submitted_ = false;
   bool admitted_ = false;
   bool draining_ = false;
+  bool tls_wanted_ = false;  // accepted on an HTTPS socket
 };
 
 }  // namespace ringmail::listeners::http

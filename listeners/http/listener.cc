@@ -110,6 +110,14 @@ absl::Status HttpListener::Listen(const std::vector<config::NetAddress>& address
     auto a = std::make_unique<Acceptor>();
     a->owner = this;
     a->fd = *fd;
+    // Addresses come in the order of the config's Listen entries (HttpSettings::listen_tls).
+    size_t index = acceptors_.size();
+    a->tls = index < settings_->listen_tls.size() && settings_->listen_tls[index];
+    if (a->tls && settings_->tls_server == nullptr) {
+      close(a->fd);
+      return absl::FailedPreconditionError(absl::StrCat(
+          "HTTP_Listener: ", address.ToString(), " { tls = implicit } without a certificate"));
+    }
     a->accept_op.Bind<&Acceptor::AcceptDone>(a.get(), "http.accept");
     a->accept_op.multishot = true;
     a->retry.Bind<&Acceptor::RetryFired>(a.get());
@@ -126,7 +134,7 @@ void HttpListener::ArmAccept(Acceptor& a) {
 }
 
 void HttpListener::Acceptor::AcceptDone(core::Operation&, core::IoResult r) {
-  if (r.ok()) owner->OnAccepted(static_cast<int>(r.res));
+  if (r.ok()) owner->OnAccepted(static_cast<int>(r.res), tls);
   if (r.more()) return;
   if (owner->draining_ || owner->loop_.stopping() || fd < 0) return;
   if (r.error() == EMFILE || r.error() == ENFILE || r.error() == ENOMEM || r.error() == ENOBUFS) {
@@ -143,7 +151,7 @@ void HttpListener::Acceptor::RetryFired(core::Timer&) {
   }
 }
 
-void HttpListener::OnAccepted(int fd) {
+void HttpListener::OnAccepted(int fd, bool tls) {
   std::string ip;
   uint16_t port = 0;
   if (!PeerOf(fd, &ip, &port)) {  // already gone
@@ -151,7 +159,7 @@ void HttpListener::OnAccepted(int fd) {
     return;
   }
   const uint64_t id = next_connection_id_++;
-  auto owned = std::make_unique<Connection>(*this, id, fd, ip, port, settings_);
+  auto owned = std::make_unique<Connection>(*this, id, fd, ip, port, settings_, tls);
   Connection* c = owned.get();
   connections_.emplace(id, std::move(owned));
   if (shared_.TryAdmit(settings_->max_connections)) {

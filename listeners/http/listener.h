@@ -131,13 +131,14 @@ class HttpListener {
   struct Acceptor {
     HttpListener* owner = nullptr;
     int fd = -1;
+    bool tls = false;  // HTTPS: TLS from the first byte
     core::Operation accept_op;
     core::Timer retry;  // re-arms accept after EMFILE and friends without spinning
     void AcceptDone(core::Operation& op, core::IoResult r);
     void RetryFired(core::Timer& t);
   };
   void ArmAccept(Acceptor& a);
-  void OnAccepted(int fd);
+  void OnAccepted(int fd, bool tls);
   void CloseAcceptors();
   void MaybeDrained();
   void HookAnswered(uint64_t connection_id, uint64_t seq, HookResponse response);

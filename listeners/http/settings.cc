@@ -33,12 +33,25 @@ absl::StatusOr<std::shared_ptr<const HttpSettings>> HttpSettings::FromConfig(
           "HTTP_Listener: refusing to listen on ", l.address.ToString(),
           Loopback(l.address) ? "" : " (not a loopback address)", " without auth_token"));
     }
-    if (l.tls == config::ListenTls::kImplicit) {
-      return absl::UnimplementedError(
+    if (l.tls == config::ListenTls::kImplicit &&
+        (h.tls_certificate.empty() || h.tls_key.empty())) {
+      return absl::FailedPreconditionError(
           absl::StrCat("HTTP_Listener: Listen ", l.address.ToString(),
-                       " { tls = implicit } (HTTPS) is "
-                       "not supported yet; listen on loopback and put a TLS proxy in front"));
+                       " { tls = implicit } needs tls_certificate and tls_key"));
     }
+  }
+  std::shared_ptr<const tls::TlsContext> tls_server;
+  if (!h.tls_certificate.empty() || !h.tls_key.empty()) {
+    tls::TlsContextOptions to;
+    to.role = tls::TlsRole::kServer;
+    to.certificate_chain_file = h.tls_certificate;
+    to.private_key_file = h.tls_key;
+    auto ctx = tls::TlsContext::Create(to);
+    if (!ctx.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("HTTP_Listener: ", ctx.status().message()));
+    }
+    tls_server = *std::move(ctx);
   }
   const config::EsmtpListenerConfig& e = config->esmtp;
   esmtp::PolicyOptions po;
@@ -58,6 +71,10 @@ absl::StatusOr<std::shared_ptr<const HttpSettings>> HttpSettings::FromConfig(
   s->message_bytes_max =
       e.max_message_size_bytes > 0 ? e.max_message_size_bytes : h.max_body_size_bytes * 2;
   s->request_bytes_max = std::max(kRequestMessageBytesMax, s->message_bytes_max);
+  s->tls_server = std::move(tls_server);
+  for (const config::ListenConfig& l : h.listen) {
+    s->listen_tls.push_back(l.tls == config::ListenTls::kImplicit);
+  }
   return std::shared_ptr<const HttpSettings>(std::move(s));
 }
 

@@ -6,7 +6,10 @@
 // The relay policy is the ESMTP_Listener's (relay_hosts, relay_domains): injecting over
 // HTTP never relays where SMTP would not. FromConfig refuses what the listener must not
 // start with: no HTTP_Listener scope, an empty auth_token (issue #9: never an open
-// injection API, above all on a non-loopback address), or implicit TLS (not built yet).
+// injection API, above all on a non-loopback address), or implicit TLS without a usable
+// certificate and key. FromConfig reads those files (blocking: the master calls it at start
+// and on reload, never a loop); connections accepted afterwards handshake with the new
+// certificate, those already open keep theirs.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +20,7 @@
 #include "config/config.h"
 #include "listeners/esmtp/policy.h"
 #include "listeners/http/request_parser.h"
+#include "tls/context.h"
 
 namespace ringmail::listeners::http {
 
@@ -38,6 +42,11 @@ struct HttpSettings {
   size_t max_recipients = 0;       // per request (the ESMTP_Listener's max_recipients)
   uint64_t message_bytes_max = 0;  // per built message (the ESMTP max_message_size)
   uint64_t request_bytes_max = 0;  // all messages of one request
+  // HTTPS: the server context (tls_certificate + tls_key), null when none is configured,
+  // and for each Listen entry, in the config's order (the order HttpListener::Listen gets
+  // the addresses in), whether it speaks TLS from the first byte.
+  std::shared_ptr<const tls::TlsContext> tls_server;
+  std::vector<bool> listen_tls;
 
   static absl::StatusOr<std::shared_ptr<const HttpSettings>> FromConfig(
       std::shared_ptr<const config::Config> config);

@@ -1,5 +1,6 @@
 // Tests of listeners/http/settings: what the HTTP listener takes from a config generation,
-// and what it refuses to start with (no token, above all on a non-loopback address; HTTPS).
+// and what it refuses to start with (no token, above all on a non-loopback address; HTTPS
+// without a readable certificate).
 #include <memory>
 #include <string>
 
@@ -69,9 +70,11 @@ TEST(HttpSettingsTest, RefusesNoTokenAndHttps) {
       "  Listen \"127.0.0.1:8443\" { tls = implicit } }\n",
       "https.conf");
   if (https.ok()) {
+    // HTTPS is served, but only with a certificate that can be read.
     auto hs = HttpSettings::FromConfig(*https);
     ASSERT_FALSE(hs.ok());
-    EXPECT_EQ(hs.status().code(), absl::StatusCode::kUnimplemented);
+    EXPECT_EQ(hs.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(hs.status().message()), HasSubstr("HTTP_Listener"));
   }
   auto none = Load("hostname = \"mx.test\"\n");
   ASSERT_NE(none, nullptr);

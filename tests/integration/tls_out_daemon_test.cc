@@ -1,0 +1,303 @@
+// ringmaild with TLS outside the inbound ESMTP listener (issue #8): outbound STARTTLS to a
+// downstream sink (clients/starttls_sink.py, Python's ssl module, so the other end is not
+// our own engine) under each policy, with the delivery log's TLS fields; and HTTPS
+// injection on the HTTP listener with curl --cacert. Certificates come from a throwaway CA
+// made per test (tests/tls/test_pki_util); host names resolve through a dnsmasq child.
+// Everything listens on 127.0.0.1; every wait is bounded.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/integration/daemon_util.h"
+#include "tests/integration/relay_util.h"
+#include "tests/tls/test_pki_util.h"
+
+namespace ringmail::integration {
+namespace {
+
+constexpr Millis kDeliveryTimeout(20'000);
+constexpr char kToken[] = "tls-out-token";
+
+// clients/starttls_sink.py as a child: its port, and its "MSG ..." lines.
+class PySink {
+ public:
+  absl::Status Start(const std::vector<std::string>& args, const std::string& stderr_path) {
+    std::string python = FindProgram({"python3"});
+    if (python.empty()) return absl::FailedPreconditionError("python3 missing");
+    std::vector<std::string> argv = {python, ClientScriptPath("starttls_sink.py")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Subprocess::Options o;
+    o.stderr_path = stderr_path;
+    auto p = Subprocess::Start(argv, o);
+    if (!p.ok()) return p.status();
+    process_ = std::move(*p);
+    std::optional<std::string> line = process_.ReadStdoutLine(Millis(10'000));
+    uint32_t port = 0;
+    if (!line || !absl::StartsWith(*line, "port ") ||
+        !absl::SimpleAtoi(line->substr(5), &port)) {
+      return absl::InternalError(absl::StrCat("sink did not start: ", line.value_or("")));
+    }
+    port_ = static_cast<uint16_t>(port);
+    return absl::OkStatus();
+  }
+  // The next "MSG ..." line within `timeout`.
+  std::optional<std::string> NextMessage(Millis timeout) {
+    return process_.ReadStdoutLine(timeout);
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  Subprocess process_;
+  uint16_t port_ = 0;
+};
+
+class TlsOutDaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto pki = tls_test::TestPki::Create();
+    ASSERT_TRUE(pki.ok()) << pki.status();
+    pki_ = std::make_unique<tls_test::TestPki>(*std::move(pki));
+    auto cert = pki_->IssueServer("mx", {"mx.good.test"});
+    ASSERT_TRUE(cert.ok()) << cert.status();
+    cert_ = *cert;
+  }
+
+  void TearDown() override {
+    if (daemon_.running()) {
+      daemon_.Signal(SIGTERM);
+      std::optional<int> status = daemon_.Wait(Millis(15'000));
+      if (!status) daemon_.Kill();
+      EXPECT_TRUE(status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+          << ReadFile(dir_.Sub("stderr")).value_or("");
+    }
+  }
+
+  // dnsmasq on a free UDP port answering mx.good.test and mx.bad.test with 127.0.0.1.
+  void StartDns() {
+    const std::string dnsmasq = FindProgram({"/usr/sbin/dnsmasq", "dnsmasq"});
+    if (dnsmasq.empty()) GTEST_SKIP() << "dnsmasq not installed";
+    dns_port_ = PickFreeUdpPort();
+    ASSERT_NE(dns_port_, 0);
+    Subprocess::Options options;
+    options.stderr_path = dir_.Sub("dnsmasq.stderr");
+    options.pipe_stdout = false;
+    auto dns = Subprocess::Start(
+        {dnsmasq, absl::StrCat("--port=", dns_port_), "--listen-address=127.0.0.1",
+         "--bind-interfaces", "--no-resolv", "--no-hosts", "--no-daemon",
+         "--conf-file=/dev/null", "--local=/test/", "--pid-file=",
+         "--address=/mx.good.test/127.0.0.1", "--address=/mx.bad.test/127.0.0.1"},
+        options);
+    ASSERT_TRUE(dns.ok()) << dns.status();
+    dns_ = std::move(*dns);
+  }
+
+  // Starts ringmaild with `extra` at the top level and waits for its ready lines.
+  void StartDaemon(const std::string& extra, const std::string& http = "") {
+    ASSERT_TRUE(std::filesystem::exists(RingmaildPath())) << RingmaildPath() << " not built";
+    std::string text = absl::StrCat(
+        "spool_dir = \"", dir_.Sub("spool"), "\"\nlog_dir = \"", dir_.Sub("log"), "\"\n",
+        "hostname = \"mx.test\"\nspool_segment_size = 1MB\nretry_interval = 10m\n",
+        dns_port_ != 0 ? absl::StrCat("resolvers = ( \"127.0.0.1:", dns_port_, "\" )\n"
+                                      "dns_timeout = 1s\n")
+                       : "",
+        extra,
+        "\nESMTP_Listener {\n  relay_hosts = ( \"127.0.0.0/8\" )\n"
+        "  Listen \"127.0.0.1:0\" { }\n}\n",
+        http);
+    ASSERT_TRUE(WriteFile(dir_.Sub("ringmaild.conf"), text).ok());
+    Subprocess::Options o;
+    o.stderr_path = dir_.Sub("stderr");
+    o.working_dir = dir_.path();
+    auto p = Subprocess::Start({RingmaildPath(), "--config", dir_.Sub("ringmaild.conf")}, o);
+    ASSERT_TRUE(p.ok()) << p.status();
+    daemon_ = std::move(*p);
+    bool want_http = !http.empty();
+    const auto deadline = std::chrono::steady_clock::now() + Millis(15'000);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
+      std::optional<std::string> line = daemon_.ReadStdoutLine(left);
+      if (!line) break;
+      uint32_t port = 0;
+      if (absl::StartsWith(*line, "ready esmtp=") &&
+          absl::SimpleAtoi(line->substr(line->rfind(':') + 1), &port)) {
+        esmtp_port_ = static_cast<uint16_t>(port);
+      } else if (absl::StartsWith(*line, "ready http=") &&
+                 absl::SimpleAtoi(line->substr(line->rfind(':') + 1), &port)) {
+        http_port_ = static_cast<uint16_t>(port);
+      }
+      if (esmtp_port_ != 0 && (!want_http || http_port_ != 0)) return;
+    }
+    FAIL() << "ringmaild not ready; stderr:\n" << ReadFile(dir_.Sub("stderr")).value_or("");
+  }
+
+  // One message to r@<domain> over plain SMTP to the daemon.
+  void Send(const std::string& domain) {
+    SmtpClient c;
+    ASSERT_TRUE(c.Connect(esmtp_port_).ok());
+    EXPECT_EQ(c.ReadReply().code, 220);
+    EXPECT_EQ(c.Command("EHLO client.test").code, 250);
+    EXPECT_EQ(c.Command("MAIL FROM:<s@origin.test>").code, 250);
+    EXPECT_EQ(c.Command(absl::StrCat("RCPT TO:<r@", domain, ">")).code, 250);
+    EXPECT_EQ(c.Command("DATA").code, 354);
+    EXPECT_EQ(c.Command("Subject: tls out\r\n\r\nhello over TLS\r\n.").code, 250);
+    c.Command("QUIT");
+  }
+
+  // Polls the delivery log until a line with `event` for `domain` appears; returns it.
+  std::string AwaitLogLine(const std::string& event, const std::string& domain) {
+    std::string found;
+    PollUntil(kDeliveryTimeout, [&] {
+      std::string log = ReadFile(dir_.Sub("log") + "/delivery.log").value_or("");
+      for (size_t at = 0; at < log.size();) {
+        size_t end = log.find('\n', at);
+        if (end == std::string::npos) break;
+        std::string line = log.substr(at, end - at);
+        at = end + 1;
+        if (absl::StrContains(line, absl::StrCat("\"event\":\"", event, "\"")) &&
+            absl::StrContains(line, absl::StrCat("\"domain\":\"", domain, "\""))) {
+          found = line;
+          return true;
+        }
+      }
+      return false;
+    });
+    return found;
+  }
+
+  std::string Routes(const std::string& domain, const std::string& host, uint16_t port,
+                     const std::string& policy) {
+    return absl::StrCat("Domain \"", domain, "\" { routes = \"", host, ":", port,
+                        "\" tls = \"", policy, "\" }\n");
+  }
+
+  ScratchDir dir_;
+  std::unique_ptr<tls_test::TestPki> pki_;
+  tls_test::TestCertificate cert_;
+  Subprocess dns_;
+  uint16_t dns_port_ = 0;
+  Subprocess daemon_;
+  uint16_t esmtp_port_ = 0;
+  uint16_t http_port_ = 0;
+};
+
+TEST_F(TlsOutDaemonTest, VerifyDeliversToTheRightNameAndDefersTheWrongOne) {
+  ASSERT_NO_FATAL_FAILURE(StartDns());
+  PySink sink;
+  ASSERT_TRUE(sink.Start({"--cert", cert_.chain_file, "--key", cert_.key_file},
+                         dir_.Sub("sink.stderr")).ok());
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(absl::StrCat(
+      "tls_ca_file = \"", pki_->ca_file(), "\"\n",
+      Routes("good.test", "mx.good.test", sink.port(), "verify"),
+      Routes("bad.test", "mx.bad.test", sink.port(), "verify"))));
+  ASSERT_NO_FATAL_FAILURE(Send("good.test"));
+  std::optional<std::string> msg = sink.NextMessage(kDeliveryTimeout);
+  ASSERT_TRUE(msg.has_value()) << ReadFile(dir_.Sub("stderr")).value_or("");
+  EXPECT_TRUE(absl::StrContains(*msg, "tls=1")) << *msg;
+  EXPECT_TRUE(absl::StrContains(*msg, "rcpt=r@good.test")) << *msg;
+  std::string delivered = AwaitLogLine("delivered", "good.test");
+  EXPECT_TRUE(absl::StrContains(delivered, "\"tls_version\":\"TLS1.")) << delivered;
+  EXPECT_TRUE(absl::StrContains(delivered, "\"tls_cipher\":\"")) << delivered;
+  EXPECT_TRUE(absl::StrContains(delivered, "\"tls_verify\":\"ok\"")) << delivered;
+
+  ASSERT_NO_FATAL_FAILURE(Send("bad.test"));
+  std::string deferred = AwaitLogLine("deferred", "bad.test");
+  ASSERT_FALSE(deferred.empty()) << ReadFile(dir_.Sub("log") + "/delivery.log").value_or("");
+  EXPECT_TRUE(absl::StrContains(deferred, "certificate verification failed")) << deferred;
+  EXPECT_FALSE(sink.NextMessage(Millis(300)).has_value()) << "delivered despite the name";
+}
+
+TEST_F(TlsOutDaemonTest, RequiredDefersWhenTheSinkOffersNoStartTls) {
+  PySink sink;
+  ASSERT_TRUE(sink.Start({"--no-starttls"}, dir_.Sub("sink.stderr")).ok());
+  ASSERT_NO_FATAL_FAILURE(
+      StartDaemon(Routes("req.test", "[127.0.0.1]", sink.port(), "required")));
+  ASSERT_NO_FATAL_FAILURE(Send("req.test"));
+  std::string deferred = AwaitLogLine("deferred", "req.test");
+  EXPECT_TRUE(absl::StrContains(deferred, "STARTTLS required but not offered")) << deferred;
+  EXPECT_FALSE(sink.NextMessage(Millis(300)).has_value());
+}
+
+TEST_F(TlsOutDaemonTest, OpportunisticFallsBackToPlaintextAndSaysSo) {
+  PySink sink;
+  ASSERT_TRUE(sink.Start({"--cert", cert_.chain_file, "--key", cert_.key_file, "--break-tls"},
+                         dir_.Sub("sink.stderr")).ok());
+  // No Domain tls: the global default, opportunistic.
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(absl::StrCat(
+      "Domain \"opp.test\" { routes = \"[127.0.0.1]:", sink.port(), "\" }\n")));
+  ASSERT_NO_FATAL_FAILURE(Send("opp.test"));
+  std::optional<std::string> msg = sink.NextMessage(kDeliveryTimeout);
+  ASSERT_TRUE(msg.has_value());
+  EXPECT_TRUE(absl::StrContains(*msg, "tls=0")) << *msg;
+  std::string delivered = AwaitLogLine("delivered", "opp.test");
+  EXPECT_TRUE(absl::StrContains(delivered, "\"tls_note\":\"STARTTLS handshake failed"))
+      << delivered;
+  EXPECT_FALSE(absl::StrContains(delivered, "tls_version")) << delivered;
+}
+
+TEST_F(TlsOutDaemonTest, OpportunisticUsesTlsWithAnUnknownCaAndRecordsIt) {
+  PySink sink;
+  ASSERT_TRUE(sink.Start({"--cert", cert_.chain_file, "--key", cert_.key_file},
+                         dir_.Sub("sink.stderr")).ok());
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(absl::StrCat(
+      "Domain \"opp.test\" { routes = \"[127.0.0.1]:", sink.port(), "\" }\n")));
+  ASSERT_NO_FATAL_FAILURE(Send("opp.test"));
+  std::optional<std::string> msg = sink.NextMessage(kDeliveryTimeout);
+  ASSERT_TRUE(msg.has_value());
+  EXPECT_TRUE(absl::StrContains(*msg, "tls=1")) << *msg;
+  std::string delivered = AwaitLogLine("delivered", "opp.test");
+  EXPECT_TRUE(absl::StrContains(delivered, "\"tls_verify\":\"failed: ")) << delivered;
+}
+
+TEST_F(TlsOutDaemonTest, HttpsInjectionWithCurl) {
+  const std::string curl = FindProgram({"curl"});
+  if (curl.empty()) GTEST_SKIP() << "curl missing";
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(
+      "", absl::StrCat("HTTP_Listener {\n  auth_token = \"", kToken, "\"\n",
+                       "  tls_certificate = \"", cert_.chain_file, "\"\n  tls_key = \"",
+                       cert_.key_file, "\"\n  Listen \"127.0.0.1:0\" { tls = \"implicit\" }\n}\n")));
+  ASSERT_TRUE(WriteFile(dir_.Sub("body.json"),
+                        R"({"envelope_sender":"s@x.test","recipients":[{"email":"a@local.test"}],)"
+                        R"("content":{"from":"s@x.test","subject":"hi","text_body":"t"}})")
+                  .ok());
+  std::string url = absl::StrCat("https://mx.good.test:", http_port_, "/api/inject/v1");
+  std::string resolve = absl::StrCat("mx.good.test:", http_port_, ":127.0.0.1");
+  std::vector<std::string> base = {curl, "-sS", "--max-time", "15", "--resolve", resolve,
+                                   "-H", absl::StrCat("Authorization: Bearer ", kToken)};
+  // Verified against the test CA, twice over one keep-alive connection (curl --next).
+  auto inject = [&] {
+    return std::vector<std::string>{"--cacert", pki_->ca_file(), "-H",
+                                    "Content-Type: application/json", "--data-binary",
+                                    "@" + dir_.Sub("body.json"), "-w",
+                                    "\n%{http_code} %{num_connects}\n", url};
+  };
+  std::vector<std::string> ok = base;
+  for (std::string& a : inject()) ok.push_back(a);
+  ok.push_back("--next");
+  ok.insert(ok.end(), base.begin() + 1, base.end());
+  for (std::string& a : inject()) ok.push_back(a);
+  RunResult r = RunProgram(ok, Millis(30'000));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "\"id\"")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "\n200 1\n")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "\n200 0\n")) << "second request reused: " << r.out;
+  // Without the CA curl refuses the certificate; plain HTTP on the TLS port gets nothing.
+  std::vector<std::string> untrusted = base;
+  untrusted.push_back(absl::StrCat("https://mx.good.test:", http_port_, "/metrics"));
+  EXPECT_NE(RunProgram(untrusted, Millis(30'000)).exit_code, 0);
+  std::vector<std::string> plain = base;
+  plain.push_back(absl::StrCat("http://127.0.0.1:", http_port_, "/metrics"));
+  RunResult p = RunProgram(plain, Millis(30'000));
+  EXPECT_NE(p.exit_code, 0) << p.out;
+}
+
+}  // namespace
+}  // namespace ringmail::integration
