@@ -126,6 +126,8 @@ absl::Status Daemon::DropPrivilegesAfterBinding() {
                                      control_dirs_created_));
     RM_RETURN_IF_ERROR(DropPrivileges(run_as_));
     core::LogInfo("running as %s (uid %d, gid %d)", run_as_.user, run_as_.uid, run_as_.gid);
+  } else if (geteuid() == 0) {
+    core::LogWarning("running as root: set `user` so ringmaild drops root after binding");
   }
   for (const std::string& line : ready_lines_) std::printf("%s\n", line.c_str());
   std::fflush(stdout);
