@@ -226,14 +226,16 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 print(sys.argv[2], d["messages_per_s"], d["latency_us"]["p99"], d["messages"], d["errors"])
 PY
-  tail -1 "$WORK/runs.txt" | awk -v r="$run" '{ printf "run %s%s: %.0f msg/s, p99 %d us, %d messages, %d errors\n", $1, r, $2, $3, $4, $5 }'
+  tail -1 "$WORK/runs.txt" | awk -v r="$run" '{ printf "run %s%s: %.0f msg/s, p99 %d us, " \
+    "%d messages, %d errors\n", $1, r, $2, $3, $4, $5 }'
 }
 
 start_sink
 : > "$WORK/runs.txt"
 : > "$WORK/reloads.txt"
 echo "reload bench: $RUNS runs each, $SECONDS_PER_RUN s, $CONNS connections, $SIZE-byte" \
-     "messages, $RELOADS reloads per B run, 2 loops; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+     "messages, $RELOADS reloads per B run, 2 loops; $(nproc) CPUs," \
+     "load $(cut -d' ' -f1-3 /proc/loadavg)"
 for ((i = 1; i <= RUNS; i++)); do
   run_one A "$i"
   run_one B "$i"
