@@ -1,5 +1,6 @@
 #include "listeners/esmtp/session.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/time/clock.h"
@@ -99,6 +100,7 @@ void Session::Pump() {
     if (stash_.empty() && machine_.WantsInput() && PullPlaintext()) continue;
     if (!machine_.HasOutput()) break;
     QueueOutput(machine_.TakeOutput());  // one send per pipelined group
+    answered_ = true;
   }
   if (close_after_send_ && tls_ != nullptr && tls_->established() && !tls_->failed() &&
       plain_out_.empty() && !tls_close_notify_sent_) {
@@ -387,23 +389,32 @@ void Session::ArmDeadline() {
     listener_.loop().timers().Arm(deadline_, handshake_deadline_ms_);
     return;
   }
-  uint64_t ms = 0;
-  switch (machine_.deadline()) {
-    case DeadlineKind::kNone:
-      listener_.loop().timers().Cancel(deadline_);
-      return;
-    case DeadlineKind::kCommand:
-      ms = settings_->command_timeout_ms;
-      break;
-    case DeadlineKind::kDataBlock:
-      ms = settings_->data_block_timeout_ms;
-      break;
-    case DeadlineKind::kServer:
-      ms = settings_->server_timeout_ms;
-      break;
+  const DeadlineKind kind = machine_.deadline();
+  if (kind == DeadlineKind::kNone) {
+    listener_.loop().timers().Cancel(deadline_);
+    return;
   }
-  if (close_after_send_) ms = settings_->command_timeout_ms;  // a client that never reads
-  listener_.loop().timers().Arm(deadline_, listener_.loop().now_ms() + ms);
+  const uint64_t now = listener_.loop().now_ms();
+  // A wait starts when its kind changes or a reply went out (something was handled).
+  // Received bytes that complete nothing do not extend it: a client trickling a byte at a
+  // time (slowloris) is cut at command_timeout, and a body at data_term_timeout.
+  if (kind != wait_kind_ || answered_) {
+    wait_kind_ = kind;
+    wait_started_ms_ = now;
+  }
+  answered_ = false;
+  uint64_t at = now + settings_->server_timeout_ms;  // kServer
+  if (kind == DeadlineKind::kCommand) {
+    at = wait_started_ms_ + settings_->command_timeout_ms;
+  } else if (kind == DeadlineKind::kDataBlock) {
+    at = std::min(now + settings_->data_block_timeout_ms,
+                  wait_started_ms_ + settings_->data_term_timeout_ms);
+  }
+  if (close_after_send_) at = now + settings_->command_timeout_ms;  // a client that never reads
+  if (settings_->connection_timeout_ms > 0) {
+    at = std::min(at, started_ms_ + settings_->connection_timeout_ms);
+  }
+  listener_.loop().timers().Arm(deadline_, at);
 }
 
 void Session::DeadlineFired(core::Timer&) {

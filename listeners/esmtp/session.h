@@ -115,6 +115,11 @@ class Session {
   bool admitted_ = false;
   uint64_t started_ms_ = 0;
   uint64_t data_started_us_ = 0;
+  // The wait the deadline measures (ArmDeadline): its kind and when it began; a reply
+  // (answered_) or a new kind starts the next one, bytes alone do not.
+  DeadlineKind wait_kind_ = DeadlineKind::kNone;
+  uint64_t wait_started_ms_ = 0;
+  bool answered_ = false;
   enum class SlotState : uint8_t { kNone, kWaiting, kHeld };
   SlotState slot_ = SlotState::kNone;
   std::string last_from_;

@@ -52,6 +52,7 @@ absl::StatusOr<std::shared_ptr<const Settings>> Settings::FromConfig(
   s->processings_per_loop = std::max<int64_t>(1, (ec.max_processings + n - 1) / n);
   s->command_timeout_ms = Ms(ec.command_timeout);
   s->data_block_timeout_ms = Ms(ec.data_block_timeout);
+  s->data_term_timeout_ms = Ms(ec.data_term_timeout);
   s->server_timeout_ms = std::max<uint64_t>(Ms(ec.data_term_timeout), 60'000);
   s->connection_timeout_ms = Ms(ec.connection_timeout);
   s->tls_handshake_timeout_ms = std::min<uint64_t>(

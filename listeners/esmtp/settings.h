@@ -32,6 +32,7 @@ struct Settings {
   int64_t processings_per_loop = 0;    // max_processings spread over the pool's loops
   uint64_t command_timeout_ms = 0;
   uint64_t data_block_timeout_ms = 0;
+  uint64_t data_term_timeout_ms = 0;  // a whole DATA body (or BDAT chunk), however it trickles
   uint64_t server_timeout_ms = 0;      // waiting on us (slot, spool): bounds a stuck commit
   uint64_t connection_timeout_ms = 0;  // whole session; 0: none
   // TLS: the server context built from tls_certificate/tls_key (null: no TLS; STARTTLS is

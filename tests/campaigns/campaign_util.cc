@@ -1,8 +1,11 @@
 #include "tests/campaigns/campaign_util.h"
 
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -117,7 +120,7 @@ std::map<std::string, int> ArrivalsByMessageId(const std::string& dump_dir) {
   std::map<std::string, int> out;
   std::error_code ec;
   std::string buffer(64 * 1024, '\0');
-  for (const auto& e : std::filesystem::directory_iterator(dump_dir, ec)) {
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dump_dir, ec)) {
     if (e.path().extension() != ".eml") continue;
     std::ifstream in(e.path(), std::ios::binary);
     in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
@@ -202,12 +205,15 @@ SendReport RunLoad(uint16_t port, const std::string& record_path,
 
 absl::Status RestartableSink::Start(const std::string& dump_dir,
                                     const std::vector<std::string>& extra) {
+  const std::string dir = absl::StrCat(dump_dir, "/", starts_++);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
   std::vector<std::string> argv = {integration::RingloadPath(), "sink", "--listen",
-                                   absl::StrCat("127.0.0.1:", port_), "--dump", dump_dir,
+                                   absl::StrCat("127.0.0.1:", port_), "--dump", dir,
                                    "--quiet"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   Subprocess::Options options;
-  options.stderr_path = dump_dir + ".stderr";
+  options.stderr_path = dir + ".stderr";
   absl::StatusOr<Subprocess> p = Subprocess::Start(argv, options);
   if (!p.ok()) return p.status();
   process_ = std::move(*p);
@@ -247,16 +253,21 @@ absl::Status MountTmpfs(const std::string& dir, uint64_t bytes) {
   return absl::OkStatus();
 }
 
-absl::Status BindReadOnly(const std::string& dir) {
-  if (mount(dir.c_str(), dir.c_str(), nullptr, MS_BIND, nullptr) != 0) {
-    return absl::PermissionDeniedError(absl::StrCat("bind mount: ", strerror(errno)));
+absl::Status SetImmutable(const std::string& dir, bool immutable) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return absl::NotFoundError(absl::StrCat("open ", dir, ": ", strerror(errno)));
+  int flags = 0;
+  absl::Status status;
+  if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0) {
+    status = absl::UnimplementedError(absl::StrCat("FS_IOC_GETFLAGS: ", strerror(errno)));
+  } else {
+    flags = immutable ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+    if (ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0) {
+      status = absl::UnimplementedError(absl::StrCat("FS_IOC_SETFLAGS: ", strerror(errno)));
+    }
   }
-  if (mount(nullptr, dir.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0) {
-    int e = errno;
-    umount2(dir.c_str(), MNT_DETACH);
-    return absl::PermissionDeniedError(absl::StrCat("remount read-only: ", strerror(e)));
-  }
-  return absl::OkStatus();
+  ::close(fd);
+  return status;
 }
 
 absl::Status Unmount(const std::string& dir) {

@@ -53,8 +53,8 @@ struct RecordLine {
 absl::StatusOr<std::vector<RecordLine>> ReadRecord(const std::string& path);
 
 // Dump files of a sink (`ringload sink --dump DIR`) counted by the Message-ID header of the
-// message (after the relay's Received: header). Only the first 64 KiB of a file is read:
-// the header block is at its start.
+// message (after the relay's Received: header), in `dump_dir` and its subdirectories. Only
+// the first 64 KiB of a file is read: the header block is at its start.
 std::map<std::string, int> ArrivalsByMessageId(const std::string& dump_dir);
 
 // What a `ringload send --json` run reported.
@@ -97,7 +97,8 @@ SendReport RunLoad(uint16_t port, const std::string& record_path,
 // first time (so the daemon's route to it stays valid).
 class RestartableSink {
  public:
-  // First start: port 0; later starts: the same port.
+  // First start: port 0; later starts: the same port. Start number n dumps into
+  // `dump_dir`/n: a restarted sink numbers its files from 0 again.
   absl::Status Start(const std::string& dump_dir, const std::vector<std::string>& extra);
   void Kill() { process_.Kill(); }
   bool running() const { return process_.running(); }
@@ -107,6 +108,7 @@ class RestartableSink {
  private:
   integration::Subprocess process_;
   uint16_t port_ = 0;
+  int starts_ = 0;
 };
 
 // Moves this thread into a private mount namespace whose mounts do not propagate back (so a
@@ -115,10 +117,14 @@ class RestartableSink {
 absl::Status EnterPrivateMountNamespace();
 // Mounts a tmpfs of `bytes` on `dir` (which must exist).
 absl::Status MountTmpfs(const std::string& dir, uint64_t bytes);
-// Bind-mounts `dir` on itself read-only (root ignores permission bits, not EROFS); the
-// mount point is the same path, so open segment fds keep working while every new file,
-// unlink and rename fails with EROFS.
-absl::Status BindReadOnly(const std::string& dir);
+// Sets or clears the immutable attribute (chattr +i) of directory `dir`: no file can be
+// created in it, renamed or unlinked, even by root and even through a directory fd the
+// daemon opened earlier. This is how the fault campaign makes a live spool read-only: a
+// read-only remount (of the filesystem or of a bind mount) fails with EBUSY while the
+// daemon holds segments open for writing, and a bind mount laid over the path afterwards
+// does not reach the daemon's openat/unlinkat on its directory fds. Unsupported by the
+// filesystem → an error to GTEST_SKIP on.
+absl::Status SetImmutable(const std::string& dir, bool immutable);
 // Lazily unmounts `dir` (the bind or tmpfs on it).
 absl::Status Unmount(const std::string& dir);
 
