@@ -248,14 +248,19 @@ void HttpConn::Abandon() {
 
 void HttpConn::TimerFired(core::Timer&) {
   if (state_ == State::kDisconnected) return Connect();
+  if (worker_->loop_.now_ms() < io_deadline_ms_) {
+    worker_->loop_.timers().Arm(timer_, io_deadline_ms_);  // answers came meanwhile
+    return;
+  }
   Fail(state_ == State::kConnecting ? "timed out connecting" : "timed out waiting for a response",
        0);
 }
 
 void HttpConn::UpdateTimer() {
   if (state_ == State::kConnecting || (state_ == State::kReady && request_count_ > 0)) {
-    worker_->loop_.timers().Arm(
-        timer_, core::MonotonicMs() + static_cast<uint64_t>(worker_->options_.io_timeout_s * 1000));
+    // Armed lazily, as ClientConn::UpdateTimer explains.
+    io_deadline_ms_ = worker_->loop_.now_ms() + worker_->io_timeout_ms_;
+    if (!timer_.armed()) worker_->loop_.timers().Arm(timer_, io_deadline_ms_);
   } else if (state_ != State::kDisconnected) {
     worker_->loop_.timers().Cancel(timer_);
   }

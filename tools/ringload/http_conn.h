@@ -103,6 +103,7 @@ class HttpConn final : public SendConn {
   core::Operation send_op_;
   core::Operation close_op_;
   core::Timer timer_;
+  uint64_t io_deadline_ms_ = 0;  // when the awaited reply is overdue
   uint32_t backoff_ms_ = 0;
   bool error_close_ = false;
   bool parked_ = false;

@@ -142,6 +142,10 @@ void ClientConn::ConnectDone(core::Operation&, core::IoResult r) {
   ++worker_->stats_.connections;
   state_ = State::kGreeting;
   ArmRecv();
+  if (worker_->options_.tls == SendOptions::Tls::kImplicit) {
+    BeginTls();  // SMTPS: the greeting comes over TLS
+    Flush();
+  }
   UpdateTimer();
 }
 
@@ -158,7 +162,13 @@ void ClientConn::RecvDone(core::Operation&, core::IoResult r) {
     core::BufferRing* buffers = worker_->buffers_.get();
     if (buffers != nullptr) {  // null only once the loop is being torn down
       std::string_view data = buffers->Take(r.buffer_id(), r.value());
-      if (active) Feed(data);
+      if (active) {
+        if (tls_ != nullptr) {
+          TlsInput(data);
+        } else {
+          Feed(data);
+        }
+      }
       buffers->Recycle(r.buffer_id());
     }
   } else if (r.ok() && r.value() == 0) {
@@ -261,7 +271,8 @@ void ClientConn::ResetSession() {
   compose_.Clear();
   sending_.Clear();
   send_total_ = send_done_ = 0;
-  peer_pipelining_ = peer_chunking_ = peer_size_ = false;
+  peer_pipelining_ = peer_chunking_ = peer_size_ = peer_starttls_ = false;
+  tls_.reset();
   messages_on_conn_ = 0;
   quit_queued_ = need_rset_ = server_closing_ = false;
 }
@@ -296,6 +307,8 @@ void ClientConn::Abandon() {
     case State::kGreeting:
     case State::kEhlo:
     case State::kHelo:
+    case State::kStartTls:
+    case State::kTlsHandshake:
       error_close_ = false;
       Close();
       return;
@@ -306,19 +319,29 @@ void ClientConn::Abandon() {
 
 void ClientConn::TimerFired(core::Timer&) {
   if (state_ == State::kDisconnected) return Connect();
+  if (worker_->loop_.now_ms() < io_deadline_ms_) {
+    // Replies came since the timer was armed: wait for the rest of the current deadline.
+    worker_->loop_.timers().Arm(timer_, io_deadline_ms_);
+    return;
+  }
   Fail(state_ == State::kConnecting ? "timed out connecting" : "timed out waiting for a reply",
        0);
 }
 
 void ClientConn::UpdateTimer() {
   const bool waiting = state_ == State::kConnecting || state_ == State::kGreeting ||
-                       state_ == State::kEhlo || state_ == State::kHelo || expect_count_ > 0;
-  if (waiting) {
-    worker_->loop_.timers().Arm(
-        timer_, core::MonotonicMs() + static_cast<uint64_t>(worker_->options_.io_timeout_s * 1000));
-  } else {
+                       state_ == State::kEhlo || state_ == State::kHelo ||
+                       state_ == State::kStartTls || state_ == State::kTlsHandshake ||
+                       expect_count_ > 0;
+  if (!waiting) {
     worker_->loop_.timers().Cancel(timer_);
+    return;
   }
+  // Every reply pushes the deadline; the timer is armed lazily and, firing early, re-arms
+  // itself for the rest (TimerFired): a heap update per timeout instead of per reply, and
+  // the loop's cached clock instead of a clock read (the deadline needs ms, not µs).
+  io_deadline_ms_ = worker_->loop_.now_ms() + worker_->io_timeout_ms_;
+  if (!timer_.armed()) worker_->loop_.timers().Arm(timer_, io_deadline_ms_);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -326,7 +349,9 @@ void ClientConn::UpdateTimer() {
 
 void ClientConn::Flush() {
   if (state_ == State::kClosing || state_ == State::kFinished || fd_ < 0) return;
-  if (!send_op_.idle() || compose_.empty()) return;
+  if (!send_op_.idle()) return;
+  if (tls_ != nullptr && !SealForTls()) return;
+  if (compose_.empty()) return;
   std::swap(compose_, sending_);
   send_total_ = sending_.head.size() + sending_.body.size() + sending_.tail.size();
   send_done_ = 0;
@@ -383,6 +408,10 @@ void ClientConn::Feed(std::string_view data) {
     }
     data.remove_prefix(len);
     if (state_ == State::kClosing || state_ == State::kFinished) return;
+    if (state_ == State::kTlsHandshake && (!data.empty() || !line_.empty())) {
+      // Plaintext after the 220 to STARTTLS would be taken as if it came over TLS.
+      return Fail("data after the 220 to STARTTLS", 0);
+    }
   }
   Flush();
   UpdateTimer();
@@ -414,6 +443,60 @@ void ClientConn::OnEhloLine(std::string_view text) {
   if (EqualsIgnoreCase(word, "PIPELINING")) peer_pipelining_ = true;
   if (EqualsIgnoreCase(word, "CHUNKING")) peer_chunking_ = true;
   if (EqualsIgnoreCase(word, "SIZE")) peer_size_ = true;
+  if (EqualsIgnoreCase(word, "STARTTLS")) peer_starttls_ = true;
+}
+
+// ---------------------------------------------------------------------------------------
+// ClientConn: TLS
+
+void ClientConn::BeginTls() {
+  auto stream = TlsClientStream::Start(worker_->options_.tls_client, "");
+  if (!stream.ok()) {
+    return Fail(std::string(stream.status().message()).c_str(), 0);
+  }
+  tls_ = *std::move(stream);
+  state_ = State::kTlsHandshake;
+}
+
+void ClientConn::TlsInput(std::string_view data) {
+  std::string plain;
+  const TlsClientStream::Event event = tls_->Input(data, &plain);
+  if (event == TlsClientStream::Event::kEnded) {
+    Flush();  // an alert, if any; the close may cut it short
+    if (state_ == State::kQuitting && txn_count_ == 0) return Close();  // closed after QUIT
+    const std::string why = absl::StrCat("TLS: ", tls_->error().empty() ? "session ended"
+                                                                         : tls_->error());
+    return Fail(why.c_str(), 0);
+  }
+  if (event == TlsClientStream::Event::kEstablished && state_ == State::kTlsHandshake) {
+    if (worker_->options_.tls == SendOptions::Tls::kStartTls) {
+      // RFC 3207 §4.2: forget what the plaintext EHLO said and ask again.
+      peer_pipelining_ = peer_chunking_ = peer_size_ = peer_starttls_ = false;
+      compose_.text().append("EHLO ").append(worker_->options_.ehlo).append("\r\n");
+      state_ = State::kEhlo;
+    } else {
+      state_ = State::kGreeting;
+    }
+  }
+  if (!plain.empty()) return Feed(plain);  // Feed flushes and re-arms the timer
+  Flush();
+  UpdateTimer();
+}
+
+// compose_ becomes one batch of ciphertext (with handshake bytes first).
+bool ClientConn::SealForTls() {
+  std::string wire;
+  if (tls_->established()) {
+    if (!tls_->Seal(compose_.head, compose_.body, compose_.tail, &wire)) {
+      Fail("TLS: could not encrypt", 0);
+      return false;
+    }
+  } else {
+    tls_->TakeWire(&wire);  // nothing of ours goes out before the handshake ends
+  }
+  compose_.Clear();
+  compose_.head = std::move(wire);
+  return true;
 }
 
 void ClientConn::OnReply(int code, std::string_view text) {
@@ -422,6 +505,9 @@ void ClientConn::OnReply(int code, std::string_view text) {
     case State::kEhlo:
     case State::kHelo:
       return OnGreetingOrEhlo(code, text);
+    case State::kStartTls:
+      if (code != 220) return Fail("STARTTLS refused", 0);
+      return BeginTls();
     case State::kSession:
     case State::kQuitting:
       break;
@@ -455,6 +541,12 @@ void ClientConn::OnGreetingOrEhlo(int code, std::string_view text) {
     return;
   }
   (void)text;
+  if (o.tls == SendOptions::Tls::kStartTls && tls_ == nullptr) {
+    if (!peer_starttls_) return Fail("STARTTLS not offered", 0);
+    compose_.text().append("STARTTLS\r\n");
+    state_ = State::kStartTls;
+    return;
+  }
   state_ = State::kSession;
   backoff_ms_ = 0;
   StartReady();
@@ -720,6 +812,7 @@ SendWorker::SendWorker(core::Loop& loop, const SendOptions& options,
   if (options.http) http_prefix_ = HttpRequestPrefix(options);
   parked_.resize(connections);
   rate_timer_.Bind<&SendWorker::RateTimerFired>(this);
+  io_timeout_ms_ = static_cast<uint64_t>(options.io_timeout_s * 1000);
   if (!options.common.dump_dir.empty()) dump_ = std::make_unique<DumpWriter>(loop);
   if (record_fd >= 0) record_ = std::make_unique<RecordLog>(loop, record_fd);
 }

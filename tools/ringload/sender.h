@@ -16,6 +16,11 @@
 // headers + body + "." (+ the next message's envelope, or QUIT, when pipelining) in one
 // sendmsg whose body iovec points at the shared pre-rendered body. With --chunking, BDAT
 // n LAST carries the raw body instead.
+//
+// TLS (--tls starttls|implicit): a TlsClientStream (tools/ringload/tls_stream.h) sits
+// between the ring and the reply parser once the 220 to STARTTLS arrived (EHLO is then
+// sent again, RFC 3207) or from the connect (implicit); every batch is encrypted as a whole
+// in Flush() (the shared body is copied into records: TLS cannot send it zero-copy).
 #pragma once
 
 #include <sys/socket.h>
@@ -34,6 +39,7 @@
 #include "tools/ringload/message_factory.h"
 #include "tools/ringload/options.h"
 #include "tools/ringload/run_state.h"
+#include "tools/ringload/tls_stream.h"
 
 namespace ringmail::ringload {
 
@@ -99,7 +105,7 @@ class ClientConn final : public SendConn {
  private:
   enum class State : uint8_t {
     kDisconnected, kConnecting, kGreeting, kEhlo, kHelo, kSession, kQuitting, kClosing,
-    kFinished,
+    kFinished, kStartTls, kTlsHandshake,
   };
   enum class Expect : uint8_t { kRset, kMail, kRcpt, kData, kDot, kBdat, kQuit };
   struct Txn {
@@ -142,6 +148,9 @@ class ClientConn final : public SendConn {
   void OnSessionReply(Expect what, int code, std::string_view text);
   void OnGreetingOrEhlo(int code, std::string_view text);
   void OnEhloLine(std::string_view text);
+  void BeginTls();                    // the handshake starts: STARTTLS's 220, or connected
+  void TlsInput(std::string_view data);
+  bool SealForTls();                  // compose_ → one ciphertext batch; false: failed
 
   void StartReady();  // session idle: take a message, park, or quit
   bool AppendNext();  // pipelining: queue the next envelope or QUIT after content
@@ -170,12 +179,15 @@ class ClientConn final : public SendConn {
   core::Operation send_op_;
   core::Operation close_op_;
   core::Timer timer_;
+  uint64_t io_deadline_ms_ = 0;  // when the awaited reply is overdue
   uint32_t backoff_ms_ = 0;
   bool error_close_ = false;
 
   bool peer_pipelining_ = false;
   bool peer_chunking_ = false;
   bool peer_size_ = false;
+  bool peer_starttls_ = false;
+  std::unique_ptr<TlsClientStream> tls_;  // from the handshake's start to the close
   uint64_t messages_on_conn_ = 0;
   bool quit_queued_ = false;
   bool need_rset_ = false;
@@ -264,6 +276,7 @@ class SendWorker {
   uint64_t start_us_ = 0;
   uint64_t end_us_ = UINT64_MAX;  // duration bound
   double interval_us_ = 0;        // open loop: between two messages over all loops
+  uint64_t io_timeout_ms_ = 0;    // --io-timeout
   uint64_t issued_ = 0;
   bool stopping_ = false;
   bool done_ = false;
