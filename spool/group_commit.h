@@ -11,10 +11,10 @@
 // - Commit(request): the caller (an ESMTP session, the HTTP injector, a bounce) embeds a
 //   CommitRequest, fills `message` and binds `done`, and calls Commit. Every request
 //   made before the loop turn ends joins the same batch (one loop.Defer() per turn): its
-//   records are appended with one IORING_OP_WRITEV (several linked ones past IOV_MAX
-//   iovecs) and covered by one linked IORING_OP_FSYNC (DATASYNC). Only in the fsync's
-//   completion is `done` called, with `status` OK and `id`/`location` set — the message
-//   is durable then and not before. While a batch is in flight, new requests gather for
+//   records are appended with one IORING_OP_WRITEV flagged RWF_DSYNC (write and data sync
+//   in one request), or, past IOV_MAX iovecs, several linked WRITEVs covered by one linked
+//   IORING_OP_FSYNC (DATASYNC). Only in the sync's completion is `done` called, with
+//   `status` OK and `id`/`location` set — the message is durable then and not before. While a batch is in flight, new requests gather for
 //   the next batch (adaptive group commit: no timer delays a lone message). A batch holds
 //   at most batch_messages_max records and batch_bytes_max bytes (one record bigger than
 //   that goes alone); the rest waits for the next batch.
@@ -135,7 +135,7 @@ struct SpoolWriterStats {
   uint64_t state_records = 0;    // RECIPIENT and DONE records made durable
   uint64_t bytes = 0;            // record bytes made durable
   uint64_t writes = 0;           // WRITEV ops submitted
-  uint64_t fsyncs = 0;           // batch fdatasyncs that succeeded
+  uint64_t fsyncs = 0;           // batch syncs that succeeded (RWF_DSYNC write or FSYNC)
   uint64_t short_writes = 0;     // WRITEVs that wrote less than asked (rest resubmitted)
   uint64_t retries = 0;          // chains resubmitted after EINTR/EAGAIN/a foreign cancel
   uint64_t errors = 0;           // batches failed by a write or sync error
