@@ -74,6 +74,7 @@ NOTES=$WORK/notes.txt
 : > "$NOTES"
 SERVER_PID=""
 POSTFIX_DIR=""
+POSTFIX_PORT=""
 
 cleanup() {
   stop_server
@@ -219,6 +220,8 @@ run_cell() {
   n=$(count_for "$system" "$size" "$conns")
   if [[ $server != postfix ]]; then
     "start_$server" || { echo "$system: $server did not start" >> "$NOTES"; return; }
+  else
+    PORT=$POSTFIX_PORT  # started once by main_runs; other servers' starts moved PORT
   fi
   secs=$("client_$client" "$PORT" "$n" "$size" "$conns" "$extra") || secs=""
   [[ $server != postfix ]] && stop_server
@@ -249,38 +252,35 @@ label() {
   esac
 }
 
-# One run of every cell of SYSTEM; runs are interleaved so that a change in machine load
-# hits every cell alike instead of all the runs of one.
-run_system() {
-  local system=$1 run=$2 size conns
-  for size in $SIZES; do
-    for conns in $CONNS; do
-      case $system in
-        tools)
-          run_cell "$run" src_smtpsink "$size" "$conns" smtp_sink smtp_source
-          run_cell "$run" rl_smtpsink "$size" "$conns" smtp_sink ringload
-          run_cell "$run" rlpipe_smtpsink "$size" "$conns" smtp_sink ringload --pipelining
-          run_cell "$run" src_rlsink "$size" "$conns" ringload_sink smtp_source
-          run_cell "$run" rlpipe_rlsink "$size" "$conns" ringload_sink ringload --pipelining
-          ;;
-        ringmaild)
-          run_cell "$run" src_ringmaild "$size" "$conns" ringmaild smtp_source
-          run_cell "$run" rl_ringmaild "$size" "$conns" ringmaild ringload
-          run_cell "$run" rlpipe_ringmaild "$size" "$conns" ringmaild ringload --pipelining
-          ;;
-        postfix)
-          run_cell "$run" src_postfix "$size" "$conns" postfix smtp_source
-          run_cell "$run" rl_postfix "$size" "$conns" postfix ringload
-          ;;
-      esac
-    done
-  done
+# The cells of SYSTEM for one run, one size and one connection count.
+run_system_cell() {
+  local system=$1 run=$2 size=$3 conns=$4
+  case $system in
+    tools)
+      run_cell "$run" src_smtpsink "$size" "$conns" smtp_sink smtp_source
+      run_cell "$run" rl_smtpsink "$size" "$conns" smtp_sink ringload
+      run_cell "$run" rlpipe_smtpsink "$size" "$conns" smtp_sink ringload --pipelining
+      run_cell "$run" src_rlsink "$size" "$conns" ringload_sink smtp_source
+      run_cell "$run" rlpipe_rlsink "$size" "$conns" ringload_sink ringload --pipelining
+      ;;
+    ringmaild)
+      run_cell "$run" src_ringmaild "$size" "$conns" ringmaild smtp_source
+      run_cell "$run" rl_ringmaild "$size" "$conns" ringmaild ringload
+      run_cell "$run" rlpipe_ringmaild "$size" "$conns" ringmaild ringload --pipelining
+      ;;
+    postfix)
+      run_cell "$run" src_postfix "$size" "$conns" postfix smtp_source
+      run_cell "$run" rl_postfix "$size" "$conns" postfix ringload
+      ;;
+  esac
 }
 
+# Every system is checked (and Postfix started) first; then the cells run interleaved: for
+# each run, size and connection count, one cell of every system in turn, so that a change in
+# the machine's load (other engineers' builds) hits the systems compared in a ratio alike.
 main_runs() {
-  local system run
+  local system run size conns active=()
   for system in $SYSTEMS; do
-    echo "== $system"
     case $system in
       ringmaild)
         if [[ ! -x $RINGMAILD ]]; then
@@ -301,18 +301,28 @@ main_runs() {
       postfix)
         POSTFIX_DIR=$WORK/postfix
         PORT=$(free_port)
+        POSTFIX_PORT=$PORT
         if ! "$ROOT/bench/postfix_setup.sh" start "$POSTFIX_DIR" "$PORT"; then
           echo "postfix: skipped, it did not start" | tee -a "$NOTES"
+          POSTFIX_DIR=""
           continue
         fi
         ;;
     esac
-    for run in $(seq "$RUNS"); do run_system "$system" "$run"; done
-    if [[ $system == postfix ]]; then
-      "$ROOT/bench/postfix_setup.sh" stop "$POSTFIX_DIR"
-      POSTFIX_DIR=""
-    fi
+    active+=("$system")
   done
+  echo "== ${active[*]}"
+  for run in $(seq "$RUNS"); do
+    for size in $SIZES; do
+      for conns in $CONNS; do
+        for system in "${active[@]}"; do run_system_cell "$system" "$run" "$size" "$conns"; done
+      done
+    done
+  done
+  if [[ -n $POSTFIX_DIR ]]; then
+    "$ROOT/bench/postfix_setup.sh" stop "$POSTFIX_DIR"
+    POSTFIX_DIR=""
+  fi
 }
 
 # Median and min–max per (system, size, conns): "system size conns median min max runs".
