@@ -1,4 +1,5 @@
 #include "tools/ringload/options.h"
+#include "tools/ringload/tls_stream.h"
 
 #include <arpa/inet.h>
 
@@ -347,6 +348,16 @@ void AddSendFlags(SendOptions* o, std::vector<Flag>* flags_out) {
                      return absl::OkStatus();
                    }});
   AddHttpFlags(o, flags_out);
+  flags.push_back({"tls", true, [o](absl::string_view v) -> absl::Status {
+                     if (v == "starttls") {
+                       o->tls = SendOptions::Tls::kStartTls;
+                     } else if (v == "implicit") {
+                       o->tls = SendOptions::Tls::kImplicit;
+                     } else {
+                       return FlagError("tls", "expected starttls or implicit");
+                     }
+                     return absl::OkStatus();
+                   }});
   flags.push_back(Bound("timeout", &o->timeout_s, dbl("timeout", 0.001, kDurationMax)));
   flags.push_back(Bound("io-timeout", &o->io_timeout_s, dbl("io-timeout", 0.001, 3600)));
   flags.push_back({"max-errors", true, [o](absl::string_view v) -> absl::Status {
@@ -382,6 +393,14 @@ absl::StatusOr<SendOptions> ParseSendOptions(const std::vector<absl::string_view
     return absl::InvalidArgumentError("--token, --path, --kind and --template need --http");
   }
   if (o.http && o.chunking) return FlagError("chunking", "is SMTP only (not with --http)");
+  if (o.http && o.tls != SendOptions::Tls::kOff) {
+    return FlagError("tls", "is SMTP only (not with --http)");
+  }
+  if (o.tls != SendOptions::Tls::kOff) {
+    auto ctx = MakeLoadClientContext();
+    if (!ctx.ok()) return FlagError("tls", std::string(ctx.status().message()));
+    o.tls_client = *std::move(ctx);
+  }
   if (o.http_template && o.http_kind != SendOptions::HttpKind::kStructured) {
     return FlagError("template", "needs --kind structured (the API expands templates only "
                                  "in structured content)");
@@ -474,6 +493,8 @@ std::string SendUsage() {
   --ehlo NAME                EHLO name (default ringload.test)
   --pipelining               pipeline commands when the server offers PIPELINING
   --chunking                 send BDAT instead of DATA when the server offers CHUNKING
+  --tls starttls|implicit    TLS: STARTTLS after EHLO (then EHLO again), or from the first
+                             byte (SMTPS); certificates are not verified
   --messages-per-connection N  reconnect after N messages (0 = reuse forever)
   --rate R                   open loop: R messages/s, latency measured from schedule
   --record FILE              one line per message answered 2xx at its end of data:

@@ -95,6 +95,12 @@ struct SendOptions {
   std::string http_path = "/api/inject/v1";
   HttpKind http_kind = HttpKind::kRaw;
   bool http_template = false;  // per-recipient substitution_data ({{name}}, structured only)
+
+  // --tls starttls|implicit: TLS through the project's engine (certificates not verified).
+  // The client context is built while the options are parsed, before any loop runs.
+  enum class Tls : uint8_t { kOff, kStartTls, kImplicit };
+  Tls tls = Tls::kOff;
+  std::shared_ptr<const tls::TlsContext> tls_client;
 };
 
 struct SinkOptions {

@@ -462,6 +462,9 @@ void ClientConn::TlsInput(std::string_view data) {
   std::string plain;
   const TlsClientStream::Event event = tls_->Input(data, &plain);
   if (event == TlsClientStream::Event::kEnded) {
+    // What arrived with the end (the 221 before close_notify) is read first.
+    if (!plain.empty()) Feed(plain);
+    if (state_ == State::kClosing || state_ == State::kFinished) return;
     Flush();  // an alert, if any; the close may cut it short
     if (state_ == State::kQuitting && txn_count_ == 0) return Close();  // closed after QUIT
     const std::string why = absl::StrCat("TLS: ", tls_->error().empty() ? "session ended"
