@@ -179,7 +179,7 @@ TEST_F(TlsDaemonTest, OpensslStartTlsHandshakesAndSendsAMessage) {
   const std::string id = QueuedId(r.out.substr(at, r.out.find('\n', at) - at));
   ASSERT_EQ(id.size(), 32u);
   const std::string content = SpooledContent(id);
-  EXPECT_THAT(content, HasSubstr("with ESMTPS (TLS1.3 TLS_AES_256_GCM_SHA384) id " + id));
+  EXPECT_THAT(content, HasSubstr("with ESMTPS (TLS1.3 TLS_CHACHA20_POLY1305_SHA256) id " + id));
   EXPECT_THAT(content, HasSubstr("via openssl"));
 }
 
@@ -189,7 +189,7 @@ TEST_F(TlsDaemonTest, OpensslTls12IsAcceptedToo) {
                             absl::StrCat("127.0.0.1:", daemon_.port()), "-tls1_2", "-brief"},
                            kToolTimeout, "QUIT\r\n");
   EXPECT_THAT(r.err, HasSubstr("Protocol version: TLSv1.2")) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("Ciphersuite: ECDHE-ECDSA-AES256-GCM-SHA384")) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("Ciphersuite: ECDHE-ECDSA-CHACHA20-POLY1305")) << r.err;
   // TLS 1.1 and older are refused.
   RunResult old = RunProgram({Openssl(), "s_client", "-starttls", "smtp", "-connect",
                               absl::StrCat("127.0.0.1:", daemon_.port()), "-tls1_1",

@@ -118,9 +118,9 @@ TEST_F(TlsSessionTest, Tls13HandshakeVerifiesChainAndHostName) {
   EXPECT_TRUE(client->established());
   EXPECT_EQ(server->version(), "TLS1.3");
   EXPECT_EQ(client->version(), "TLS1.3");
-  EXPECT_EQ(server->cipher(), "TLS_AES_256_GCM_SHA384");
+  EXPECT_EQ(server->cipher(), "TLS_CHACHA20_POLY1305_SHA256");
   EXPECT_EQ(server->cipher(), client->cipher());
-  EXPECT_EQ(server->Description(), "TLS1.3 TLS_AES_256_GCM_SHA384");
+  EXPECT_EQ(server->Description(), "TLS1.3 TLS_CHACHA20_POLY1305_SHA256");
   EXPECT_EQ(client->verification(), Verification::kOk) << client->verify_error();
   EXPECT_EQ(server->verification(), Verification::kNotChecked);
 }
@@ -134,8 +134,32 @@ TEST_F(TlsSessionTest, Tls12HandshakeWhenTheClientStopsAt12) {
   ASSERT_EQ(cr, TlsResult::kOk) << client->error();
   ASSERT_EQ(sr, TlsResult::kOk) << server->error();
   EXPECT_EQ(server->version(), "TLS1.2");
-  EXPECT_EQ(server->cipher(), "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384");
+  EXPECT_EQ(server->cipher(), "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256");
   EXPECT_EQ(client->verification(), Verification::kOk) << client->verify_error();
+}
+
+TEST_F(TlsSessionTest, ServerChoosesTheSuiteInItsOwnOrder) {
+  TlsContextOptions o;
+  o.role = TlsRole::kClient;
+  o.use_system_ca = false;
+  o.cipher_list = "TLS13-AES128-GCM-SHA256:TLS13-CHACHA20-POLY1305-SHA256";
+  auto ctx = TlsContext::Create(o);
+  ASSERT_TRUE(ctx.ok()) << ctx.status();
+  auto server = Server(ServerContext(*server_cert_));
+  auto client = Client(*ctx, "mx.test", VerifyMode::kRecord);
+  TlsResult cr, sr;
+  Handshake(*client, *server, &cr, &sr);
+  ASSERT_EQ(sr, TlsResult::kOk) << server->error();
+  EXPECT_EQ(server->cipher(), "TLS_CHACHA20_POLY1305_SHA256");
+  // A client that offers only AES-GCM still gets it.
+  o.cipher_list = "TLS13-AES128-GCM-SHA256";
+  auto aes = TlsContext::Create(o);
+  ASSERT_TRUE(aes.ok());
+  auto server2 = Server(ServerContext(*server_cert_));
+  auto client2 = Client(*aes, "mx.test", VerifyMode::kRecord);
+  Handshake(*client2, *server2, &cr, &sr);
+  ASSERT_EQ(sr, TlsResult::kOk) << server2->error();
+  EXPECT_EQ(server2->cipher(), "TLS_AES_128_GCM_SHA256");
 }
 
 TEST_F(TlsSessionTest, DataBothWaysThroughBoundedBuffers) {

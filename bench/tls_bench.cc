@@ -1,0 +1,169 @@
+// TLS engine costs, in memory (no sockets): what a TLS connection adds to the loop thread
+// that serves it.
+//   BM_ServerHandshake/<key>/<version>  server-side CPU of one full handshake (the client's
+//                                       work is excluded with PauseTiming)
+//   BM_FullHandshake/<key>              both sides, TLS 1.3: handshakes/s of one core
+//   BM_ServerMessage/<bytes>/<suite>    server side of one message over an established
+//                                       session: decrypt `bytes` of DATA, encrypt a reply;
+//                                       suite 0 = default choice, 1 = AES-128-GCM,
+//                                       2 = ChaCha20-Poly1305
+// Certificates come from a throwaway CA made with openssl at start (tests/tls/test_pki_util).
+#include <memory>
+#include <string>
+
+#include "benchmark/benchmark.h"
+#include "tests/tls/test_pki_util.h"
+#include "tls/context.h"
+#include "tls/session.h"
+
+namespace ringmail::tls {
+namespace {
+
+using tls_test::TestCertificate;
+using tls_test::TestPki;
+
+struct Pki {
+  std::unique_ptr<TestPki> pki;
+  std::shared_ptr<const TlsContext> server;
+  std::shared_ptr<const TlsContext> server12;
+};
+
+// 0: ECDSA P-256, 1: RSA 2048. Made once per process.
+const Pki& PkiFor(int key) {
+  static Pki pkis[2];
+  Pki& p = pkis[key];
+  if (p.pki != nullptr) return p;
+  TestPki::Options o;
+  o.rsa_bits = key == 1 ? 2048 : 0;
+  auto made = TestPki::Create("bench CA", o);
+  if (!made.ok()) std::abort();
+  p.pki = std::make_unique<TestPki>(std::move(*made));
+  auto cert = p.pki->IssueServer("server", {"mx.test"});
+  if (!cert.ok()) std::abort();
+  TlsContextOptions so;
+  so.certificate_chain_file = cert->chain_file;
+  so.private_key_file = cert->key_file;
+  p.server = TlsContext::Create(so).value();
+  so.max_version = TlsVersion::kTls12;
+  p.server12 = TlsContext::Create(so).value();
+  return p;
+}
+
+// The client's cipher choice decides the suite (0: the default list; 1: AES-128-GCM only;
+// 2: ChaCha20-Poly1305 only), to compare record costs.
+std::shared_ptr<const TlsContext> ClientContext(int suite = 0) {
+  static std::shared_ptr<const TlsContext> ctx[3];
+  if (ctx[suite] == nullptr) {
+    TlsContextOptions o;
+    o.role = TlsRole::kClient;
+    o.use_system_ca = false;
+    if (suite == 1) o.cipher_list = "TLS13-AES128-GCM-SHA256";
+    if (suite == 2) o.cipher_list = "TLS13-CHACHA20-POLY1305-SHA256";
+    ctx[suite] = TlsContext::Create(o).value();
+  }
+  return ctx[suite];
+}
+
+// Runs one handshake; client work is untimed when `server_only`.
+void Handshake(benchmark::State& state, TlsSession& client, TlsSession& server,
+               bool server_only) {
+  auto untimed = [&](auto f) {
+    if (server_only) state.PauseTiming();
+    f();
+    if (server_only) state.ResumeTiming();
+  };
+  TlsResult cr = TlsResult::kWantRead, sr = TlsResult::kWantRead;
+  untimed([&] { cr = client.Handshake(); });
+  for (int i = 0; i < 8 && !(cr == TlsResult::kOk && sr == TlsResult::kOk); ++i) {
+    untimed([&] { server.FeedCiphertext(client.TakeCiphertext()); });
+    sr = server.Handshake();
+    std::string flight = server.TakeCiphertext();
+    untimed([&] {
+      client.FeedCiphertext(flight);
+      cr = client.Handshake();
+    });
+  }
+  if (cr != TlsResult::kOk || sr != TlsResult::kOk) state.SkipWithError("handshake failed");
+}
+
+void BM_ServerHandshake(benchmark::State& state) {
+  const Pki& p = PkiFor(static_cast<int>(state.range(0)));
+  const auto& server_ctx = state.range(1) == 12 ? p.server12 : p.server;
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto client = TlsSession::NewClient(ClientContext(), ClientOptions{}).value();
+    state.ResumeTiming();
+    auto server = TlsSession::NewServer(server_ctx).value();
+    Handshake(state, *client, *server, /*server_only=*/true);
+  }
+  state.counters["handshakes_per_s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_ServerHandshake)
+    ->ArgNames({"rsa", "tls"})
+    ->Args({0, 13})
+    ->Args({0, 12})
+    ->Args({1, 13})
+    ->Args({1, 12})
+    ->Unit(benchmark::kMicrosecond);
+
+void BM_FullHandshake(benchmark::State& state) {
+  const Pki& p = PkiFor(static_cast<int>(state.range(0)));
+  for (auto _ : state) {
+    auto client = TlsSession::NewClient(ClientContext(), ClientOptions{}).value();
+    auto server = TlsSession::NewServer(p.server).value();
+    Handshake(state, *client, *server, /*server_only=*/false);
+  }
+  state.counters["handshakes_per_s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_FullHandshake)->ArgName("rsa")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
+
+void BM_ServerMessage(benchmark::State& state) {
+  const Pki& p = PkiFor(0);
+  auto client =
+      TlsSession::NewClient(ClientContext(static_cast<int>(state.range(1))), ClientOptions{})
+          .value();
+  auto server = TlsSession::NewServer(p.server).value();
+  Handshake(state, *client, *server, false);
+  state.SetLabel(server->cipher());
+  const std::string body(static_cast<size_t>(state.range(0)), 'x');
+  std::string plain;
+  std::string reply;
+  for (auto _ : state) {
+    state.PauseTiming();
+    size_t used = 0;
+    std::string wire;
+    for (std::string_view rest = body; !rest.empty(); rest.remove_prefix(used)) {
+      if (client->Write(rest, &used) != TlsResult::kOk) state.SkipWithError("client write");
+      wire += client->TakeCiphertext();
+    }
+    state.ResumeTiming();
+    // Server: take the ciphertext, decrypt it, encrypt the 250 reply.
+    plain.clear();
+    for (std::string_view rest = wire; !rest.empty();) {
+      rest.remove_prefix(server->FeedCiphertext(rest));
+      while (server->Read(&plain, 65536) == TlsResult::kOk) {
+      }
+    }
+    server->Write("250 2.0.0 Ok: queued as 0123456789abcdef0123456789abcdef\r\n", &used);
+    std::string out = server->TakeCiphertext();
+    benchmark::DoNotOptimize(out.data());
+    state.PauseTiming();
+    client->FeedCiphertext(out);
+    reply.clear();
+    while (client->Read(&reply, 65536) == TlsResult::kOk) {
+    }
+    if (plain.size() != body.size()) state.SkipWithError("short read");
+    state.ResumeTiming();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * state.range(0));
+}
+BENCHMARK(BM_ServerMessage)
+    ->ArgNames({"bytes", "suite"})
+    ->ArgsProduct({{1024, 10 * 1024, 100 * 1024}, {0, 1, 2}});
+
+}  // namespace
+}  // namespace ringmail::tls
+
+BENCHMARK_MAIN();
