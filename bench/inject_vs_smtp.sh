@@ -14,7 +14,9 @@
 # under /var/tmp (real fdatasync: a 250 or a 200 is sent only once the message is durable).
 # Each cell starts a fresh daemon on an empty spool; the cells of a run are interleaved and
 # their order rotates from run to run, so drift of the machine's load hits every mode alike.
-# The daemon's own count (/api/v1/queues) is checked against the client's after each cell.
+# The daemon's own count (/api/v1/queues) is checked against the client's after each cell,
+# and its CPU time per accepted message (/proc/PID/stat) is reported: on a shared machine
+# that moves much less with the load than msgs/s does.
 # Prints medians (and min–max) of msgs/s and latency per mode, and the HTTP/SMTP ratio of
 # medians and the median of per-run ratios; --out also writes that table as markdown.
 # Outbound delivery goes to a closed loopback port (refused: messages stay deferred).
@@ -118,6 +120,10 @@ stop_daemon() {
   DAEMON_PID=""
 }
 
+daemon_cpu_ticks() {  # user + system CPU of the daemon so far, in clock ticks
+  awk '{ print $14 + $15 }' "/proc/$DAEMON_PID/stat" 2>/dev/null || echo 0
+}
+
 spooled() {  # the daemon's count of messages made durable
   curl -s --max-time 10 -H "Authorization: Bearer $TOKEN" \
     "http://127.0.0.1:$HTTP_PORT/api/v1/queues" |
@@ -125,7 +131,7 @@ spooled() {  # the daemon's count of messages made durable
       2>/dev/null || echo "?"
 }
 
-RESULTS=$WORK/results.tsv  # run mode msgs/s p50_us p99_us spooled accepted
+RESULTS=$WORK/results.tsv  # run mode msgs/s p50_us p99_us spooled accepted errors cpu_us
 : > "$RESULTS"
 MODES=(smtp http_raw http_structured)
 
@@ -138,25 +144,29 @@ run_cell() {  # run mode
     http_structured) flags=(--http --token "$TOKEN" --kind structured
                             --target "127.0.0.1:$HTTP_PORT") ;;
   esac
-  local json
+  local json cpu0 cpu1
+  cpu0=$(daemon_cpu_ticks)
   json=$("$RINGLOAD" send "${flags[@]}" --connections "$CONNS" --duration "$SECS" \
            --size "$SIZE" --quiet --json --max-errors 1000000 2> "$WORK/ringload.err")
+  cpu1=$(daemon_cpu_ticks)
   local count
   count=$(spooled)
   stop_daemon
-  python3 - "$run" "$mode" "$count" "$json" >> "$RESULTS" <<'PY'
+  python3 - "$run" "$mode" "$count" "$json" $((cpu1 - cpu0)) "$(getconf CLK_TCK)" \
+    >> "$RESULTS" <<'PY'
 import json, sys
-run, mode, count, text = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+run, mode, count, text, ticks, hz = sys.argv[1:7]
 try:
     j = json.loads(text)
 except ValueError:
-    print(f"{run}\t{mode}\t0\t0\t0\t{count}\t0\terror")
+    print(f"{run}\t{mode}\t0\t0\t0\t{count}\t0\terror\t0")
     sys.exit(0)
 lat = j["latency_us"]
+cpu_us = int(ticks) * 1e6 / int(hz) / max(1, j["messages"])
 print(f"{run}\t{mode}\t{j['messages_per_s']:.0f}\t{lat['p50']}\t{lat['p99']}\t{count}\t"
-      f"{j['messages']}\t{j['errors']}")
+      f"{j['messages']}\t{j['errors']}\t{cpu_us:.1f}")
 PY
-  tail -1 "$RESULTS" | awk -F'\t' '{printf "run %s %-16s %8s msg/s  p50 %6s us  p99 %7s us  spooled %s / accepted %s, errors %s\n", $1, $2, $3, $4, $5, $6, $7, $8}'
+  tail -1 "$RESULTS" | awk -F'\t' '{printf "run %s %-16s %8s msg/s  p50 %6s us  p99 %7s us  daemon CPU %5s us/msg  spooled %s / accepted %s, errors %s\n", $1, $2, $3, $4, $5, $9, $6, $7, $8}'
 }
 
 echo "inject_vs_smtp: $RUNS runs × ${SECS}s, $CONNS connections, $SIZE-byte messages," \
@@ -179,8 +189,8 @@ def col(mode, i):
     return [float(r[i]) for r in by.get(mode, [])]
 lines = []
 lines.append(f"| mode | msgs/s median (min–max) | p50 latency ms | p99 latency ms | "
-             f"spooled = accepted |")
-lines.append("|---|---:|---:|---:|---|")
+             f"ringmaild CPU µs/msg | spooled = accepted |")
+lines.append("|---|---:|---:|---:|---:|---|")
 names = {"smtp": "SMTP (ringload send)", "http_raw": "HTTP inject, raw content",
          "http_structured": "HTTP inject, structured (MIME built)"}
 for mode in ("smtp", "http_raw", "http_structured"):
@@ -190,7 +200,8 @@ for mode in ("smtp", "http_raw", "http_structured"):
     ok = all(r[5] == r[6] for r in by[mode])
     lines.append(f"| {names[mode]} | {statistics.median(v):,.0f} ({min(v):,.0f}–{max(v):,.0f})"
                  f" | {statistics.median(col(mode, 3)) / 1000:.2f} | "
-                 f"{statistics.median(col(mode, 4)) / 1000:.2f} | {'yes' if ok else 'NO'} |")
+                 f"{statistics.median(col(mode, 4)) / 1000:.2f} | "
+                 f"{statistics.median(col(mode, 8)):.1f} | {'yes' if ok else 'NO'} |")
 smtp = {r[0]: float(r[2]) for r in by.get("smtp", [])}
 for mode in ("http_raw", "http_structured"):
     per_run = [float(r[2]) / smtp[r[0]] for r in by.get(mode, []) if smtp.get(r[0])]
