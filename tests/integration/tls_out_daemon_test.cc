@@ -215,6 +215,32 @@ TEST_F(TlsOutDaemonTest, VerifyDeliversToTheRightNameAndDefersTheWrongOne) {
   EXPECT_FALSE(sink.NextMessage(Millis(300)).has_value()) << "delivered despite the name";
 }
 
+TEST_F(TlsOutDaemonTest, ReloadReadsNewTrustAnchors) {
+  PySink sink;
+  ASSERT_TRUE(sink.Start({"--cert", cert_.chain_file, "--key", cert_.key_file},
+                         dir_.Sub("sink.stderr")).ok());
+  const std::string routes = Routes("ver.test", "[127.0.0.1]", sink.port(), "verify");
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(routes));  // no tls_ca_file: the test CA is unknown
+  ASSERT_NO_FATAL_FAILURE(Send("ver.test"));
+  std::string deferred = AwaitLogLine("deferred", "ver.test");
+  EXPECT_TRUE(absl::StrContains(deferred, "certificate verification failed")) << deferred;
+  // The same file plus the CA, then SIGHUP: the engines get the new context.
+  std::string conf = ReadFile(dir_.Sub("ringmaild.conf")).value_or("");
+  ASSERT_TRUE(WriteFile(dir_.Sub("ringmaild.conf"),
+                        absl::StrCat("tls_ca_file = \"", pki_->ca_file(), "\"\n", conf))
+                  .ok());
+  daemon_.Signal(SIGHUP);
+  ASSERT_TRUE(PollUntil(Millis(10'000), [&] {
+    return absl::StrContains(ReadFile(dir_.Sub("stderr")).value_or(""), "config reload:");
+  })) << ReadFile(dir_.Sub("stderr")).value_or("");
+  ASSERT_NO_FATAL_FAILURE(Send("ver.test"));  // a new message: not waiting for a retry
+  std::optional<std::string> msg = sink.NextMessage(kDeliveryTimeout);
+  ASSERT_TRUE(msg.has_value()) << ReadFile(dir_.Sub("log") + "/delivery.log").value_or("");
+  EXPECT_TRUE(absl::StrContains(*msg, "tls=1")) << *msg;
+  std::string delivered = AwaitLogLine("delivered", "ver.test");
+  EXPECT_TRUE(absl::StrContains(delivered, "\"tls_verify\":\"ok\"")) << delivered;
+}
+
 TEST_F(TlsOutDaemonTest, RequiredDefersWhenTheSinkOffersNoStartTls) {
   PySink sink;
   ASSERT_TRUE(sink.Start({"--no-starttls"}, dir_.Sub("sink.stderr")).ok());

@@ -92,6 +92,12 @@ Response Daemon::Reload(bool json) {
     return Response{false,
                     absl::StrCat("reload refused: ", http_settings.status().message(), "\n")};
   }
+  // Outbound TLS trust anchors are re-read here, on the master (blocking file reads).
+  auto tls_client = delivery::MakeOutboundTlsContext(next->global);
+  if (!tls_client.ok()) {
+    return Response{false, absl::StrCat("reload refused: outbound TLS: ",
+                                        tls_client.status().message(), "\n")};
+  }
   // Live from here on: the new generation, the listeners' settings, pool concurrency.
   config_ = next;
   generations_.Publish(next);
@@ -106,6 +112,20 @@ Response Daemon::Reload(bool json) {
     }
   }
   UpdateHttpSettings(*std::move(http_settings));
+  // Delivery: the Domain scopes (routes, limits, tls policy) and the new TLS context reach
+  // each engine on its own loop; connections already open keep what they started with.
+  for (size_t i = 0; i < engines_.size() && i < topology_.delivery_loops.size(); ++i) {
+    delivery::Engine* engine = engines_[i].get();
+    std::shared_ptr<const tls::TlsContext> ctx = *tls_client;
+    if (engine == nullptr) continue;
+    if (topology_.delivery_loops[i]->Post([engine, next, ctx] {
+          engine->SetConfig(next);
+          engine->SetTlsClient(ctx);
+        }) != core::PostResult::kOk) {
+      core::LogWarning("reload: delivery loop %s busy; it keeps its old settings",
+                       topology_.delivery_loops[i]->name());
+    }
+  }
   for (const config::ThreadPoolConfig& tp : next->thread_pools) {
     (void)thread_pools_->SetConcurrency(tp.name, static_cast<uint32_t>(tp.concurrency));
   }
