@@ -62,6 +62,8 @@ class FaultCampaign : public ::testing::Test {
   void TearDown() override {
     if (daemon_.running()) daemon_.Crash();
     for (const std::string& m : mounts_) (void)Unmount(m);
+    // A failed assertion must not leave directories ScratchDir cannot remove.
+    for (const std::string& d : immutable_) (void)SetImmutable(d, false);
   }
 
   DaemonConfig Config(const std::string& extra) const {
@@ -153,6 +155,7 @@ class FaultCampaign : public ::testing::Test {
   std::vector<RecordLine> acked_;
   std::map<std::string, uint64_t> temp_replies_;
   std::vector<std::string> mounts_;
+  std::vector<std::string> immutable_;
   int runs_ = 0;
 };
 
@@ -218,8 +221,8 @@ TEST_F(FaultCampaign, ReadOnlySpoolDefersAndRecoversWhenWritable) {
   const uint64_t errors_before = Count("commit_errors");
   for (const std::string& d : dirs) {
     absl::Status s = SetImmutable(d, true);
+    immutable_.push_back(d);
     if (!s.ok()) {
-      for (const std::string& u : dirs) (void)SetImmutable(u, false);
       load.Stop();
       GTEST_SKIP() << s;
     }
@@ -229,6 +232,7 @@ TEST_F(FaultCampaign, ReadOnlySpoolDefersAndRecoversWhenWritable) {
   });
   const uint64_t during = Count("messages_received");
   for (const std::string& d : dirs) ASSERT_TRUE(SetImmutable(d, false).ok());
+  immutable_.clear();
   // Accepting again after the spool is writable.
   EXPECT_TRUE(PollUntil(Millis(30'000), [&] {
     return Count("messages_received") >= during + 200;
