@@ -34,6 +34,16 @@ using integration::RunningDaemon;
 using integration::ScratchDir;
 
 constexpr int kUnlinkBacklog = 64;
+
+// <spool>/<loop>/<seq>.seg files.
+size_t SegmentFiles(const std::string& spool) {
+  size_t n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(spool, ec)) {
+    if (e.is_regular_file() && e.path().extension() == ".seg") ++n;
+  }
+  return n;
+}
 constexpr int kOutboundConnections = 4;
 
 class CrashCampaign : public ::testing::Test {
@@ -121,6 +131,12 @@ TEST_F(CrashCampaign, KillDashNineUnderLoadLosesNothing) {
     return true;
   };
   const bool drained = PollUntil(Millis(180'000), all_arrived);
+  // Drained segments are unlinked: the active one and its spare stay.
+  size_t segments = 0;
+  const bool unlinked = PollUntil(Millis(20'000), [&] {
+    segments = SegmentFiles(daemon_.spool_dir());
+    return segments <= 2;
+  });
   const uint64_t failed = Counter(Socket(), "recipients_failed").value_or(UINT64_MAX);
   absl::StatusOr<int> stopped = daemon_.Stop(Millis(30'000));
   ASSERT_TRUE(stopped.ok()) << stopped.status();
@@ -144,9 +160,11 @@ TEST_F(CrashCampaign, KillDashNineUnderLoadLosesNothing) {
                             " duplicates=", duplicates, " duplicate_bound=", bound,
                             " arrived_unrecorded=", unknown, " temp_rejections=", sent_4xx,
                             " spool_verify=", spool.verify_ok ? "OK" : "DAMAGED",
-                            " live_after_drain=", spool.live_ids.size()));
+                            " live_after_drain=", spool.live_ids.size(),
+                            " segments_after_drain=", segments));
 
   EXPECT_TRUE(drained) << "the spool did not drain or acknowledged messages are missing";
+  EXPECT_TRUE(unlinked) << segments << " segment files stay after the drain";
   EXPECT_EQ(acked_ids.size(), acked.size()) << "ringload recorded a Message-ID twice";
   EXPECT_GT(acked_ids.size(), 0u) << "no message was acknowledged at all";
   EXPECT_EQ(lost, 0u);
