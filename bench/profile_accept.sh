@@ -14,8 +14,11 @@
 # with `ringload send`, detaches and prints the cost divided by N. --relay also starts a
 # `ringload sink` and routes every domain to it (default_route), waiting until the sink has
 # received all N messages before detaching: the figures then cover accept + deliver.
-#   perfstat   perf stat -e instructions,context-switches,task-clock on every daemon thread
+#   perfstat   perf stat --per-thread: context switches, task-clock and ring requests (submitted,
+#              handed to io-wq) of every daemon thread
 #   strace     strace -c -f: syscall counts by name (ring submissions show as io_uring_enter)
+#   uring      perf record of the io_uring tracepoints: ring requests per message by opcode,
+#              and how many of them went to io-wq workers (queue_async_work)
 #   record     perf record -g (cpu-clock sampling, user + kernel) into --out/perf.data
 # No instruction counts: this VM exposes no PMU (perf's instructions event is "not
 # supported"), and valgrind 3.19 cannot run the daemon (its io_uring_enter wrapper is not
@@ -51,7 +54,7 @@ while [[ $# -gt 0 ]]; do
     --out) OUT=$2; shift 2 ;;
     --config-extra) EXTRA=$2; shift 2 ;;
     *) echo "usage: $0 [--build DIR] [--loops N] [--messages N] [--size BYTES]" \
-            "[--connections N] [--pipelining] [--relay] [--tool perfstat|strace|record|none]" \
+            "[--connections N] [--pipelining] [--relay] [--tool perfstat|strace|uring|record|none]" \
             "[--out DIR]" >&2; exit 2 ;;
   esac
 done
@@ -148,12 +151,17 @@ fi
 
 case $TOOL in
   perfstat)
-    perf stat --per-thread -e context-switches,task-clock -p "$DAEMON_PID" \
+    perf stat --per-thread -e context-switches,task-clock,io_uring:io_uring_submit_req,io_uring:io_uring_queue_async_work,io_uring:io_uring_poll_arm -p "$DAEMON_PID" \
       -o "$OUT/perfstat.txt" &
     TOOL_PID=$!
     ;;
   strace)
     strace -c -f -p "$DAEMON_PID" -o "$OUT/strace.txt" 2>/dev/null &
+    TOOL_PID=$!
+    ;;
+  uring)
+    perf record -e io_uring:io_uring_submit_req,io_uring:io_uring_queue_async_work \
+      -p "$DAEMON_PID" -o "$OUT/uring.data" 2>/dev/null &
     TOOL_PID=$!
     ;;
   record)
@@ -184,7 +192,7 @@ if [[ -n ${KEEP_METRICS:-} ]]; then
   "$RINGCTL" --socket "$WORK/control.sock" metrics > "$OUT/metrics.txt" 2>&1 || true
 fi
 case $TOOL in
-  perfstat|strace|record)
+  perfstat|strace|record|uring)
     kill -INT "$TOOL_PID"; wait "$TOOL_PID" 2>/dev/null || true; TOOL_PID="" ;;
 esac
 
@@ -206,6 +214,15 @@ case $TOOL in
         name = $NF; calls = (NF == 6) ? $4 : $4
         printf "  %-20s %10d calls  %8.3f per message\n", name, calls, calls / n }' \
       "$OUT/strace.txt" | sort -k4 -rn
+    ;;
+  uring)
+    # Ring requests by opcode: submitted, and those the kernel handed to an io-wq worker
+    # (each such hand-off costs the worker thread a wake-up and context switches).
+    perf script -i "$OUT/uring.data" -F event,trace 2>/dev/null |
+      awk -v n="$MESSAGES" '{ ev = ($1 ~ /async/) ? "async" : "submit"
+          op = "?"; for (i = 2; i <= NF; i++) if ($i ~ /^opcode/) { op = $i; if (op == "opcode") op = $(i + 1) }
+          c[ev " " op]++ }
+        END { for (k in c) printf "  %-40s %9d  %7.3f per message\n", k, c[k], c[k] / n }' | sort
     ;;
   record)
     perf report -i "$OUT/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
