@@ -202,11 +202,13 @@ echo "messages=$MESSAGES size=$SIZE connections=$CONNS loops=$LOOPS relay=$RELAY
   'BEGIN { printf "%.0f", n / s }') msg/s, load $(cut -d' ' -f1-3 /proc/loadavg))"
 case $TOOL in
   perfstat)
-    awk -v n="$MESSAGES" '$2 == "msec" && $3 == "task-clock" {
-        gsub(",", "", $1); printf "  %-22s %12.1f ms total  %10.1f us per message\n", $3, $1, $1 * 1000 / n }
-      $2 ~ /^(instructions|context-switches|cpu-migrations)/ {
-        gsub(",", "", $1); printf "  %-22s %14.0f total  %12.2f per message\n", $2, $1, $1 / n }
-      $1 == "<not" { printf "  %-22s not supported (no PMU in this VM)\n", $3 }' \
+    # --per-thread lines: THREAD VALUE [msec] EVENT ...; summed over the threads.
+    awk -v n="$MESSAGES" '$3 == "msec" && $4 == "task-clock" { gsub(",", "", $2); cpu += $2 }
+      $3 ~ /^(context-switches|io_uring:)/ { gsub(",", "", $2); v[$3] += $2 }
+      END {
+        printf "  %-40s %12.1f ms total  %10.1f us per message\n", "task-clock", cpu, cpu * 1000 / n
+        for (k in v) printf "  %-40s %14.0f total  %10.3f per message\n", k, v[k], v[k] / n
+      }' \
       "$OUT/perfstat.txt"
     ;;
   strace)
