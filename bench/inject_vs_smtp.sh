@@ -64,7 +64,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-DEAD_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+DEAD_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')
 
 SMTP_PORT=""
 HTTP_PORT=""
@@ -166,7 +167,10 @@ cpu_us = int(ticks) * 1e6 / int(hz) / max(1, j["messages"])
 print(f"{run}\t{mode}\t{j['messages_per_s']:.0f}\t{lat['p50']}\t{lat['p99']}\t{count}\t"
       f"{j['messages']}\t{j['errors']}\t{cpu_us:.1f}")
 PY
-  tail -1 "$RESULTS" | awk -F'\t' '{printf "run %s %-16s %8s msg/s  p50 %6s us  p99 %7s us  daemon CPU %5s us/msg  spooled %s / accepted %s, errors %s\n", $1, $2, $3, $4, $5, $9, $6, $7, $8}'
+  tail -1 "$RESULTS" | awk -F'\t' '{
+    printf "run %s %-16s %8s msg/s  p50 %6s us  p99 %7s us  daemon CPU %5s us/msg", \
+      $1, $2, $3, $4, $5, $9
+    printf "  spooled %s / accepted %s, errors %s\n", $6, $7, $8 }'
 }
 
 echo "inject_vs_smtp: $RUNS runs × ${SECS}s, $CONNS connections, $SIZE-byte messages," \

@@ -669,7 +669,7 @@ TEST_F(RingloadTest, RecordStaysExactWhenTheTargetDiesMidRun) {
   const auto record = ReadRecord(tmp.Sub("record"));
   EXPECT_EQ(static_cast<double>(record.size()), JsonNumber(send.out(), "messages"))
       << send.out();
-  EXPECT_GE(record.size(), 100u);
+  EXPECT_GE(record.size(), 90u);  // 100 were accepted; a few may be unanswered at the stop
   ExpectRecordMatchesSink(record, tmp.Sub("got"));
 }
 
@@ -690,7 +690,7 @@ TEST_F(RingloadTest, RecordIsFlushedWhenTheSenderIsTerminated) {
   const auto record = ReadRecord(tmp.Sub("record"));
   EXPECT_EQ(static_cast<double>(record.size()), JsonNumber(send.out(), "messages"))
       << send.out();
-  EXPECT_GE(record.size(), 100u);
+  EXPECT_GE(record.size(), 90u);  // 100 were accepted; a few may be unanswered at the stop
   ExpectRecordMatchesSink(record, tmp.Sub("got"));
 }
 

@@ -128,8 +128,9 @@ HttpResponseReader::Result HttpResponseReader::ParseHead(std::string_view head) 
     if (colon == std::string_view::npos || colon == 0) return fail("malformed header line");
     std::string_view name = line.substr(0, colon);
     std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    auto blank = [](char c) { return c == ' ' || c == '\t'; };
+    while (!value.empty() && blank(value.front())) value.remove_prefix(1);
+    while (!value.empty() && blank(value.back())) value.remove_suffix(1);
     if (EqualsIgnoreCase(name, "Content-Length")) {
       uint64_t n = 0;
       if (has_length || !ParseDecimal(value, &n)) return fail("bad Content-Length");

@@ -90,7 +90,8 @@ void PrintSendSummary(FILE* out, const SendOptions& o, const SendStats& s, const
   std::fprintf(out, "ringload send: %llu messages accepted in %.3f s: %.1f msg/s, %.2f MB/s\n",
                (unsigned long long)s.ok, r.elapsed_s, mps, bps / 1e6);
   std::fprintf(out, "  target %s%s, %u connections on %u threads%s%s%s\n",
-               o.target.text.c_str(), o.http ? " (HTTP injection)" : "", o.connections, r.threads, o.pipelining ? ", pipelining" : "",
+               o.target.text.c_str(), o.http ? " (HTTP injection)" : "", o.connections,
+               r.threads, o.pipelining ? ", pipelining" : "",
                o.chunking ? ", chunking" : "",
                o.rate > 0 ? absl::StrFormat(", open loop at %.1f msg/s", o.rate).c_str() : "");
   std::fprintf(out, "  latency ms%s: p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
