@@ -40,7 +40,7 @@ std::string HttpRequestPrefix(const SendOptions& o) {
 // ---------------------------------------------------------------------------------------
 // HttpConn: connection lifecycle (the same shape as ClientConn's)
 
-HttpConn::HttpConn(SendWorker* worker, uint32_t slot) : worker_(worker), slot_(slot) {
+HttpConn::HttpConn(SendWorker* worker, uint32_t /*slot*/) : worker_(worker) {
   connect_op_.Bind<&HttpConn::ConnectDone>(this, "http-connect");
   recv_op_.Bind<&HttpConn::RecvDone>(this, "http-recv");
   recv_op_.multishot = true;

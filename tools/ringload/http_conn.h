@@ -95,7 +95,6 @@ class HttpConn final : public SendConn {
   size_t depth() const;
 
   SendWorker* worker_;
-  uint32_t slot_;
   State state_ = State::kDisconnected;
   int fd_ = -1;
   core::Operation connect_op_;

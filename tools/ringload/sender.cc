@@ -91,8 +91,8 @@ void SendStats::Merge(const SendStats& o) {
 // ---------------------------------------------------------------------------------------
 // ClientConn: connection lifecycle
 
-ClientConn::ClientConn(SendWorker* worker, uint32_t slot)
-    : worker_(worker), slot_(slot), expect_(worker->options_.rcpts + 8) {
+ClientConn::ClientConn(SendWorker* worker, uint32_t /*slot*/)
+    : worker_(worker), expect_(worker->options_.rcpts + 8) {
   connect_op_.Bind<&ClientConn::ConnectDone>(this, "send-connect");
   recv_op_.Bind<&ClientConn::RecvDone>(this, "send-recv");
   recv_op_.multishot = true;

@@ -171,7 +171,6 @@ class ClientConn final : public SendConn {
   Txn& front() { return txns_[txn_head_]; }
 
   SendWorker* worker_;
-  uint32_t slot_;
   State state_ = State::kDisconnected;
   int fd_ = -1;
   core::Operation connect_op_;
@@ -204,7 +203,6 @@ class ClientConn final : public SendConn {
   Txn txns_[2];  // the one awaiting its final reply, and the next one (pipelining)
   size_t txn_head_ = 0;
   size_t txn_count_ = 0;
-  size_t next_step_ = 0;  // non-pipelined: 0 = MAIL sent, 1..n = RCPTs sent, n+1 = DATA
 
   Batch compose_;
   Batch sending_;

@@ -73,7 +73,7 @@ void SinkStats::Merge(const SinkStats& o) {
 // ---------------------------------------------------------------------------------------
 // SinkSession: lifecycle and I/O
 
-SinkSession::SinkSession(SinkWorker* worker, uint32_t slot) : worker_(worker), slot_(slot) {
+SinkSession::SinkSession(SinkWorker* worker, uint32_t /*slot*/) : worker_(worker) {
   recv_op_.Bind<&SinkSession::RecvDone>(this, "sink-recv");
   recv_op_.multishot = true;
   send_op_.Bind<&SinkSession::SendDone>(this, "sink-send");

@@ -106,7 +106,6 @@ class SinkSession {
   void ArmIdle();
 
   SinkWorker* worker_;
-  uint32_t slot_;
   State state_ = State::kFree;
   int fd_ = -1;
   core::Operation recv_op_;
