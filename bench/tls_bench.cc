@@ -49,16 +49,18 @@ const Pki& PkiFor(int key) {
   return p;
 }
 
-// The client's cipher choice decides the suite (0: the default list; 1: AES-128-GCM only;
-// 2: ChaCha20-Poly1305 only), to compare record costs.
+// The client's offer decides the suite and the key exchange (0: the defaults; 1: AES-128-GCM
+// only; 2: ChaCha20-Poly1305 only; 3: X25519 only; 4: P-256 only).
 std::shared_ptr<const TlsContext> ClientContext(int suite = 0) {
-  static std::shared_ptr<const TlsContext> ctx[3];
+  static std::shared_ptr<const TlsContext> ctx[5];
   if (ctx[suite] == nullptr) {
     TlsContextOptions o;
     o.role = TlsRole::kClient;
     o.use_system_ca = false;
     if (suite == 1) o.cipher_list = "TLS13-AES128-GCM-SHA256";
     if (suite == 2) o.cipher_list = "TLS13-CHACHA20-POLY1305-SHA256";
+    if (suite == 3) o.groups = "X25519";
+    if (suite == 4) o.groups = "P-256";
     ctx[suite] = TlsContext::Create(o).value();
   }
   return ctx[suite];
@@ -91,7 +93,9 @@ void BM_ServerHandshake(benchmark::State& state) {
   const auto& server_ctx = state.range(1) == 12 ? p.server12 : p.server;
   for (auto _ : state) {
     state.PauseTiming();
-    auto client = TlsSession::NewClient(ClientContext(), ClientOptions{}).value();
+    auto client =
+        TlsSession::NewClient(ClientContext(static_cast<int>(state.range(2))), ClientOptions{})
+            .value();
     state.ResumeTiming();
     auto server = TlsSession::NewServer(server_ctx).value();
     Handshake(state, *client, *server, /*server_only=*/true);
@@ -100,11 +104,13 @@ void BM_ServerHandshake(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_ServerHandshake)
-    ->ArgNames({"rsa", "tls"})
-    ->Args({0, 13})
-    ->Args({0, 12})
-    ->Args({1, 13})
-    ->Args({1, 12})
+    ->ArgNames({"rsa", "tls", "client"})
+    ->Args({0, 13, 0})
+    ->Args({0, 13, 3})
+    ->Args({0, 13, 4})
+    ->Args({0, 12, 0})
+    ->Args({1, 13, 0})
+    ->Args({1, 12, 0})
     ->Unit(benchmark::kMicrosecond);
 
 void BM_FullHandshake(benchmark::State& state) {

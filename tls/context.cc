@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace ringmail::tls {
 
@@ -65,6 +66,41 @@ absl::StatusOr<bool> LoadTrustAnchors(WOLFSSL_CTX* ctx, const TlsContextOptions&
   return any;
 }
 
+// "X25519:P-256" -> wolfSSL group ids (wolfSSL 5.5's set1_groups_list does not know the
+// curve-25519/448 names).
+absl::Status SetGroups(WOLFSSL_CTX* ctx, const std::string& list, bool tls13) {
+  constexpr struct {
+    const char* name;
+    int id;
+  } kGroups[] = {{"X25519", WOLFSSL_ECC_X25519},    {"X448", WOLFSSL_ECC_X448},
+                 {"P-256", WOLFSSL_ECC_SECP256R1}, {"P-384", WOLFSSL_ECC_SECP384R1},
+                 {"P-521", WOLFSSL_ECC_SECP521R1}};
+  int ids[8];
+  int count = 0;
+  for (absl::string_view name : absl::StrSplit(list, ':')) {
+    int id = 0;
+    for (const auto& g : kGroups) {
+      if (name == g.name) id = g.id;
+    }
+    if (id == 0 || count == 8) {
+      return absl::InvalidArgumentError(absl::StrCat("TLS groups: bad list '", list, "'"));
+    }
+    ids[count++] = id;
+  }
+  if (!tls13) {  // set_groups is TLS 1.3's (it orders the key shares too)
+    for (int i = 0; i < count; ++i) {
+      if (wolfSSL_CTX_UseSupportedCurve(ctx, static_cast<word16>(ids[i])) != WOLFSSL_SUCCESS) {
+        return absl::InvalidArgumentError(absl::StrCat("TLS groups refused: '", list, "'"));
+      }
+    }
+    return absl::OkStatus();
+  }
+  if (wolfSSL_CTX_set_groups(ctx, ids, count) != WOLFSSL_SUCCESS) {
+    return absl::InvalidArgumentError(absl::StrCat("TLS groups refused: '", list, "'"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckOptions(const TlsContextOptions& o) {
   if (o.min_version == TlsVersion::kTls13 && o.max_version == TlsVersion::kTls12) {
     return absl::InvalidArgumentError("TLS min_version is above max_version");
@@ -105,6 +141,13 @@ absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::Create(
                                                            : options.cipher_list;
   if (wolfSSL_CTX_set_cipher_list(raw, ciphers.c_str()) != WOLFSSL_SUCCESS) {
     return absl::InvalidArgumentError(absl::StrCat("TLS cipher list refused: '", ciphers, "'"));
+  }
+  const std::string groups = !options.groups.empty()            ? options.groups
+                             : options.role == TlsRole::kClient ? kDefaultClientGroups
+                                                                : "";
+  if (!groups.empty()) {
+    const bool tls13 = options.max_version == TlsVersion::kTls13;
+    if (absl::Status s = SetGroups(raw, groups, tls13); !s.ok()) return s;
   }
   if (!options.certificate_chain_file.empty()) {
     if (absl::Status s = LoadIdentity(raw, options); !s.ok()) return s;

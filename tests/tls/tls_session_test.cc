@@ -399,6 +399,12 @@ TEST_F(TlsSessionTest, ContextErrors) {
   o.cipher_list = "NO-SUCH-CIPHER";
   r = TlsContext::Create(o);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  o.cipher_list.clear();
+  o.groups = "X25519:NOPE";
+  r = TlsContext::Create(o);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  o.groups = "P-384:X25519";
+  EXPECT_TRUE(TlsContext::Create(o).ok());
   // Roles must match.
   auto server_ctx = ServerContext(*server_cert_);
   EXPECT_FALSE(TlsSession::NewClient(server_ctx, ClientOptions{}).ok());

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# bench/tls_accept_bench.sh — TLS acceptance on 127.0.0.1: ringmaild with STARTTLS against
+# Postfix with STARTTLS on the same certificate, and ringmaild's CPU per message with and
+# without TLS.
+#
+#   bench/tls_accept_bench.sh [--build DIR] [--runs N] [--conns N] [--messages N]
+#                             [--size BYTES] [--no-postfix]
+#
+# Client: `ringload send --tls starttls` (its summary's messages_per_s), in two modes:
+#   reused  --messages-per-connection 0: one handshake per connection, many messages
+#   new     --messages-per-connection 1: a TCP connection and a handshake per message, so
+#           messages/s is also handshakes/s
+# plus `plain` (no TLS, reused connections) for ringmaild's CPU comparison. ringmaild's CPU
+# per message is read from /proc/PID/stat (utime + stime) around each run. Cells are
+# interleaved (for each run: every mode of every system in turn), so a ratio compares runs
+# made under the same machine load. Prints one TSV line per cell and a median summary.
+# The certificate is a throwaway ECDSA P-256 one made with openssl in a temporary directory.
+# Everything listens on and connects to 127.0.0.1 only; every cell is bounded by timeout.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$ROOT/build
+RUNS=3
+CONNS=20
+MESSAGES=2000
+SIZE=10240
+POSTFIX=1
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --build) BUILD=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --conns) CONNS=$2; shift 2 ;;
+    --messages) MESSAGES=$2; shift 2 ;;
+    --size) SIZE=$2; shift 2 ;;
+    --no-postfix) POSTFIX=0; shift ;;
+    *) echo "usage: $0 [--build DIR] [--runs N] [--conns N] [--messages N] [--size BYTES]" \
+            "[--no-postfix]" >&2; exit 2 ;;
+  esac
+done
+
+RINGLOAD=$BUILD/tools/ringload/ringload
+RINGMAILD=$BUILD/tools/ringmaild/ringmaild
+RINGCTL=$BUILD/tools/ringctl/ringctl
+for b in "$RINGLOAD" "$RINGMAILD" "$RINGCTL"; do
+  [[ -x $b ]] || { echo "missing $b (build ringload ringmaild ringctl)" >&2; exit 2; }
+done
+
+WORK=$(mktemp -d /tmp/tls_accept_bench.XXXXXX)
+chmod 755 "$WORK"
+RM_PID=""
+PF_DIR=""
+cleanup() {
+  if [[ -n $RM_PID ]]; then kill "$RM_PID" 2>/dev/null; wait "$RM_PID" 2>/dev/null; fi
+  [[ -n $PF_DIR ]] && "$ROOT/bench/postfix_setup.sh" stop "$PF_DIR" >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=bench.localdomain -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+chmod 644 "$WORK/cert.pem" "$WORK/key.pem"
+
+# ringmaild on one loop (the unlicensed default), TLS offered; the recipients' domain is
+# suspended so accepted mail stays queued (acceptance only, like Postfix's hold queue).
+RM_PORT=$(free_port)
+mkdir -p "$WORK/rm/spool" "$WORK/rm/logs"
+cat > "$WORK/rm/ringmaild.conf" <<CONF
+spool_dir = "$WORK/rm/spool"
+log_dir = "$WORK/rm/logs"
+ESMTP_Listener {
+  max_connections = 2000
+  max_connections_per_ip = 2000
+  relay_hosts = ( "127.0.0.0/8" )
+  tls_certificate = "$WORK/cert.pem"
+  tls_key = "$WORK/key.pem"
+  Listen "127.0.0.1:$RM_PORT" { }
+}
+Control_Listener { Listen "$WORK/rm/control.sock" { } }
+CONF
+"$RINGMAILD" --config "$WORK/rm/ringmaild.conf" > "$WORK/rm/log" 2>&1 &
+RM_PID=$!
+wait_port "$RM_PORT" || { echo "ringmaild did not start:"; cat "$WORK/rm/log"; exit 1; }
+for _ in $(seq 100); do [[ -S $WORK/rm/control.sock ]] && break; sleep 0.05; done
+"$RINGCTL" --socket "$WORK/rm/control.sock" domain suspend bench.test >/dev/null
+
+PF_PORT=""
+if [[ $POSTFIX -eq 1 ]]; then
+  PF_DIR=$WORK/postfix
+  PF_PORT=$(free_port)
+  "$ROOT/bench/postfix_setup.sh" start "$PF_DIR" "$PF_PORT" >/dev/null
+  postconf -c "$PF_DIR/etc" -e "smtpd_tls_cert_file=$WORK/cert.pem" \
+    "smtpd_tls_key_file=$WORK/key.pem" "smtpd_tls_security_level=may" \
+    "smtpd_tls_loglevel=0"
+  postfix -c "$PF_DIR/etc" reload >/dev/null 2>&1
+  wait_port "$PF_PORT" || { echo "postfix did not start"; exit 1; }
+fi
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# cell SYSTEM PORT MODE -> "msgs_per_s cpu_us_per_msg" (cpu only for ringmaild)
+cell() {
+  local system=$1 port=$2 mode=$3 extra=() before after out
+  case $mode in
+    reused) extra=(--tls starttls --messages-per-connection 0) ;;
+    new) extra=(--tls starttls --messages-per-connection 1) ;;
+    plain) extra=(--messages-per-connection 0) ;;
+  esac
+  [[ $system == ringmaild ]] && before=$(cpu_ticks "$RM_PID")
+  out=$(timeout 300 "$RINGLOAD" send --target "127.0.0.1:$port" --connections "$CONNS" \
+    --messages "$MESSAGES" --size "$SIZE" --rcpt-template "rcpt{n}@bench.test" \
+    --io-timeout 120 --json --quiet "${extra[@]}" 2>/dev/null)
+  local mps
+  mps=$(sed -n 's/.*"messages_per_s":\([0-9.]*\).*/\1/p' <<<"$out")
+  local errors
+  errors=$(sed -n 's/.*"errors":\([0-9]*\).*/\1/p' <<<"$out")
+  [[ -z $mps || ${errors:-1} != 0 ]] && { echo "- -"; return; }
+  if [[ $system == ringmaild ]]; then
+    after=$(cpu_ticks "$RM_PID")
+    local hz
+    hz=$(getconf CLK_TCK)
+    awk -v m="$mps" -v t=$((after - before)) -v n="$MESSAGES" -v hz="$hz" \
+      'BEGIN { printf "%s %.1f", m, t * 1e6 / hz / n }'
+  else
+    echo "$mps -"
+  fi
+}
+
+echo -e "run\tsystem\tmode\tmsgs_per_s\tcpu_us_per_msg"
+TSV=$WORK/cells.tsv
+for run in $(seq "$RUNS"); do
+  for mode in reused new plain; do
+    for system in ringmaild postfix; do
+      [[ $system == postfix && ( $POSTFIX -eq 0 || $mode == plain ) ]] && continue
+      port=$RM_PORT
+      [[ $system == postfix ]] && port=$PF_PORT
+      read -r mps cpu < <(cell "$system" "$port" "$mode")
+      echo -e "$run\t$system\t$mode\t$mps\t$cpu" | tee -a "$TSV"
+    done
+  done
+done
+
+echo
+echo "median over $RUNS runs: $CONNS connections, $MESSAGES messages of $SIZE bytes"
+for key in "ringmaild reused" "ringmaild new" "ringmaild plain" "postfix reused" \
+           "postfix new"; do
+  set -- $key
+  mps=$(awk -F'\t' -v s="$1" -v m="$2" '$2 == s && $3 == m && $4 != "-" { print $4 }' "$TSV" |
+        sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
+  cpu=$(awk -F'\t' -v s="$1" -v m="$2" '$2 == s && $3 == m && $5 != "-" { print $5 }' "$TSV" |
+        sort -n | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }')
+  [[ -n $mps ]] && printf "%-10s %-7s %10s msg/s   ringmaild cpu %s us/msg\n" "$1" "$2" "$mps" "$cpu"
+done
