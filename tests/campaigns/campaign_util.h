@@ -2,14 +2,16 @@
 // (issue #9 items 1-3) share: their scale (a short CI run by default, the full campaign with
 // RINGMAIL_CAMPAIGN=full), a printed seed, `ringload send --record` runs as subprocesses,
 // the record file and the sink's dumps read back by Message-ID, a sink that can come back on
-// its old port, a private mount namespace for tmpfs and read-only spools, and a raised fd
-// limit.
+// its old port, a private mount namespace for a tmpfs spool, the immutable attribute for a
+// read-only one, and a raised fd limit.
 //
 // Contract
 // - Test-thread code only. Every wait has a deadline (through daemon_util's Subprocess and
 //   relay_util's PollUntil); every child is killed and reaped on destruction.
-// - Environment: RINGMAIL_CAMPAIGN=full (full scale), RINGMAIL_CAMPAIGN_ROUNDS=N (override
-//   the crash rounds), RINGMAIL_CAMPAIGN_SEED=N (replay a run; the seed is always printed).
+// - Environment: RINGMAIL_CAMPAIGN=full (full scale), RINGMAIL_CAMPAIGN_<NAME>=N (override
+//   one figure: ROUNDS, ATTEMPTS, MAX_CONNECTIONS, SLOWLORIS, GARBAGE_SESSIONS,
+//   SINK_CYCLES, DISK_FULL_MESSAGES), RINGMAIL_CAMPAIGN_SEED=N (replay a run; the seed is
+//   always printed).
 // - Figures are printed as one "CAMPAIGN name key=value ..." line per campaign, which
 //   bench/campaigns.sh collects for bench/RESULTS.md.
 #pragma once
@@ -112,8 +114,8 @@ class RestartableSink {
 };
 
 // Moves this thread into a private mount namespace whose mounts do not propagate back (so a
-// tmpfs or a read-only bind mount made here disappears with the process), once per
-// process. Unavailable (not root, no CAP_SYS_ADMIN, seccomp) → an error to GTEST_SKIP on.
+// tmpfs mounted here disappears with the process), once per process; children started
+// afterwards from this thread share it. Unavailable (not root, no CAP_SYS_ADMIN, seccomp) → an error to GTEST_SKIP on.
 absl::Status EnterPrivateMountNamespace();
 // Mounts a tmpfs of `bytes` on `dir` (which must exist).
 absl::Status MountTmpfs(const std::string& dir, uint64_t bytes);
