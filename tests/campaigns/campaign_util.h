@@ -115,7 +115,8 @@ class RestartableSink {
 
 // Moves this thread into a private mount namespace whose mounts do not propagate back (so a
 // tmpfs mounted here disappears with the process), once per process; children started
-// afterwards from this thread share it. Unavailable (not root, no CAP_SYS_ADMIN, seccomp) → an error to GTEST_SKIP on.
+// afterwards from this thread share it. Unavailable (not root, no CAP_SYS_ADMIN, seccomp):
+// an error to GTEST_SKIP on.
 absl::Status EnterPrivateMountNamespace();
 // Mounts a tmpfs of `bytes` on `dir` (which must exist).
 absl::Status MountTmpfs(const std::string& dir, uint64_t bytes);
