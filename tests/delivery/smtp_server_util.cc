@@ -15,6 +15,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "tls/session.h"
+#include "wolfssl/options.h"  // first: the build's configuration
+#include "wolfssl/wolfcrypt/ecc.h"
 
 namespace ringmail::delivery::testing {
 namespace {
@@ -330,6 +332,9 @@ void TestSmtpServer::Serve(int fd, int number) {
     }
     ok = SendAll(fd, reply);
   }
+  // wolfSSL's fixed-point ECC cache (FP_ECC, thread-local in Debian's build) lives until
+  // its thread frees it: this connection's thread is about to end.
+  if (conn.tls()) wc_ecc_fp_free();
   std::lock_guard<std::mutex> lock(mu_);
   fds_.erase(std::find(fds_.begin(), fds_.end(), fd));
   close(fd);
