@@ -289,7 +289,8 @@ TEST_F(TlsOutDaemonTest, HttpsInjectionWithCurl) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon(
       "", absl::StrCat("HTTP_Listener {\n  auth_token = \"", kToken, "\"\n",
                        "  tls_certificate = \"", cert_.chain_file, "\"\n  tls_key = \"",
-                       cert_.key_file, "\"\n  Listen \"127.0.0.1:0\" { tls = \"implicit\" }\n}\n")));
+                       cert_.key_file, "\"\n",
+                       "  Listen \"127.0.0.1:0\" { tls = \"implicit\" }\n}\n")));
   ASSERT_TRUE(WriteFile(dir_.Sub("body.json"),
                         R"({"envelope_sender":"s@x.test","recipients":[{"email":"a@local.test"}],)"
                         R"("content":{"from":"s@x.test","subject":"hi","text_body":"t"}})")

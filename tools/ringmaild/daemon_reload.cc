@@ -32,6 +32,25 @@ std::string ErrorsText(const absl::Status& status,
   return absl::StrJoin(lines, "\n");
 }
 
+// Delivery: the Domain scopes (routes, limits, tls policy) and the new TLS context reach
+// each engine on its own loop; connections already open keep what they started with.
+void UpdateEngines(const std::vector<std::unique_ptr<delivery::Engine>>& engines,
+                   const delivery::DeliveryTopology& topology,
+                   const std::shared_ptr<const config::Config>& next,
+                   const std::shared_ptr<const tls::TlsContext>& tls_client) {
+  for (size_t i = 0; i < engines.size() && i < topology.delivery_loops.size(); ++i) {
+    delivery::Engine* engine = engines[i].get();
+    if (engine == nullptr) continue;
+    if (topology.delivery_loops[i]->Post([engine, next, tls_client] {
+          engine->SetConfig(next);
+          engine->SetTlsClient(tls_client);
+        }) != core::PostResult::kOk) {
+      core::LogWarning("reload: delivery loop %s busy; it keeps its old settings",
+                       topology.delivery_loops[i]->name());
+    }
+  }
+}
+
 }  // namespace
 
 Response Daemon::ConfigShow(const std::vector<std::string>& w, bool json) {
@@ -112,20 +131,7 @@ Response Daemon::Reload(bool json) {
     }
   }
   UpdateHttpSettings(*std::move(http_settings));
-  // Delivery: the Domain scopes (routes, limits, tls policy) and the new TLS context reach
-  // each engine on its own loop; connections already open keep what they started with.
-  for (size_t i = 0; i < engines_.size() && i < topology_.delivery_loops.size(); ++i) {
-    delivery::Engine* engine = engines_[i].get();
-    std::shared_ptr<const tls::TlsContext> ctx = *tls_client;
-    if (engine == nullptr) continue;
-    if (topology_.delivery_loops[i]->Post([engine, next, ctx] {
-          engine->SetConfig(next);
-          engine->SetTlsClient(ctx);
-        }) != core::PostResult::kOk) {
-      core::LogWarning("reload: delivery loop %s busy; it keeps its old settings",
-                       topology_.delivery_loops[i]->name());
-    }
-  }
+  UpdateEngines(engines_, topology_, next, *tls_client);
   for (const config::ThreadPoolConfig& tp : next->thread_pools) {
     (void)thread_pools_->SetConcurrency(tp.name, static_cast<uint32_t>(tp.concurrency));
   }
