@@ -14,8 +14,9 @@
 //   records are appended with one IORING_OP_WRITEV flagged RWF_DSYNC (write and data sync
 //   in one request), or, past IOV_MAX iovecs, several linked WRITEVs covered by one linked
 //   IORING_OP_FSYNC (DATASYNC). Only in the sync's completion is `done` called, with
-//   `status` OK and `id`/`location` set — the message is durable then and not before. While a batch is in flight, new requests gather for
-//   the next batch (adaptive group commit: no timer delays a lone message). A batch holds
+//   `status` OK and `id`/`location` set — the message is durable then and not before.
+//   While a batch is in flight, new requests gather for the next batch (adaptive group
+//   commit: no timer delays a lone message). A batch holds
 //   at most batch_messages_max records and batch_bytes_max bytes (one record bigger than
 //   that goes alone); the rest waits for the next batch.
 // - AppendState(request): a RECIPIENT or DONE record through the same batches, with the
