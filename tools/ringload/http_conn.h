@@ -38,16 +38,11 @@ class HttpConn final : public SendConn {
   HttpConn(SendWorker* worker, uint32_t slot);
   HttpConn(const HttpConn&) = delete;
   HttpConn& operator=(const HttpConn&) = delete;
-  ~HttpConn() override;
+  ~HttpConn() override = default;
 
-  void Connect() override;
   void Resume() override;
-  void Shutdown() override;
-  void Abandon() override;
-  bool finished() const override { return state_ == State::kFinished; }
 
  private:
-  enum class State : uint8_t { kDisconnected, kConnecting, kReady, kClosing, kFinished };
   struct Request {
     MessageTicket ticket;
     uint64_t start_us = 0;
@@ -71,40 +66,27 @@ class HttpConn final : public SendConn {
     }
   };
 
-  void ConnectDone(core::Operation& op, core::IoResult r);
-  void RecvDone(core::Operation& op, core::IoResult r);
-  void SendDone(core::Operation& op, core::IoResult r);
-  void CloseDone(core::Operation& op, core::IoResult r);
-  void TimerFired(core::Timer& t);
+  // SendConn's hooks.
+  void ResetSession() override;
+  void Opened() override;
+  void Received(std::string_view data) override;
+  void PeerClosed() override;
+  void RecvFailed(int error) override { Fail("recv", error); }
+  bool AwaitingAnswer() const override { return request_count_ > 0; }
+  size_t TakeInFlight() override;
+  bool CloseWhenAbandoned() const override { return request_count_ == 0; }
+  const char* timeout_text() const override { return "timed out waiting for a response"; }
 
-  void ArmRecv();
+  bool open() const { return link_ == Link::kOpen; }
+  void SendDone(core::Operation& op, core::IoResult r);
   void Fill();  // take messages while there is room in the pipeline
   void Compose(const MessageTicket& ticket);
   void AddText(size_t from);
   void Flush();
   void SubmitSend();
-  void Feed(std::string_view data);
   void OnResponse(const HttpResponseReader::Response& r);
-  void Fail(const char* what, int error);
-  void DropInFlight(uint64_t* counter);
-  void Close();
-  void MaybeCloseFd();
-  void Closed();
-  void UpdateTimer();
-  void ResetSession();
   size_t depth() const;
 
-  SendWorker* worker_;
-  State state_ = State::kDisconnected;
-  int fd_ = -1;
-  core::Operation connect_op_;
-  core::Operation recv_op_;
-  core::Operation send_op_;
-  core::Operation close_op_;
-  core::Timer timer_;
-  uint64_t io_deadline_ms_ = 0;  // when the awaited reply is overdue
-  uint32_t backoff_ms_ = 0;
-  bool error_close_ = false;
   bool parked_ = false;
   bool server_closing_ = false;  // a response said Connection: close
   uint64_t messages_on_conn_ = 0;

@@ -19,8 +19,6 @@ constexpr uint16_t kBufferGroup = kSendBufferGroup;
 constexpr uint32_t kBufferCount = 1024;
 constexpr uint32_t kBufferBytes = 4096;
 constexpr size_t kReplyLineMax = 2048;  // RFC 5321 says 512; be lenient, but bounded
-constexpr uint32_t kBackoffMinMs = 20;
-constexpr uint32_t kBackoffMaxMs = 1000;
 constexpr uint64_t kDrainPollMs = 5;
 
 bool Positive(int code) { return code >= 200 && code < 300; }
@@ -89,59 +87,18 @@ void SendStats::Merge(const SendStats& o) {
 }
 
 // ---------------------------------------------------------------------------------------
-// ClientConn: connection lifecycle
+// ClientConn: SendConn's hooks (the lifecycle itself is SendConn's, send_conn.cc)
 
 ClientConn::ClientConn(SendWorker* worker, uint32_t /*slot*/)
-    : worker_(worker), expect_(worker->options_.rcpts + 8) {
-  connect_op_.Bind<&ClientConn::ConnectDone>(this, "send-connect");
+    : SendConn(worker, "send-connect", "send-close"), expect_(worker->options_.rcpts + 8) {
   recv_op_.Bind<&ClientConn::RecvDone>(this, "send-recv");
   recv_op_.multishot = true;
   send_op_.Bind<&ClientConn::SendDone>(this, "send-send");
-  close_op_.Bind<&ClientConn::CloseDone>(this, "send-close");
-  timer_.Bind<&ClientConn::TimerFired>(this);
   msg_.msg_iov = iov_;
 }
 
-ClientConn::~ClientConn() {
-  // Only after the loop has stopped (every operation completed): a plain close is safe.
-  if (fd_ >= 0) ::close(fd_);
-}
-
-void ClientConn::Connect() {
-  ResetSession();
-  const Endpoint& target = worker_->options_.target;
-  fd_ = ::socket(target.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd_ < 0) {
-    ++worker_->stats_.connect_errors;
-    worker_->NoteError(absl::StrCat("socket: ", std::strerror(errno)));
-    worker_->CountError();
-    error_close_ = true;
-    state_ = State::kClosing;
-    Closed();
-    return;
-  }
-  // Replies and content go out in whole groups; Nagle would only hold back their tails.
-  int one = 1;
-  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  state_ = State::kConnecting;
-  io_uring_sqe* sqe = worker_->loop_.Prepare(connect_op_);
-  io_uring_prep_connect(sqe, fd_, reinterpret_cast<const sockaddr*>(&target.addr), target.len);
-  UpdateTimer();
-}
-
-void ClientConn::ConnectDone(core::Operation&, core::IoResult r) {
-  if (state_ != State::kConnecting) return MaybeCloseFd();
-  if (!r.ok()) {
-    ++worker_->stats_.connect_errors;
-    worker_->NoteError(absl::StrCat("connect ", worker_->options_.target.text, ": ",
-                                    std::strerror(r.error())));
-    worker_->CountError();
-    error_close_ = true;
-    return Close();
-  }
-  ++worker_->stats_.connections;
-  state_ = State::kGreeting;
-  ArmRecv();
+void ClientConn::Opened() {
+  phase_ = Phase::kGreeting;
   if (worker_->options_.tls == SendOptions::Tls::kImplicit) {
     BeginTls();  // SMTPS: the greeting comes over TLS
     Flush();
@@ -149,54 +106,36 @@ void ClientConn::ConnectDone(core::Operation&, core::IoResult r) {
   UpdateTimer();
 }
 
-void ClientConn::ArmRecv() {
-  io_uring_sqe* sqe = worker_->loop_.Prepare(recv_op_);
-  io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = kBufferGroup;
+void ClientConn::Received(std::string_view data) {
+  if (tls_ != nullptr) {
+    TlsInput(data);
+  } else {
+    Feed(data);
+  }
 }
 
-void ClientConn::RecvDone(core::Operation&, core::IoResult r) {
-  const bool active = state_ != State::kClosing && state_ != State::kFinished;
-  if (r.ok() && r.has_buffer()) {
-    core::BufferRing* buffers = worker_->buffers_.get();
-    if (buffers != nullptr) {  // null only once the loop is being torn down
-      std::string_view data = buffers->Take(r.buffer_id(), r.value());
-      if (active) {
-        if (tls_ != nullptr) {
-          TlsInput(data);
-        } else {
-          Feed(data);
-        }
-      }
-      buffers->Recycle(r.buffer_id());
-    }
-  } else if (r.ok() && r.value() == 0) {
-    if (active) {
-      if (state_ == State::kQuitting && txn_count_ == 0) {
-        // The server closed after QUIT; without a 221 that is worth a note, not an error
-        // (a sink stopping at --expect closes sessions the same way).
-        if (expect_count_ > 0) ++worker_->stats_.quit_unanswered;
-        Close();
-      } else {
-        Fail("connection closed by the server", 0);
-      }
-    }
-  } else if (!r.ok() && r.error() != ENOBUFS && active) {
-    if (state_ == State::kQuitting && txn_count_ == 0) {
-      Close();  // reset while quitting (the server closed first): nothing was lost
-    } else {
-      Fail("recv", r.error());
-    }
+void ClientConn::PeerClosed() {
+  if (In(Phase::kQuitting) && txn_count_ == 0) {
+    // The server closed after QUIT; without a 221 that is worth a note, not an error
+    // (a sink stopping at --expect closes sessions the same way).
+    if (expect_count_ > 0) ++worker_->stats_.quit_unanswered;
+    Close();
+  } else {
+    Fail("connection closed by the server", 0);
   }
-  if (r.more()) return;
-  if (state_ == State::kClosing) return MaybeCloseFd();
-  if (state_ != State::kFinished && state_ != State::kDisconnected && fd_ >= 0) ArmRecv();
+}
+
+void ClientConn::RecvFailed(int error) {
+  if (In(Phase::kQuitting) && txn_count_ == 0) {
+    Close();  // reset while quitting (the server closed first): nothing was lost
+  } else {
+    Fail("recv", error);
+  }
 }
 
 void ClientConn::SendDone(core::Operation&, core::IoResult r) {
-  if (state_ == State::kClosing) return MaybeCloseFd();
-  if (!r.ok() && state_ == State::kQuitting && txn_count_ == 0) return Close();
+  if (link_ == Link::kClosing) return MaybeCloseFd();
+  if (!r.ok() && In(Phase::kQuitting) && txn_count_ == 0) return Close();
   if (!r.ok()) return Fail("send", r.error());
   send_done_ += r.value();
   if (send_done_ < send_total_) return SubmitSend();  // short send: the rest
@@ -204,63 +143,11 @@ void ClientConn::SendDone(core::Operation&, core::IoResult r) {
   Flush();
 }
 
-void ClientConn::Fail(const char* what, int error) {
-  if (state_ == State::kClosing || state_ == State::kFinished) return;
-  ++worker_->stats_.session_errors;
-  worker_->NoteError(error != 0 ? absl::StrCat(what, ": ", std::strerror(error))
-                                : std::string(what));
-  worker_->CountError();
-  for (size_t i = 0; i < txn_count_; ++i) {
-    ++worker_->stats_.lost;
-    worker_->stats_.codes.Add(0);
-    LiveCounters::Add(worker_->live_.failed, 1);
-  }
-  worker_->CountError(txn_count_);
+size_t ClientConn::TakeInFlight() {
+  const size_t n = txn_count_;
   txn_count_ = 0;
   expect_count_ = 0;
-  error_close_ = true;
-  Close();
-}
-
-void ClientConn::Close() {
-  if (state_ == State::kClosing || state_ == State::kFinished) return;
-  state_ = State::kClosing;
-  worker_->loop_.timers().Cancel(timer_);
-  if (!connect_op_.idle() || !recv_op_.idle() || !send_op_.idle()) {
-    io_uring_sqe* sqe = worker_->loop_.ring().PrepareUntracked();
-    io_uring_prep_cancel_fd(sqe, fd_, IORING_ASYNC_CANCEL_ALL);
-  }
-  MaybeCloseFd();
-}
-
-void ClientConn::MaybeCloseFd() {
-  if (state_ != State::kClosing) return;
-  if (!connect_op_.idle() || !recv_op_.idle() || !send_op_.idle() || !close_op_.idle()) return;
-  if (fd_ < 0) return Closed();
-  io_uring_sqe* sqe = worker_->loop_.Prepare(close_op_);
-  io_uring_prep_close(sqe, fd_);
-}
-
-void ClientConn::CloseDone(core::Operation&, core::IoResult) {
-  fd_ = -1;  // closed even when close reports an error
-  Closed();
-}
-
-void ClientConn::Closed() {
-  fd_ = -1;
-  ResetSession();
-  if (!worker_->stopping_ && worker_->wants_connections()) {
-    if (error_close_) {
-      backoff_ms_ = backoff_ms_ == 0 ? kBackoffMinMs : std::min(backoff_ms_ * 2, kBackoffMaxMs);
-      state_ = State::kDisconnected;
-      worker_->loop_.timers().Arm(timer_, core::MonotonicMs() + backoff_ms_);
-    } else {
-      Connect();
-    }
-    return;
-  }
-  state_ = State::kFinished;
-  worker_->ConnFinished();
+  return n;
 }
 
 void ClientConn::ResetSession() {
@@ -277,78 +164,20 @@ void ClientConn::ResetSession() {
   quit_queued_ = need_rset_ = server_closing_ = false;
 }
 
-void ClientConn::Shutdown() {
-  switch (state_) {
-    case State::kFinished:
-    case State::kClosing:
-      return;
-    case State::kDisconnected:
-      worker_->loop_.timers().Cancel(timer_);
-      state_ = State::kFinished;
-      worker_->ConnFinished();
-      return;
-    default:
-      worker_->stats_.aborted += txn_count_;
-      txn_count_ = 0;
-      expect_count_ = 0;
-      error_close_ = false;
-      Close();
-  }
+bool ClientConn::CloseWhenAbandoned() const {
+  // Before the session is up; in a session it finishes its messages and quits.
+  return phase_ != Phase::kSession && phase_ != Phase::kQuitting;
 }
 
-void ClientConn::Abandon() {
-  switch (state_) {
-    case State::kDisconnected:
-      worker_->loop_.timers().Cancel(timer_);
-      state_ = State::kFinished;
-      worker_->ConnFinished();
-      return;
-    case State::kConnecting:
-    case State::kGreeting:
-    case State::kEhlo:
-    case State::kHelo:
-    case State::kStartTls:
-    case State::kTlsHandshake:
-      error_close_ = false;
-      Close();
-      return;
-    default:
-      return;  // in a session: it finishes its messages and quits
-  }
-}
-
-void ClientConn::TimerFired(core::Timer&) {
-  if (state_ == State::kDisconnected) return Connect();
-  if (worker_->loop_.now_ms() < io_deadline_ms_) {
-    // Replies came since the timer was armed: wait for the rest of the current deadline.
-    worker_->loop_.timers().Arm(timer_, io_deadline_ms_);
-    return;
-  }
-  Fail(state_ == State::kConnecting ? "timed out connecting" : "timed out waiting for a reply",
-       0);
-}
-
-void ClientConn::UpdateTimer() {
-  const bool waiting = state_ == State::kConnecting || state_ == State::kGreeting ||
-                       state_ == State::kEhlo || state_ == State::kHelo ||
-                       state_ == State::kStartTls || state_ == State::kTlsHandshake ||
-                       expect_count_ > 0;
-  if (!waiting) {
-    worker_->loop_.timers().Cancel(timer_);
-    return;
-  }
-  // Every reply pushes the deadline; the timer is armed lazily and, firing early, re-arms
-  // itself for the rest (TimerFired): a heap update per timeout instead of per reply, and
-  // the loop's cached clock instead of a clock read (the deadline needs ms, not µs).
-  io_deadline_ms_ = worker_->loop_.now_ms() + worker_->io_timeout_ms_;
-  if (!timer_.armed()) worker_->loop_.timers().Arm(timer_, io_deadline_ms_);
+bool ClientConn::AwaitingAnswer() const {
+  return (phase_ != Phase::kSession && phase_ != Phase::kQuitting) || expect_count_ > 0;
 }
 
 // ---------------------------------------------------------------------------------------
 // ClientConn: output
 
 void ClientConn::Flush() {
-  if (state_ == State::kClosing || state_ == State::kFinished || fd_ < 0) return;
+  if (closing() || fd_ < 0) return;
   if (!send_op_.idle()) return;
   if (tls_ != nullptr && !SealForTls()) return;
   if (compose_.empty()) return;
@@ -407,8 +236,8 @@ void ClientConn::Feed(std::string_view data) {
       line_.clear();
     }
     data.remove_prefix(len);
-    if (state_ == State::kClosing || state_ == State::kFinished) return;
-    if (state_ == State::kTlsHandshake && (!data.empty() || !line_.empty())) {
+    if (closing()) return;
+    if (In(Phase::kTlsHandshake) && (!data.empty() || !line_.empty())) {
       // Plaintext after the 220 to STARTTLS would be taken as if it came over TLS.
       return Fail("data after the 220 to STARTTLS", 0);
     }
@@ -429,7 +258,7 @@ void ClientConn::OnLine(std::string_view line) {
   if (multiline_code_ >= 0 && multiline_code_ != code) {
     return Fail("reply lines of one reply disagree on the code", 0);
   }
-  if (state_ == State::kEhlo) OnEhloLine(text);
+  if (In(Phase::kEhlo)) OnEhloLine(text);
   if (!last) {
     multiline_code_ = code;
     return;
@@ -455,7 +284,7 @@ void ClientConn::BeginTls() {
     return Fail(std::string(stream.status().message()).c_str(), 0);
   }
   tls_ = *std::move(stream);
-  state_ = State::kTlsHandshake;
+  phase_ = Phase::kTlsHandshake;
 }
 
 void ClientConn::TlsInput(std::string_view data) {
@@ -464,21 +293,21 @@ void ClientConn::TlsInput(std::string_view data) {
   if (event == TlsClientStream::Event::kEnded) {
     // What arrived with the end (the 221 before close_notify) is read first.
     if (!plain.empty()) Feed(plain);
-    if (state_ == State::kClosing || state_ == State::kFinished) return;
+    if (closing()) return;
     Flush();  // an alert, if any; the close may cut it short
-    if (state_ == State::kQuitting && txn_count_ == 0) return Close();  // closed after QUIT
+    if (In(Phase::kQuitting) && txn_count_ == 0) return Close();  // closed after QUIT
     const std::string why = absl::StrCat("TLS: ", tls_->error().empty() ? "session ended"
                                                                          : tls_->error());
     return Fail(why.c_str(), 0);
   }
-  if (event == TlsClientStream::Event::kEstablished && state_ == State::kTlsHandshake) {
+  if (event == TlsClientStream::Event::kEstablished && In(Phase::kTlsHandshake)) {
     if (worker_->options_.tls == SendOptions::Tls::kStartTls) {
       // RFC 3207 §4.2: forget what the plaintext EHLO said and ask again.
       peer_pipelining_ = peer_chunking_ = peer_size_ = peer_starttls_ = false;
       compose_.text().append("EHLO ").append(worker_->options_.ehlo).append("\r\n");
-      state_ = State::kEhlo;
+      phase_ = Phase::kEhlo;
     } else {
-      state_ = State::kGreeting;
+      phase_ = Phase::kGreeting;
     }
   }
   if (!plain.empty()) return Feed(plain);  // Feed flushes and re-arms the timer
@@ -503,16 +332,16 @@ bool ClientConn::SealForTls() {
 }
 
 void ClientConn::OnReply(int code, std::string_view text) {
-  switch (state_) {
-    case State::kGreeting:
-    case State::kEhlo:
-    case State::kHelo:
+  switch (phase_) {
+    case Phase::kGreeting:
+    case Phase::kEhlo:
+    case Phase::kHelo:
       return OnGreetingOrEhlo(code, text);
-    case State::kStartTls:
+    case Phase::kStartTls:
       if (code != 220) return Fail("STARTTLS refused", 0);
       return BeginTls();
-    case State::kSession:
-    case State::kQuitting:
+    case Phase::kSession:
+    case Phase::kQuitting:
       break;
     default:
       return Fail("reply in an unexpected state", 0);
@@ -525,32 +354,32 @@ void ClientConn::OnReply(int code, std::string_view text) {
   --expect_count_;
   server_closing_ = code == 421;  // no new message on a session the server is closing
   OnSessionReply(what, code, text);
-  if (code == 421 && state_ != State::kClosing) Fail("server closed the session (421)", 0);
+  if (code == 421 && link_ != Link::kClosing) Fail("server closed the session (421)", 0);
 }
 
 void ClientConn::OnGreetingOrEhlo(int code, std::string_view text) {
   const SendOptions& o = worker_->options_;
-  if (state_ == State::kGreeting) {
+  if (In(Phase::kGreeting)) {
     if (code != 220) return Fail("greeting refused", 0);
     compose_.text().append("EHLO ").append(o.ehlo).append("\r\n");
-    state_ = State::kEhlo;
+    phase_ = Phase::kEhlo;
     return;
   }
   if (!Positive(code)) {
-    if (state_ == State::kHelo) return Fail("HELO refused", 0);
+    if (In(Phase::kHelo)) return Fail("HELO refused", 0);
     peer_pipelining_ = peer_chunking_ = peer_size_ = false;
     compose_.text().append("HELO ").append(o.ehlo).append("\r\n");
-    state_ = State::kHelo;
+    phase_ = Phase::kHelo;
     return;
   }
   (void)text;
   if (o.tls == SendOptions::Tls::kStartTls && tls_ == nullptr) {
     if (!peer_starttls_) return Fail("STARTTLS not offered", 0);
     compose_.text().append("STARTTLS\r\n");
-    state_ = State::kStartTls;
+    phase_ = Phase::kStartTls;
     return;
   }
-  state_ = State::kSession;
+  phase_ = Phase::kSession;
   backoff_ms_ = 0;
   StartReady();
 }
@@ -614,7 +443,7 @@ void ClientConn::OnSessionReply(Expect what, int code, std::string_view text) {
 
 void ClientConn::Resume() {
   parked_ = false;
-  if (state_ != State::kSession || txn_count_ != 0 || expect_count_ != 0) return;
+  if (!In(Phase::kSession) || txn_count_ != 0 || expect_count_ != 0) return;
   StartReady();
   Flush();
   UpdateTimer();
@@ -666,7 +495,7 @@ void ClientConn::SendQuit() {
   compose_.text().append("QUIT\r\n");
   Expecting(Expect::kQuit);
   quit_queued_ = true;
-  state_ = State::kQuitting;
+  phase_ = Phase::kQuitting;
 }
 
 void ClientConn::BeginTxn(const MessageTicket& ticket, bool after_content) {
@@ -787,7 +616,7 @@ void ClientConn::FinishTxn(int code, std::string_view text) {
   }
   txn_head_ = (txn_head_ + 1) % 2;
   --txn_count_;
-  if (txn_count_ == 0 && expect_count_ == 0 && state_ == State::kSession) StartReady();
+  if (txn_count_ == 0 && expect_count_ == 0 && In(Phase::kSession)) StartReady();
 }
 
 // ---------------------------------------------------------------------------------------

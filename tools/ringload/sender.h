@@ -39,6 +39,7 @@
 #include "tools/ringload/message_factory.h"
 #include "tools/ringload/options.h"
 #include "tools/ringload/run_state.h"
+#include "tools/ringload/send_conn.h"
 #include "tools/ringload/tls_stream.h"
 
 namespace ringmail::ringload {
@@ -71,18 +72,6 @@ class SendWorker;
 // The provided-buffer group of the worker's receive buffers (one BufferRing per loop).
 inline constexpr uint16_t kSendBufferGroup = 1;
 
-// One connection of a SendWorker, whatever it speaks (SMTP: ClientConn; --http: HttpConn).
-// Loop thread only.
-class SendConn {
- public:
-  virtual ~SendConn() = default;
-  virtual void Connect() = 0;
-  virtual void Resume() = 0;    // a parked connection: a message is due, or the run is over
-  virtual void Shutdown() = 0;  // the run is stopped: abort what is in flight and close
-  virtual void Abandon() = 0;   // no message is left: close unless in a session
-  virtual bool finished() const = 0;
-};
-
 // Which message a connection is to send next.
 struct MessageTicket {
   uint64_t seq = 0;
@@ -94,18 +83,14 @@ class ClientConn final : public SendConn {
   ClientConn(SendWorker* worker, uint32_t slot);
   ClientConn(const ClientConn&) = delete;
   ClientConn& operator=(const ClientConn&) = delete;
-  ~ClientConn() override;
+  ~ClientConn() override = default;
 
-  void Connect() override;
   void Resume() override;
-  void Shutdown() override;
-  void Abandon() override;
-  bool finished() const override { return state_ == State::kFinished; }
 
  private:
-  enum class State : uint8_t {
-    kDisconnected, kConnecting, kGreeting, kEhlo, kHelo, kSession, kQuitting, kClosing,
-    kFinished, kStartTls, kTlsHandshake,
+  // Where the session is while the connection is open (Link::kOpen).
+  enum class Phase : uint8_t {
+    kGreeting, kEhlo, kHelo, kSession, kQuitting, kStartTls, kTlsHandshake,
   };
   enum class Expect : uint8_t { kRset, kMail, kRcpt, kData, kDot, kBdat, kQuit };
   struct Txn {
@@ -133,13 +118,20 @@ class ClientConn final : public SendConn {
     std::string& text() { return body.empty() ? head : tail; }
   };
 
-  void ConnectDone(core::Operation& op, core::IoResult r);
-  void RecvDone(core::Operation& op, core::IoResult r);
-  void SendDone(core::Operation& op, core::IoResult r);
-  void CloseDone(core::Operation& op, core::IoResult r);
-  void TimerFired(core::Timer& t);
+  // SendConn's hooks.
+  void ResetSession() override;
+  void Opened() override;
+  void Received(std::string_view data) override;
+  void PeerClosed() override;
+  void RecvFailed(int error) override;
+  bool AwaitingAnswer() const override;
+  size_t TakeInFlight() override;
+  bool CloseWhenAbandoned() const override;
+  const char* timeout_text() const override { return "timed out waiting for a reply"; }
 
-  void ArmRecv();
+  bool In(Phase p) const { return link_ == Link::kOpen && phase_ == p; }
+  bool closing() const { return link_ == Link::kClosing || link_ == Link::kFinished; }
+  void SendDone(core::Operation& op, core::IoResult r);
   void Flush();
   void SubmitSend();
   void Feed(std::string_view data);
@@ -162,25 +154,9 @@ class ClientConn final : public SendConn {
   void SendQuit();
   void Expecting(Expect e);
 
-  void Fail(const char* what, int error);  // session error: close and maybe reconnect
-  void Close();
-  void MaybeCloseFd();
-  void Closed();
-  void UpdateTimer();
-  void ResetSession();
   Txn& front() { return txns_[txn_head_]; }
 
-  SendWorker* worker_;
-  State state_ = State::kDisconnected;
-  int fd_ = -1;
-  core::Operation connect_op_;
-  core::Operation recv_op_;
-  core::Operation send_op_;
-  core::Operation close_op_;
-  core::Timer timer_;
-  uint64_t io_deadline_ms_ = 0;  // when the awaited reply is overdue
-  uint32_t backoff_ms_ = 0;
-  bool error_close_ = false;
+  Phase phase_ = Phase::kGreeting;
 
   bool peer_pipelining_ = false;
   bool peer_chunking_ = false;
@@ -236,6 +212,7 @@ class SendWorker {
   uint64_t finish_us() const { return finish_us_; }  // 0 if it never finished
 
  private:
+  friend class SendConn;
   friend class ClientConn;
   friend class HttpConn;
   enum class Take { kReady, kWait, kDone };
