@@ -17,6 +17,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib/common.sh"
 BUILD=$ROOT/build
 RUNS=3
 SIZES="1024 102400"
@@ -52,10 +53,7 @@ DAEMON_PID=""
 POSTFIX_DIR=""
 
 cleanup() {
-  if [[ -n $DAEMON_PID ]]; then
-    kill -TERM "$DAEMON_PID" 2>/dev/null
-    timeout 30 tail --pid="$DAEMON_PID" -f /dev/null 2>/dev/null || kill -KILL "$DAEMON_PID"
-  fi
+  stop_pid "$DAEMON_PID" 30
   [[ -n $POSTFIX_DIR ]] && "$ROOT/bench/postfix_setup.sh" stop "$POSTFIX_DIR"
   # The cgroups can go once their processes have (Postfix's exit shortly after the stop).
   for _ in $(seq 50); do
@@ -66,17 +64,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-  for _ in $(seq 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 # Postfix, started from a shell inside its cgroup: master and every child it forks stay in it.
 POSTFIX_DIR=$WORK/postfix

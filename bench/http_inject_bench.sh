@@ -17,6 +17,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib/common.sh"
 BUILD=$ROOT/build
 CONNS=100
 SECONDS_PER_RUN=10
@@ -67,7 +68,7 @@ cleanup() {
 trap cleanup EXIT
 
 # A loopback port nobody listens on: deliveries are refused and retried later.
-DEAD_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+DEAD_PORT=$(free_port)
 
 make_body() {  # kind size -> JSON on stdout
   python3 - "$1" "$2" <<'PY'
@@ -106,15 +107,8 @@ HTTP_Listener {
 EOF
   "$RINGMAILD" --config "$dir/ringmaild.conf" > "$dir/stdout" 2> "$dir/stderr" &
   DAEMON_PID=$!
-  local port=""
-  for _ in $(seq 1 100); do
-    port=$(sed -n 's/^ready http=127.0.0.1:\([0-9]*\)$/\1/p' "$dir/stdout")
-    [[ -n $port ]] && break
-    kill -0 "$DAEMON_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  [[ -n $port ]] || { echo "ringmaild did not start:" >&2; cat "$dir/stderr" >&2; exit 1; }
-  PORT=$port
+  PORT=$(wait_line "$dir/stdout" "ready http=127.0.0.1:" 100 "$DAEMON_PID") ||
+    { echo "ringmaild did not start:" >&2; cat "$dir/stderr" >&2; exit 1; }
 }
 
 stop_daemon() {

@@ -23,6 +23,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib/common.sh"
 BUILD=$ROOT/build
 RUNS=5
 SECS=5
@@ -64,8 +65,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-DEAD_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])')
+DEAD_PORT=$(free_port)
 
 SMTP_PORT=""
 HTTP_PORT=""
@@ -101,15 +101,9 @@ $use_pool
 EOF
   "$RINGMAILD" --config "$dir/ringmaild.conf" > "$dir/stdout" 2> "$dir/stderr" &
   DAEMON_PID=$!
-  SMTP_PORT=""
-  HTTP_PORT=""
-  for _ in $(seq 1 150); do
-    SMTP_PORT=$(sed -n 's/^ready esmtp=127.0.0.1:\([0-9]*\)$/\1/p' "$dir/stdout" 2>/dev/null)
-    HTTP_PORT=$(sed -n 's/^ready http=127.0.0.1:\([0-9]*\)$/\1/p' "$dir/stdout" 2>/dev/null)
-    [[ -n $SMTP_PORT && -n $HTTP_PORT ]] && return 0
-    kill -0 "$DAEMON_PID" 2>/dev/null || break
-    sleep 0.1
-  done
+  SMTP_PORT=$(wait_line "$dir/stdout" "ready esmtp=127.0.0.1:" 150 "$DAEMON_PID") &&
+    HTTP_PORT=$(wait_line "$dir/stdout" "ready http=127.0.0.1:" 150 "$DAEMON_PID") &&
+    return 0
   echo "ringmaild did not start:" >&2
   cat "$dir/stderr" >&2
   exit 1
@@ -122,7 +116,7 @@ stop_daemon() {
 }
 
 daemon_cpu_ticks() {  # user + system CPU of the daemon so far, in clock ticks
-  awk '{ print $14 + $15 }' "/proc/$DAEMON_PID/stat" 2>/dev/null || echo 0
+  proc_cpu_ticks "$DAEMON_PID"
 }
 
 spooled() {  # the daemon's count of messages made durable

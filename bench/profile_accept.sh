@@ -28,6 +28,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib/common.sh"
 BUILD=$ROOT/build
 LOOPS=2
 MESSAGES=20000
@@ -75,10 +76,7 @@ TOOL_PID=""
 
 cleanup() {
   if [[ -n $TOOL_PID ]]; then kill -INT "$TOOL_PID" 2>/dev/null || true; fi
-  if [[ -n $DAEMON_PID ]]; then
-    kill -TERM "$DAEMON_PID" 2>/dev/null || true
-    timeout 60 tail --pid="$DAEMON_PID" -f /dev/null 2>/dev/null || kill -KILL "$DAEMON_PID" 2>/dev/null || true
-  fi
+  stop_pid "$DAEMON_PID"
   if [[ -n $SINK_PID ]]; then kill -TERM "$SINK_PID" 2>/dev/null || true; fi
   wait 2>/dev/null || true
   rm -rf "$WORK/spool"
@@ -86,29 +84,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() {
-  for _ in $(seq 600); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 # Sink (relay mode): counts what arrives.
 ROUTE=""
 if [[ $RELAY -eq 1 ]]; then
-  "$RINGLOAD" sink --listen 127.0.0.1:0 --expect "$MESSAGES" --quiet > "$WORK/sink.out" 2>&1 &
-  SINK_PID=$!
-  for _ in $(seq 100); do
-    SINK_PORT=$(sed -n 's/^listening 127.0.0.1:\([0-9]*\)$/\1/p' "$WORK/sink.out")
-    [[ -n ${SINK_PORT:-} ]] && break
-    sleep 0.05
-  done
-  [[ -n ${SINK_PORT:-} ]] || { echo "ringload sink did not start" >&2; exit 1; }
+  ringload_sink_start "$WORK/sink.out" --expect "$MESSAGES" --quiet ||
+    { echo "ringload sink did not start" >&2; exit 1; }
   ROUTE="default_route = \"[127.0.0.1]:$SINK_PORT\""
 fi
 
@@ -140,7 +120,7 @@ CONF
 
 "$RINGMAILD" --config "$WORK/ringmaild.conf" > "$WORK/daemon.log" 2>&1 &
 DAEMON_PID=$!
-wait_port "$PORT" || { echo "ringmaild did not start:"; cat "$WORK/daemon.log"; exit 1; } >&2
+wait_port "$PORT" 600 || { echo "ringmaild did not start:"; cat "$WORK/daemon.log"; exit 1; } >&2
 if [[ $RELAY -eq 0 ]]; then
   # Acceptance only: the recipients' domain is suspended, so accepted mail stays queued
   # (as Postfix's hold queue does in bench/postfix_setup.sh) instead of being tried and

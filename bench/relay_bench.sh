@@ -23,6 +23,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib/common.sh"
 BUILD=$ROOT/build
 RUNS=3
 SIZES="102400"
@@ -68,14 +69,6 @@ DAEMON_PID=""
 SINK_PID=""
 POSTFIX_DIR=""
 
-stop_pid() {  # PID: SIGTERM, wait (bounded), then SIGKILL
-  local pid=$1
-  [[ -n $pid ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  timeout 60 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
   stop_pid "$DAEMON_PID"
   stop_pid "$SINK_PID"
@@ -83,18 +76,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() {
-  for _ in $(seq 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 count_for() {  # SIZE → messages per run: a few seconds of ringmaild, ~10-20 s of Postfix
   if [[ -n $MESSAGES ]]; then echo "$MESSAGES"; return; fi
@@ -274,15 +255,7 @@ write_results() {
     markdown
     echo "$end"
   } > "$WORK/section.md"
-  if grep -qF "$begin" "$results"; then
-    awk -v b="$begin" -v e="$end" -v f="$WORK/section.md" '
-      $0 == b { while ((getline l < f) > 0) print l; skip = 1; next }
-      $0 == e { skip = 0; next }
-      !skip { print }' "$results" > "$WORK/results.new"
-  else
-    { cat "$results"; echo; cat "$WORK/section.md"; } > "$WORK/results.new"
-  fi
-  cp "$WORK/results.new" "$results"
+  replace_section "$results" relay-bench "$WORK/section.md"
   echo "wrote $results and bench/results/relay_bench.tsv"
 }
 

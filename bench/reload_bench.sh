@@ -23,6 +23,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib/common.sh"
 BUILD=$ROOT/build
 RUNS=3
 SECONDS_PER_RUN=10
@@ -62,22 +63,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Reads the first line of $1 matching $2 (a prefix), waiting up to 20 s.
-wait_line() {
-  local file=$1 prefix=$2 i
-  for ((i = 0; i < 200; i++)); do
-    local line
-    line=$(grep -m1 "^$prefix" "$file" 2>/dev/null) && { echo "${line#"$prefix"}"; return 0; }
-    sleep 0.1
-  done
-  return 1
-}
-
 start_sink() {
-  "$RINGLOAD" sink --listen 127.0.0.1:0 --quiet > "$WORK/sink.out" 2> "$WORK/sink.err" &
-  SINK_PID=$!
-  SINK_ADDR=$(wait_line "$WORK/sink.out" "listening ") || { echo "sink did not start" >&2
-                                                           exit 1; }
+  ringload_sink_start "$WORK/sink.out" --quiet || { echo "sink did not start" >&2; exit 1; }
+  SINK_ADDR=127.0.0.1:$SINK_PORT
 }
 
 # write_config MAX_MESSAGE_SIZE: the daemon's config (atomically replaced).
@@ -105,6 +93,9 @@ CONF
 start_daemon() {
   rm -rf "$WORK/spool" "$WORK/log"
   write_config 20000000
+  # A fresh file: the redirection below truncates only once the child runs, and the last
+  # run's "ready" line names a port nobody listens on any more.
+  rm -f "$WORK/daemon.out"
   "$RINGMAILD" --config "$WORK/ringmaild.conf" > "$WORK/daemon.out" 2> "$WORK/daemon.err" &
   DAEMON_PID=$!
   DAEMON_ADDR=$(wait_line "$WORK/daemon.out" "ready esmtp=") || {

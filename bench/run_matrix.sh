@@ -31,6 +31,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib/common.sh"
 BUILD=$ROOT/build
 RUNS=3
 SIZES="1024 10240 102400"
@@ -93,10 +94,6 @@ ensure_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 now_ns() { date +%s%N; }
 
 # Messages per cell: about 2–4 s of work for the system, at least 3 per connection.
@@ -118,15 +115,6 @@ count_for() {
   echo $((base > floor ? base : floor))
 }
 
-wait_port() {
-  local port=$1
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 stop_server() {
   if [[ -n $SERVER_PID ]]; then
     kill "$SERVER_PID" 2>/dev/null
@@ -140,19 +128,15 @@ start_smtp_sink() {
   PORT=$(free_port)
   smtp-sink -u nobody -m 1100 "127.0.0.1:$PORT" 2048 >/dev/null 2>&1 &
   SERVER_PID=$!
-  wait_port "$PORT"
+  wait_port "$PORT" 100
 }
 
 start_ringload_sink() {
-  local out=$WORK/sink.out
-  "$RINGLOAD" sink --listen 127.0.0.1:0 --quiet > "$out" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 100); do
-    PORT=$(sed -n 's/^listening 127.0.0.1:\([0-9]*\)$/\1/p' "$out")
-    [[ -n $PORT ]] && return 0
-    sleep 0.05
-  done
-  return 1
+  ringload_sink_start "$WORK/sink.out" --quiet
+  local rc=$?
+  SERVER_PID=$SINK_PID
+  PORT=$SINK_PORT
+  return $rc
 }
 
 start_ringmaild() {
@@ -181,7 +165,7 @@ Control_Listener { Listen "$WORK/ringmaild/control.sock" { } }
 CONF
   "$RINGMAILD" --config "$WORK/ringmaild/ringmaild.conf" > "$WORK/ringmaild/log" 2>&1 &
   SERVER_PID=$!
-  wait_port "$PORT" || return 1
+  wait_port "$PORT" 100 || return 1
   # Hold what is accepted (see the header): the domain every client here sends to.
   for _ in $(seq 100); do [[ -S $WORK/ringmaild/control.sock ]] && break; sleep 0.05; done
   "$RINGCTL" --socket "$WORK/ringmaild/control.sock" domain suspend bench.test >/dev/null
@@ -463,15 +447,7 @@ write_results() {
     echo "$end"
   } > "$WORK/section.md"
   [[ -f $results ]] || printf '# ringmail benchmark results\n' > "$results"
-  if grep -qF "$begin" "$results"; then
-    awk -v b="$begin" -v e="$end" -v f="$WORK/section.md" '
-      $0 == b { while ((getline l < f) > 0) print l; skip = 1; next }
-      $0 == e { skip = 0; next }
-      !skip { print }' "$results" > "$WORK/results.new"
-  else
-    { cat "$results"; echo; cat "$WORK/section.md"; } > "$WORK/results.new"
-  fi
-  cp "$WORK/results.new" "$results"
+  replace_section "$results" "$SECTION" "$WORK/section.md"
   echo "wrote $results, bench/results/$base.tsv, bench/$base.png"
 }
 

@@ -19,6 +19,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib/common.sh"
 BUILD=$ROOT/build
 RUNS=3
 CONNS=20
@@ -56,17 +57,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj /CN=bench.localdomain -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 chmod 644 "$WORK/cert.pem" "$WORK/key.pem"
@@ -90,7 +80,7 @@ Control_Listener { Listen "$WORK/rm/control.sock" { } }
 CONF
 "$RINGMAILD" --config "$WORK/rm/ringmaild.conf" > "$WORK/rm/log" 2>&1 &
 RM_PID=$!
-wait_port "$RM_PORT" || { echo "ringmaild did not start:"; cat "$WORK/rm/log"; exit 1; }
+wait_port "$RM_PORT" 100 || { echo "ringmaild did not start:"; cat "$WORK/rm/log"; exit 1; }
 for _ in $(seq 100); do [[ -S $WORK/rm/control.sock ]] && break; sleep 0.05; done
 "$RINGCTL" --socket "$WORK/rm/control.sock" domain suspend bench.test >/dev/null
 
@@ -103,10 +93,8 @@ if [[ $POSTFIX -eq 1 ]]; then
     "smtpd_tls_key_file=$WORK/key.pem" "smtpd_tls_security_level=may" \
     "smtpd_tls_loglevel=0"
   postfix -c "$PF_DIR/etc" reload >/dev/null 2>&1
-  wait_port "$PF_PORT" || { echo "postfix did not start"; exit 1; }
+  wait_port "$PF_PORT" 100 || { echo "postfix did not start"; exit 1; }
 fi
-
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # cell SYSTEM PORT MODE -> "msgs_per_s cpu_us_per_msg" (cpu only for ringmaild)
 cell() {
@@ -116,7 +104,7 @@ cell() {
     new) extra=(--tls starttls --messages-per-connection 1) ;;
     plain) extra=(--messages-per-connection 0) ;;
   esac
-  [[ $system == ringmaild ]] && before=$(cpu_ticks "$RM_PID")
+  [[ $system == ringmaild ]] && before=$(proc_cpu_ticks "$RM_PID")
   out=$(timeout 300 "$RINGLOAD" send --target "127.0.0.1:$port" --connections "$CONNS" \
     --messages "$MESSAGES" --size "$SIZE" --rcpt-template "rcpt{n}@bench.test" \
     --io-timeout 120 --json --quiet "${extra[@]}" 2>/dev/null)
@@ -126,7 +114,7 @@ cell() {
   errors=$(sed -n 's/.*"errors":\([0-9]*\).*/\1/p' <<<"$out")
   [[ -z $mps || ${errors:-1} != 0 ]] && { echo "- -"; return; }
   if [[ $system == ringmaild ]]; then
-    after=$(cpu_ticks "$RM_PID")
+    after=$(proc_cpu_ticks "$RM_PID")
     local hz
     hz=$(getconf CLK_TCK)
     awk -v m="$mps" -v t=$((after - before)) -v n="$MESSAGES" -v hz="$hz" \
@@ -156,8 +144,10 @@ for key in "ringmaild reused" "ringmaild new" "ringmaild plain" "postfix reused"
            "postfix new"; do
   set -- $key
   mps=$(awk -F'\t' -v s="$1" -v m="$2" '$2 == s && $3 == m && $4 != "-" { print $4 }' "$TSV" |
-        sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
+        median)
   cpu=$(awk -F'\t' -v s="$1" -v m="$2" '$2 == s && $3 == m && $5 != "-" { print $5 }' "$TSV" |
-        sort -n | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }')
-  [[ -n $mps ]] && printf "%-10s %-7s %10s msg/s   ringmaild cpu %s us/msg\n" "$1" "$2" "$mps" "$cpu"
+        median)
+  if [[ -n $mps ]]; then  # (not `&&`: a skipped last row would be the script's status)
+    printf "%-10s %-7s %10s msg/s   ringmaild cpu %s us/msg\n" "$1" "$2" "$mps" "${cpu:--}"
+  fi
 done

@@ -13,6 +13,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/lib/common.sh"
 BUILD=$ROOT/build
 RUNS=5
 MESSAGES=20000
@@ -33,10 +34,6 @@ RINGLOAD=$BUILD/tools/ringload/ringload
 WORK=$(mktemp -d /tmp/ringload_cpu.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # cpu_us_per_msg FILE: "%U %S" from /usr/bin/time → µs per message.
 cpu_us_per_msg() {
   tail -1 "$1" | awk -v n="$MESSAGES" '{ printf "%.2f", ($1 + $2) * 1e6 / n }'
@@ -48,19 +45,12 @@ start_server() {  # smtp_sink | ringload_sink → PORT, SERVER_PID (under /usr/b
     /usr/bin/time -o "$WORK/server.time" -f "%U %S" \
       smtp-sink -u nobody -m 1100 "127.0.0.1:$PORT" 2048 >/dev/null 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 100); do
-      (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return
-      sleep 0.05
-    done
+    wait_port "$PORT" 50
   else
     /usr/bin/time -o "$WORK/server.time" -f "%U %S" \
       "$RINGLOAD" sink --quiet --listen 127.0.0.1:0 > "$WORK/sink.out" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 100); do
-      PORT=$(sed -n 's/^listening 127.0.0.1:\([0-9]*\)$/\1/p' "$WORK/sink.out")
-      [[ -n $PORT ]] && return
-      sleep 0.05
-    done
+    PORT=$(wait_line "$WORK/sink.out" "listening 127.0.0.1:" 50)
   fi
 }
 
@@ -84,11 +74,6 @@ client() {  # smtp_source | ringload | ringload_pipe
         --connections "$CONNS" $([[ $1 == ringload_pipe ]] && echo --pipelining) \
         >/dev/null 2>&1 ;;
   esac
-}
-
-median() {
-  sort -n | awk '{ a[NR] = $1 }
-    END { print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
 declare -A GEN SINK

@@ -1,0 +1,85 @@
+# bench/lib/common.sh — shell functions the bench/*.sh scripts share (ports, readiness,
+# stopping processes, CPU from /proc, medians). Sourced, never run:
+#   . "$ROOT/bench/lib/common.sh"
+# It defines functions only: no variables, traps or processes of its own. What a script
+# starts stays that script's to stop (stop_pid, or its own cleanup trap).
+
+# An unused 127.0.0.1 TCP port (bound and released again: another process could take it
+# before the caller does, which a benchmark on an otherwise quiet loopback accepts).
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT [TRIES]: until 127.0.0.1:PORT accepts a connection, polling every 0.1 s
+# at most TRIES times (default 300: 30 s). Fails when it never did.
+wait_port() {
+  local port=$1 tries=${2:-300}
+  for _ in $(seq "$tries"); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# wait_line FILE PREFIX [TRIES] [PID]: prints what follows PREFIX on the first line of FILE
+# that starts with it ("ready esmtp=", "listening 127.0.0.1:"), polling every 0.1 s at most
+# TRIES times (default 200: 20 s). Fails at once when PID is given and that process is gone.
+wait_line() {
+  local file=$1 prefix=$2 tries=${3:-200} pid=${4:-} line
+  for _ in $(seq "$tries"); do
+    line=$(grep -m1 "^$prefix" "$file" 2>/dev/null) && { echo "${line#"$prefix"}"; return 0; }
+    [[ -z $pid ]] || kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# ringload_sink_start OUT [ARGS...]: `$RINGLOAD sink --listen 127.0.0.1:0 ARGS...` in the
+# background, its output to OUT; sets SINK_PID at once and SINK_PORT once it listens (within
+# 10 s, else fails). Not for a subshell: the caller keeps the PID and stops the sink.
+ringload_sink_start() {
+  local out=$1
+  shift
+  "$RINGLOAD" sink --listen 127.0.0.1:0 "$@" > "$out" 2>&1 &
+  SINK_PID=$!
+  SINK_PORT=$(wait_line "$out" "listening 127.0.0.1:" 100 "$SINK_PID")
+}
+
+# stop_pid PID [SECONDS]: SIGTERM, wait for the exit (at most SECONDS, default 60), then
+# SIGKILL; reaps it when it is this shell's child. An empty PID is nothing to do.
+stop_pid() {
+  local pid=$1 secs=${2:-60}
+  [[ -n $pid ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  timeout "$secs" tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null ||
+    true  # gone meanwhile (and `set -e` callers must not stop in their cleanup)
+  wait "$pid" 2>/dev/null || true
+}
+
+# proc_cpu_ticks PID: user + system CPU time of PID so far, in clock ticks (0 once gone).
+proc_cpu_ticks() {
+  awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# median: the median of the numbers on stdin, one a line (the mean of the middle two for
+# an even count); prints nothing for no numbers.
+median() {
+  sort -n | awk '{ a[NR] = $1 }
+    END { if (NR) print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# replace_section FILE NAME SECTION: FILE's lines from "<!-- NAME:begin -->" to
+# "<!-- NAME:end -->" become SECTION's (a file that carries those two markers itself); a FILE
+# without the markers gets SECTION appended after a blank line. The rest of FILE is kept.
+replace_section() {
+  local file=$1 section=$3 begin="<!-- $2:begin -->" end="<!-- $2:end -->"
+  if grep -qF "$begin" "$file"; then
+    awk -v b="$begin" -v e="$end" -v f="$section" '
+      $0 == b { while ((getline l < f) > 0) print l; skip = 1; next }
+      $0 == e { skip = 0; next }
+      !skip { print }' "$file" > "$section.new"
+  else
+    { cat "$file"; echo; cat "$section"; } > "$section.new"
+  fi
+  cp "$section.new" "$file"
+}
