@@ -51,7 +51,6 @@ done
 
 RINGMAILD=${RINGMAILD:-$BUILD/tools/ringmaild/ringmaild}
 RINGLOAD=$BUILD/tools/ringload/ringload
-LICENSE=$ROOT/tests/testdata/license/valid.license
 for b in "$RINGMAILD" "$RINGLOAD"; do
   [[ -x $b ]] || { echo "missing $b (build the ringmaild and ringload targets)" >&2; exit 2; }
 done
@@ -73,12 +72,9 @@ start_daemon() {  # sets DAEMON_PID, SMTP_PORT, HTTP_PORT
   local dir=$WORK/daemon
   rm -rf "$dir"
   mkdir -p "$dir"
-  local pool="" use_pool=""
-  if [[ $LOOPS -gt 1 ]]; then
-    pool="license = \"$LICENSE\"
-eventloop \"ingest\" { concurrency = $LOOPS }"
-    use_pool="  event_loop = \"ingest\""
-  fi
+  local pool use_pool=""
+  pool=$(loops_conf "$LOOPS" ingest)
+  [[ $LOOPS -gt 1 ]] && use_pool="  event_loop = \"ingest\""
   cat > "$dir/ringmaild.conf" <<EOF
 spool_dir = "$dir/spool"
 log_dir = "$dir/log"

@@ -94,14 +94,9 @@ fi
 
 PORT=$(free_port)
 mkdir -p "$WORK/spool" "$WORK/log"
-LOOPS_CONF=""
+LOOPS_CONF=$(loops_conf "$LOOPS" esmtp delivery)
 LISTENER_LOOP=""
-if [[ $LOOPS -gt 1 ]]; then
-  LOOPS_CONF="license = \"$ROOT/tests/testdata/license/valid.license\"
-eventloop \"esmtp\" { concurrency = $LOOPS }
-delivery_pool = \"esmtp\""
-  LISTENER_LOOP='event_loop = "esmtp"'
-fi
+if [[ $LOOPS -gt 1 ]]; then LISTENER_LOOP='event_loop = "esmtp"'; fi
 cat > "$WORK/ringmaild.conf" <<CONF
 spool_dir = "$WORK/spool"
 log_dir = "$WORK/log"

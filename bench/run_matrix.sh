@@ -143,13 +143,9 @@ start_ringmaild() {
   PORT=$(free_port)
   rm -rf "$WORK/ringmaild/spool"  # each run starts on an empty spool: no recovery time
   mkdir -p "$WORK/ringmaild/spool" "$WORK/ringmaild/logs"
-  local loops="" listener_loop=""
-  if [[ $LOOPS -gt 1 ]]; then
-    loops="license = \"$ROOT/tests/testdata/license/valid.license\"
-eventloop \"esmtp\" { concurrency = $LOOPS }
-delivery_pool = \"esmtp\""
-    listener_loop='event_loop = "esmtp"'
-  fi
+  local loops listener_loop=""
+  loops=$(loops_conf "$LOOPS" esmtp delivery)
+  [[ $LOOPS -gt 1 ]] && listener_loop='event_loop = "esmtp"'
   cat > "$WORK/ringmaild/ringmaild.conf" <<CONF
 spool_dir = "$WORK/ringmaild/spool"
 log_dir = "$WORK/ringmaild/logs"

@@ -45,6 +45,17 @@ ringload_sink_start() {
   SINK_PORT=$(wait_line "$out" "listening 127.0.0.1:" 100 "$SINK_PID")
 }
 
+# loops_conf LOOPS POOL [delivery]: ringmaild config lines for an event-loop pool POOL of
+# LOOPS loops, licensed by the test license (tests/testdata/license, as the integration
+# tests do; needs ROOT), with "delivery" also delivering on it; nothing for one loop (the
+# default needs no license). A listener joins the pool with `event_loop = "POOL"`.
+loops_conf() {
+  [[ $1 -gt 1 ]] || return 0
+  echo "license = \"$ROOT/tests/testdata/license/valid.license\""
+  echo "eventloop \"$2\" { concurrency = $1 }"
+  [[ ${3:-} != delivery ]] || echo "delivery_pool = \"$2\""
+}
+
 # stop_pid PID [SECONDS]: SIGTERM, wait for the exit (at most SECONDS, default 60), then
 # SIGKILL; reaps it when it is this shell's child. An empty PID is nothing to do.
 stop_pid() {
