@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -411,15 +412,21 @@ absl::Status RunningDaemon::StartWithText(const std::string& config_text, Millis
   if (!p.ok()) return p.status();
   process_ = std::move(*p);
   port_ = 0;
+  http_port_ = 0;
+  // Both ready lines come together once everything is up; the HTTP one only when the
+  // config has an HTTP listener.
+  const bool want_http = absl::StrContains(config_text, "HTTP_Listener");
   const Clock::time_point deadline = Clock::now() + timeout;
   for (;;) {
     std::optional<std::string> line = process_.ReadStdoutLine(
         std::chrono::duration_cast<Millis>(
             std::max(deadline - Clock::now(), Clock::duration::zero())));
     if (!line.has_value()) break;
-    constexpr std::string_view kReady = "ready esmtp=";
-    if (line->rfind(kReady, 0) != 0) continue;
-    std::string first = line->substr(kReady.size());
+    uint16_t* slot = absl::StartsWith(*line, "ready esmtp=")  ? &port_
+                     : absl::StartsWith(*line, "ready http=") ? &http_port_
+                                                               : nullptr;
+    if (slot == nullptr) continue;
+    std::string first = line->substr(line->find('=') + 1);
     first = first.substr(0, first.find(','));
     uint32_t port = 0;
     size_t colon = first.rfind(':');
@@ -428,8 +435,8 @@ absl::Status RunningDaemon::StartWithText(const std::string& config_text, Millis
       process_.Kill();
       return absl::InternalError(absl::StrCat("bad ready line: ", *line));
     }
-    port_ = static_cast<uint16_t>(port);
-    return absl::OkStatus();
+    *slot = static_cast<uint16_t>(port);
+    if (port_ != 0 && (!want_http || http_port_ != 0)) return absl::OkStatus();
   }
   // No ready line: it exited (say why) or hangs (kill it).
   std::optional<int> status = process_.Wait(Millis(2'000));

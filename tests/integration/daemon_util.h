@@ -157,6 +157,8 @@ class RunningDaemon {
   bool running() const { return process_.running(); }
   pid_t pid() const { return process_.pid(); }
   uint16_t port() const { return port_; }
+  // The HTTP listener's port when the config has an HTTP_Listener (its `ready http=` line).
+  uint16_t http_port() const { return http_port_; }
   const std::string& root() const { return root_; }
   std::string spool_dir() const { return root_ + "/spool"; }
   std::string log_dir() const { return root_ + "/log"; }
@@ -171,6 +173,7 @@ class RunningDaemon {
   std::string root_;
   Subprocess process_;
   uint16_t port_ = 0;
+  uint16_t http_port_ = 0;
   int refused_fd_ = -1;  // bound, never listening: connections to it are refused
   uint16_t refused_port_ = 0;
 };
