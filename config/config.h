@@ -15,7 +15,8 @@
 //   |                                 completion_wait, delivery_pool, maintainer_pool,
 //   |                                 remote_smtp_port, default_route, max_outbound_connections,
 //   |                                 domain_max_outbound_connections,
-//   |                                 max_deliveries_per_connection, outbound_tls,
+//   |                                 max_deliveries_per_connection,
+//   |                                 outbound_idle_timeout, outbound_tls,
 //   |                                 smtp_*_timeout, spool_segment_size_bytes, log_level
 //   |- eventloops   : vector<EventLoopPoolConfig>   `eventloop "NAME" { concurrency }`
 //   |- thread_pools : vector<ThreadPoolConfig>      the 8 standard pools, then user pools
@@ -84,6 +85,7 @@ struct GlobalOptions {
   int64_t max_outbound_connections = 0;         // all domains together
   int64_t domain_max_outbound_connections = 0;  // per domain unless its scope says otherwise
   int64_t max_deliveries_per_connection = 0;
+  absl::Duration outbound_idle_timeout;  // an outbound connection with no work waits for more
   OutboundTls outbound_tls = OutboundTls::kOpportunistic;
   std::string tls_ca_file;  // outbound trust anchors added to the system CA store
   absl::Duration smtp_connect_timeout;  // the outbound client's RFC 5321 §4.5.3.2 timeouts
@@ -165,6 +167,7 @@ struct DomainConfig {
   std::vector<RouteHost> routes;  // empty: GlobalOptions::default_route, else MX
   int64_t max_outbound_connections = 0;
   int64_t max_deliveries_per_connection = 0;
+  absl::Duration outbound_idle_timeout;  // 0: QUIT as soon as the domain has no work
   uint16_t remote_smtp_port = 25;
   OutboundTls tls = OutboundTls::kOpportunistic;
 };

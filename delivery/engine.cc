@@ -188,6 +188,16 @@ void Engine::SetConfig(std::shared_ptr<const config::Config> config) {
     RefreshDomain(*d);
     MarkWanting(*d);
   }
+  // A hold turned off (0) ends the holds in progress; other values apply to the next one.
+  std::vector<SmtpClient*> idle;
+  for (SmtpClient* c : idle_) {
+    const Domain& d = *static_cast<const Domain*>(c->tag);
+    if (c->parked() && d.scope->outbound_idle_timeout <= absl::ZeroDuration()) idle.push_back(c);
+  }
+  for (SmtpClient* c : idle) {
+    idle_.erase(c);
+    c->CloseIdle();
+  }
 }
 
 // ---- domain records
@@ -291,6 +301,12 @@ std::vector<DomainSummary> Engine::QueueSummary() const {
 void Engine::Suspend(std::string_view domain) {
   Domain& d = FindOrCreate(NormalizeDomain(domain));
   d.suspended = true;  // connections finish their transaction, then QUIT (NextWork)
+  std::vector<SmtpClient*> clients = d.clients;  // CloseIdle never closes inline; a copy anyway
+  for (SmtpClient* c : clients) {
+    if (!c->parked()) continue;
+    idle_.erase(c);
+    c->CloseIdle();
+  }
 }
 
 bool Engine::Resume(std::string_view domain) {
@@ -371,6 +387,7 @@ bool Engine::GlobalSlotAvailable() const {
 }
 
 void Engine::MarkWanting(Domain& d) {
+  if (d.queue.has_ready()) WakeParked(d);
   if (d.wanting || !CanStart(d)) return;
   d.wanting = true;
   wanting_.push_back(&d);
@@ -393,6 +410,7 @@ void Engine::Schedule() {
   while (!wanting_.empty()) {
     if (outbox_reports_ >= kOutboxReportsMax) break;  // the outbox timer schedules again
     if (!GlobalSlotAvailable()) {
+      EvictIdle(wanting_.size());
       // Our own connections closing schedule again; other engines' do not: poll.
       poll = options_.outbound_connections != nullptr;
       break;
@@ -412,7 +430,51 @@ void Engine::Schedule() {
     StartClient(d, std::move(*work));
     MarkWanting(d);  // to the back: the other domains' turn first
   }
-  if (poll && !poll_timer_.armed()) loop_.timers().Arm(poll_timer_, loop_.now_ms() + kPollMs);
+  if (poll) ArmPoll();
+}
+
+void Engine::ArmPoll() {
+  if (stopping_ || poll_timer_.armed()) return;
+  loop_.timers().Arm(poll_timer_, loop_.now_ms() + kPollMs);
+}
+
+// New ready work: the domain's parked connections take it before a new one is opened.
+void Engine::WakeParked(Domain& d) {
+  if (stopping_ || d.suspended) return;
+  // Wake() may report (WorkDone) but never closes inline (closing goes through the ring), so
+  // d.clients stays as it is.
+  for (size_t i = 0; i < d.clients.size() && d.queue.has_ready(); ++i) {
+    SmtpClient* c = d.clients[i];
+    if (!c->parked()) continue;
+    c->Wake();
+    if (c->parked()) {
+      // Ready Work it may not take (its owner loop brakes, or the outbox is full): the
+      // others would find nothing either. Look again soon, as Schedule() does.
+      ArmPoll();
+      break;
+    }
+    idle_.erase(c);
+    ++stats_.idle_reuses;
+  }
+}
+
+// The global limit is reached while domains wait: parked connections (of domains with
+// nothing ready) QUIT to make room, so holding idle connections never starves another
+// destination. At most one per waiting domain is closing for room at a time.
+void Engine::EvictIdle(size_t wanted) {
+  if (idle_.empty() || evicting_.size() >= wanted) return;
+  size_t n = wanted - evicting_.size();
+  std::vector<SmtpClient*> victims;
+  for (SmtpClient* c : idle_) {
+    if (victims.size() >= n) break;
+    if (c->parked()) victims.push_back(c);
+  }
+  for (SmtpClient* c : victims) {
+    idle_.erase(c);
+    evicting_.insert(c);
+    ++stats_.idle_evictions;
+    c->CloseIdle();
+  }
 }
 
 void Engine::PollFired(core::Timer&) {
@@ -462,6 +524,24 @@ std::optional<Work> Engine::NextWork(SmtpClient& client) {
   return d.queue.TakeReady([this](uint32_t o) { return Braked(o); });
 }
 
+uint64_t Engine::IdleMs(SmtpClient& client) {
+  Domain& d = *static_cast<Domain*>(client.tag);
+  if (stopping_ || d.suspended) return 0;
+  // At the global limit a parked connection may starve another domain: not when one of
+  // ours already waits, and never with the shared counter (another engine's waiting domain
+  // cannot close our parked connections; EvictIdle only closes this engine's).
+  if (!GlobalSlotAvailable() &&
+      (!wanting_.empty() || options_.outbound_connections != nullptr)) {
+    return 0;
+  }
+  int64_t ms = absl::ToInt64Milliseconds(d.scope->outbound_idle_timeout);
+  if (ms <= 0) return 0;
+  // Ready Work NextWork() would not give (brakes): nothing else wakes us when they release.
+  if (d.queue.has_ready()) ArmPoll();
+  idle_.insert(&client);
+  return static_cast<uint64_t>(ms);
+}
+
 void Engine::WorkDone(SmtpClient& client, Work work, AttemptResult result) {
   Domain& d = *static_cast<Domain*>(client.tag);
   Apply(d, std::move(work), result.recipients, result.remote_host, &result.tls);
@@ -491,6 +571,8 @@ void Engine::ClientClosed(SmtpClient& client) {
   // Freed after the current handler: the client's own completion is still on the stack.
   loop_.Defer([owned = std::move(it->second)]() mutable { owned.reset(); });
   clients_.erase(it);
+  idle_.erase(&client);
+  evicting_.erase(&client);
   d.clients.erase(std::find(d.clients.begin(), d.clients.end(), &client));
   --d.connections;
   --open_;

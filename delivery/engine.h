@@ -35,6 +35,15 @@
 // A connection starts with one Work (all due recipients of one message in the domain, at
 // most transaction_recipients_max), then takes the next ready Work of the same domain
 // until max_deliveries_per_connection, then QUITs.
+// Idle hold (Postfix's connection cache, KumoMTA's idle_timeout): a connection that finds
+// no ready Work parks for up to the domain's outbound_idle_timeout (0: QUIT at once) instead
+// of QUITting. When Work for the domain becomes ready, its parked connections take it before
+// a new connection is considered. A parked connection still counts against both limits; when
+// the global one is reached and domains wait, parked connections are closed for room (and
+// none parks while domains wait). With the shared counter an engine closes only its own
+// parked connections, so none parks at the global limit. Suspend closes the domain's
+// parked connections, a reload to 0 every parked connection it concerns; stop aborts them
+// with every other connection.
 //
 // Results. Per Work attempt one DeliveryReport goes to the message's owner loop:
 //   delivered → kDelivered; 5xx, null MX, NXDOMAIN, bad domain → kFailed (the ledger
@@ -69,6 +78,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "config/config.h"
@@ -168,6 +178,8 @@ struct EngineStats {
   uint64_t reports = 0;         // DeliveryReports handed to the sink
   uint64_t report_retries = 0;  // sink answered kFull
   uint64_t reports_dropped = 0; // sink answered kStopped, or left at stop
+  uint64_t idle_reuses = 0;     // parked connections woken that took Work
+  uint64_t idle_evictions = 0;  // parked connections closed to make room for other domains
   // Gauges.
   uint64_t open_connections = 0;
   uint64_t domains = 0;
@@ -228,11 +240,15 @@ class Engine final : private SmtpClient::Owner {
   void ScheduleSoon();
   void Schedule();
   void StartClient(Domain& d, Work work);
+  void WakeParked(Domain& d);
+  void EvictIdle(size_t wanted);
+  void ArmPoll();
   void PollFired(core::Timer& timer);
   void SweepFired(core::Timer& timer);
 
   // SmtpClient::Owner
   std::optional<Work> NextWork(SmtpClient& client) override;
+  uint64_t IdleMs(SmtpClient& client) override;
   void WorkDone(SmtpClient& client, Work work, AttemptResult result) override;
   void ClientClosed(SmtpClient& client) override;
 
@@ -264,6 +280,8 @@ class Engine final : private SmtpClient::Owner {
   core::Timer sweep_timer_;  // closes idle segment files
   absl::flat_hash_map<SmtpClient*, std::unique_ptr<SmtpClient>> clients_;
   uint64_t open_ = 0;
+  absl::flat_hash_set<SmtpClient*> idle_;      // parked since they last took Work
+  absl::flat_hash_set<SmtpClient*> evicting_;  // parked ones told to QUIT for room
 
   std::vector<std::vector<DeliveryReport>> outbox_;  // by owner loop
   size_t outbox_reports_ = 0;

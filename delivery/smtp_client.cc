@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -321,6 +322,7 @@ void SmtpClient::Pump() {
         break;
       case ClientAction::Kind::kClose:
         session_over_ = true;
+        parked_ = false;  // a server that closes an idle connection ends it quietly
         if (tls_ != nullptr && tls_->established() &&
             machine_->failure().kind == ClientFailureKind::kNone) {
           tls_->Shutdown();  // close_notify after the 221: a clean end, not a truncation
@@ -340,11 +342,15 @@ void SmtpClient::Pump() {
 }
 
 void SmtpClient::StartTransaction() {
+  parked_ = false;
   for (;;) {
     if (!current_.has_value()) {
       if (aborting_ || deliveries_ >= settings_.deliveries_max) break;
       current_ = owner_.NextWork(*this);
-      if (!current_.has_value()) break;
+      if (!current_.has_value()) {
+        if (Park()) return;
+        break;
+      }
     }
     Transaction tx;
     if (!MakeTransaction(&tx)) continue;  // its content cannot be read: reported; the next
@@ -357,9 +363,37 @@ void SmtpClient::StartTransaction() {
     ++deliveries_;
     ++stats_.transactions;
     used_ = true;
+    idle_until_ms_ = 0;  // a new idle period starts after this transaction
     return;
   }
   machine_->Quit();
+}
+
+// No work now: wait in kReady for Wake() until the idle deadline (kept across Wake()s that
+// found nothing, so a braked domain cannot hold the connection forever).
+bool SmtpClient::Park() {
+  if (idle_until_ms_ == 0) {
+    uint64_t idle_ms = owner_.IdleMs(*this);
+    if (idle_ms == 0) return false;
+    idle_until_ms_ = loop_.now_ms() + idle_ms;
+  } else if (loop_.now_ms() >= idle_until_ms_) {
+    return false;
+  }
+  parked_ = true;
+  return true;  // Pump() arms the deadline at idle_until_ms_
+}
+
+void SmtpClient::Wake() {
+  if (!parked_ || phase_ != Phase::kSession || session_over_ || aborting_) return;
+  StartTransaction();
+  Pump();
+}
+
+void SmtpClient::CloseIdle() {
+  if (!parked_ || phase_ != Phase::kSession || session_over_ || aborting_) return;
+  parked_ = false;
+  machine_->Quit();
+  Pump();
 }
 
 bool SmtpClient::MakeTransaction(Transaction* tx) {
@@ -692,6 +726,10 @@ void SmtpClient::ArmDeadline() {
   }
   const config::GlobalOptions& global = settings_.config->global;
   absl::Duration timeout = global.smtp_command_timeout;  // session over: a peer not reading
+  if (parked_) {
+    loop_.timers().Arm(deadline_, std::max(idle_until_ms_, loop_.now_ms() + 1));
+    return;
+  }
   if (!session_over_) {
     ClientDeadline which = machine_->deadline();
     if (which == ClientDeadline::kNone) {
@@ -706,6 +744,10 @@ void SmtpClient::ArmDeadline() {
 
 void SmtpClient::DeadlineFired(core::Timer&) {
   if (phase_ != Phase::kSession) return;
+  if (parked_) {  // idle for outbound_idle_timeout: QUIT as without the hold
+    CloseIdle();
+    return;
+  }
   if (session_over_) {
     EndSession();
     return;
@@ -749,6 +791,8 @@ void SmtpClient::MaybeFinishDisconnect() {
   queued_.clear();
   EndBody();
   session_over_ = false;
+  parked_ = false;
+  idle_until_ms_ = 0;
   deliveries_ = 0;
   if (final_ || aborting_) {
     ReleaseFile();

@@ -22,6 +22,12 @@
 //              `deliveries_max` transactions ran on this connection, else QUIT. The
 //              content is read from the segment file (BodyFiles, BodyReader) chunk by chunk
 //              as the send queue drains, through the DotStuffer for DATA.
+//   idle       NextWork() had nothing: Owner::IdleMs() says how long the connection may
+//              wait for more (outbound_idle_timeout; 0: QUIT now). Parked, it sends nothing
+//              (no RSET, no NOOP) and keeps its recv armed; Wake() (the Owner has new work
+//              for the destination) asks NextWork() again, CloseIdle() or the idle deadline
+//              (from the first park, not renewed by a Wake() that found nothing) QUITs. A
+//              421 or EOF while parked ends the session with no Work to report.
 //   results    Owner::WorkDone() per transaction, one RecipientResult per recipient.
 //              When the connection fails (421, timeout, lost, protocol error) the recipients
 //              it left undecided are carried to the next address; when no address is left,
@@ -110,8 +116,11 @@ class SmtpClient {
  public:
   class Owner {
    public:
-    // The next Work for this connection (ready, in session), or nullopt to QUIT.
+    // The next Work for this connection (ready, in session), or nullopt: then IdleMs().
     virtual std::optional<Work> NextWork(SmtpClient& client) = 0;
+    // NextWork() had nothing: how long (ms) the connection may wait, parked, for Wake();
+    // 0: QUIT now. Asked once per idle period.
+    virtual uint64_t IdleMs(SmtpClient& client) = 0;
     // One attempt at `work` ended.
     virtual void WorkDone(SmtpClient& client, Work work, AttemptResult result) = 0;
     // Every operation is idle and the socket closed; free the client later (not inside
@@ -134,8 +143,16 @@ class SmtpClient {
   // are cancelled, the socket closed, then ClientClosed(). Idempotent.
   void Abort();
 
+  // Parked only: new work for the destination; NextWork() is asked now (inside this call),
+  // and the client parks again when it has nothing. No-op otherwise.
+  void Wake();
+  // Parked only: QUIT now (the Owner needs the slot, or the destination was suspended).
+  void CloseIdle();
+
   // A server greeted us and the connection is usable (between or in transactions).
   bool in_session() const;
+  // In session, kReady, waiting for Wake() (see "idle" above).
+  bool parked() const { return parked_; }
   bool closed() const { return phase_ == Phase::kClosed; }
   const SmtpClientStats& stats() const { return stats_; }
   const std::string& remote_host() const { return remote_host_; }
@@ -163,6 +180,7 @@ class SmtpClient {
 
   void Pump();
   void StartTransaction();
+  bool Park();
   bool MakeTransaction(Transaction* tx);
   void TransactionDone(TransactionResult result);
   void StartBody(BodyEncoding encoding);
@@ -240,6 +258,8 @@ class SmtpClient {
   bool plain_next_ = false;
   std::string plain_note_;
   uint32_t deliveries_ = 0;  // transactions begun on this socket
+  bool parked_ = false;        // idle in kReady, waiting for Wake()
+  uint64_t idle_until_ms_ = 0; // loop ms the current idle period ends; 0: not idle
   bool session_over_ = false;  // the machine said kClose: finish sending, then close
 
   core::Operation connect_op_;

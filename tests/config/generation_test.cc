@@ -69,6 +69,7 @@ TEST(LoadTest, EmptyFileGivesEveryDefault) {
   EXPECT_TRUE(g.default_route.empty());
   EXPECT_EQ(g.max_outbound_connections, 2000);
   EXPECT_EQ(g.max_deliveries_per_connection, 100);
+  EXPECT_EQ(g.outbound_idle_timeout, absl::Seconds(2));
   EXPECT_EQ(g.spool_segment_size_bytes, uint64_t{64} << 20);
   EXPECT_EQ(g.log_level, LogLevel::kInfo);
   EXPECT_TRUE(c->eventloops.empty());
@@ -157,6 +158,7 @@ TEST(LoadTest, DesignExampleParses) {
   EXPECT_EQ(d.routes[0].port, 2526);
   EXPECT_EQ(d.max_outbound_connections, 20);
   EXPECT_EQ(d.max_deliveries_per_connection, 100);  // inherited from the global key
+  EXPECT_EQ(d.outbound_idle_timeout, absl::Seconds(2));
   EXPECT_EQ(c.DomainFor("other.org").name, "");
   EXPECT_TRUE(c.DomainFor("other.org").routes.empty());
 }

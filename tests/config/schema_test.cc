@@ -65,7 +65,7 @@ TEST(SchemaTableTest, InheritedKeysNameAGlobalKeyOfTheSameType) {
     EXPECT_EQ(from->type, key.type) << key.name;
     EXPECT_EQ(from->choices, key.choices) << key.name;
   }
-  EXPECT_EQ(inherited, 5);
+  EXPECT_EQ(inherited, 6);
 }
 
 TEST(SchemaTableTest, NamesAreUniquePerScopeIgnoringCase) {

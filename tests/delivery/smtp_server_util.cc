@@ -224,6 +224,7 @@ void TestSmtpServer::Serve(int fd, int number) {
   ServerTransaction tx;
   bool in_tx = false;
   bool counted_closed = false;
+  int done_here = 0;  // transactions on this connection
   bool ok = SendAll(fd, options_.greeting + "\r\n");
   if (options_.greeting[0] != '2') ok = false;  // refused: hang up after saying so
   while (ok && lines.Next(&line)) {
@@ -277,6 +278,11 @@ void TestSmtpServer::Serve(int fd, int number) {
         }
         cv_.notify_all();
         in_tx = false;
+        if (++done_here == options_.close_after_transactions) {
+          ok = SendAll(fd, reply);
+          if (ok && options_.close_with_421) SendAll(fd, "421 4.4.2 idle, closing\r\n");
+          break;
+        }
       }
     } else if (options_.chunking && absl::StartsWith(upper, "BDAT ")) {
       // Only "BDAT <n> LAST" (what a client sends for a whole message in one chunk).
@@ -355,6 +361,11 @@ bool TestSmtpServer::AwaitConnections(int accepted) {
 bool TestSmtpServer::AwaitDataStarted() {
   std::unique_lock<std::mutex> lock(mu_);
   return cv_.wait_for(lock, kAwait, [&] { return data_started_ > 0; });
+}
+
+bool TestSmtpServer::AwaitQuits(int n) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, kAwait, [&] { return quits_ >= n; });
 }
 
 bool TestSmtpServer::AwaitAllClosed() {

@@ -58,6 +58,11 @@ struct ServerOptions {
   std::shared_ptr<const tls::TlsContext> tls;
   // Answer STARTTLS with 220, then send bytes that are no TLS record and hang up.
   bool break_tls_handshake = false;
+  // After this many transactions on a connection (0: never), right after the reply to the
+  // data, the server ends it as if its own idle timer fired: "421 4.4.2 ..." then a hang-up,
+  // or (close_with_421 false) just a hang-up.
+  int close_after_transactions = 0;
+  bool close_with_421 = true;
 };
 
 class TestSmtpServer {
@@ -74,6 +79,7 @@ class TestSmtpServer {
   bool AwaitConnections(int accepted);
   bool AwaitAllClosed();
   bool AwaitDataStarted();  // some connection got its 354
+  bool AwaitQuits(int n);   // n QUIT commands received in all
 
   void ReleaseGreetings();
   std::vector<ServerTransaction> transactions() const;
