@@ -699,9 +699,12 @@ TEST_F(HttpDaemonTest, DiskFullIs503WithRetryAfterAndRecovers) {
     if (last.status != 200) break;
     ++ok;
   }
+  // How many requests fit before the disk is full (often a few, sometimes none) depends on
+  // whether the spare segment was preallocated before the ballast took the space; what
+  // must hold is the 503 with Retry-After once it is full, and the recovery below.
+  EXPECT_LT(ok, 20) << "the spool never filled up";
   EXPECT_EQ(last.status, 503) << last.head << last.body;
   EXPECT_THAT(last.head, HasSubstr("Retry-After: 60"));
-  EXPECT_GE(ok, 1);
   std::filesystem::remove(ballast);
   CurlResult again = Inject(SimpleInject());
   EXPECT_EQ(again.status, 200) << again.body;
