@@ -33,8 +33,11 @@ void DumpWriter::Write(std::string path, std::string content) {
 void DumpWriter::Start(std::unique_ptr<Job> job) {
   ++in_flight_;
   io_uring_sqe* sqe = loop_.Prepare(job->op);
-  io_uring_prep_openat(sqe, AT_FDCWD, job->path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                       0644);
+  // Written under a temporary name and renamed when complete, so whoever watches the
+  // directory (a test waiting for N files) never reads a file still being written.
+  job->part_path = job->path + ".part";
+  io_uring_prep_openat(sqe, AT_FDCWD, job->part_path.c_str(),
+                       O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   active_.push_back(std::move(job));
 }
 
@@ -46,24 +49,35 @@ void DumpWriter::Job::Step(core::Operation&, core::IoResult r) {
       stage = Stage::kWrite;
       break;
     case Stage::kWrite:
-      if (!r.ok()) {
-        stage = Stage::kClose;  // close anyway, then report the write error
-        writer->Fail(absl::StrCat(path, ": write: ", std::strerror(r.error())));
+      if (!r.ok() || r.value() == 0) {
+        error = r.ok() ? EIO : r.error();  // close anyway, then report the write error
+        stage = Stage::kClose;
         break;
       }
       done += r.value();
       if (done >= content.size()) stage = Stage::kClose;
       break;
     case Stage::kClose:
+      if (error == 0 && !r.ok()) error = r.error();
+      if (error != 0) return writer->Finish(this, error);  // the .part file stays, as evidence
+      stage = Stage::kRename;
+      break;
+    case Stage::kRename:
       return writer->Finish(this, r.ok() ? 0 : r.error());
   }
   io_uring_sqe* sqe = writer->loop_.Prepare(op);
-  if (stage == Stage::kWrite) {
-    io_uring_prep_write(sqe, fd, content.data() + done,
-                        static_cast<unsigned>(std::min<size_t>(content.size() - done, 1 << 30)),
-                        done);
-  } else {
-    io_uring_prep_close(sqe, fd);
+  switch (stage) {
+    case Stage::kWrite:
+      io_uring_prep_write(sqe, fd, content.data() + done,
+                          static_cast<unsigned>(std::min<size_t>(content.size() - done, 1 << 30)),
+                          done);
+      break;
+    case Stage::kClose:
+      io_uring_prep_close(sqe, fd);
+      break;
+    default:
+      io_uring_prep_renameat(sqe, AT_FDCWD, part_path.c_str(), AT_FDCWD, path.c_str(), 0);
+      break;
   }
 }
 

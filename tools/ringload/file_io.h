@@ -26,7 +26,7 @@ class DumpWriter {
   DumpWriter(const DumpWriter&) = delete;
   DumpWriter& operator=(const DumpWriter&) = delete;
 
-  // Creates (or truncates) `path` with `content`.
+  // Creates (or replaces) `path` with `content`; the file appears only when complete.
   void Write(std::string path, std::string content);
   bool idle() const { return in_flight_ == 0 && queued_.empty(); }
   uint64_t files_written() const { return written_; }
@@ -38,10 +38,12 @@ class DumpWriter {
     DumpWriter* writer = nullptr;
     core::Operation op;
     std::string path;
+    std::string part_path;  // written here, renamed to `path` when complete
     std::string content;
     int fd = -1;
     size_t done = 0;
-    enum class Stage { kOpen, kWrite, kClose } stage = Stage::kOpen;
+    int error = 0;  // a write error, reported after the close
+    enum class Stage { kOpen, kWrite, kClose, kRename } stage = Stage::kOpen;
     void Step(core::Operation& op, core::IoResult r);
   };
 
