@@ -10,6 +10,12 @@
 //   nothing else in it changes after Create(). A certificate reload builds a NEW context;
 //   sessions already running keep the one they started with (TlsSession holds a shared_ptr),
 //   new handshakes use the new one.
+// - Session tickets (servers, TLS 1.3): wolfSSL's default ticket callback issues one ticket
+//   per full handshake, encrypted under a key of this context's own (made at the first
+//   ticket, rotated by wolfSSL within the context). So a reload (a new context) stops
+//   accepting the old context's tickets: those clients make one full handshake and get a
+//   new ticket. tests/tls/tls_resumption_test.cc checks both, and two threads minting and
+//   redeeming tickets on one context at once.
 // - Protocol versions: TLS 1.2 and TLS 1.3 only (SSLv3/TLS 1.0/1.1 are refused).
 // - Cipher default (kDefaultCipherList): AEAD suites with forward secrecy only — TLS 1.3's
 //   three suites; for TLS 1.2 ECDHE (and DHE for old MTAs) with AES-GCM or ChaCha20-Poly1305.

@@ -125,7 +125,26 @@ absl::Status TlsSession::Init(const ClientOptions* client) {
   wolfSSL_set_verify(ssl_, WOLFSSL_VERIFY_PEER, &TlsSession::VerifyCallback);
   wolfSSL_SetCertCbCtx(ssl_, this);
   record_only_ = client->verify == VerifyMode::kRecord;
+  // wolfSSL copies the saved session in; one it refuses (expired, another version) only
+  // means a full handshake, as does a ticket the server cannot decrypt.
+  if (client->resume != nullptr) (void)wolfSSL_set_session(ssl_, client->resume->session_);
   return absl::OkStatus();
+}
+
+SavedSession::~SavedSession() { wolfSSL_SESSION_free(session_); }
+
+bool TlsSession::resumed() const {
+  return established_ && ssl_ != nullptr && wolfSSL_session_reused(ssl_) == 1;
+}
+
+std::shared_ptr<const SavedSession> TlsSession::SaveSession() const {
+  if (role() != TlsRole::kClient || !established_ || failed_) return nullptr;
+  WOLFSSL_SESSION* current = wolfSSL_get_session(ssl_);
+  if (current == nullptr || wolfSSL_SESSION_is_resumable(current) != 1) return nullptr;
+  // A copy: the connection's own session object changes when another ticket arrives.
+  WOLFSSL_SESSION* copy = wolfSSL_SESSION_dup(current);
+  if (copy == nullptr) return nullptr;
+  return std::shared_ptr<const SavedSession>(new SavedSession(copy));
 }
 
 int TlsSession::VerifyCallback(int preverify, WOLFSSL_X509_STORE_CTX* store) {
@@ -242,6 +261,18 @@ std::string TlsSession::Description() const {
   return absl::StrCat(version_, " ", cipher_);
 }
 
+// A wolfSSL_read that returned `n` <= 0: records a close or a failure (closed_, failed_).
+void TlsSession::ReadStopped(int n) {
+  const int err = wolfSSL_get_error(ssl_, n);
+  if (err == WOLFSSL_ERROR_WANT_READ && !eof_) return;
+  if (err == WOLFSSL_ERROR_ZERO_RETURN || (eof_ && ciphertext_in_bytes() == 0)) {
+    closed_ = true;  // close_notify, or the stream ended on a record boundary
+    wolfSSL_ERR_clear_error();
+  } else {
+    Fail(n, "TLS read");
+  }
+}
+
 TlsResult TlsSession::Read(std::string* out, size_t max_bytes) {
   RM_DCHECK(max_bytes > 0);
   if (failed_) return TlsResult::kError;
@@ -260,17 +291,32 @@ TlsResult TlsSession::Read(std::string* out, size_t max_bytes) {
       got += static_cast<size_t>(n);
       continue;
     }
-    const int err = wolfSSL_get_error(ssl_, n);
-    if (err == WOLFSSL_ERROR_WANT_READ && !eof_) break;
-    if (err == WOLFSSL_ERROR_ZERO_RETURN || (eof_ && ciphertext_in_bytes() == 0)) {
-      closed_ = true;  // close_notify, or the stream ended on a record boundary
-      wolfSSL_ERR_clear_error();
-    } else {
-      Fail(n, "TLS read");
-    }
+    ReadStopped(n);
     break;
   }
   if (got > 0) return TlsResult::kOk;  // a close or error is reported by the next call
+  if (failed_) return TlsResult::kError;
+  if (closed_) return TlsResult::kClosed;
+  return TlsResult::kWantRead;
+}
+
+TlsResult TlsSession::ReadView(std::string_view* plain) {
+  *plain = {};
+  if (failed_) return TlsResult::kError;
+  if (closed_) return TlsResult::kClosed;
+  if (!established_) {
+    const TlsResult r = Handshake();
+    if (r != TlsResult::kOk) return r;
+  }
+  // One record's plaintext at most; shared by the thread's sessions (see the header), so
+  // an idle connection holds no plaintext buffer of its own.
+  thread_local char buf[kRecordPlaintextMax];
+  const int n = wolfSSL_read(ssl_, buf, static_cast<int>(sizeof(buf)));
+  if (n > 0) {
+    *plain = std::string_view(buf, static_cast<size_t>(n));
+    return TlsResult::kOk;
+  }
+  ReadStopped(n);
   if (failed_) return TlsResult::kError;
   if (closed_) return TlsResult::kClosed;
   return TlsResult::kWantRead;
@@ -282,6 +328,11 @@ bool TlsSession::HasBufferedInput() const {
 }
 
 TlsResult TlsSession::Write(std::string_view plaintext, size_t* consumed) {
+  return WriteGather({plaintext}, consumed);
+}
+
+TlsResult TlsSession::WriteGather(std::initializer_list<std::string_view> parts,
+                                  size_t* consumed) {
   *consumed = 0;
   if (failed_) return TlsResult::kError;
   if (!established_ || shutdown_sent_) {
@@ -289,14 +340,30 @@ TlsResult TlsSession::Write(std::string_view plaintext, size_t* consumed) {
     error_ = established_ ? "TLS write after shutdown" : "TLS write before the handshake";
     return TlsResult::kError;
   }
-  while (*consumed < plaintext.size()) {
-    if (out_.size() >= limits_.ciphertext_out_bytes_max) break;
-    const size_t chunk = std::min(kRecordPlaintextMax, plaintext.size() - *consumed);
-    const int n = wolfSSL_write(ssl_, plaintext.data() + *consumed, static_cast<int>(chunk));
+  size_t total = 0;
+  for (std::string_view p : parts) total += p.size();
+  char stage[kRecordPlaintextMax];
+  while (*consumed < total && out_.size() < limits_.ciphertext_out_bytes_max) {
+    // Where *consumed falls: the part and the offset in it (a handful of parts at most).
+    const std::string_view* part = parts.begin();
+    size_t off = *consumed;
+    while (off >= part->size()) off -= (part++)->size();
+    const size_t record = std::min(kRecordPlaintextMax, total - *consumed);
+    const char* data = part->data() + off;
+    if (part->size() - off < record) {  // the record spans parts: gather it
+      size_t staged = 0;
+      for (; staged < record; ++part, off = 0) {
+        const size_t take = std::min(part->size() - off, record - staged);
+        std::memcpy(stage + staged, part->data() + off, take);
+        staged += take;
+      }
+      data = stage;
+    }
+    const int n = wolfSSL_write(ssl_, data, static_cast<int>(record));
     if (n <= 0) return Fail(n, "TLS write");
     *consumed += static_cast<size_t>(n);
   }
-  if (*consumed == 0 && !plaintext.empty()) return TlsResult::kWantWrite;
+  if (*consumed == 0 && total > 0) return TlsResult::kWantWrite;
   return TlsResult::kOk;
 }
 

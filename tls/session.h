@@ -28,10 +28,17 @@
 //                   r == kWantRead: keep receiving; kError/kClosed: close.
 //   Write(plain):   tls.Write(plain, &used); Send(tls.TakeCiphertext());
 //   OnEof():        tls.FeedEof(); Step();  // Read/Handshake then report kClosed/kError
+//
+// Resumption (TLS 1.3 tickets, RFC 8446 §4.6.1): a server session issues one ticket after
+// each full handshake (wolfSSL's default ticket callback; the key lives in the TlsContext,
+// see tls/context.h). A client keeps SaveSession()'s result and passes it in
+// ClientOptions::resume for its next connection to the same server; resumed() then says
+// whether the server took it (a stale or foreign ticket just means a full handshake).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -40,6 +47,7 @@
 #include "tls/context.h"
 
 struct WOLFSSL;  // wolfssl/ssl.h
+struct WOLFSSL_SESSION;
 struct WOLFSSL_X509_STORE_CTX;
 
 namespace ringmail::tls {
@@ -72,11 +80,32 @@ struct TlsLimits {
   size_t ciphertext_out_bytes_max = 64 * 1024;
 };
 
+// A client's copy of an established session (TLS 1.3: the server's ticket and the resumption
+// secret), to offer the same server on a later connection so that handshake skips the
+// certificate and its signature. Immutable once made (TlsSession::SaveSession copies it out
+// of the connection); used by one thread at a time (wolfSSL reads it into each new session).
+// Offer it only to the server that issued it, and drop it after a failed handshake: wolfSSL
+// pins the client to the saved session's version, so a server that no longer speaks it
+// fails the handshake instead of falling back.
+class SavedSession {
+ public:
+  ~SavedSession();
+  SavedSession(const SavedSession&) = delete;
+  SavedSession& operator=(const SavedSession&) = delete;
+
+ private:
+  friend class TlsSession;
+  explicit SavedSession(WOLFSSL_SESSION* session) : session_(session) {}
+  WOLFSSL_SESSION* session_;  // owned (a wolfSSL_SESSION_dup copy)
+};
+
 struct ClientOptions {
   // Sent as SNI and, when not empty, matched against the certificate (SAN/CN). Empty: no
   // SNI and no host-name check (the chain is still checked).
   std::string server_name;
   VerifyMode verify = VerifyMode::kRecord;
+  // Offered for resumption (null: a full handshake). The server decides; resumed() tells.
+  std::shared_ptr<const SavedSession> resume;
 };
 
 class TlsSession {
@@ -106,12 +135,21 @@ class TlsSession {
   // Appends at most `max_bytes` (> 0) of decrypted application data to `out`. kOk when at
   // least one byte was appended; kWantRead when no complete record is buffered.
   TlsResult Read(std::string* out, size_t max_bytes);
+  // Like Read, without a copy: decrypts at most one record and points *plain at its
+  // application data in a buffer of this thread's, valid until the next ReadView/Read on
+  // any session of the thread (consume or copy it first). kOk with a non-empty *plain.
+  TlsResult ReadView(std::string_view* plain);
   // Whether decrypted bytes or ciphertext are buffered that Read() could turn into output
   // without new input.
   bool HasBufferedInput() const;
   // Encrypts a prefix of `plaintext` (*consumed says how much; all of it unless the
   // outbound buffer filled). kWantWrite when it took nothing because the buffer is full.
   TlsResult Write(std::string_view plaintext, size_t* consumed);
+  // Encrypts the concatenation of `parts` as if it were one string: records of up to 16 KiB
+  // span part boundaries, so "BDAT n LAST" + body or body + ".\r\n" cost one record rather
+  // than one each (every record costs a MAC, a header and an AEAD setup on both sides).
+  // *consumed counts bytes of the concatenation; the rest is the caller's to offer again.
+  TlsResult WriteGather(std::initializer_list<std::string_view> parts, size_t* consumed);
   // Queues close_notify (once). Does not wait for the peer's.
   void Shutdown();
 
@@ -131,11 +169,19 @@ class TlsSession {
   const std::string& verify_error() const { return verify_error_; }
   const std::string& error() const { return error_; }
   TlsRole role() const { return context_->role(); }
+  // Whether this handshake resumed an earlier session (ClientOptions::resume on a client;
+  // a client's ticket accepted, on a server).
+  bool resumed() const;
+  // Client, established: a copy of this session to resume later, or null when the server
+  // has issued nothing to resume with (no ticket yet: TLS 1.3 tickets arrive after the
+  // handshake, with the first records the client reads).
+  std::shared_ptr<const SavedSession> SaveSession() const;
 
  private:
   TlsSession(std::shared_ptr<const TlsContext> context, const TlsLimits& limits);
   absl::Status Init(const ClientOptions* client);
   TlsResult Fail(int ret, const char* during);
+  void ReadStopped(int n);
   void Established();
   void CompactIn();
 
