@@ -97,6 +97,12 @@ struct Engine::Domain {
   std::vector<SmtpClient*> clients;
   bool wanting = false;
   bool suspended = false;
+  std::string share_key;   // SessionShareKey of the current route; "" never shared
+  // Its entry in wanting_by_key_ (while wanting with a key): the key it is listed under
+  // (share_key may change on reload before it is unlisted) and where.
+  bool listed = false;
+  std::string listed_key;
+  std::list<Domain*>::iterator listed_at;
 };
 
 // ---- construction and stop
@@ -167,7 +173,7 @@ void Engine::Stop() {
   loop_.timers().Cancel(sweep_timer_);
   loop_.timers().Cancel(outbox_timer_);
   std::vector<SmtpClient*> clients;
-  for (auto& [raw, owned] : clients_) clients.push_back(raw);
+  for (auto& [raw, entry] : clients_) clients.push_back(raw);
   for (SmtpClient* c : clients) c->Abort();  // may call ClientClosed at once
   FlushOutbox();  // one last try: deliveries that finished must reach their ledgers
   if (outbox_reports_ > 0) {
@@ -195,9 +201,14 @@ void Engine::SetConfig(std::shared_ptr<const config::Config> config) {
     if (c->parked() && d.scope->outbound_idle_timeout <= absl::ZeroDuration()) idle.push_back(c);
   }
   for (SmtpClient* c : idle) {
-    idle_.erase(c);
+    RemoveIdle(c);
     c->CloseIdle();
   }
+}
+
+void Engine::SetTlsClient(std::shared_ptr<const tls::TlsContext> context) {
+  options_.tls_client = std::move(context);
+  for (auto& [name, d] : domains_) UpdateShareKey(*d);
 }
 
 // ---- domain records
@@ -223,10 +234,29 @@ void Engine::RefreshDomain(Domain& d) {
   d.config = config_.get();
   d.scope = &config_->DomainFor(d.name());
   d.route = RouteForDomain(*d.scope, d.name());
+  UpdateShareKey(d);
+}
+
+void Engine::UpdateShareKey(Domain& d) {
+  std::string key;
+  if (d.route.ok()) {
+    SessionKeyInputs inputs;
+    inputs.tls = d.scope->tls;
+    inputs.tls_context = options_.tls_client.get();
+    inputs.helo_name = config_->global.hostname;
+    key = SessionShareKey(*d.route, inputs);
+  }
+  if (key == d.share_key) return;
+  d.share_key = std::move(key);
+  if (d.listed) {  // waiting under the old key: list it under the new one
+    UnlistWanting(d);
+    ListWanting(d);
+  }
 }
 
 void Engine::MaybeRetire(Domain& d) {
   if (!d.queue.empty() || d.connections > 0 || d.suspended || d.wanting) return;
+  RM_DCHECK(!d.listed && d.clients.empty());
   loop_.timers().Cancel(d.timer);
   domains_.erase(d.name());  // frees d
 }
@@ -304,7 +334,7 @@ void Engine::Suspend(std::string_view domain) {
   std::vector<SmtpClient*> clients = d.clients;  // CloseIdle never closes inline; a copy anyway
   for (SmtpClient* c : clients) {
     if (!c->parked()) continue;
-    idle_.erase(c);
+    RemoveIdle(c);
     c->CloseIdle();
   }
 }
@@ -342,7 +372,7 @@ size_t Engine::FlushAll() {
 EngineStats Engine::stats() const {
   EngineStats s = stats_;
   SmtpClientStats c = closed_clients_;
-  for (const auto& [raw, owned] : clients_) {
+  for (const auto& [raw, entry] : clients_) {
     c.connects += raw->stats().connects;
     c.connect_failures += raw->stats().connect_failures;
     c.sessions += raw->stats().sessions;
@@ -388,9 +418,13 @@ bool Engine::GlobalSlotAvailable() const {
 
 void Engine::MarkWanting(Domain& d) {
   if (d.queue.has_ready()) WakeParked(d);
+  // Then parked connections of other domains with its route key, before a new one.
+  while (CanStart(d) && AdoptParked(d)) {
+  }
   if (d.wanting || !CanStart(d)) return;
   d.wanting = true;
   wanting_.push_back(&d);
+  ListWanting(d);
   ScheduleSoon();
 }
 
@@ -409,6 +443,9 @@ void Engine::Schedule() {
   bool poll = false;
   while (!wanting_.empty()) {
     if (outbox_reports_ >= kOutboxReportsMax) break;  // the outbox timer schedules again
+    // A connection of its route key parked since it was marked: no new slot needed. It
+    // stays in front while it can take more.
+    if (Domain& front = *wanting_.front(); CanStart(front) && AdoptParked(front)) continue;
     if (!GlobalSlotAvailable()) {
       EvictIdle(wanting_.size());
       // Our own connections closing schedule again; other engines' do not: poll.
@@ -418,6 +455,7 @@ void Engine::Schedule() {
     Domain& d = *wanting_.front();
     wanting_.pop_front();
     d.wanting = false;
+    UnlistWanting(d);
     if (!CanStart(d)) {
       MaybeRetire(d);
       continue;
@@ -453,7 +491,7 @@ void Engine::WakeParked(Domain& d) {
       ArmPoll();
       break;
     }
-    idle_.erase(c);
+    RemoveIdle(c);
     ++stats_.idle_reuses;
   }
 }
@@ -470,11 +508,117 @@ void Engine::EvictIdle(size_t wanted) {
     if (c->parked()) victims.push_back(c);
   }
   for (SmtpClient* c : victims) {
-    idle_.erase(c);
+    RemoveIdle(c);
     evicting_.insert(c);
     ++stats_.idle_evictions;
     c->CloseIdle();
   }
+}
+
+// ---- sharing by route key
+
+void Engine::AddIdle(SmtpClient* client) {
+  if (!idle_.insert(client).second) return;
+  const std::string& key = clients_.at(client).share_key;
+  if (!key.empty()) parked_by_key_[key].insert(client);
+}
+
+void Engine::RemoveIdle(SmtpClient* client) {
+  if (idle_.erase(client) == 0) return;
+  const std::string& key = clients_.at(client).share_key;
+  auto it = parked_by_key_.find(key);
+  if (it == parked_by_key_.end()) return;
+  it->second.erase(client);
+  if (it->second.empty()) parked_by_key_.erase(it);
+}
+
+void Engine::ListWanting(Domain& d) {
+  if (d.listed || d.share_key.empty()) return;
+  std::list<Domain*>& list = wanting_by_key_[d.share_key];
+  d.listed_at = list.insert(list.end(), &d);
+  d.listed_key = d.share_key;
+  d.listed = true;
+}
+
+void Engine::UnlistWanting(Domain& d) {
+  if (!d.listed) return;
+  auto it = wanting_by_key_.find(d.listed_key);
+  RM_CHECK(it != wanting_by_key_.end()) << "a listed domain not in its key's list";
+  it->second.erase(d.listed_at);
+  if (it->second.empty()) wanting_by_key_.erase(it);
+  d.listed = false;
+  d.listed_key.clear();
+}
+
+// The key's equality is the caller's to check; these are `to`'s own limits.
+bool Engine::MayMoveTo(const SmtpClient& client, const Domain& to) const {
+  return CanStart(to) && outbox_reports_ < kOutboxReportsMax &&
+         client.deliveries() < DeliveriesMax(to);
+}
+
+// `d` has ready Work and room, and none of its own connections is parked with nothing to do
+// (WakeParked ran): a parked connection another domain opened with d's key moves to d and
+// takes one Work. False when there is none (or d's Work brakes).
+bool Engine::AdoptParked(Domain& d) {
+  if (d.share_key.empty() || stopping_) return false;
+  auto it = parked_by_key_.find(d.share_key);
+  if (it == parked_by_key_.end()) return false;
+  SmtpClient* pick = nullptr;
+  for (SmtpClient* c : it->second) {
+    if (c->tag != &d && c->parked() && MayMoveTo(*c, d)) {
+      pick = c;
+      break;
+    }
+  }
+  if (pick == nullptr) return false;
+  std::optional<Work> work = d.queue.TakeReady([this](uint32_t o) { return Braked(o); });
+  if (!work.has_value()) {
+    ArmPoll();  // braked: looked at again when the poll marks the domains
+    return false;
+  }
+  RemoveIdle(pick);
+  MoveClient(*pick, *static_cast<Domain*>(pick->tag), d);
+  ++stats_.shared_reuses;
+  pick->WakeWith(std::move(*work));  // may report, never closes inline
+  return true;
+}
+
+// `client`'s domain has no ready Work: Work of a domain waiting for a connection with the
+// client's key, taken before the client parks (or QUITs at the global limit).
+std::optional<Work> Engine::TakeSharedWork(SmtpClient& client, Domain& from) {
+  const std::string& key = clients_.at(&client).share_key;
+  if (key.empty()) return std::nullopt;
+  auto it = wanting_by_key_.find(key);
+  if (it == wanting_by_key_.end()) return std::nullopt;
+  for (Domain* to : it->second) {  // nothing below changes the list
+    if (to == &from || !MayMoveTo(client, *to)) continue;
+    std::optional<Work> work = to->queue.TakeReady([this](uint32_t o) { return Braked(o); });
+    if (!work.has_value()) continue;
+    MoveClient(client, from, *to);
+    ++stats_.shared_takes;
+    return work;
+  }
+  return std::nullopt;
+}
+
+void Engine::MoveClient(SmtpClient& client, Domain& from, Domain& to) {
+  RM_CHECK(client.tag == &from && &from != &to);
+  auto at = std::find(from.clients.begin(), from.clients.end(), &client);
+  RM_CHECK(at != from.clients.end()) << "a client missing from its domain";
+  from.clients.erase(at);
+  --from.connections;
+  to.clients.push_back(&client);
+  ++to.connections;
+  client.tag = &to;
+  client.set_deliveries_max(DeliveriesMax(to));
+  RetireSoon(from);
+}
+
+// Later in the turn: the caller may be inside a loop over domains_ or over from's clients.
+void Engine::RetireSoon(Domain& d) {
+  loop_.Defer([this, name = d.name()] {
+    if (Domain* d = Find(name)) MaybeRetire(*d);
+  });
 }
 
 void Engine::PollFired(core::Timer&) {
@@ -488,6 +632,11 @@ void Engine::SweepFired(core::Timer&) {
   loop_.timers().Arm(sweep_timer_, loop_.now_ms() + kSweepMs);
 }
 
+uint32_t Engine::DeliveriesMax(const Domain& d) const {
+  return static_cast<uint32_t>(std::clamp<int64_t>(d.scope->max_deliveries_per_connection, 1,
+                                                   static_cast<int64_t>(UINT32_MAX)));
+}
+
 void Engine::StartClient(Domain& d, Work work) {
   SmtpClientSettings settings;
   settings.machine.helo_name = config_->global.hostname;
@@ -496,16 +645,14 @@ void Engine::StartClient(Domain& d, Work work) {
   settings.machine.prefer_chunking = options_.prefer_chunking;
   settings.machine.eight_bit = options_.eight_bit;
   settings.config = config_;
-  settings.deliveries_max =
-      static_cast<uint32_t>(std::clamp<int64_t>(d.scope->max_deliveries_per_connection, 1,
-                                                static_cast<int64_t>(UINT32_MAX)));
+  settings.deliveries_max = DeliveriesMax(d);
   settings.addresses_max = options_.addresses_max;
   SmtpClient::Owner& owner = *this;  // a private base: converted here, where it is visible
   auto client = std::make_unique<SmtpClient>(loop_, *resolver_, files_, owner, *d.route,
                                              std::move(settings), std::move(work));
   SmtpClient* raw = client.get();
   raw->tag = &d;
-  clients_.emplace(raw, std::move(client));
+  clients_.emplace(raw, ClientEntry{std::move(client), d.share_key});
   d.clients.push_back(raw);
   ++d.connections;
   ++open_;
@@ -521,7 +668,10 @@ void Engine::StartClient(Domain& d, Work work) {
 std::optional<Work> Engine::NextWork(SmtpClient& client) {
   Domain& d = *static_cast<Domain*>(client.tag);
   if (stopping_ || d.suspended || outbox_reports_ >= kOutboxReportsMax) return std::nullopt;
-  return d.queue.TakeReady([this](uint32_t o) { return Braked(o); });
+  std::optional<Work> work = d.queue.TakeReady([this](uint32_t o) { return Braked(o); });
+  // Braked Work of its own keeps the connection here (it is woken when they release).
+  if (work.has_value() || d.queue.has_ready()) return work;
+  return TakeSharedWork(client, d);
 }
 
 uint64_t Engine::IdleMs(SmtpClient& client) {
@@ -538,7 +688,7 @@ uint64_t Engine::IdleMs(SmtpClient& client) {
   if (ms <= 0) return 0;
   // Ready Work NextWork() would not give (brakes): nothing else wakes us when they release.
   if (d.queue.has_ready()) ArmPoll();
-  idle_.insert(&client);
+  AddIdle(&client);
   return static_cast<uint64_t>(ms);
 }
 
@@ -568,10 +718,10 @@ void Engine::ClientClosed(SmtpClient& client) {
   closed_clients_.sessions += cs.sessions;
   closed_clients_.transactions += cs.transactions;
   closed_clients_.bytes_sent += cs.bytes_sent;
+  RemoveIdle(&client);  // needs its entry (the key)
   // Freed after the current handler: the client's own completion is still on the stack.
-  loop_.Defer([owned = std::move(it->second)]() mutable { owned.reset(); });
+  loop_.Defer([owned = std::move(it->second.client)]() mutable { owned.reset(); });
   clients_.erase(it);
-  idle_.erase(&client);
   evicting_.erase(&client);
   d.clients.erase(std::find(d.clients.begin(), d.clients.end(), &client));
   --d.connections;

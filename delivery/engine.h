@@ -36,14 +36,33 @@
 // most transaction_recipients_max), then takes the next ready Work of the same domain
 // until max_deliveries_per_connection, then QUITs.
 // Idle hold (Postfix's connection cache, KumoMTA's idle_timeout): a connection that finds
-// no ready Work parks for up to the domain's outbound_idle_timeout (0: QUIT at once) instead
-// of QUITting. When Work for the domain becomes ready, its parked connections take it before
-// a new connection is considered. A parked connection still counts against both limits; when
-// the global one is reached and domains wait, parked connections are closed for room (and
-// none parks while domains wait). With the shared counter an engine closes only its own
-// parked connections, so none parks at the global limit. Suspend closes the domain's
-// parked connections, a reload to 0 every parked connection it concerns; stop aborts them
-// with every other connection.
+// no ready Work parks for up to its domain's outbound_idle_timeout (0: QUIT at once) instead
+// of QUITting. When Work for a domain becomes ready, its own parked connections take it
+// first. A parked connection still counts against both limits; when the global one is
+// reached and domains wait, parked connections are closed for room (and none parks while
+// domains wait). With the shared counter an engine closes only its own parked connections,
+// so none parks at the global limit. Suspend closes the domain's parked connections, a
+// reload to 0 every parked connection it concerns; stop aborts them with every other
+// connection.
+// Sharing by route (Postfix keys its cache by next hop): connections are keyed by
+// SessionShareKey (delivery/routes.h: the fixed hops with their ports, the effective TLS
+// policy and client context, the EHLO name), computed for the domain when the connection
+// opens and kept for its life. MX-routed domains have no key and never share (their host
+// list is their own MX answer). A domain B with ready Work and a key, after its own parked
+// connections, takes a parked connection of another domain A with the same key (an index
+// key → parked connections) before a new connection is considered, and a connection whose
+// domain has no ready Work left takes ready Work of a domain waiting for a connection with
+// its key (an index key → waiting domains) before it parks. Either way only while B is not
+// suspended, B's connections are under B's max_outbound_connections (a B at its limit takes
+// none) and the socket's transaction count is under B's max_deliveries_per_connection.
+// The connection then moves from A to B: A's and B's connection counts and client lists,
+// its tag (so B's idle timeout, Suspend, reload-to-0 and site-failure rule apply), its
+// transaction limit (B's; the count of the socket goes on: deliveries are per socket, not
+// per domain); it leaves the idle set and the parked index when it takes the Work (one that
+// finds B's Work braked stays parked, now as B's). The global count does not change. Its
+// timeouts and postmaster address stay those of the config generation it was opened under,
+// as for a connection its own domain reuses; nothing in them is per domain. A after the
+// move is retired later in the turn if it holds nothing.
 //
 // Results. Per Work attempt one DeliveryReport goes to the message's owner loop:
 //   delivered → kDelivered; 5xx, null MX, NXDOMAIN, bad domain → kFailed (the ledger
@@ -71,6 +90,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <list>
 #include <memory>
 #include <random>
 #include <string>
@@ -180,6 +200,8 @@ struct EngineStats {
   uint64_t reports_dropped = 0; // sink answered kStopped, or left at stop
   uint64_t idle_reuses = 0;     // parked connections woken that took Work
   uint64_t idle_evictions = 0;  // parked connections closed to make room for other domains
+  uint64_t shared_reuses = 0;   // parked connections of another domain (same key) woken
+  uint64_t shared_takes = 0;    // connections that went on with another domain's Work
   // Gauges.
   uint64_t open_connections = 0;
   uint64_t domains = 0;
@@ -205,9 +227,8 @@ class Engine final : private SmtpClient::Owner {
   // A reloaded configuration: routes, limits, timeouts and retry policy of new work.
   void SetConfig(std::shared_ptr<const config::Config> config);
   // A new outbound TLS context (after a reload); connections already open keep theirs.
-  void SetTlsClient(std::shared_ptr<const tls::TlsContext> context) {
-    options_.tls_client = std::move(context);
-  }
+  // Changes the route keys: connections opened before are not shared with new ones.
+  void SetTlsClient(std::shared_ptr<const tls::TlsContext> context);
 
   // Operator hooks. Domain names in any case, trailing dot allowed.
   std::vector<DomainSummary> QueueSummary() const;  // sorted by domain
@@ -240,7 +261,19 @@ class Engine final : private SmtpClient::Owner {
   void ScheduleSoon();
   void Schedule();
   void StartClient(Domain& d, Work work);
+  uint32_t DeliveriesMax(const Domain& d) const;
   void WakeParked(Domain& d);
+  // Sharing by route key (see "Sharing by route" above).
+  void UpdateShareKey(Domain& d);
+  void ListWanting(Domain& d);
+  void UnlistWanting(Domain& d);
+  bool MayMoveTo(const SmtpClient& client, const Domain& to) const;
+  bool AdoptParked(Domain& d);
+  std::optional<Work> TakeSharedWork(SmtpClient& client, Domain& from);
+  void MoveClient(SmtpClient& client, Domain& from, Domain& to);
+  void RetireSoon(Domain& d);
+  void AddIdle(SmtpClient* client);
+  void RemoveIdle(SmtpClient* client);
   void EvictIdle(size_t wanted);
   void ArmPoll();
   void PollFired(core::Timer& timer);
@@ -278,10 +311,18 @@ class Engine final : private SmtpClient::Owner {
   bool schedule_pending_ = false;
   core::Timer poll_timer_;   // brakes and the shared global limit are polled
   core::Timer sweep_timer_;  // closes idle segment files
-  absl::flat_hash_map<SmtpClient*, std::unique_ptr<SmtpClient>> clients_;
+  struct ClientEntry {
+    std::unique_ptr<SmtpClient> client;
+    std::string share_key;  // of its first domain when it opened; "" never shared
+  };
+  absl::flat_hash_map<SmtpClient*, ClientEntry> clients_;
   uint64_t open_ = 0;
   absl::flat_hash_set<SmtpClient*> idle_;      // parked since they last took Work
   absl::flat_hash_set<SmtpClient*> evicting_;  // parked ones told to QUIT for room
+  // The idle_ members with a share key, by key (entries erased when empty).
+  absl::flat_hash_map<std::string, absl::flat_hash_set<SmtpClient*>> parked_by_key_;
+  // The wanting_ members with a share key, by key, in wanting_'s order (FIFO turns).
+  absl::flat_hash_map<std::string, std::list<Domain*>> wanting_by_key_;
 
   std::vector<std::vector<DeliveryReport>> outbox_;  // by owner loop
   size_t outbox_reports_ = 0;

@@ -1,6 +1,7 @@
 // delivery/routes.cc — smarthost, address literal or MX.
 #include "delivery/routes.h"
 
+#include <cstdint>
 #include <optional>
 
 #include "absl/strings/ascii.h"
@@ -86,6 +87,25 @@ absl::StatusOr<Route> RouteForDomain(const config::DomainConfig& domain,
   route.mx_domain = *std::move(name);
   route.port = port;
   return route;
+}
+
+std::string SessionShareKey(const Route& route, const SessionKeyInputs& inputs) {
+  if (route.kind == Route::Kind::kMx || route.hops.empty()) return "";
+  config::OutboundTls tls = inputs.tls;
+  if (tls == config::OutboundTls::kOpportunistic && inputs.tls_context == nullptr) {
+    tls = config::OutboundTls::kOff;  // what SmtpClient makes of it
+  }
+  // Length-prefixed fields: no host or EHLO name can make two different inputs collide.
+  std::string key = absl::StrCat("tls=", static_cast<int>(tls));
+  if (tls != config::OutboundTls::kOff) {
+    absl::StrAppend(&key, ";ctx=", reinterpret_cast<uintptr_t>(inputs.tls_context));
+  }
+  absl::StrAppend(&key, ";helo=", inputs.helo_name.size(), ":", ToAbsl(inputs.helo_name));
+  for (const RouteHop& hop : route.hops) {
+    absl::StrAppend(&key, ";hop=", hop.literal ? "ip" : "name", ":", hop.port, ":",
+                    hop.host.size(), ":", hop.host);
+  }
+  return key;
 }
 
 absl::StatusOr<Route> RouteForRecipient(const config::Config& config,

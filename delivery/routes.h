@@ -58,6 +58,22 @@ absl::StatusOr<std::string> RecipientDomain(std::string_view address);
 absl::StatusOr<Route> RouteForDomain(const config::DomainConfig& domain,
                                      std::string_view recipient_domain);
 
+// What makes two outbound sessions interchangeable for the Engine's connection sharing
+// (delivery/engine.h, "Idle hold"): a connection opened for one domain may carry another
+// domain's mail only when the two keys are equal. The key holds the route's hops in order
+// (host, literal or name, port: where the session may have connected and, for TLS verify,
+// the names its certificate was checked against), the TLS policy the session ran under
+// (kOpportunistic without a client context is kOff: no handshake is offered), the client
+// context's identity when TLS may be used (a reload's new context, new CA files, makes a
+// new key), and the EHLO name. Nothing else in a session depends on the domain.
+// Empty (never shared) for kMx: the host list is the domain's own MX answer.
+struct SessionKeyInputs {
+  config::OutboundTls tls = config::OutboundTls::kOpportunistic;
+  const void* tls_context = nullptr;  // identity only, never dereferenced
+  std::string_view helo_name;
+};
+std::string SessionShareKey(const Route& route, const SessionKeyInputs& inputs);
+
 // Steps 1–4: postmaster rewrite, domain, scope lookup, decision. `*routed_address` (may be
 // null) receives the address to put in RCPT TO (the rewritten one for postmaster).
 absl::StatusOr<Route> RouteForRecipient(const config::Config& config,

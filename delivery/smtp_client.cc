@@ -389,6 +389,19 @@ void SmtpClient::Wake() {
   Pump();
 }
 
+void SmtpClient::WakeWith(Work work) {
+  RM_CHECK(parked() && !current_.has_value()) << "WakeWith on a client that is not parked";
+  current_ = std::move(work);
+  StartTransaction();
+  Pump();
+}
+
+void SmtpClient::set_deliveries_max(uint32_t max) {
+  RM_CHECK(max >= 1);
+  RM_DCHECK(!current_.has_value()) << "moved while carrying a Work";
+  settings_.deliveries_max = max;
+}
+
 void SmtpClient::CloseIdle() {
   if (!parked_ || phase_ != Phase::kSession || session_over_ || aborting_) return;
   parked_ = false;

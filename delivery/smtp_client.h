@@ -28,6 +28,11 @@
 //              for the destination) asks NextWork() again, CloseIdle() or the idle deadline
 //              (from the first park, not renewed by a Wake() that found nothing) QUITs. A
 //              421 or EOF while parked ends the session with no Work to report.
+//   moving     between transactions (parked, or inside NextWork()) the Owner may hand the
+//              connection to another destination whose session would be the same (the
+//              Engine's route key): it changes `tag` and set_deliveries_max(); the client
+//              keeps its route, hosts and socket, and deliveries() goes on counting the
+//              transactions of the socket. Never while a Work is carried.
 //   results    Owner::WorkDone() per transaction, one RecipientResult per recipient.
 //              When the connection fails (421, timeout, lost, protocol error) the recipients
 //              it left undecided are carried to the next address; when no address is left,
@@ -146,15 +151,25 @@ class SmtpClient {
   // Parked only: new work for the destination; NextWork() is asked now (inside this call),
   // and the client parks again when it has nothing. No-op otherwise.
   void Wake();
+  // Parked only (RM_CHECK): begins a transaction for `work`, which the Owner took for this
+  // connection (after moving it: "moving" above).
+  void WakeWith(Work work);
   // Parked only: QUIT now (the Owner needs the slot, or the destination was suspended).
   void CloseIdle();
 
   // A server greeted us and the connection is usable (between or in transactions).
   bool in_session() const;
   // In session, kReady, waiting for Wake() (see "idle" above).
-  bool parked() const { return parked_; }
+  bool parked() const {
+    return parked_ && phase_ == Phase::kSession && !session_over_ && !aborting_;
+  }
   bool closed() const { return phase_ == Phase::kClosed; }
   const SmtpClientStats& stats() const { return stats_; }
+  // Transactions begun on the current socket (0 between sockets).
+  uint32_t deliveries() const { return deliveries_; }
+  // The per-connection transaction limit from now on (the Owner moved the client to a
+  // destination with another max_deliveries_per_connection); >= 1.
+  void set_deliveries_max(uint32_t max);
   const std::string& remote_host() const { return remote_host_; }
 
   void* tag = nullptr;  // the Owner's, e.g. its domain record

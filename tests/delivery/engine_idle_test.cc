@@ -45,13 +45,20 @@ class EngineIdleTest : public ::testing::Test {
 
   // smart.test and other.test both routed to the server; `extra` at the top level,
   // `smart_scope` inside smart.test's Domain scope.
+  // other_route_list: other.test's hops are ( server, 127.0.0.2 ) — the same server in
+  // practice, another route key (engine.h "Sharing by route"): no shared connections.
   std::shared_ptr<config::Config> Config(const std::string& extra = "",
-                                         const std::string& smart_scope = "") {
+                                         const std::string& smart_scope = "",
+                                         bool other_route_list = false) {
+    std::string other_routes = absl::StrFormat("\"[127.0.0.1]:%d\"", server_->port());
+    if (other_route_list) {
+      other_routes = absl::StrFormat("( %s \"[127.0.0.2]:%d\" )", other_routes, server_->port());
+    }
     std::string text = absl::StrFormat(
         "hostname = \"engine.test\"\n%s\n"
         "Domain \"smart.test\" { routes = \"[127.0.0.1]:%d\" %s }\n"
-        "Domain \"other.test\" { routes = \"[127.0.0.1]:%d\" }\n",
-        extra, server_->port(), smart_scope, server_->port());
+        "Domain \"other.test\" { routes = %s }\n",
+        extra, server_->port(), smart_scope, other_routes);
     auto c = testing::TestConfig(text);
     EXPECT_TRUE(c.ok()) << c.status();
     return c.ok() ? *c : nullptr;
@@ -219,11 +226,11 @@ TEST_P(EngineIdleCloseTest, ServerClosingAnIdleConnectionAffectsNothing) {
 
 INSTANTIATE_TEST_SUITE_P(With421OrEof, EngineIdleCloseTest, ::testing::Bool());
 
-// One connection in all: domain A's parked connection must not keep B waiting for its
-// idle minute. It is closed (QUIT) to make room.
+// One connection in all: domain A's parked connection must not keep B (another route)
+// waiting for its idle minute. It is closed (QUIT) to make room.
 TEST_F(EngineIdleTest, GlobalLimitClosesAnIdleConnectionForAnotherDomain) {
   StartServer();
-  StartEngine(Config("max_outbound_connections = 1\noutbound_idle_timeout = 1m"));
+  StartEngine(Config("max_outbound_connections = 1\noutbound_idle_timeout = 1m", "", true));
   engine_.Submit(Job("smart.test", 0));
   ASSERT_TRUE(engine_.AwaitItems(RecipientState::kDelivered, 1));
   EXPECT_EQ(engine_.Stats().open_connections, 1u);  // parked
@@ -243,7 +250,7 @@ TEST_F(EngineIdleTest, GlobalLimitClosesAnIdleConnectionForAnotherDomain) {
 
 TEST_F(EngineIdleTest, StopWithParkedConnectionsIsPrompt) {
   StartServer();
-  StartEngine(Config("outbound_idle_timeout = 5m"));
+  StartEngine(Config("outbound_idle_timeout = 5m", "", true));
   engine_.Submit(Job("smart.test", 0));
   engine_.Submit(Job("other.test", 1));
   ASSERT_TRUE(engine_.AwaitItems(RecipientState::kDelivered, 2));
@@ -256,7 +263,7 @@ TEST_F(EngineIdleTest, StopWithParkedConnectionsIsPrompt) {
 
 TEST_F(EngineIdleTest, SuspendClosesTheDomainsParkedConnections) {
   StartServer();
-  StartEngine(Config("outbound_idle_timeout = 5m"));
+  StartEngine(Config("outbound_idle_timeout = 5m", "", true));
   engine_.Submit(Job("smart.test", 0));
   engine_.Submit(Job("other.test", 1));
   ASSERT_TRUE(engine_.AwaitItems(RecipientState::kDelivered, 2));

@@ -147,5 +147,62 @@ TEST(RoutesTest, RouteForRecipientUsesTheDomainScope) {
   EXPECT_FALSE(RouteForRecipient(config, "nobody").ok());
 }
 
+// The share key: equal exactly when a session would be the same.
+TEST(RoutesTest, SessionShareKeyDiffersByWhatMakesTheSessionDiffer) {
+  int context_a = 0;
+  int context_b = 0;
+  auto key = [&](std::vector<std::string_view> routes, config::OutboundTls tls,
+                 const void* context, std::string_view helo = "mx.test", uint16_t port = 25,
+                 std::string_view domain = "a.example") {
+    absl::StatusOr<Route> route = RouteForDomain(Domain(routes, port), domain);
+    EXPECT_TRUE(route.ok()) << route.status();
+    return SessionShareKey(*route, SessionKeyInputs{tls, context, helo});
+  };
+  using config::OutboundTls;
+  const std::string base = key({"[127.0.0.1]:2526"}, OutboundTls::kRequired, &context_a);
+  EXPECT_FALSE(base.empty());
+  // Another domain, same hops and settings: the same key.
+  EXPECT_EQ(key({"[127.0.0.1]:2526"}, OutboundTls::kRequired, &context_a, "mx.test", 25,
+                "b.example"),
+            base);
+  EXPECT_NE(key({"[127.0.0.1]:2527"}, OutboundTls::kRequired, &context_a), base);
+  EXPECT_NE(key({"[127.0.0.2]:2526"}, OutboundTls::kRequired, &context_a), base);
+  EXPECT_NE(key({"[127.0.0.1]:2526", "[127.0.0.2]:2526"}, OutboundTls::kRequired, &context_a),
+            base);
+  EXPECT_NE(key({"[127.0.0.1]:2526"}, OutboundTls::kVerify, &context_a), base);
+  EXPECT_NE(key({"[127.0.0.1]:2526"}, OutboundTls::kOpportunistic, &context_a), base);
+  EXPECT_NE(key({"[127.0.0.1]:2526"}, OutboundTls::kRequired, &context_b), base);
+  EXPECT_NE(key({"[127.0.0.1]:2526"}, OutboundTls::kRequired, &context_a, "other.test"), base);
+  // A name hop and a literal with the same text are different hops; so are two names
+  // whose verify check would name different hosts.
+  EXPECT_NE(key({"relay.example.net:25"}, OutboundTls::kVerify, &context_a),
+            key({"relay2.example.net:25"}, OutboundTls::kVerify, &context_a));
+  // The port a hop inherits from remote_smtp_port counts.
+  EXPECT_NE(key({"relay.example.net"}, OutboundTls::kOff, nullptr, "mx.test", 25),
+            key({"relay.example.net"}, OutboundTls::kOff, nullptr, "mx.test", 587));
+  // Opportunistic without a client context is plaintext, the same as off; with TLS off
+  // the context does not matter.
+  EXPECT_EQ(key({"[127.0.0.1]"}, OutboundTls::kOpportunistic, nullptr),
+            key({"[127.0.0.1]"}, OutboundTls::kOff, nullptr));
+  EXPECT_EQ(key({"[127.0.0.1]"}, OutboundTls::kOff, &context_a),
+            key({"[127.0.0.1]"}, OutboundTls::kOff, &context_b));
+  // Length-prefixed fields: names cannot run into each other.
+  EXPECT_NE(key({"[127.0.0.1]"}, OutboundTls::kOff, nullptr, "a;hop=ip:25:9:127.0.0.1"),
+            key({"[127.0.0.1]", "[127.0.0.1]"}, OutboundTls::kOff, nullptr, "a"));
+}
+
+TEST(RoutesTest, MxAndLiteralDomainsAsKeys) {
+  SessionKeyInputs inputs{config::OutboundTls::kOff, nullptr, "mx.test"};
+  absl::StatusOr<Route> mx = RouteForDomain(Domain({}), "example.com");
+  ASSERT_TRUE(mx.ok());
+  EXPECT_EQ(SessionShareKey(*mx, inputs), "");  // never shared: its own MX answer
+  // An address-literal domain and a smarthost route to that address are the same session.
+  absl::StatusOr<Route> literal = RouteForDomain(Domain({}, 2526), "[192.0.2.7]");
+  absl::StatusOr<Route> smart = RouteForDomain(Domain({"[192.0.2.7]:2526"}), "x.example");
+  ASSERT_TRUE(literal.ok() && smart.ok());
+  EXPECT_EQ(SessionShareKey(*literal, inputs), SessionShareKey(*smart, inputs));
+  EXPECT_FALSE(SessionShareKey(*literal, inputs).empty());
+}
+
 }  // namespace
 }  // namespace ringmail::delivery
