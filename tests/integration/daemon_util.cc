@@ -413,15 +413,15 @@ absl::Status RunningDaemon::StartWithText(const std::string& config_text, Millis
   process_ = std::move(*p);
   port_ = 0;
   http_port_ = 0;
-  // Both ready lines come together once everything is up; the HTTP one only when the
-  // config has an HTTP listener.
-  const bool want_http = absl::StrContains(config_text, "HTTP_Listener");
+  // The ready lines come together once everything is up: one per listener, then a bare
+  // "ready" that ends them.
   const Clock::time_point deadline = Clock::now() + timeout;
   for (;;) {
     std::optional<std::string> line = process_.ReadStdoutLine(
         std::chrono::duration_cast<Millis>(
             std::max(deadline - Clock::now(), Clock::duration::zero())));
     if (!line.has_value()) break;
+    if (*line == "ready") return absl::OkStatus();
     uint16_t* slot = absl::StartsWith(*line, "ready esmtp=")  ? &port_
                      : absl::StartsWith(*line, "ready http=") ? &http_port_
                                                                : nullptr;
@@ -436,7 +436,6 @@ absl::Status RunningDaemon::StartWithText(const std::string& config_text, Millis
       return absl::InternalError(absl::StrCat("bad ready line: ", *line));
     }
     *slot = static_cast<uint16_t>(port);
-    if (port_ != 0 && (!want_http || http_port_ != 0)) return absl::OkStatus();
   }
   // No ready line: it exited (say why) or hangs (kill it).
   std::optional<int> status = process_.Wait(Millis(2'000));

@@ -6,7 +6,8 @@
 // Contract
 // - Test-thread code (the SMTP client may be used from any one thread at a time).
 // - Everything is bounded: every wait takes a timeout; nothing sleeps to synchronise. The
-//   daemon's readiness is its `ready esmtp=IP:PORT` line read from a stdout pipe with poll();
+//   daemon's readiness is its `ready esmtp=IP:PORT` / `ready http=IP:PORT` lines and the bare
+//   `ready` after them, read from a stdout pipe with poll();
 //   exits are awaited through a pidfd with poll(); a process that overstays is SIGKILLed.
 // - RAII: a Subprocess (and so a RunningDaemon) that is still running when destroyed is
 //   SIGKILLed and reaped, so a failing ASSERT never leaks a daemon. A ScratchDir removes its
@@ -141,7 +142,7 @@ class RunningDaemon {
   RunningDaemon& operator=(const RunningDaemon&) = delete;
 
   std::string ConfigText(const DaemonConfig& config) const;
-  // Writes the config file and starts ringmaild; waits up to `timeout` for the ready line.
+  // Writes the config file and starts ringmaild; waits up to `timeout` for the ready lines.
   absl::Status Start(const DaemonConfig& config, Millis timeout = Millis(10'000));
   // Starts with a config text written verbatim.
   absl::Status StartWithText(const std::string& config_text, Millis timeout = Millis(10'000));

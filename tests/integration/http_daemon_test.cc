@@ -213,7 +213,7 @@ class HttpDaemonTest : public ::testing::Test {
   }
 
   std::string spool_dir() const { return spool_dir_.empty() ? dir_.Sub("spool") : spool_dir_; }
-  std::string Stderr() const { return ReadFile(dir_.Sub("stderr")).value_or(""); }
+  std::string Stderr() const { return daemon_.StderrText(); }
 
   std::string ConfigText(absl::string_view http_extra, bool esmtp) const {
     return absl::StrCat("spool_dir = \"", spool_dir(), "\"\nlog_dir = \"", dir_.Sub("log"), "\"\n",
@@ -226,43 +226,24 @@ class HttpDaemonTest : public ::testing::Test {
                         "\n  Listen \"127.0.0.1:0\" { }\n}\n");
   }
 
-  // Starts ringmaild and waits for its `ready http=` line.
+  // Starts ringmaild and waits for its ready lines.
   void StartDaemon(absl::string_view http_extra = "", bool esmtp = true) {
     ASSERT_TRUE(std::filesystem::exists(RingmaildPath())) << RingmaildPath() << " not built";
-    ASSERT_TRUE(WriteFile(dir_.Sub("ringmaild.conf"), ConfigText(http_extra, esmtp)).ok());
-    Subprocess::Options o;
-    o.stderr_path = dir_.Sub("stderr");
-    o.working_dir = dir_.path();
-    auto p = Subprocess::Start({RingmaildPath(), "--config", dir_.Sub("ringmaild.conf")}, o);
-    ASSERT_TRUE(p.ok()) << p.status();
-    daemon_ = std::move(*p);
-    const Clock::time_point deadline = Clock::now() + Millis(15'000);
-    while (Clock::now() < deadline) {
-      std::optional<std::string> line =
-          daemon_.ReadStdoutLine(std::chrono::duration_cast<Millis>(deadline - Clock::now()));
-      if (!line) break;
-      if (!absl::StartsWith(*line, "ready http=")) continue;
-      uint32_t port = 0;
-      ASSERT_TRUE(absl::SimpleAtoi(line->substr(line->rfind(':') + 1), &port)) << *line;
-      port_ = static_cast<uint16_t>(port);
-      return;
-    }
-    FAIL() << "no 'ready http=' line; stderr:\n" << Stderr();
+    absl::Status started = daemon_.StartWithText(ConfigText(http_extra, esmtp), Millis(15'000));
+    ASSERT_TRUE(started.ok()) << started;
   }
 
   int StopDaemon() {
-    daemon_.Signal(SIGTERM);
-    std::optional<int> status = daemon_.Wait(Millis(15'000));
-    if (!status) {
-      daemon_.Kill();
-      ADD_FAILURE() << "ringmaild did not stop on SIGTERM";
+    absl::StatusOr<int> status = daemon_.Stop(Millis(15'000));
+    if (!status.ok()) {
+      ADD_FAILURE() << "ringmaild did not stop on SIGTERM: " << status.status();
       return -1;
     }
     return *status;
   }
 
   std::string Url(absl::string_view path) const {
-    return absl::StrCat("http://127.0.0.1:", port_, path);
+    return absl::StrCat("http://127.0.0.1:", daemon_.http_port(), path);
   }
 
   // Runs curl; `args` come before the URL(s). -i output is split into the last response.
@@ -342,8 +323,7 @@ class HttpDaemonTest : public ::testing::Test {
   ScratchDir dir_;
   std::string spool_dir_;  // when not dir_/spool (the disk-full test)
   std::string mounted_;    // a tmpfs to unmount at the end
-  Subprocess daemon_;
-  uint16_t port_ = 0;
+  RunningDaemon daemon_{dir_.path()};
   int sink_fd_ = -1;
   uint16_t sink_port_ = 0;
   int bodies_ = 0;
@@ -538,7 +518,7 @@ TEST_F(HttpDaemonTest, KeepAliveReusesTheConnection) {
 TEST_F(HttpDaemonTest, PipelinedRequestsAnswerInOrder) {
   StartDaemon();
   RawHttp h;
-  ASSERT_TRUE(h.Connect(port_));
+  ASSERT_TRUE(h.Connect(daemon_.http_port()));
   const std::string batch = Request("GET", "/healthz") +
                             Request("POST", "/api/inject/v1", SimpleInject()) +
                             Request("GET", "/nope") + Request("GET", "/api/v1/queues") +
@@ -566,7 +546,7 @@ TEST_F(HttpDaemonTest, PipelinedRequestsAnswerInOrder) {
 TEST_F(HttpDaemonTest, ExpectContinueAndHttp10KeepAlive) {
   StartDaemon();
   RawHttp h;
-  ASSERT_TRUE(h.Connect(port_));
+  ASSERT_TRUE(h.Connect(daemon_.http_port()));
   const std::string body = SimpleInject();
   std::string head = Request("POST", "/api/inject/v1", body, "Expect: 100-continue\r\n");
   head.resize(head.size() - body.size());
@@ -582,7 +562,7 @@ TEST_F(HttpDaemonTest, ExpectContinueAndHttp10KeepAlive) {
   EXPECT_EQ(denied.status, 401);
   EXPECT_TRUE(denied.closes());
   RawHttp old;
-  ASSERT_TRUE(old.Connect(port_));
+  ASSERT_TRUE(old.Connect(daemon_.http_port()));
   ASSERT_TRUE(old.Send("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
   RawResponse r1 = old.Read();
   EXPECT_EQ(r1.status, 200);
@@ -600,7 +580,7 @@ TEST_F(HttpDaemonTest, MalformedRequestLineIs400AndCloses) {
                           "GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n",
                           "GET /healthz HTTP/1.1\r\n\r\n" /* no Host */}) {
     RawHttp h;
-    ASSERT_TRUE(h.Connect(port_));
+    ASSERT_TRUE(h.Connect(daemon_.http_port()));
     ASSERT_TRUE(h.Send(bad));
     RawResponse r = h.Read();
     EXPECT_EQ(r.status, 400) << bad;
@@ -614,14 +594,14 @@ TEST_F(HttpDaemonTest, MalformedRequestLineIs400AndCloses) {
 TEST_F(HttpDaemonTest, SlowRequestGets408AndIdleConnectionIsClosed) {
   StartDaemon("  request_timeout = 1s\n  idle_timeout = 1s\n");
   RawHttp slow;
-  ASSERT_TRUE(slow.Connect(port_));
+  ASSERT_TRUE(slow.Connect(daemon_.http_port()));
   ASSERT_TRUE(slow.Send("POST /api/inject/v1 HTTP/1.1\r\nHost: x\r\nContent-Len"));
   RawResponse r = slow.Read(Millis(10'000));
   EXPECT_EQ(r.status, 408);
   EXPECT_TRUE(r.closes());
   EXPECT_TRUE(slow.WaitForClose(Millis(5'000)));
   RawHttp idle;
-  ASSERT_TRUE(idle.Connect(port_));
+  ASSERT_TRUE(idle.Connect(daemon_.http_port()));
   ASSERT_TRUE(idle.Send(Request("GET", "/healthz")));
   EXPECT_EQ(idle.Read().status, 200);
   EXPECT_TRUE(idle.WaitForClose(Millis(10'000))) << "idle keep-alive connection not closed";
@@ -630,13 +610,13 @@ TEST_F(HttpDaemonTest, SlowRequestGets408AndIdleConnectionIsClosed) {
 TEST_F(HttpDaemonTest, MaxConnectionsRefusesTheExcessWith503) {
   StartDaemon("  max_connections = 2\n");
   RawHttp a, b, c;
-  ASSERT_TRUE(a.Connect(port_));
+  ASSERT_TRUE(a.Connect(daemon_.http_port()));
   ASSERT_TRUE(a.Send(Request("GET", "/healthz")));
   ASSERT_EQ(a.Read().status, 200);  // admitted and counted before the next connects
-  ASSERT_TRUE(b.Connect(port_));
+  ASSERT_TRUE(b.Connect(daemon_.http_port()));
   ASSERT_TRUE(b.Send(Request("GET", "/healthz")));
   ASSERT_EQ(b.Read().status, 200);
-  ASSERT_TRUE(c.Connect(port_));
+  ASSERT_TRUE(c.Connect(daemon_.http_port()));
   RawResponse refused = c.Read();
   EXPECT_EQ(refused.status, 503);
   EXPECT_THAT(refused.head, HasSubstr("Retry-After: 1"));
@@ -646,7 +626,7 @@ TEST_F(HttpDaemonTest, MaxConnectionsRefusesTheExcessWith503) {
   int status = 0;
   for (int i = 0; i < 200 && status != 200; ++i) {
     RawHttp d;
-    ASSERT_TRUE(d.Connect(port_));
+    ASSERT_TRUE(d.Connect(daemon_.http_port()));
     d.Send(Request("GET", "/healthz"));
     status = d.Read(Millis(2'000)).status;
   }
@@ -656,7 +636,7 @@ TEST_F(HttpDaemonTest, MaxConnectionsRefusesTheExcessWith503) {
 TEST_F(HttpDaemonTest, HttpOnlyDaemonAndSigtermDrainsAnOpenConnection) {
   StartDaemon("", /*esmtp=*/false);
   RawHttp h;
-  ASSERT_TRUE(h.Connect(port_));
+  ASSERT_TRUE(h.Connect(daemon_.http_port()));
   ASSERT_TRUE(h.Send(Request("POST", "/api/inject/v1", SimpleInject())));
   RawResponse r = h.Read();
   ASSERT_EQ(r.status, 200);

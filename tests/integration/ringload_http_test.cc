@@ -5,10 +5,6 @@
 // `ringmail-spool list/show`. Outbound delivery goes to a loopback port that is bound but
 // never listens, so injected messages stay deferred in the spool while the test reads it.
 // Every wait is bounded; nothing sleeps to synchronise.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,7 +29,6 @@ namespace ringmail::integration {
 namespace {
 
 using ::testing::HasSubstr;
-using Clock = std::chrono::steady_clock;
 
 constexpr char kToken[] = "ringload-token-0123456789";
 constexpr Millis kRunTimeout(60'000);
@@ -60,53 +55,26 @@ class RingloadHttpTest : public ::testing::Test {
     if (!core::ProbeKernel().ok()) GTEST_SKIP() << "io_uring unavailable";
     ASSERT_TRUE(std::filesystem::exists(RingloadPath())) << RingloadPath();
     ASSERT_TRUE(std::filesystem::exists(RingmaildPath())) << RingmaildPath();
-    refused_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(bind(refused_fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-    socklen_t len = sizeof(a);
-    ASSERT_EQ(getsockname(refused_fd_, reinterpret_cast<sockaddr*>(&a), &len), 0);
-    const std::string config = absl::StrCat(
-        "spool_dir = \"", dir_.Sub("spool"), "\"\nlog_dir = \"", dir_.Sub("log"), "\"\n",
-        "hostname = \"mx.test\"\nspool_segment_size = 1MB\nretry_interval = 1h\n",
-        "default_route = \"[127.0.0.1]:", ntohs(a.sin_port), "\"\n",
-        "ESMTP_Listener {\n  relay_domains = ( \"domain0.test\" )\n}\n",
-        "HTTP_Listener {\n  auth_token = \"", kToken, "\"\n  Listen \"127.0.0.1:0\" { }\n}\n");
-    ASSERT_TRUE(WriteFile(dir_.Sub("ringmaild.conf"), config).ok());
-    Subprocess::Options o;
-    o.stderr_path = dir_.Sub("stderr");
-    o.working_dir = dir_.path();
-    auto p = Subprocess::Start({RingmaildPath(), "--config", dir_.Sub("ringmaild.conf")}, o);
-    ASSERT_TRUE(p.ok()) << p.status();
-    daemon_ = std::move(*p);
-    const Clock::time_point deadline = Clock::now() + Millis(15'000);
-    while (Clock::now() < deadline) {
-      std::optional<std::string> line =
-          daemon_.ReadStdoutLine(std::chrono::duration_cast<Millis>(deadline - Clock::now()));
-      if (!line) break;
-      if (!absl::StartsWith(*line, "ready http=")) continue;
-      ASSERT_TRUE(absl::SimpleAtoi(line->substr(line->rfind(':') + 1), &port_)) << *line;
-      return;
-    }
-    FAIL() << "no 'ready http=' line; stderr:\n" << ReadFile(dir_.Sub("stderr")).value_or("");
+    // Delivery is refused (DaemonConfig's default route): what is injected stays spooled.
+    DaemonConfig config;
+    config.relay_domains = "( \"domain0.test\" )";
+    config.global_extra = absl::StrCat("retry_interval = 1h\nHTTP_Listener {\n  auth_token = \"",
+                                       kToken, "\"\n  Listen \"127.0.0.1:0\" { }\n}\n");
+    absl::Status started = daemon_.Start(config, Millis(15'000));
+    ASSERT_TRUE(started.ok()) << started;
   }
 
   void TearDown() override {
-    if (daemon_.running()) {
-      daemon_.Signal(SIGTERM);
-      std::optional<int> status = daemon_.Wait(Millis(15'000));
-      if (!status) daemon_.Kill();
-      EXPECT_TRUE(status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
-          << (status ? DescribeWaitStatus(*status) : "killed") << "\n"
-          << ReadFile(dir_.Sub("stderr")).value_or("");
-    }
-    if (refused_fd_ >= 0) close(refused_fd_);
+    if (!daemon_.running()) return;
+    absl::StatusOr<int> status = daemon_.Stop(Millis(15'000));
+    EXPECT_TRUE(status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+        << (status.ok() ? DescribeWaitStatus(*status) : status.status().ToString()) << "\n"
+        << daemon_.StderrText();
   }
 
   RunResult Send(std::vector<std::string> flags, bool token = true) {
     std::vector<std::string> argv = {RingloadPath(), "send", "--http", "--target",
-                                     absl::StrCat("127.0.0.1:", port_), "--quiet", "--json"};
+                                     absl::StrCat("127.0.0.1:", daemon_.http_port()), "--quiet", "--json"};
     if (token) argv.insert(argv.end(), {"--token", kToken});
     argv.insert(argv.end(), flags.begin(), flags.end());
     return RunProgram(argv, kRunTimeout);
@@ -133,7 +101,7 @@ class RingloadHttpTest : public ::testing::Test {
 
   // Ids of the live messages in the spool.
   std::set<std::string> SpooledIds() {
-    RunResult r = RunProgram({SpoolToolPath(), "list", dir_.Sub("spool")}, kRunTimeout);
+    RunResult r = RunProgram({SpoolToolPath(), "list", daemon_.spool_dir()}, kRunTimeout);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     std::set<std::string> ids;
     for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
@@ -144,7 +112,7 @@ class RingloadHttpTest : public ::testing::Test {
   }
 
   std::string SpooledContent(const std::string& id) {
-    RunResult r = RunProgram({SpoolToolPath(), "show", "--body", dir_.Sub("spool"), id},
+    RunResult r = RunProgram({SpoolToolPath(), "show", "--body", daemon_.spool_dir(), id},
                              kRunTimeout);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     const size_t at = r.out.find("*** MESSAGE CONTENTS ***\n");
@@ -152,9 +120,7 @@ class RingloadHttpTest : public ::testing::Test {
   }
 
   ScratchDir dir_;
-  Subprocess daemon_;
-  uint32_t port_ = 0;
-  int refused_fd_ = -1;
+  RunningDaemon daemon_{dir_.path()};
 };
 
 class RawInjection : public RingloadHttpTest, public ::testing::WithParamInterface<bool> {};

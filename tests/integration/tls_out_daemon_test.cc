@@ -72,13 +72,10 @@ class TlsOutDaemonTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (daemon_.running()) {
-      daemon_.Signal(SIGTERM);
-      std::optional<int> status = daemon_.Wait(Millis(15'000));
-      if (!status) daemon_.Kill();
-      EXPECT_TRUE(status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
-          << ReadFile(dir_.Sub("stderr")).value_or("");
-    }
+    if (!daemon_.running()) return;
+    absl::StatusOr<int> status = daemon_.Stop(Millis(15'000));
+    EXPECT_TRUE(status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+        << daemon_.StderrText();
   }
 
   // dnsmasq on a free UDP port answering mx.good.test and mx.bad.test with 127.0.0.1.
@@ -113,36 +110,14 @@ class TlsOutDaemonTest : public ::testing::Test {
         "\nESMTP_Listener {\n  relay_hosts = ( \"127.0.0.0/8\" )\n"
         "  Listen \"127.0.0.1:0\" { }\n}\n",
         http);
-    ASSERT_TRUE(WriteFile(dir_.Sub("ringmaild.conf"), text).ok());
-    Subprocess::Options o;
-    o.stderr_path = dir_.Sub("stderr");
-    o.working_dir = dir_.path();
-    auto p = Subprocess::Start({RingmaildPath(), "--config", dir_.Sub("ringmaild.conf")}, o);
-    ASSERT_TRUE(p.ok()) << p.status();
-    daemon_ = std::move(*p);
-    bool want_http = !http.empty();
-    const auto deadline = std::chrono::steady_clock::now() + Millis(15'000);
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
-      std::optional<std::string> line = daemon_.ReadStdoutLine(left);
-      if (!line) break;
-      uint32_t port = 0;
-      if (absl::StartsWith(*line, "ready esmtp=") &&
-          absl::SimpleAtoi(line->substr(line->rfind(':') + 1), &port)) {
-        esmtp_port_ = static_cast<uint16_t>(port);
-      } else if (absl::StartsWith(*line, "ready http=") &&
-                 absl::SimpleAtoi(line->substr(line->rfind(':') + 1), &port)) {
-        http_port_ = static_cast<uint16_t>(port);
-      }
-      if (esmtp_port_ != 0 && (!want_http || http_port_ != 0)) return;
-    }
-    FAIL() << "ringmaild not ready; stderr:\n" << ReadFile(dir_.Sub("stderr")).value_or("");
+    absl::Status started = daemon_.StartWithText(text, Millis(15'000));
+    ASSERT_TRUE(started.ok()) << started;
   }
 
   // One message to r@<domain> over plain SMTP to the daemon.
   void Send(const std::string& domain) {
     SmtpClient c;
-    ASSERT_TRUE(c.Connect(esmtp_port_).ok());
+    ASSERT_TRUE(c.Connect(daemon_.port()).ok());
     EXPECT_EQ(c.ReadReply().code, 220);
     EXPECT_EQ(c.Command("EHLO client.test").code, 250);
     EXPECT_EQ(c.Command("MAIL FROM:<s@origin.test>").code, 250);
@@ -184,9 +159,7 @@ class TlsOutDaemonTest : public ::testing::Test {
   tls_test::TestCertificate cert_;
   Subprocess dns_;
   uint16_t dns_port_ = 0;
-  Subprocess daemon_;
-  uint16_t esmtp_port_ = 0;
-  uint16_t http_port_ = 0;
+  RunningDaemon daemon_{dir_.path()};
 };
 
 TEST_F(TlsOutDaemonTest, VerifyDeliversToTheRightNameAndDefersTheWrongOne) {
@@ -200,7 +173,7 @@ TEST_F(TlsOutDaemonTest, VerifyDeliversToTheRightNameAndDefersTheWrongOne) {
       Routes("bad.test", "mx.bad.test", sink.port(), "verify"))));
   ASSERT_NO_FATAL_FAILURE(Send("good.test"));
   std::optional<std::string> msg = sink.NextMessage(kDeliveryTimeout);
-  ASSERT_TRUE(msg.has_value()) << ReadFile(dir_.Sub("stderr")).value_or("");
+  ASSERT_TRUE(msg.has_value()) << daemon_.StderrText();
   EXPECT_TRUE(absl::StrContains(*msg, "tls=1")) << *msg;
   EXPECT_TRUE(absl::StrContains(*msg, "rcpt=r@good.test")) << *msg;
   std::string delivered = AwaitLogLine("delivered", "good.test");
@@ -225,14 +198,14 @@ TEST_F(TlsOutDaemonTest, ReloadReadsNewTrustAnchors) {
   std::string deferred = AwaitLogLine("deferred", "ver.test");
   EXPECT_TRUE(absl::StrContains(deferred, "certificate verification failed")) << deferred;
   // The same file plus the CA, then SIGHUP: the engines get the new context.
-  std::string conf = ReadFile(dir_.Sub("ringmaild.conf")).value_or("");
-  ASSERT_TRUE(WriteFile(dir_.Sub("ringmaild.conf"),
+  std::string conf = ReadFile(daemon_.config_path()).value_or("");
+  ASSERT_TRUE(WriteFile(daemon_.config_path(),
                         absl::StrCat("tls_ca_file = \"", pki_->ca_file(), "\"\n", conf))
                   .ok());
   daemon_.Signal(SIGHUP);
   ASSERT_TRUE(PollUntil(Millis(10'000), [&] {
-    return absl::StrContains(ReadFile(dir_.Sub("stderr")).value_or(""), "config reload:");
-  })) << ReadFile(dir_.Sub("stderr")).value_or("");
+    return absl::StrContains(daemon_.StderrText(), "config reload:");
+  })) << daemon_.StderrText();
   ASSERT_NO_FATAL_FAILURE(Send("ver.test"));  // a new message: not waiting for a retry
   std::optional<std::string> msg = sink.NextMessage(kDeliveryTimeout);
   ASSERT_TRUE(msg.has_value()) << ReadFile(dir_.Sub("log") + "/delivery.log").value_or("");
@@ -295,8 +268,8 @@ TEST_F(TlsOutDaemonTest, HttpsInjectionWithCurl) {
                         R"({"envelope_sender":"s@x.test","recipients":[{"email":"a@local.test"}],)"
                         R"("content":{"from":"s@x.test","subject":"hi","text_body":"t"}})")
                   .ok());
-  std::string url = absl::StrCat("https://mx.good.test:", http_port_, "/api/inject/v1");
-  std::string resolve = absl::StrCat("mx.good.test:", http_port_, ":127.0.0.1");
+  std::string url = absl::StrCat("https://mx.good.test:", daemon_.http_port(), "/api/inject/v1");
+  std::string resolve = absl::StrCat("mx.good.test:", daemon_.http_port(), ":127.0.0.1");
   std::vector<std::string> base = {curl, "-sS", "--max-time", "15", "--resolve", resolve,
                                    "-H", absl::StrCat("Authorization: Bearer ", kToken)};
   // Verified against the test CA, twice over one keep-alive connection (curl --next).
@@ -318,10 +291,10 @@ TEST_F(TlsOutDaemonTest, HttpsInjectionWithCurl) {
   EXPECT_TRUE(absl::StrContains(r.out, "\n200 0\n")) << "second request reused: " << r.out;
   // Without the CA curl refuses the certificate; plain HTTP on the TLS port gets nothing.
   std::vector<std::string> untrusted = base;
-  untrusted.push_back(absl::StrCat("https://mx.good.test:", http_port_, "/metrics"));
+  untrusted.push_back(absl::StrCat("https://mx.good.test:", daemon_.http_port(), "/metrics"));
   EXPECT_NE(RunProgram(untrusted, Millis(30'000)).exit_code, 0);
   std::vector<std::string> plain = base;
-  plain.push_back(absl::StrCat("http://127.0.0.1:", http_port_, "/metrics"));
+  plain.push_back(absl::StrCat("http://127.0.0.1:", daemon_.http_port(), "/metrics"));
   RunResult p = RunProgram(plain, Millis(30'000));
   EXPECT_NE(p.exit_code, 0) << p.out;
 }

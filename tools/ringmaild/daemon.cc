@@ -129,7 +129,10 @@ absl::Status Daemon::DropPrivilegesAfterBinding() {
   } else if (geteuid() == 0) {
     core::LogWarning("running as root: set `user` so ringmaild drops root after binding");
   }
+  // One line per listener ("ready esmtp=ADDR,...", "ready http=ADDR,..."), then a bare
+  // "ready" that ends the set, so a script knows it has read them all.
   for (const std::string& line : ready_lines_) std::printf("%s\n", line.c_str());
+  std::printf("ready\n");
   std::fflush(stdout);
   notifier_.Ready(absl::StrCat("accepting mail; config generation ", generations_.generation(),
                                ", ", loops_->all_loops().size(), " loop(s)"));

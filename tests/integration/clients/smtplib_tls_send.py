@@ -14,25 +14,7 @@ import smtplib
 import ssl
 import sys
 
-
-def send(smtp, sender, recipients, message):
-    code, _ = smtp.ehlo()
-    if code != 250:
-        print(f"EHLO refused: {code}", file=sys.stderr)
-        return 1
-    print("FEATURES " + " ".join(sorted(smtp.esmtp_features)))
-    code, text = smtp.mail(sender)
-    if code != 250:
-        print(f"MAIL refused: {code} {text.decode()}", file=sys.stderr)
-        return 1
-    for rcpt in recipients.split(","):
-        code, text = smtp.rcpt(rcpt)
-        if code not in (250, 251):
-            print(f"RCPT refused: {code} {text.decode()}", file=sys.stderr)
-            return 1
-    code, text = smtp.data(message)
-    print(f"DATA-REPLY {code} {text.decode()}")
-    return 0 if code == 250 else 1
+from smtplib_send import send  # the same transaction as the plaintext client
 
 
 def main(argv):
