@@ -3,10 +3,11 @@
 // What consumers read (ringmaild, listeners, delivery). Everything is resolved at load:
 // defaults filled in, units converted (sizes in bytes as uint64_t, durations as
 // absl::Duration), names checked, pool references canonicalised, addresses and CIDR blocks
-// parsed, Domain values inherited from the global ones. A Config is built once by the loader
-// (config/generation.h), then shared read-only as std::shared_ptr<const Config> — any thread
-// may read it without locking. The key names, types, defaults, ranges and live/restart rules
-// are in the one schema table in config/schema.cc.
+// parsed, Domain values (and ESMTP_Listener's tls_handshake_timeout) inherited from the
+// global ones. A Config is built once by the loader (config/generation.h), then shared
+// read-only as std::shared_ptr<const Config> — any thread may read it without locking. The
+// key names, types, defaults, ranges and live/restart rules are in the one schema table in
+// config/schema.cc.
 //
 //   Config
 //   |- global : GlobalOptions        spool_dir, log_dir, license, user, group, hostname,
@@ -17,6 +18,7 @@
 //   |                                 domain_max_outbound_connections,
 //   |                                 max_deliveries_per_connection,
 //   |                                 outbound_idle_timeout, outbound_tls,
+//   |                                 tls_handshake_timeout (ESMTP_Listener inherits it),
 //   |                                 smtp_*_timeout, spool_segment_size_bytes, log_level
 //   |- eventloops   : vector<EventLoopPoolConfig>   `eventloop "NAME" { concurrency }`
 //   |- thread_pools : vector<ThreadPoolConfig>      the 8 standard pools, then user pools
@@ -88,6 +90,7 @@ struct GlobalOptions {
   absl::Duration outbound_idle_timeout;  // an outbound connection with no work waits for more
   OutboundTls outbound_tls = OutboundTls::kOpportunistic;
   std::string tls_ca_file;  // outbound trust anchors added to the system CA store
+  absl::Duration tls_handshake_timeout;  // inbound TLS handshake; ESMTP_Listener inherits it
   absl::Duration smtp_connect_timeout;  // the outbound client's RFC 5321 §4.5.3.2 timeouts
   absl::Duration smtp_greeting_timeout;
   absl::Duration smtp_command_timeout;
@@ -138,6 +141,7 @@ struct EsmtpListenerConfig {
   absl::Duration data_block_timeout;
   absl::Duration data_term_timeout;
   absl::Duration connection_timeout;  // whole-session cap
+  absl::Duration tls_handshake_timeout;  // inherited from the global key unless set here
   bool require_tls = false;
   std::string tls_certificate;  // PEM paths; both or neither
   std::string tls_key;

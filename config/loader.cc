@@ -73,7 +73,8 @@ class Builder {
 
   void ResolveNames();
   void ResolvePool(const std::string& path, std::string* field);
-  void InheritDomainDefaults(DomainConfig* domain, const std::string& path);
+  // Keys of `scope` with an `inherit` global key take its value unless set at `path`.
+  void InheritDefaults(ScopeKind scope, void* object, const std::string& path);
   void CheckRetry();
   void CheckTls(const std::string& scope_path, const std::string& certificate,
                 const std::string& key, bool require_tls, const std::vector<ListenConfig>& listen);
@@ -111,9 +112,10 @@ std::shared_ptr<Config> Builder::Build(const std::vector<Node>& nodes, std::stri
 
   ResolveNames();
   for (auto& [name, domain] : config_.domains) {
-    InheritDomainDefaults(&domain, ScopePath("", "Domain", name));
+    InheritDefaults(ScopeKind::kDomain, &domain, ScopePath("", "Domain", name));
   }
-  InheritDomainDefaults(&config_.default_domain, "");
+  InheritDefaults(ScopeKind::kDomain, &config_.default_domain, "");
+  InheritDefaults(ScopeKind::kEsmtpListener, &config_.esmtp, "ESMTP_Listener");
   if (config_.control.socket_paths.empty()) {
     config_.control.socket_paths.emplace_back(kDefaultControlSocket);
   }
@@ -370,13 +372,13 @@ void Builder::ResolvePool(const std::string& path, std::string* field) {
                                                 ", which does not exist (", defined, ")"));
 }
 
-void Builder::InheritDomainDefaults(DomainConfig* domain, const std::string& path) {
+void Builder::InheritDefaults(ScopeKind scope, void* object, const std::string& path) {
   for (const KeySpec& key : AllKeys()) {
-    if (key.scope != ScopeKind::kDomain || key.inherit.empty()) continue;
+    if (key.scope != scope || key.inherit.empty()) continue;
     if (!path.empty() && set_at_.contains(KeyPath(path, key.name))) continue;
     const KeySpec* from = FindKey(ScopeKind::kGlobal, key.inherit);
     if (from == nullptr) continue;  // schema_test checks every inherit names a global key
-    key.store(domain, from->load(&config_.global));
+    key.store(object, from->load(&config_.global));
   }
 }
 

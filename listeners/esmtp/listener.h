@@ -64,6 +64,7 @@ struct ListenerCounters {
   uint64_t commit_errors = 0;
   uint64_t accept_errors = 0;
   uint64_t tls_handshakes = 0;        // completed (STARTTLS and implicit)
+  uint64_t tls_resumed = 0;           // of those, resumed with a client's ticket
   uint64_t tls_handshake_errors = 0;  // failed: bad input, alert, peer closed
   uint64_t tls_handshake_timeouts = 0;
 };

@@ -13,8 +13,6 @@ namespace {
 // Received bytes kept for a machine that is paused (commit, slot wait) beyond its own
 // pending buffer. Past this the session stops reading and TCP pushes back on the client.
 constexpr size_t kStashBytesMax = 256 * 1024;
-// Plaintext taken from the TLS session per read: one TLS record.
-constexpr size_t kPlaintextChunkBytes = 16 * 1024;
 // Ciphertext queued for sending beyond which replies wait unencrypted (plain_out_).
 constexpr size_t kTlsQueuedBytesMax = 64 * 1024;
 
@@ -266,6 +264,7 @@ void Session::AdvanceHandshake() {
 
 void Session::HandshakeDone() {
   ++listener_.mutable_counters().tls_handshakes;
+  if (tls_->resumed()) ++listener_.mutable_counters().tls_resumed;
   const std::string description = tls_->Description();
   if (!implicit_tls_) {
     machine_.TlsEstablished(description);  // back to kGreeting: the client sends EHLO
@@ -276,14 +275,16 @@ void Session::HandshakeDone() {
   if (listener_.draining()) machine_.Shutdown();
 }
 
-// Feeds the machine one chunk of decrypted input; false when there is none to give.
+// Feeds the machine one record of decrypted input; false when there is none to give. The
+// plaintext is fed straight from the TLS session's per-thread buffer (ReadView): whatever
+// the machine does not take is copied to the stash by FeedBytes before the next read.
 bool Session::PullPlaintext() {
   if (tls_ == nullptr || !tls_->established() || tls_->failed() || close_after_send_) {
     return false;
   }
   RefillTls();
-  std::string plain;
-  const tls::TlsResult r = tls_->Read(&plain, kPlaintextChunkBytes);
+  std::string_view plain;
+  const tls::TlsResult r = tls_->ReadView(&plain);
   RefillTls();
   if (tls_->has_ciphertext_out()) QueueRaw(tls_->TakeCiphertext());  // alerts, key updates
   switch (r) {
@@ -463,7 +464,10 @@ void Session::LogReception(const spool::CommitRequest& request) {
       .Uint("size", last_size_)
       .Int("code", request.status.ok() ? 250 : 452)
       .Uint("latency_us", listener_.loop().now_us() - data_started_us_);
-  if (tls_ != nullptr && tls_->established()) line.Str("tls", tls_->Description());
+  if (tls_ != nullptr && tls_->established()) {
+    line.Str("tls", tls_->Description());
+    if (tls_->resumed()) line.Bool("tls_resumed", true);
+  }
   if (!request.status.ok()) line.Str("error", std::string(request.status.message()));
   log->Append(line.Finish());
 }

@@ -55,8 +55,7 @@ absl::StatusOr<std::shared_ptr<const Settings>> Settings::FromConfig(
   s->data_term_timeout_ms = Ms(ec.data_term_timeout);
   s->server_timeout_ms = std::max<uint64_t>(Ms(ec.data_term_timeout), 60'000);
   s->connection_timeout_ms = Ms(ec.connection_timeout);
-  s->tls_handshake_timeout_ms = std::min<uint64_t>(
-      s->command_timeout_ms > 0 ? s->command_timeout_ms : 60'000, 60'000);
+  s->tls_handshake_timeout_ms = Ms(ec.tls_handshake_timeout);
   return std::shared_ptr<const Settings>(std::move(s));
 }
 

@@ -40,7 +40,9 @@ struct Settings {
   // the config file itself is read, never per connection. A reload builds a new one.
   std::shared_ptr<const tls::TlsContext> tls_context;
   // From STARTTLS (or accept, for implicit TLS) to an established session, fixed when the
-  // handshake starts (trickled bytes do not extend it): min(command_timeout, 60 s).
+  // handshake starts (trickled bytes do not extend it): ESMTP_Listener's
+  // tls_handshake_timeout, inherited from the global key (default 1m). Live: a reload's
+  // Settings apply to handshakes of connections accepted after it.
   uint64_t tls_handshake_timeout_ms = 0;
 
   // `loops` is how many loops serve the listener (max_processings is split over them).

@@ -65,7 +65,7 @@ TEST(SchemaTableTest, InheritedKeysNameAGlobalKeyOfTheSameType) {
     EXPECT_EQ(from->type, key.type) << key.name;
     EXPECT_EQ(from->choices, key.choices) << key.name;
   }
-  EXPECT_EQ(inherited, 6);
+  EXPECT_EQ(inherited, 7);
 }
 
 TEST(SchemaTableTest, NamesAreUniquePerScopeIgnoringCase) {

@@ -27,7 +27,8 @@ int WaitFor(int fd, short events, Clock::time_point deadline) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TlsTestClient>> TlsTestClient::Create(
-    int fd, const std::string& ca_file, const std::string& server_name) {
+    int fd, const std::string& ca_file, const std::string& server_name,
+    std::shared_ptr<const tls::SavedSession> resume) {
   tls::TlsContextOptions o;
   o.role = tls::TlsRole::kClient;
   o.ca_file = ca_file;
@@ -37,6 +38,7 @@ absl::StatusOr<std::unique_ptr<TlsTestClient>> TlsTestClient::Create(
   tls::ClientOptions co;
   co.server_name = server_name;
   co.verify = tls::VerifyMode::kRequire;
+  co.resume = std::move(resume);
   absl::StatusOr<std::unique_ptr<tls::TlsSession>> s = tls::TlsSession::NewClient(*ctx, co);
   if (!s.ok()) return s.status();
   return std::unique_ptr<TlsTestClient>(new TlsTestClient(fd, *std::move(s)));

@@ -21,9 +21,11 @@ namespace ringmail::integration {
 
 class TlsTestClient {
  public:
-  // `ca_file`: trust anchors; `server_name`: SNI and the name the certificate must carry.
-  static absl::StatusOr<std::unique_ptr<TlsTestClient>> Create(int fd, const std::string& ca_file,
-                                                               const std::string& server_name);
+  // `ca_file`: trust anchors; `server_name`: SNI and the name the certificate must carry;
+  // `resume`: a session saved from an earlier connection to offer (TLS 1.3 resumption).
+  static absl::StatusOr<std::unique_ptr<TlsTestClient>> Create(
+      int fd, const std::string& ca_file, const std::string& server_name,
+      std::shared_ptr<const tls::SavedSession> resume = nullptr);
 
   absl::Status Handshake(Millis timeout = Millis(5'000));
   absl::Status Send(std::string_view plaintext, Millis timeout = Millis(5'000));

@@ -320,8 +320,8 @@ TEST_F(TlsDaemonTest, ImplicitTlsListener) {
 }
 
 TEST_F(TlsDaemonTest, StalledHandshakeIsCutWhileOthersCarryOn) {
-  // The handshake deadline is min(command_timeout, 60 s).
-  StartDaemon("  command_timeout = 2s\n");
+  // The handshake has its own deadline (tls_handshake_timeout), whatever command_timeout is.
+  StartDaemon("  tls_handshake_timeout = 2s\n");
   SmtpClient stalled;
   ASSERT_TRUE(stalled.Connect(daemon_.port()).ok());
   ASSERT_TRUE(stalled.Hello());
@@ -343,6 +343,78 @@ TEST_F(TlsDaemonTest, StalledHandshakeIsCutWhileOthersCarryOn) {
   // The stall cost that connection only: the other one still works.
   EXPECT_EQ(t->Command("NOOP").code, 250);
   EXPECT_EQ(t->Command("QUIT").code, 221);
+}
+
+// tls_handshake_timeout is live: a reload shortens it for handshakes that start afterwards
+// (and the global key is the listener's default).
+TEST_F(TlsDaemonTest, HandshakeTimeoutChangesOnReload) {
+  DaemonConfig c;
+  c.esmtp_extra = absl::StrCat("  tls_certificate = \"", CertPath(), "\"\n", "  tls_key = \"",
+                               KeyPath(), "\"\n");
+  const std::string text = daemon_.ConfigText(c);
+  ASSERT_TRUE(daemon_.StartWithText("tls_handshake_timeout = 5m\n" + text).ok())
+      << daemon_.StderrText();
+  ASSERT_TRUE(WriteFile(daemon_.config_path(), "tls_handshake_timeout = 2s\n" + text).ok());
+  RunResult reload = Ringctl({"config", "reload"});
+  ASSERT_EQ(reload.exit_code, 0) << reload.out << reload.err;
+  SmtpClient stalled;
+  ASSERT_TRUE(stalled.Connect(daemon_.port()).ok());
+  ASSERT_TRUE(stalled.Hello());
+  ASSERT_TRUE(stalled.Send("STARTTLS\r\n").ok());
+  ASSERT_EQ(stalled.ReadReply().code, 220);
+  ASSERT_TRUE(stalled.Send(std::string("\x16\x03\x01", 3)).ok());
+  const auto began = std::chrono::steady_clock::now();
+  EXPECT_TRUE(stalled.WaitForClose(Millis(10'000)));  // 5 min before the reload
+  const auto waited = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() -
+                                                         began);
+  EXPECT_GE(waited.count(), 1500);
+  EXPECT_LT(waited.count(), 8000);
+}
+
+// TLS 1.3 resumption: ringmaild issues a ticket after a full handshake; a second connection
+// offering it resumes (no certificate sent) and works as any other; the reception log says
+// so. After a certificate reload the old ticket is not accepted: a full handshake, verified.
+TEST_F(TlsDaemonTest, SecondConnectionResumesWithTheTicket) {
+  StartDaemon();
+  SmtpClient first;
+  auto t1 = StartTls(first);  // EHLO after the handshake also read the ticket
+  ASSERT_NE(t1, nullptr);
+  EXPECT_FALSE(t1->session().resumed());
+  EXPECT_EQ(TlsTransaction(*t1, "user@local.test").code, 250);
+  std::shared_ptr<const tls::SavedSession> saved = t1->session().SaveSession();
+  ASSERT_NE(saved, nullptr) << "ringmaild issued no session ticket";
+  EXPECT_EQ(t1->Command("QUIT").code, 221);
+
+  auto resume = [&](SmtpClient& c) -> std::unique_ptr<TlsTestClient> {
+    if (!c.Connect(daemon_.port()).ok() || !c.Hello()) return nullptr;
+    if (c.Command("STARTTLS").code != 220) return nullptr;
+    auto t = TlsTestClient::Create(c.fd(), pki_->ca_file(), "mx.test", saved);
+    if (!t.ok() || !(*t)->Handshake().ok()) return nullptr;
+    if ((*t)->Command("EHLO client.test").code != 250) return nullptr;
+    return *std::move(t);
+  };
+  SmtpClient second;
+  auto t2 = resume(second);
+  ASSERT_NE(t2, nullptr);
+  EXPECT_TRUE(t2->session().resumed());
+  EXPECT_EQ(t2->session().version(), "TLS1.3");
+  SmtpClient::Reply done = TlsTransaction(*t2, "user@local.test");
+  ASSERT_EQ(done.code, 250) << done.text();
+  EXPECT_THAT(SpooledContent(QueuedId(done.last())), HasSubstr("with ESMTPS (TLS1.3 "));
+  EXPECT_EQ(t2->Command("QUIT").code, 221);
+  auto log = ReadFile(daemon_.log_dir() + "/reception.log");
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_THAT(*log, HasSubstr("\"tls_resumed\":true"));
+
+  UseCertificate(*second_);
+  RunResult reload = Ringctl({"config", "reload"});
+  ASSERT_EQ(reload.exit_code, 0) << reload.out << reload.err;
+  SmtpClient third;
+  auto t3 = resume(third);
+  ASSERT_NE(t3, nullptr);
+  EXPECT_FALSE(t3->session().resumed());
+  EXPECT_EQ(t3->session().verification(), tls::Verification::kOk);
+  EXPECT_EQ(TlsTransaction(*t3, "user@local.test").code, 250);
 }
 
 TEST_F(TlsDaemonTest, CertificateReloadServesTheNewCertificateToNewHandshakes) {
