@@ -3,6 +3,7 @@
 // STARTTLS (the run fails and says why), and against ringmaild's STARTTLS and implicit-TLS
 // listeners, where the Received header of every recorded message proves it came over TLS.
 // Certificates come from a throwaway CA per test; everything listens on 127.0.0.1.
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -132,6 +133,45 @@ TEST_F(RingloadTlsTest, BothModesAgainstRingmaildArriveOverTls) {
     absl::StatusOr<int> stopped = daemon.Stop();
     EXPECT_TRUE(stopped.ok()) << stopped.status();
   }
+}
+
+// --tls-resume: with a new connection per message, every connection after a slot's first
+// resumes with the ticket its predecessor got (ringmaild issues TLS 1.3 tickets); the
+// summary counts handshakes and resumptions, and so does ringmaild's reception log.
+TEST_F(RingloadTlsTest, ResumeReusesTicketsAcrossConnections) {
+  const std::string root = dir_.Sub("resume");
+  std::filesystem::create_directories(root);
+  RunningDaemon daemon(root);
+  DaemonConfig c;
+  c.esmtp_extra = absl::StrCat("  tls_certificate = \"", cert_.chain_file, "\"\n",
+                               "  tls_key = \"", cert_.key_file, "\"\n");
+  absl::Status s = daemon.StartWithText(daemon.ConfigText(c));
+  ASSERT_TRUE(s.ok()) << s << "\n" << daemon.StderrText();
+  for (bool resume : {false, true}) {
+    SCOPED_TRACE(resume ? "resume" : "no resume");
+    std::vector<std::string> args = {"--tls", "starttls", "--messages", "12", "--connections",
+                                     "2", "--messages-per-connection", "1", "--json",
+                                     "--rcpt-template", "u{n}@local.test"};
+    if (resume) args.push_back("--tls-resume");
+    RunResult r = Send(daemon.port(), args);
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err << daemon.StderrText();
+    EXPECT_TRUE(absl::StrContains(r.out, "\"messages\":12,")) << r.out;
+    EXPECT_TRUE(absl::StrContains(r.out, "\"errors\":0,")) << r.out;
+    // 12 messages on 2 slots: 12 handshakes at least (a slot may open one more to QUIT).
+    const size_t at = r.out.find("\"tls_resumed\":");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    const int resumed = std::atoi(r.out.c_str() + at + 14);
+    if (resume) {
+      EXPECT_GE(resumed, 10) << r.out;  // all but each slot's first
+    } else {
+      EXPECT_EQ(resumed, 0) << r.out;
+    }
+  }
+  EXPECT_TRUE(absl::StrContains(ReadFile(daemon.log_dir() + "/reception.log").value_or(""),
+                                "\"tls_resumed\":true"));
+  EXPECT_EQ(Send(daemon.port(), {"--tls-resume", "--messages", "1"}).exit_code, 2);
+  absl::StatusOr<int> stopped = daemon.Stop();
+  EXPECT_TRUE(stopped.ok()) << stopped.status();
 }
 
 }  // namespace

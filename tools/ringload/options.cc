@@ -314,6 +314,10 @@ void AddSendFlags(SendOptions* o, std::vector<Flag>* flags_out) {
   flags.push_back(Bound("size", &o->sizes, ParseSizes));
   flags.push_back(Bound("rcpts", &o->rcpts, u32("rcpts", 1, kRcptsMax)));
   flags.push_back(Bound("domains", &o->domains, u32("domains", 1, kDomainsMax)));
+  flags.push_back({"tls-resume", false, [o](absl::string_view) {
+                     o->tls_resume = true;
+                     return absl::OkStatus();
+                   }});
   flags.push_back({"pipelining", false, [o](absl::string_view) {
                      o->pipelining = true;
                      return absl::OkStatus();
@@ -395,6 +399,9 @@ absl::StatusOr<SendOptions> ParseSendOptions(const std::vector<absl::string_view
   if (o.http && o.chunking) return FlagError("chunking", "is SMTP only (not with --http)");
   if (o.http && o.tls != SendOptions::Tls::kOff) {
     return FlagError("tls", "is SMTP only (not with --http)");
+  }
+  if (o.tls_resume && o.tls == SendOptions::Tls::kOff) {
+    return FlagError("tls-resume", "needs --tls starttls|implicit");
   }
   if (o.tls != SendOptions::Tls::kOff) {
     auto ctx = MakeLoadClientContext();
@@ -495,6 +502,8 @@ std::string SendUsage() {
   --chunking                 send BDAT instead of DATA when the server offers CHUNKING
   --tls starttls|implicit    TLS: STARTTLS after EHLO (then EHLO again), or from the first
                              byte (SMTPS); certificates are not verified
+  --tls-resume               each new connection resumes the TLS session (1.3 ticket) its
+                             slot's previous connection got, if the server issued one
   --messages-per-connection N  reconnect after N messages (0 = reuse forever)
   --rate R                   open loop: R messages/s, latency measured from schedule
   --record FILE              one line per message answered 2xx at its end of data:

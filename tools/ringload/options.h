@@ -101,6 +101,9 @@ struct SendOptions {
   enum class Tls : uint8_t { kOff, kStartTls, kImplicit };
   Tls tls = Tls::kOff;
   std::shared_ptr<const tls::TlsContext> tls_client;
+  // --tls-resume: each connection offers the session (TLS 1.3 ticket) its previous one got,
+  // as an MTA's client-side TLS session cache does (Postfix's smtp_tls_session_cache).
+  bool tls_resume = false;
 };
 
 struct SinkOptions {

@@ -67,6 +67,7 @@ void PrintSendSummary(FILE* out, const SendOptions& o, const SendStats& s, const
         "\"rcpts_rejected\":%llu,\"quit_unanswered\":%llu,\"connections_opened\":%llu,"
         "\"connect_errors\":%llu,"
         "\"session_errors\":%llu,\"file_errors\":%llu,\"errors\":%llu,"
+        "\"tls_handshakes\":%llu,\"tls_resumed\":%llu,"
         "\"latency_us\":{\"min\":%llu,\"mean\":%.1f,\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,"
         "\"p999\":%llu,\"max\":%llu},\"codes\":{%s},\"timed_out\":%s,\"interrupted\":%s,"
         "\"incomplete\":%s,\"first_error\":%s}\n",
@@ -79,6 +80,7 @@ void PrintSendSummary(FILE* out, const SendOptions& o, const SendStats& s, const
         (unsigned long long)s.connections,
         (unsigned long long)s.connect_errors, (unsigned long long)s.session_errors,
         (unsigned long long)s.file_errors, (unsigned long long)s.errors(),
+        (unsigned long long)s.tls_handshakes, (unsigned long long)s.tls_resumed,
         (unsigned long long)h.min(), h.mean(), (unsigned long long)h.ValueAt(50),
         (unsigned long long)h.ValueAt(90), (unsigned long long)h.ValueAt(99),
         (unsigned long long)h.ValueAt(99.9), (unsigned long long)h.max(),

@@ -77,6 +77,8 @@ void SendStats::Merge(const SendStats& o) {
   bytes += o.bytes;
   rcpts_rejected += o.rcpts_rejected;
   quit_unanswered += o.quit_unanswered;
+  tls_handshakes += o.tls_handshakes;
+  tls_resumed += o.tls_resumed;
   connections += o.connections;
   connect_errors += o.connect_errors;
   session_errors += o.session_errors;
@@ -159,6 +161,11 @@ void ClientConn::ResetSession() {
   sending_.Clear();
   send_total_ = send_done_ = 0;
   peer_pipelining_ = peer_chunking_ = peer_size_ = peer_starttls_ = false;
+  // --tls-resume: the connection's latest session (its ticket came after the handshake,
+  // with the records read since) is what the slot's next connection offers.
+  if (tls_ != nullptr && worker_->options_.tls_resume && tls_->established()) {
+    if (auto saved = tls_->SaveSession()) tls_saved_ = std::move(saved);
+  }
   tls_.reset();
   messages_on_conn_ = 0;
   quit_queued_ = need_rset_ = server_closing_ = false;
@@ -279,7 +286,9 @@ void ClientConn::OnEhloLine(std::string_view text) {
 // ClientConn: TLS
 
 void ClientConn::BeginTls() {
-  auto stream = TlsClientStream::Start(worker_->options_.tls_client, "");
+  const bool resume = worker_->options_.tls_resume;
+  auto stream = TlsClientStream::Start(worker_->options_.tls_client, "",
+                                       resume ? tls_saved_ : nullptr);
   if (!stream.ok()) {
     return Fail(std::string(stream.status().message()).c_str(), 0);
   }
@@ -291,6 +300,9 @@ void ClientConn::TlsInput(std::string_view data) {
   std::string plain;
   const TlsClientStream::Event event = tls_->Input(data, &plain);
   if (event == TlsClientStream::Event::kEnded) {
+    // A handshake that failed while offering a saved session: start afresh next time
+    // (wolfSSL pins the client to the saved session's version).
+    if (!tls_->established()) tls_saved_.reset();
     // What arrived with the end (the 221 before close_notify) is read first.
     if (!plain.empty()) Feed(plain);
     if (closing()) return;
@@ -299,6 +311,10 @@ void ClientConn::TlsInput(std::string_view data) {
     const std::string why = absl::StrCat("TLS: ", tls_->error().empty() ? "session ended"
                                                                          : tls_->error());
     return Fail(why.c_str(), 0);
+  }
+  if (event == TlsClientStream::Event::kEstablished) {
+    ++worker_->stats_.tls_handshakes;
+    if (tls_->resumed()) ++worker_->stats_.tls_resumed;
   }
   if (event == TlsClientStream::Event::kEstablished && In(Phase::kTlsHandshake)) {
     if (worker_->options_.tls == SendOptions::Tls::kStartTls) {

@@ -20,7 +20,9 @@
 // TLS (--tls starttls|implicit): a TlsClientStream (tools/ringload/tls_stream.h) sits
 // between the ring and the reply parser once the 220 to STARTTLS arrived (EHLO is then
 // sent again, RFC 3207) or from the connect (implicit); every batch is encrypted as a whole
-// in Flush() (the shared body is copied into records: TLS cannot send it zero-copy).
+// in Flush() (the shared body is copied into records: TLS cannot send it zero-copy), as
+// records of up to 16 KiB across the batch's parts. --tls-resume: a connection offers the
+// session its slot's previous connection ended with (saved in ResetSession).
 #pragma once
 
 #include <sys/socket.h>
@@ -57,6 +59,8 @@ struct SendStats {
   uint64_t connect_errors = 0;
   uint64_t session_errors = 0;  // broken or timed-out sessions, protocol errors
   uint64_t file_errors = 0;     // --record / --dump failures
+  uint64_t tls_handshakes = 0;  // completed (--tls)
+  uint64_t tls_resumed = 0;     // of those, resumed with the previous session's ticket
   CodeCounts codes;             // the reply that decided each message (0: none)
   Histogram latency;            // accepted messages, microseconds
   std::string first_error;
@@ -163,6 +167,8 @@ class ClientConn final : public SendConn {
   bool peer_size_ = false;
   bool peer_starttls_ = false;
   std::unique_ptr<TlsClientStream> tls_;  // from the handshake's start to the close
+  // --tls-resume: the session this slot's last connection got (kept across reconnects).
+  std::shared_ptr<const tls::SavedSession> tls_saved_;
   uint64_t messages_on_conn_ = 0;
   bool quit_queued_ = false;
   bool need_rset_ = false;

@@ -1,5 +1,6 @@
 #include "tools/ringload/tls_stream.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "wolfssl/options.h"  // first: the build's configuration
@@ -30,10 +31,12 @@ absl::StatusOr<std::shared_ptr<const tls::TlsContext>> MakeLoadClientContext() {
 }
 
 absl::StatusOr<std::unique_ptr<TlsClientStream>> TlsClientStream::Start(
-    std::shared_ptr<const tls::TlsContext> context, const std::string& server_name) {
+    std::shared_ptr<const tls::TlsContext> context, const std::string& server_name,
+    std::shared_ptr<const tls::SavedSession> resume) {
   tls::ClientOptions o;
   o.server_name = server_name;
   o.verify = tls::VerifyMode::kRecord;
+  o.resume = std::move(resume);
   auto session = tls::TlsSession::NewClient(std::move(context), o);
   if (!session.ok()) return session.status();
   ReleaseEccCacheAtThreadExit();
@@ -65,15 +68,22 @@ TlsClientStream::Event TlsClientStream::Input(std::string_view ciphertext, std::
 bool TlsClientStream::Seal(std::string_view a, std::string_view b, std::string_view c,
                            std::string* wire) {
   TakeWire(wire);
-  for (std::string_view part : {a, b, c}) {
-    while (!part.empty()) {
-      size_t used = 0;
-      tls::TlsResult r = session_->Write(part, &used);
-      part.remove_prefix(used);
-      TakeWire(wire);  // empties the engine's buffer, so the next Write has room
-      if (r == tls::TlsResult::kError || r == tls::TlsResult::kClosed) return false;
-      if (used == 0 && r != tls::TlsResult::kOk) return false;
+  const size_t total = a.size() + b.size() + c.size();
+  for (size_t done = 0; done < total;) {
+    // What is left of a, b, c after `done` bytes (the engine stops at its outbound limit).
+    std::string_view parts[3] = {a, b, c};
+    size_t skip = done;
+    for (std::string_view& p : parts) {
+      const size_t k = std::min(skip, p.size());
+      p.remove_prefix(k);
+      skip -= k;
     }
+    size_t used = 0;
+    tls::TlsResult r = session_->WriteGather({parts[0], parts[1], parts[2]}, &used);
+    done += used;
+    TakeWire(wire);  // empties the engine's buffer, so the next write has room
+    if (r == tls::TlsResult::kError || r == tls::TlsResult::kClosed) return false;
+    if (used == 0 && r != tls::TlsResult::kOk) return false;
   }
   return true;
 }

@@ -34,14 +34,18 @@ class TlsClientStream {
     kEnded,        // closed or failed: error() says why; send TakeWire() (an alert), close
   };
 
-  // Starts the handshake; its first flight is in TakeWire().
+  // Starts the handshake; its first flight is in TakeWire(). `resume`: a session saved
+  // from this connection slot's previous connection (--tls-resume), or null.
   static absl::StatusOr<std::unique_ptr<TlsClientStream>> Start(
-      std::shared_ptr<const tls::TlsContext> context, const std::string& server_name);
+      std::shared_ptr<const tls::TlsContext> context, const std::string& server_name,
+      std::shared_ptr<const tls::SavedSession> resume = nullptr);
 
   // Ciphertext from recv; decrypted application data is appended to `*plain`.
   Event Input(std::string_view ciphertext, std::string* plain);
   // Encrypts `a`, `b`, `c` in order (any may be empty) and appends the records (after any
-  // pending handshake bytes) to `*wire`. False when the session has failed.
+  // pending handshake bytes) to `*wire`: as one stream, so records of up to 16 KiB span the
+  // parts (a 10 KiB body and its ".\r\n" are one record, not two: each record costs the
+  // server an AEAD setup, a MAC and a read call). False when the session has failed.
   bool Seal(std::string_view a, std::string_view b, std::string_view c, std::string* wire);
   // Pending handshake or alert bytes, appended to `*wire`.
   void TakeWire(std::string* wire);
@@ -49,6 +53,11 @@ class TlsClientStream {
   bool established() const { return session_->established(); }
   const std::string& error() const { return session_->error(); }
   std::string Description() const { return session_->Description(); }
+  bool resumed() const { return session_->resumed(); }
+  // The session to resume next time, once the server's ticket has been read; else null.
+  std::shared_ptr<const tls::SavedSession> SaveSession() const {
+    return session_->SaveSession();
+  }
 
  private:
   explicit TlsClientStream(std::unique_ptr<tls::TlsSession> s) : session_(std::move(s)) {}
