@@ -2,11 +2,16 @@
 // that serves it.
 //   BM_ServerHandshake/<key>/<version>  server-side CPU of one full handshake (the client's
 //                                       work is excluded with PauseTiming)
+//   BM_ServerHandshakeResumed/<0|1>     server side of a TLS 1.3 handshake, full or resumed
+//                                       with the client's saved ticket
 //   BM_FullHandshake/<key>              both sides, TLS 1.3: handshakes/s of one core
 //   BM_ServerMessage/<bytes>/<suite>    server side of one message over an established
 //                                       session: decrypt `bytes` of DATA, encrypt a reply;
 //                                       suite 0 = default choice, 1 = AES-128-GCM,
 //                                       2 = ChaCha20-Poly1305
+//   BM_ServerTransaction/<bytes>/<one>  server side of a whole non-pipelined transaction
+//                                       (MAIL, RCPT, DATA, body, four replies): the body
+//                                       and ".\r\n" as one record, or as two
 // Certificates come from a throwaway CA made with openssl at start (tests/tls/test_pki_util).
 #include <memory>
 #include <string>
@@ -113,6 +118,42 @@ BENCHMARK(BM_ServerHandshake)
     ->Args({1, 12, 0})
     ->Unit(benchmark::kMicrosecond);
 
+// Server-side CPU of a TLS 1.3 handshake that resumes with a ticket (PSK with an X25519
+// key share: no certificate, no signature), against a full one with the same client.
+void BM_ServerHandshakeResumed(benchmark::State& state) {
+  const Pki& p = PkiFor(0);
+  // One full handshake; the client reads the ticket the server sent behind its flight.
+  auto first = TlsSession::NewClient(ClientContext(), ClientOptions{}).value();
+  auto first_server = TlsSession::NewServer(p.server).value();
+  Handshake(state, *first, *first_server, false);
+  size_t used = 0;
+  first_server->Write("220 ready\r\n", &used);
+  first->FeedCiphertext(first_server->TakeCiphertext());
+  std::string greeting;
+  first->Read(&greeting, 100);
+  ClientOptions resume;
+  resume.resume = first->SaveSession();
+  if (resume.resume == nullptr) state.SkipWithError("no ticket");
+  const bool resumed = state.range(0) == 1;
+  int64_t reused = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto client =
+        TlsSession::NewClient(ClientContext(), resumed ? resume : ClientOptions{}).value();
+    state.ResumeTiming();
+    auto server = TlsSession::NewServer(p.server).value();
+    Handshake(state, *client, *server, /*server_only=*/true);
+    reused += server->resumed() ? 1 : 0;
+  }
+  if (resumed && reused != static_cast<int64_t>(state.iterations())) {
+    state.SkipWithError("a handshake did not resume");
+  }
+  state.counters["handshakes_per_s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_ServerHandshakeResumed)->ArgName("resumed")->Arg(0)->Arg(1)->Unit(
+    benchmark::kMicrosecond);
+
 void BM_FullHandshake(benchmark::State& state) {
   const Pki& p = PkiFor(static_cast<int>(state.range(0)));
   for (auto _ : state) {
@@ -168,6 +209,69 @@ void BM_ServerMessage(benchmark::State& state) {
 BENCHMARK(BM_ServerMessage)
     ->ArgNames({"bytes", "suite"})
     ->ArgsProduct({{1024, 10 * 1024, 100 * 1024}, {0, 1, 2}});
+
+// One non-pipelined SMTP transaction over an established session, as ringload sends it and
+// Session serves it: the client's MAIL, RCPT and DATA each in its own record, then the body
+// (`bytes`) and ".\r\n" — in one record when range(1) is 1, as two records (body, then
+// terminator) when 0; the server answers each command with a small record. Timed: the
+// server's side only, through the calls Session makes (FeedCiphertext, Read of at most
+// 16 KiB per call, Write per reply, TakeCiphertext).
+void BM_ServerTransaction(benchmark::State& state) {
+  const Pki& p = PkiFor(0);
+  auto client = TlsSession::NewClient(ClientContext(), ClientOptions{}).value();
+  auto server = TlsSession::NewServer(p.server).value();
+  Handshake(state, *client, *server, false);
+  const std::string body(static_cast<size_t>(state.range(0)), 'x');
+  const bool one_record = state.range(1) == 1;
+  const std::string mail = "MAIL FROM:<ringload@ringload.test>\r\n";
+  const std::string rcpt = "RCPT TO:<rcpt1@bench.test>\r\n";
+  const std::string data = "DATA\r\n";
+  auto seal = [&](std::initializer_list<std::string_view> records) {
+    std::string wire;
+    for (std::string_view r : records) {
+      size_t used = 0;
+      for (std::string_view rest = r; !rest.empty(); rest.remove_prefix(used)) {
+        if (client->Write(rest, &used) != TlsResult::kOk) state.SkipWithError("client write");
+      }
+    }
+    wire += client->TakeCiphertext();
+    return wire;
+  };
+  const std::string replies[4] = {"250 2.1.0 Ok\r\n", "250 2.1.5 Ok\r\n",
+                                  "354 End data with <CR><LF>.<CR><LF>\r\n",
+                                  "250 2.0.0 Ok: queued as 0123456789abcdef0123456789abcdef\r\n"};
+  const std::string body_and_dot = body + ".\r\n";
+  size_t plain_bytes = 0;
+  for (auto _ : state) {
+    state.PauseTiming();  // the client's records are fresh each time (sequence numbers)
+    const std::string in[4] = {seal({mail}), seal({rcpt}), seal({data}),
+                               one_record ? seal({body_and_dot}) : seal({body, ".\r\n"})};
+    state.ResumeTiming();
+    plain_bytes = 0;
+    for (int step = 0; step < 4; ++step) {
+      for (std::string_view rest = in[step]; !rest.empty();) {
+        rest.remove_prefix(server->FeedCiphertext(rest));
+        for (;;) {
+          std::string plain;  // as Session::PullPlaintext: one string per read
+          if (server->Read(&plain, 16384) != TlsResult::kOk) break;
+          plain_bytes += plain.size();
+        }
+      }
+      size_t used = 0;
+      server->Write(replies[step], &used);
+      std::string out = server->TakeCiphertext();
+      benchmark::DoNotOptimize(out.data());
+    }
+  }
+  if (plain_bytes != mail.size() + rcpt.size() + data.size() + body.size() + 3) {
+    state.SkipWithError("short read");
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * state.range(0));
+}
+BENCHMARK(BM_ServerTransaction)
+    ->ArgNames({"bytes", "one_record"})
+    ->ArgsProduct({{10 * 1024}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace ringmail::tls
