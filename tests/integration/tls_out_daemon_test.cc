@@ -1,7 +1,8 @@
 // ringmaild with TLS outside the inbound ESMTP listener (issue #8): outbound STARTTLS to a
 // downstream sink (clients/starttls_sink.py, Python's ssl module, so the other end is not
 // our own engine) under each policy, with the delivery log's TLS fields; and HTTPS
-// injection on the HTTP listener with curl --cacert. Certificates come from a throwaway CA
+// injection on the HTTP listener with curl --cacert, and its certificate reload.
+// Certificates come from a throwaway CA
 // made per test (tests/tls/test_pki_util); host names resolve through a dnsmasq child.
 // Everything listens on 127.0.0.1; every wait is bounded.
 #include <signal.h>
@@ -297,6 +298,55 @@ TEST_F(TlsOutDaemonTest, HttpsInjectionWithCurl) {
   plain.push_back(absl::StrCat("http://127.0.0.1:", daemon_.http_port(), "/metrics"));
   RunResult p = RunProgram(plain, Millis(30'000));
   EXPECT_NE(p.exit_code, 0) << p.out;
+}
+
+// A reload re-reads the HTTP listener's certificate files: handshakes after it get the new
+// certificate (curl checks the name), and the reload with a broken key changes nothing.
+TEST_F(TlsOutDaemonTest, HttpsCertificateReloadServesTheNewCertificate) {
+  const std::string curl = FindProgram({"curl"});
+  if (curl.empty()) GTEST_SKIP() << "curl missing";
+  auto other = pki_->IssueServer("other", {"mx.other.test"});
+  ASSERT_TRUE(other.ok()) << other.status();
+  const std::string chain = dir_.Sub("https.crt");
+  const std::string key = dir_.Sub("https.key");
+  auto install = [&](const tls_test::TestCertificate& c) {
+    const auto overwrite = std::filesystem::copy_options::overwrite_existing;
+    std::filesystem::copy_file(c.chain_file, chain, overwrite);
+    std::filesystem::copy_file(c.key_file, key, overwrite);
+  };
+  install(cert_);
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(
+      "", absl::StrCat("HTTP_Listener {\n  auth_token = \"", kToken, "\"\n",
+                       "  tls_certificate = \"", chain, "\"\n  tls_key = \"", key, "\"\n",
+                       "  Listen \"127.0.0.1:0\" { tls = \"implicit\" }\n}\n")));
+  // GET /healthz as `name`, verified against the test CA: curl's exit code.
+  auto healthz_as = [&](const std::string& name) {
+    const std::string port = absl::StrCat(daemon_.http_port());
+    return RunProgram({curl, "-sS", "--max-time", "15", "--cacert", pki_->ca_file(),
+                       "--resolve", absl::StrCat(name, ":", port, ":127.0.0.1"),
+                       absl::StrCat("https://", name, ":", port, "/healthz")},
+                      Millis(30'000))
+        .exit_code;
+  };
+  // SIGHUP, then wait for the daemon's log to say `outcome`.
+  auto reload = [&](const std::string& outcome) {
+    daemon_.Signal(SIGHUP);
+    return PollUntil(Millis(10'000), [&] {
+      return absl::StrContains(daemon_.StderrText(), outcome);
+    });
+  };
+  EXPECT_EQ(healthz_as("mx.good.test"), 0);
+  EXPECT_NE(healthz_as("mx.other.test"), 0);  // the name is not in the first certificate
+
+  install(*other);
+  ASSERT_TRUE(reload("config reload:")) << daemon_.StderrText();
+  EXPECT_EQ(healthz_as("mx.other.test"), 0) << daemon_.StderrText();
+  EXPECT_NE(healthz_as("mx.good.test"), 0);
+
+  // A key file that is not a key: the reload is refused and the listener keeps serving.
+  ASSERT_TRUE(WriteFile(key, "not a key\n").ok());
+  ASSERT_TRUE(reload("reload refused")) << daemon_.StderrText();
+  EXPECT_EQ(healthz_as("mx.other.test"), 0) << daemon_.StderrText();
 }
 
 }  // namespace
