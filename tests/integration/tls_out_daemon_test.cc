@@ -2,8 +2,8 @@
 // downstream sink (clients/starttls_sink.py, Python's ssl module, so the other end is not
 // our own engine) under each policy, with the delivery log's TLS fields; and HTTPS
 // injection on the HTTP listener with curl --cacert, and its certificate reload.
-// Certificates come from a throwaway CA
-// made per test (tests/tls/test_pki_util); host names resolve through a dnsmasq child.
+// Certificates come from a throwaway CA made per test (tests/tls/test_pki_util); host names
+// resolve through a dnsmasq child.
 // Everything listens on 127.0.0.1; every wait is bounded.
 #include <signal.h>
 #include <sys/wait.h>
