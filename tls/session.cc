@@ -138,7 +138,7 @@ bool TlsSession::resumed() const {
 }
 
 std::shared_ptr<const SavedSession> TlsSession::SaveSession() const {
-  if (role() != TlsRole::kClient || !established_ || failed_) return nullptr;
+  if (role() != TlsRole::kClient || !established_ || failed_ || resumed()) return nullptr;
   WOLFSSL_SESSION* current = wolfSSL_get_session(ssl_);
   if (current == nullptr || wolfSSL_SESSION_is_resumable(current) != 1) return nullptr;
   // A copy: the connection's own session object changes when another ticket arrives.

@@ -174,7 +174,10 @@ class TlsSession {
   bool resumed() const;
   // Client, established: a copy of this session to resume later, or null when the server
   // has issued nothing to resume with (no ticket yet: TLS 1.3 tickets arrive after the
-  // handshake, with the first records the client reads).
+  // handshake, with the first records the client reads) — and null after a resumed
+  // handshake: keep the session of the full one. wolfSSL 5.5.4's session after a
+  // resumption makes PSK binders that OpenSSL servers reject ("binder does not verify",
+  // Postfix 3.7 with OpenSSL 3.0), though wolfSSL servers take them.
   std::shared_ptr<const SavedSession> SaveSession() const;
 
  private:

@@ -161,8 +161,9 @@ void ClientConn::ResetSession() {
   sending_.Clear();
   send_total_ = send_done_ = 0;
   peer_pipelining_ = peer_chunking_ = peer_size_ = peer_starttls_ = false;
-  // --tls-resume: the connection's latest session (its ticket came after the handshake,
-  // with the records read since) is what the slot's next connection offers.
+  // --tls-resume: the connection's session (its ticket came after the handshake, with the
+  // records read since) is what the slot's next connection offers; a resumed connection
+  // saves nothing (TlsSession::SaveSession), so the slot keeps its last full handshake's.
   if (tls_ != nullptr && worker_->options_.tls_resume && tls_->established()) {
     if (auto saved = tls_->SaveSession()) tls_saved_ = std::move(saved);
   }
