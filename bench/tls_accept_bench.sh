@@ -4,14 +4,20 @@
 # without TLS.
 #
 #   bench/tls_accept_bench.sh [--build DIR] [--runs N] [--conns N] [--messages N]
-#                             [--size BYTES] [--no-postfix]
+#                             [--size BYTES] [--no-postfix] [--modes "reused new ..."]
 #
-# Client: `ringload send --tls starttls` (its summary's messages_per_s), in two modes:
-#   reused  --messages-per-connection 0: one handshake per connection, many messages
-#   new     --messages-per-connection 1: a TCP connection and a handshake per message, so
-#           messages/s is also handshakes/s
-# plus `plain` (no TLS, reused connections) for ringmaild's CPU comparison. ringmaild's CPU
-# per message is read from /proc/PID/stat (utime + stime) around each run. Cells are
+# Client: `ringload send --tls starttls` (its summary's messages_per_s), in three modes:
+#   reused   --messages-per-connection 0: one handshake per connection, many messages
+#   new      --messages-per-connection 1: a TCP connection and a handshake per message, so
+#            messages/s is also handshakes/s
+#   resumed  as `new`, with --tls-resume: each connection resumes the TLS 1.3 session of
+#            its slot's last full handshake (both servers issue tickets: wolfSSL's default,
+#            Postfix's smtpd_tls_session_cache_timeout), as an MTA's client session cache
+#            does (a server that issued no usable ticket shows 0% resumed)
+# plus `plain` (no TLS, reused connections) for ringmaild's CPU comparison. --modes runs a
+# subset (default all four; a ringload older than --tls-resume needs it without `resumed`).
+# ringmaild's CPU per message is read from /proc/PID/stat (utime + stime) around each run,
+# and resumed cells print the share of handshakes that resumed. Cells are
 # interleaved (for each run: every mode of every system in turn), so a ratio compares runs
 # made under the same machine load. Prints one TSV line per cell and a median summary.
 # The certificate is a throwaway ECDSA P-256 one made with openssl in a temporary directory.
@@ -26,6 +32,7 @@ CONNS=20
 MESSAGES=2000
 SIZE=10240
 POSTFIX=1
+MODES="reused new resumed plain"
 while [[ $# -gt 0 ]]; do
   case $1 in
     --build) BUILD=$2; shift 2 ;;
@@ -34,8 +41,9 @@ while [[ $# -gt 0 ]]; do
     --messages) MESSAGES=$2; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
     --no-postfix) POSTFIX=0; shift ;;
+    --modes) MODES=$2; shift 2 ;;
     *) echo "usage: $0 [--build DIR] [--runs N] [--conns N] [--messages N] [--size BYTES]" \
-            "[--no-postfix]" >&2; exit 2 ;;
+            "[--no-postfix] [--modes LIST]" >&2; exit 2 ;;
   esac
 done
 
@@ -96,12 +104,14 @@ if [[ $POSTFIX -eq 1 ]]; then
   wait_port "$PF_PORT" 100 || { echo "postfix did not start"; exit 1; }
 fi
 
-# cell SYSTEM PORT MODE -> "msgs_per_s cpu_us_per_msg" (cpu only for ringmaild)
+# cell SYSTEM PORT MODE -> "msgs_per_s cpu_us_per_msg resumed_pct" (cpu only for ringmaild,
+# resumed share only for the resumed mode)
 cell() {
   local system=$1 port=$2 mode=$3 extra=() before after out
   case $mode in
     reused) extra=(--tls starttls --messages-per-connection 0) ;;
     new) extra=(--tls starttls --messages-per-connection 1) ;;
+    resumed) extra=(--tls starttls --messages-per-connection 1 --tls-resume) ;;
     plain) extra=(--messages-per-connection 0) ;;
   esac
   [[ $system == ringmaild ]] && before=$(proc_cpu_ticks "$RM_PID")
@@ -112,42 +122,50 @@ cell() {
   mps=$(sed -n 's/.*"messages_per_s":\([0-9.]*\).*/\1/p' <<<"$out")
   local errors
   errors=$(sed -n 's/.*"errors":\([0-9]*\).*/\1/p' <<<"$out")
-  [[ -z $mps || ${errors:-1} != 0 ]] && { echo "- -"; return; }
+  [[ -z $mps || ${errors:-1} != 0 ]] && { echo "- - -"; return; }
+  local cpu=- resumed=-
   if [[ $system == ringmaild ]]; then
     after=$(proc_cpu_ticks "$RM_PID")
     local hz
     hz=$(getconf CLK_TCK)
-    awk -v m="$mps" -v t=$((after - before)) -v n="$MESSAGES" -v hz="$hz" \
-      'BEGIN { printf "%s %.1f", m, t * 1e6 / hz / n }'
-  else
-    echo "$mps -"
+    cpu=$(awk -v t=$((after - before)) -v n="$MESSAGES" -v hz="$hz" \
+      'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
   fi
+  if [[ $mode == resumed ]]; then
+    resumed=$(awk -v h="$(sed -n 's/.*"tls_handshakes":\([0-9]*\).*/\1/p' <<<"$out")" \
+      -v r="$(sed -n 's/.*"tls_resumed":\([0-9]*\).*/\1/p' <<<"$out")" \
+      'BEGIN { printf "%.0f", (h > 0 ? 100 * r / h : 0) }')
+  fi
+  echo "$mps $cpu $resumed"
 }
 
-echo -e "run\tsystem\tmode\tmsgs_per_s\tcpu_us_per_msg"
+echo -e "run\tsystem\tmode\tmsgs_per_s\tcpu_us_per_msg\tresumed_pct"
 TSV=$WORK/cells.tsv
 for run in $(seq "$RUNS"); do
-  for mode in reused new plain; do
+  for mode in $MODES; do
     for system in ringmaild postfix; do
       [[ $system == postfix && ( $POSTFIX -eq 0 || $mode == plain ) ]] && continue
       port=$RM_PORT
       [[ $system == postfix ]] && port=$PF_PORT
-      read -r mps cpu < <(cell "$system" "$port" "$mode")
-      echo -e "$run\t$system\t$mode\t$mps\t$cpu" | tee -a "$TSV"
+      read -r mps cpu resumed < <(cell "$system" "$port" "$mode")
+      echo -e "$run\t$system\t$mode\t$mps\t$cpu\t$resumed" | tee -a "$TSV"
     done
   done
 done
 
 echo
 echo "median over $RUNS runs: $CONNS connections, $MESSAGES messages of $SIZE bytes"
-for key in "ringmaild reused" "ringmaild new" "ringmaild plain" "postfix reused" \
-           "postfix new"; do
+for key in "ringmaild reused" "ringmaild new" "ringmaild resumed" "ringmaild plain" \
+           "postfix reused" "postfix new" "postfix resumed"; do
   set -- $key
   mps=$(awk -F'\t' -v s="$1" -v m="$2" '$2 == s && $3 == m && $4 != "-" { print $4 }' "$TSV" |
         median)
   cpu=$(awk -F'\t' -v s="$1" -v m="$2" '$2 == s && $3 == m && $5 != "-" { print $5 }' "$TSV" |
         median)
+  resumed=$(awk -F'\t' -v s="$1" -v m="$2" '$2 == s && $3 == m && $6 != "-" { print $6 }' \
+            "$TSV" | median)
   if [[ -n $mps ]]; then  # (not `&&`: a skipped last row would be the script's status)
-    printf "%-10s %-7s %10s msg/s   ringmaild cpu %s us/msg\n" "$1" "$2" "$mps" "${cpu:--}"
+    printf "%-10s %-8s %10s msg/s   ringmaild cpu %s us/msg%s\n" "$1" "$2" "$mps" "${cpu:--}" \
+      "${resumed:+   resumed ${resumed}% of handshakes}"
   fi
 done
