@@ -9,9 +9,10 @@
 //                                       session: decrypt `bytes` of DATA, encrypt a reply;
 //                                       suite 0 = default choice, 1 = AES-128-GCM,
 //                                       2 = ChaCha20-Poly1305
-//   BM_ServerTransaction/<bytes>/<one>  server side of a whole non-pipelined transaction
-//                                       (MAIL, RCPT, DATA, body, four replies): the body
-//                                       and ".\r\n" as one record, or as two
+//   BM_ServerTransaction/<bytes>/<one>/<view>  server side of a whole non-pipelined
+//                                       transaction (MAIL, RCPT, DATA, body, 4 replies):
+//                                       body and ".\r\n" as one record or two; ReadView
+//                                       or Read into a string
 // Certificates come from a throwaway CA made with openssl at start (tests/tls/test_pki_util).
 #include <memory>
 #include <string>
@@ -214,8 +215,9 @@ BENCHMARK(BM_ServerMessage)
 // Session serves it: the client's MAIL, RCPT and DATA each in its own record, then the body
 // (`bytes`) and ".\r\n" — in one record when range(1) is 1, as two records (body, then
 // terminator) when 0; the server answers each command with a small record. Timed: the
-// server's side only, through the calls Session makes (FeedCiphertext, Read of at most
-// 16 KiB per call, Write per reply, TakeCiphertext).
+// server's side only, through the calls Session makes: FeedCiphertext, then per record
+// ReadView (range(2) = 1, as Session does now) or Read into a new string (0, as it did
+// before), Write per reply, TakeCiphertext. {0, 0} vs {1, 1}: the change's A/B.
 void BM_ServerTransaction(benchmark::State& state) {
   const Pki& p = PkiFor(0);
   auto client = TlsSession::NewClient(ClientContext(), ClientOptions{}).value();
@@ -223,6 +225,7 @@ void BM_ServerTransaction(benchmark::State& state) {
   Handshake(state, *client, *server, false);
   const std::string body(static_cast<size_t>(state.range(0)), 'x');
   const bool one_record = state.range(1) == 1;
+  const bool view = state.range(2) == 1;
   const std::string mail = "MAIL FROM:<ringload@ringload.test>\r\n";
   const std::string rcpt = "RCPT TO:<rcpt1@bench.test>\r\n";
   const std::string data = "DATA\r\n";
@@ -252,9 +255,16 @@ void BM_ServerTransaction(benchmark::State& state) {
       for (std::string_view rest = in[step]; !rest.empty();) {
         rest.remove_prefix(server->FeedCiphertext(rest));
         for (;;) {
-          std::string plain;  // as Session::PullPlaintext: one string per read
-          if (server->Read(&plain, 16384) != TlsResult::kOk) break;
-          plain_bytes += plain.size();
+          if (view) {
+            std::string_view plain;
+            if (server->ReadView(&plain) != TlsResult::kOk) break;
+            benchmark::DoNotOptimize(plain.data());
+            plain_bytes += plain.size();
+          } else {
+            std::string plain;  // Session::PullPlaintext before ReadView: a string per read
+            if (server->Read(&plain, 16384) != TlsResult::kOk) break;
+            plain_bytes += plain.size();
+          }
         }
       }
       size_t used = 0;
@@ -269,8 +279,8 @@ void BM_ServerTransaction(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * state.range(0));
 }
 BENCHMARK(BM_ServerTransaction)
-    ->ArgNames({"bytes", "one_record"})
-    ->ArgsProduct({{10 * 1024}, {0, 1}})
+    ->ArgNames({"bytes", "one_record", "view"})
+    ->ArgsProduct({{10 * 1024}, {0, 1}, {0, 1}})
     ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
