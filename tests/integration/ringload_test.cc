@@ -536,11 +536,14 @@ TEST_F(RingloadTest, RateLatencyCountsFromTheScheduleNotTheSend) {
                                      "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(JsonNumber(r.out, "messages"), 100) << r.out;
+  // A loaded machine only makes the sink slower and the latencies longer: the lower bounds
+  // are fixed, the upper one is the run's own length (no latency can exceed it).
+  const double elapsed_us = JsonNumber(r.out, "elapsed_s") * 1e6;
+  EXPECT_GE(elapsed_us, 1.9e6) << r.out;
   EXPECT_GE(JsonNumber(r.out, "p50"), 300'000) << r.out;
-  EXPECT_LE(JsonNumber(r.out, "p50"), 900'000) << r.out;
+  EXPECT_LE(JsonNumber(r.out, "p50"), JsonNumber(r.out, "max")) << r.out;
   EXPECT_GE(JsonNumber(r.out, "max"), 800'000) << r.out;
-  EXPECT_LE(JsonNumber(r.out, "max"), 2'500'000) << r.out;
-  EXPECT_GE(JsonNumber(r.out, "elapsed_s"), 1.9) << r.out;
+  EXPECT_LE(JsonNumber(r.out, "max"), elapsed_us) << r.out;
   EXPECT_EQ(sink.child->Wait(kWaitMs), 0) << sink.child->err();
 }
 
