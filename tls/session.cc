@@ -354,7 +354,7 @@ TlsResult TlsSession::WriteGather(std::initializer_list<std::string_view> parts,
       size_t staged = 0;
       for (; staged < record; ++part, off = 0) {
         const size_t take = std::min(part->size() - off, record - staged);
-        std::memcpy(stage + staged, part->data() + off, take);
+        if (take > 0) std::memcpy(stage + staged, part->data() + off, take);  // data() may be null
         staged += take;
       }
       data = stage;
