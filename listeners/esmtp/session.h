@@ -12,8 +12,10 @@
 // to it; plaintext it decrypts is fed to the machine; replies are encrypted and the
 // ciphertext goes out through the same ring sends. At STARTTLS every plaintext byte already
 // received behind the command is discarded (CVE-2011-0411) and the machine starts over
-// (RFC 3207 §4.2). The handshake has its own fixed deadline; a failed or stalled handshake
-// closes this connection only.
+// (RFC 3207 §4.2). The handshake has its own deadline (tls_handshake_timeout, fixed when
+// it starts); a failed or stalled handshake closes this connection only. Decrypted input
+// goes to the machine a record at a time straight from TlsSession::ReadView; replies of one
+// pipelined group are encrypted together (one record per 16 KiB).
 #pragma once
 
 #include <sys/socket.h>
