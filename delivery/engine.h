@@ -33,17 +33,18 @@
 //     full) — braked Works stay queued, in-flight ones finish, a 10 ms timer looks again,
 //   - fewer than kOutboxReportsMax reports wait for a full owner inbox.
 // A connection starts with one Work (all due recipients of one message in the domain, at
-// most transaction_recipients_max), then takes the next ready Work of the same domain
-// until max_deliveries_per_connection, then QUITs.
+// most transaction_recipients_max), then takes the next ready Work of the same domain (or
+// of another domain with its route key: "Sharing by route" below) until
+// max_deliveries_per_connection, then QUITs.
 // Idle hold (Postfix's connection cache, KumoMTA's idle_timeout): a connection that finds
-// no ready Work parks for up to its domain's outbound_idle_timeout (0: QUIT at once) instead
-// of QUITting. When Work for a domain becomes ready, its own parked connections take it
-// first. A parked connection still counts against both limits; when the global one is
-// reached and domains wait, parked connections are closed for room (and none parks while
-// domains wait). With the shared counter an engine closes only its own parked connections,
-// so none parks at the global limit. Suspend closes the domain's parked connections, a
-// reload to 0 every parked connection it concerns; stop aborts them with every other
-// connection.
+// no ready Work parks for up to its domain's outbound_idle_timeout (0: QUIT at once)
+// instead of QUITting. When Work for a domain becomes ready, its own parked connections
+// take it first. A parked connection still counts against both limits; when the global one
+// is reached and domains wait, parked connections are closed for room (and none parks while
+// domains wait) — after a waiting domain with their route key took one (below). With the
+// shared counter an engine closes only its own parked connections, so none parks at the
+// global limit. Suspend closes the domain's parked connections, a reload to 0 every parked
+// connection it concerns; stop aborts them with every other connection.
 // Sharing by route (Postfix keys its cache by next hop): connections are keyed by
 // SessionShareKey (delivery/routes.h: the fixed hops with their ports, the effective TLS
 // policy and client context, the EHLO name), computed for the domain when the connection
@@ -52,17 +53,19 @@
 // connections, takes a parked connection of another domain A with the same key (an index
 // key → parked connections) before a new connection is considered, and a connection whose
 // domain has no ready Work left takes ready Work of a domain waiting for a connection with
-// its key (an index key → waiting domains) before it parks. Either way only while B is not
-// suspended, B's connections are under B's max_outbound_connections (a B at its limit takes
-// none) and the socket's transaction count is under B's max_deliveries_per_connection.
-// The connection then moves from A to B: A's and B's connection counts and client lists,
-// its tag (so B's idle timeout, Suspend, reload-to-0 and site-failure rule apply), its
-// transaction limit (B's; the count of the socket goes on: deliveries are per socket, not
-// per domain); it leaves the idle set and the parked index when it takes the Work (one that
-// finds B's Work braked stays parked, now as B's). The global count does not change. Its
-// timeouts and postmaster address stay those of the config generation it was opened under,
-// as for a connection its own domain reuses; nothing in them is per domain. A after the
-// move is retired later in the turn if it holds nothing.
+// the connection's key (an index key → waiting domains) before it parks. Either way only
+// when a Work of B could be taken (braked Work moves nothing), while B is not suspended,
+// B's connections are under B's max_outbound_connections (a B at its limit takes none) and
+// the socket's transaction count is under B's max_deliveries_per_connection. The connection
+// then moves from A to B: A's and B's connection counts and client lists, its tag (so B's
+// idle timeout, Suspend, reload-to-0 and site-failure rule apply), its transaction limit
+// (B's; the count of the socket goes on: deliveries are per socket, not per domain); a
+// parked one leaves the idle set and the parked index and begins the Work at once
+// (SmtpClient::WakeWith). The global count does not change. Its timeouts and postmaster
+// address stay those of the config generation it was opened under, as for a connection its
+// own domain reuses; nothing in them is per domain. A after the move is retired later in
+// the turn if it holds nothing. Sharing stays within this engine (a connection belongs to
+// its loop): domains sharded to other delivery loops have their own.
 //
 // Results. Per Work attempt one DeliveryReport goes to the message's owner loop:
 //   delivered → kDelivered; 5xx, null MX, NXDOMAIN, bad domain → kFailed (the ledger
