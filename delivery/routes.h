@@ -59,13 +59,13 @@ absl::StatusOr<Route> RouteForDomain(const config::DomainConfig& domain,
                                      std::string_view recipient_domain);
 
 // What makes two outbound sessions interchangeable for the Engine's connection sharing
-// (delivery/engine.h, "Idle hold"): a connection opened for one domain may carry another
-// domain's mail only when the two keys are equal. The key holds the route's hops in order
-// (host, literal or name, port: where the session may have connected and, for TLS verify,
-// the names its certificate was checked against), the TLS policy the session ran under
-// (kOpportunistic without a client context is kOff: no handshake is offered), the client
-// context's identity when TLS may be used (a reload's new context, new CA files, makes a
-// new key), and the EHLO name. Nothing else in a session depends on the domain.
+// (delivery/engine.h, "Sharing by route"): a connection opened for one domain may carry
+// another domain's mail only when the two keys are equal. The key holds the route's hops in
+// order (host, literal or name, port: where the session may have connected and, for TLS
+// verify, the names its certificate was checked against), the TLS policy the session ran
+// under (kOpportunistic without a client context is kOff: no handshake is offered), the
+// client context's identity when TLS may be used (a reload's new context, new CA files,
+// makes a new key), and the EHLO name. Nothing else in a session depends on the domain.
 // Empty (never shared) for kMx: the host list is the domain's own MX answer.
 struct SessionKeyInputs {
   config::OutboundTls tls = config::OutboundTls::kOpportunistic;
