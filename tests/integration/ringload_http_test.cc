@@ -74,7 +74,8 @@ class RingloadHttpTest : public ::testing::Test {
 
   RunResult Send(std::vector<std::string> flags, bool token = true) {
     std::vector<std::string> argv = {RingloadPath(), "send", "--http", "--target",
-                                     absl::StrCat("127.0.0.1:", daemon_.http_port()), "--quiet", "--json"};
+                                     absl::StrCat("127.0.0.1:", daemon_.http_port()), "--quiet",
+                                     "--json"};
     if (token) argv.insert(argv.end(), {"--token", kToken});
     argv.insert(argv.end(), flags.begin(), flags.end());
     return RunProgram(argv, kRunTimeout);
