@@ -17,7 +17,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -725,13 +728,26 @@ class RawClient {
   }
   // One complete reply (all its lines), or "" on timeout or EOF.
   std::string Reply() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     std::string reply;
     for (;;) {
       size_t nl = in_.find('\n');
       if (nl == std::string::npos) {
         char buf[4096];
         ssize_t n = recv(fd_, buf, sizeof(buf), 0);
-        if (n <= 0) return "";
+        // A signal or a spurious wake-up is not the end of the reply: only EOF, an error or
+        // the SO_RCVTIMEO deadline (10 s, reported as EAGAIN once it passed) are.
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+            std::chrono::steady_clock::now() < deadline) {
+          continue;
+        }
+        if (n <= 0) {
+          ADD_FAILURE() << "no complete reply: "
+                        << (n == 0 ? std::string("EOF") : std::string(std::strerror(errno)))
+                        << "; partial: " << in_;
+          return "";
+        }
         in_.append(buf, static_cast<size_t>(n));
         continue;
       }
