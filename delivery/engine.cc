@@ -190,10 +190,11 @@ void Engine::SetConfig(std::shared_ptr<const config::Config> config) {
   RM_CHECK(config != nullptr);
   config_ = std::move(config);
   retry_ = RetryPolicy::FromConfig(config_->global, options_.retry_jitter);
-  for (auto& [name, d] : domains_) {
-    RefreshDomain(*d);
-    MarkWanting(*d);
-  }
+  // Every domain points at the new generation before any is marked: marking may move a
+  // connection to another domain of its route key (TakeSharedWork), whose limits it reads,
+  // and the old generation may be gone once config_ was replaced.
+  for (auto& [name, d] : domains_) RefreshDomain(*d);
+  for (auto& [name, d] : domains_) MarkWanting(*d);
   // A hold turned off (0) ends the holds in progress; other values apply to the next one.
   std::vector<SmtpClient*> idle;
   for (SmtpClient* c : idle_) {

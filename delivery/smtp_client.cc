@@ -391,6 +391,10 @@ void SmtpClient::Wake() {
 
 void SmtpClient::WakeWith(Work work) {
   RM_CHECK(parked() && !current_.has_value()) << "WakeWith on a client that is not parked";
+  // It serves another domain from now on: if this Work cannot start and the client parks
+  // again, that is a new idle period, asked of the owner (IdleMs), which indexes it again
+  // under the new domain's rules.
+  idle_until_ms_ = 0;
   current_ = std::move(work);
   StartTransaction();
   Pump();

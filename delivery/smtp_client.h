@@ -152,7 +152,8 @@ class SmtpClient {
   // and the client parks again when it has nothing. No-op otherwise.
   void Wake();
   // Parked only (RM_CHECK): begins a transaction for `work`, which the Owner took for this
-  // connection (after moving it: "moving" above).
+  // connection (after moving it: "moving" above). A new idle period: should the client park
+  // again, IdleMs() is asked anew.
   void WakeWith(Work work);
   // Parked only: QUIT now (the Owner needs the slot, or the destination was suspended).
   void CloseIdle();

@@ -511,7 +511,10 @@ TEST_F(ControlDaemonTest, SurvivesGarbageOverlongLinesAndASilentClient) {
 
   RawControlClient overlong;
   ASSERT_EQ(overlong.Connect(Socket()), 0);
-  ASSERT_TRUE(overlong.Send(std::string(64 << 10, 'a')));
+  // The daemon may answer and close after its limit while the rest is still being sent (a
+  // Unix stream socket hands a large write over in pieces): the send may then fail with
+  // EPIPE. What matters is the answer, already in our receive buffer, and the close.
+  (void)overlong.Send(std::string(64 << 10, 'a'));
   frame = overlong.ReadFrame(kWait);
   ASSERT_TRUE(frame.has_value());
   EXPECT_EQ(frame->first, "ERR");
