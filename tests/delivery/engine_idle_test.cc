@@ -11,6 +11,7 @@
 #include "core/ring.h"
 #include "delivery/engine.h"
 #include "gtest/gtest.h"
+#include "tests/delivery/engine_fixture_util.h"
 #include "tests/delivery/engine_harness_util.h"
 #include "tests/delivery/smtp_server_util.h"
 
@@ -30,19 +31,8 @@ int64_t MsSince(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
 }
 
-class EngineIdleTest : public ::testing::Test {
+class EngineIdleTest : public testing::EngineFixture {
  protected:
-  void SetUp() override {
-    absl::Status probe = core::ProbeKernel();
-    if (!probe.ok()) GTEST_SKIP() << probe;
-  }
-
-  void StartServer(ServerOptions options = {}) {
-    auto s = TestSmtpServer::Start(std::move(options));
-    ASSERT_TRUE(s.ok()) << s.status();
-    server_ = std::move(s).value();
-  }
-
   // smart.test and other.test both routed to the server; `extra` at the top level,
   // `smart_scope` inside smart.test's Domain scope.
   // other_route_list: other.test's hops are ( server, 127.0.0.2 ) — the same server in
@@ -88,10 +78,6 @@ class EngineIdleTest : public ::testing::Test {
     }
     return true;
   }
-
-  std::unique_ptr<TestSmtpServer> server_;
-  SpoolFile spool_;
-  EngineHarness engine_;
 };
 
 // The default (2 s): messages arriving one after another, each after the previous one was

@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/ring.h"
 #include "gtest/gtest.h"
+#include "tests/delivery/engine_fixture_util.h"
 #include "tests/delivery/engine_harness_util.h"
 #include "tests/delivery/smtp_server_util.h"
 #include "tests/dns/dns_server_util.h"
@@ -50,19 +51,8 @@ std::vector<DeliveryReport::Item> AllItems(const std::vector<DeliveryReport>& re
   return out;
 }
 
-class EngineTest : public ::testing::Test {
+class EngineTest : public testing::EngineFixture {
  protected:
-  void SetUp() override {
-    absl::Status probe = core::ProbeKernel();
-    if (!probe.ok()) GTEST_SKIP() << probe;
-  }
-
-  void StartServer(ServerOptions options = {}) {
-    auto s = TestSmtpServer::Start(std::move(options));
-    ASSERT_TRUE(s.ok()) << s.status();
-    server_ = std::move(s).value();
-  }
-
   // Config with smart.test routed to the server; `extra` goes at the top level.
   std::shared_ptr<config::Config> Config(const std::string& extra = "",
                                          const std::string& smart_scope = "") {
@@ -89,10 +79,6 @@ class EngineTest : public ::testing::Test {
     absl::Status s = engine_.Start(std::move(options));
     ASSERT_TRUE(s.ok()) << s;
   }
-
-  std::unique_ptr<TestSmtpServer> server_;
-  SpoolFile spool_;
-  EngineHarness engine_;
 };
 
 TEST_F(EngineTest, SmarthostDeliversEveryJobByteExact) {

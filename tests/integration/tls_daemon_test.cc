@@ -87,6 +87,17 @@ class TlsDaemonTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s << "\n" << daemon_.StderrText();
   }
 
+  // Connects, EHLO, STARTTLS, then half a TLS record header and silence: a handshake that
+  // stalls. Returns when the stall began.
+  std::chrono::steady_clock::time_point StallHandshake(SmtpClient& c) {
+    EXPECT_TRUE(c.Connect(daemon_.port()).ok());
+    EXPECT_TRUE(c.Hello());
+    EXPECT_TRUE(c.Send("STARTTLS\r\n").ok());
+    EXPECT_EQ(c.ReadReply().code, 220);
+    EXPECT_TRUE(c.Send(std::string("\x16\x03\x01", 3)).ok());
+    return std::chrono::steady_clock::now();
+  }
+
   // Connects, EHLO, STARTTLS, handshake (verifying the certificate for mx.test), EHLO.
   std::unique_ptr<TlsTestClient> StartTls(SmtpClient& c) {
     if (!c.Connect(daemon_.port()).ok() || !c.Hello()) {
@@ -323,13 +334,8 @@ TEST_F(TlsDaemonTest, StalledHandshakeIsCutWhileOthersCarryOn) {
   // The handshake has its own deadline (tls_handshake_timeout), whatever command_timeout is.
   StartDaemon("  tls_handshake_timeout = 2s\n");
   SmtpClient stalled;
-  ASSERT_TRUE(stalled.Connect(daemon_.port()).ok());
-  ASSERT_TRUE(stalled.Hello());
-  ASSERT_TRUE(stalled.Send("STARTTLS\r\n").ok());
-  ASSERT_EQ(stalled.ReadReply().code, 220);
-  // Half a record header, then silence.
-  ASSERT_TRUE(stalled.Send(std::string("\x16\x03\x01", 3)).ok());
-  const auto began = std::chrono::steady_clock::now();
+  const auto began = StallHandshake(stalled);
+  ASSERT_FALSE(HasFailure());
   // Meanwhile another client completes a TLS transaction.
   SmtpClient other;
   auto t = StartTls(other);
@@ -358,12 +364,8 @@ TEST_F(TlsDaemonTest, HandshakeTimeoutChangesOnReload) {
   RunResult reload = Ringctl({"config", "reload"});
   ASSERT_EQ(reload.exit_code, 0) << reload.out << reload.err;
   SmtpClient stalled;
-  ASSERT_TRUE(stalled.Connect(daemon_.port()).ok());
-  ASSERT_TRUE(stalled.Hello());
-  ASSERT_TRUE(stalled.Send("STARTTLS\r\n").ok());
-  ASSERT_EQ(stalled.ReadReply().code, 220);
-  ASSERT_TRUE(stalled.Send(std::string("\x16\x03\x01", 3)).ok());
-  const auto began = std::chrono::steady_clock::now();
+  const auto began = StallHandshake(stalled);
+  ASSERT_FALSE(HasFailure());
   EXPECT_TRUE(stalled.WaitForClose(Millis(10'000)));  // 5 min before the reload
   const auto waited = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() -
                                                          began);
