@@ -19,7 +19,8 @@
 //   |                                 max_deliveries_per_connection,
 //   |                                 outbound_idle_timeout, outbound_tls,
 //   |                                 tls_handshake_timeout (ESMTP_Listener inherits it),
-//   |                                 smtp_*_timeout, spool_segment_size_bytes, log_level
+//   |                                 smtp_*_timeout, spool_segment_size_bytes,
+//   |                                 spool_segment_fill, log_level
 //   |- eventloops   : vector<EventLoopPoolConfig>   `eventloop "NAME" { concurrency }`
 //   |- thread_pools : vector<ThreadPoolConfig>      the 8 standard pools, then user pools
 //   |- esmtp        : EsmtpListenerConfig           limits, relay rules, timeouts, TLS, listen[]
@@ -58,6 +59,8 @@ enum class LogLevel : uint8_t { kDebug, kInfo, kNotice, kWarning, kError };
 // What a listener does with a bare LF line ending in DATA: refuse the message (554) or
 // accept it, normalising to CRLF.
 enum class BareLf : uint8_t { kReject, kNormalize };
+// How a new spool segment's space is made: spool/segment_writer.h SegmentFill, same order.
+enum class SpoolSegmentFill : uint8_t { kZeros, kAllocate, kNone };
 // TLS on a listening socket: plain (STARTTLS offered when a certificate is configured) or
 // implicit TLS from the first byte (SMTPS, HTTPS).
 enum class ListenTls : uint8_t { kNone, kImplicit };
@@ -98,6 +101,7 @@ struct GlobalOptions {
   absl::Duration smtp_data_block_timeout;
   absl::Duration smtp_data_term_timeout;
   uint64_t spool_segment_size_bytes = 0;
+  SpoolSegmentFill spool_segment_fill = SpoolSegmentFill::kZeros;
   LogLevel log_level = LogLevel::kInfo;
 };
 

@@ -250,6 +250,9 @@ constexpr KeySpec kKeys[] = {
         Hours(1), kLive, "outbound: reply to the final dot (4.5.3.2.6)"),
     Key<kG, VT::kSize, &G::spool_segment_size_bytes>("spool_segment_size", "64MB", MiB(1),
         GiB(4), kRestart, "preallocated size of one spool segment"),
+    Key<kG, VT::kEnum, &G::spool_segment_fill>("spool_segment_fill", "zeros", 0, 0, kRestart,
+        "new segments: zeros over fallocated space (appends sync fastest), fallocate only "
+        "(copy-on-write filesystems), or neither", "zeros|allocate|none"),
     Key<kG, VT::kEnum, &G::log_level>("log_level", "info", 0, 0, kLive,
         "least severe event logged", "debug|info|notice|warning|error"),
 

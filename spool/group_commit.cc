@@ -243,7 +243,7 @@ SpoolWriter::Impl::Impl(core::Loop& loop, SpoolWriterOptions options, MessageSin
       sink_(sink),
       index_(index),
       dir_fd_(dir_fd),
-      creator_(loop, options_.loop_index, dir_fd, options_.preallocate),
+      creator_(loop, options_.loop_index, dir_fd, options_.fill),
       next_seq_(options_.first_sequence) {
   creator_.Bind<&Impl::SegmentCreated>(this);
   fsync_op_.Bind<&Impl::FsyncDone>(this, "spool batch fdatasync");

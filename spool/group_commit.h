@@ -67,6 +67,7 @@
 #include "spool/live_index.h"
 #include "spool/record.h"
 #include "spool/segment_format.h"
+#include "spool/segment_writer.h"
 #include "spool/sink.h"
 
 namespace ringmail::spool {
@@ -124,10 +125,11 @@ struct SpoolWriterOptions {
   uint64_t first_sequence = 1;             // from recovery: LoopRecovery::next_seq
   size_t batch_messages_max = 1024;        // records per batch, 1..kBatchRecordsLimit
   uint64_t batch_bytes_max = 16ull << 20;  // bytes per batch (>= 4 KiB)
-  // Preallocate segments with fallocate (the design's choice: an overwrite of preallocated
-  // space syncs far faster than an append that grows the file). Off only for filesystems
-  // where preallocation is unwanted; tests turn it off to reach ENOSPC on the write path.
-  bool preallocate = true;
+  // How a segment's space is made before its first record (spool/segment_writer.h): zeros
+  // written over fallocated space by default, since an overwrite of written blocks syncs
+  // far faster than an append into unwritten or new ones. kAllocate for copy-on-write
+  // filesystems; tests use kNone to reach ENOSPC on the write path.
+  SegmentFill fill = SegmentFill::kZeros;
 };
 
 struct SpoolWriterStats {

@@ -4,6 +4,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +18,22 @@ namespace {
 // Interrupted, or cancelled by the loop's stop (which cancels every op once): try again.
 constexpr int kRetriesMax = 8;
 bool Retryable(int error) { return error == EINTR || error == EAGAIN || error == ECANCELED; }
+
+// Zeros for the segment fill: in .bss and never written, so reading it (the kernel copies from
+// it) maps the shared zero page and costs no memory. One WRITEV points every iovec here.
+constexpr size_t kZeroBlockBytes = 1u << 20;
+constexpr size_t kZeroIovecs = 1024;  // IOV_MAX
+constexpr uint64_t kZeroOpBytes = uint64_t{kZeroBlockBytes} * kZeroIovecs;  // 1 GiB
+alignas(4096) char zero_block[kZeroBlockBytes];
+
+const iovec* ZeroIovecs() {
+  static const auto* iovecs = [] {
+    auto* v = new iovec[kZeroIovecs];
+    for (size_t i = 0; i < kZeroIovecs; ++i) v[i] = iovec{zero_block, kZeroBlockBytes};
+    return v;
+  }();
+  return iovecs;
+}
 
 uint64_t WallClockMs() {
   timespec ts{};
@@ -51,16 +68,17 @@ void ReserveSqes(core::Loop& loop, unsigned count) {
   }
 }
 
-SegmentCreator::SegmentCreator(core::Loop& loop, uint32_t loop_index, int dir_fd, bool preallocate)
-    : loop_(loop), loop_index_(loop_index), dir_fd_(dir_fd), preallocate_(preallocate) {
+SegmentCreator::SegmentCreator(core::Loop& loop, uint32_t loop_index, int dir_fd, SegmentFill fill)
+    : loop_(loop),
+      loop_index_(loop_index),
+      dir_fd_(dir_fd),
+      preallocate_(fill != SegmentFill::kNone),
+      zero_fill_(fill == SegmentFill::kZeros) {
   open_op_.Bind<&SegmentCreator::OpenDone>(this, "segment openat");
-  static constexpr const char* kNames[kChainOps] = {"segment fallocate", "segment header write",
-                                                    "segment fsync", "spool dir fsync"};
-  for (size_t i = 0; i < kChainOps; ++i) {
-    chain_[i].op.Bind<&SegmentCreator::ChainDone>(this, kNames[i]);
-  }
+  for (ChainOp& c : chain_) c.op.Bind<&SegmentCreator::ChainDone>(this, "segment set-up");
   cleanup_close_op_.Bind<&SegmentCreator::CleanUpDone>(this, "segment close (failed create)");
   cleanup_unlink_op_.Bind<&SegmentCreator::CleanUpDone>(this, "segment unlink (failed create)");
+  ZeroIovecs();  // built once per process, off the hot path
 }
 
 SegmentCreator::~SegmentCreator() {
@@ -70,7 +88,7 @@ SegmentCreator::~SegmentCreator() {
 size_t SegmentCreator::ops_in_flight() const {
   size_t n = closes_in_flight_;
   if (!open_op_.idle()) ++n;
-  for (const ChainOp& c : chain_) n += c.op.idle() ? 0 : 1;
+  for (const ChainOp& c : chain_) n += c.op.idle() ? 0 : 1;  // idle when unused
   if (!cleanup_close_op_.idle()) ++n;
   if (!cleanup_unlink_op_.idle()) ++n;
   return n;
@@ -113,55 +131,87 @@ void SegmentCreator::OpenDone(core::Operation&, core::IoResult result) {
 
 void SegmentCreator::SubmitSetUp() {
   stage_ = Stage::kSetUp;
-  for (ChainOp& c : chain_) {
+  chain_used_ = 0;
+  auto add = [this](ChainKind kind, uint64_t offset = 0, uint64_t length = 0) {
+    RM_CHECK(chain_used_ < kChainOpsMax);
+    ChainOp& c = chain_[chain_used_++];
+    c.kind = kind;
     c.res = 0;
-    c.used = false;
-  }
-  const size_t first = preallocate_ ? kFallocate : kHeader;
-  ReserveSqes(loop_, static_cast<unsigned>(kChainOps - first));
-  chain_pending_ = 0;
-  for (size_t i = first; i < kChainOps; ++i) {
-    ChainOp& c = chain_[i];
-    io_uring_sqe* sqe = loop_.Prepare(c.op);
-    switch (i) {
-      case kFallocate:
-        io_uring_prep_fallocate(sqe, file_.fd, 0, 0, static_cast<off_t>(file_.capacity));
-        break;
-      case kHeader:
-        io_uring_prep_write(sqe, file_.fd, header_.data(), static_cast<unsigned>(header_.size()),
-                            0);
-        break;
-      case kFileSync:
-        io_uring_prep_fsync(sqe, file_.fd, 0);
-        break;
-      case kDirSync:
-        io_uring_prep_fsync(sqe, dir_fd_, 0);
-        break;
+    c.offset = offset;
+    c.length = length;
+  };
+  if (preallocate_) add(ChainKind::kFallocate);
+  // Segments beyond kZeroOpsMax ops (over 4 GiB, above what the config allows) are only
+  // preallocated.
+  if (zero_fill_ && file_.capacity <= (kZeroOpsMax - 1) * kZeroOpBytes) {
+    for (uint64_t off = 0; off < file_.capacity; off += kZeroOpBytes) {
+      const uint64_t length = std::min(kZeroOpBytes, file_.capacity - off);
+      const uint64_t whole = length / kZeroBlockBytes * kZeroBlockBytes;
+      if (whole != 0) add(ChainKind::kZeros, off, whole);
+      if (whole != length) add(ChainKind::kZeros, off + whole, length - whole);
     }
-    if (i + 1 < kChainOps) sqe->flags |= IOSQE_IO_LINK;
-    c.used = true;
+  }
+  add(ChainKind::kHeader);
+  add(ChainKind::kFileSync);
+  add(ChainKind::kDirSync);
+  ReserveSqes(loop_, static_cast<unsigned>(chain_used_));
+  chain_pending_ = 0;
+  for (size_t i = 0; i < chain_used_; ++i) {
+    io_uring_sqe* sqe = loop_.Prepare(chain_[i].op);
+    PrepareChainOp(chain_[i], sqe);
+    if (i + 1 < chain_used_) sqe->flags |= IOSQE_IO_LINK;
     ++chain_pending_;
+  }
+}
+
+void SegmentCreator::PrepareChainOp(ChainOp& c, io_uring_sqe* sqe) {
+  switch (c.kind) {
+    case ChainKind::kFallocate:
+      io_uring_prep_fallocate(sqe, file_.fd, 0, 0, static_cast<off_t>(file_.capacity));
+      break;
+    case ChainKind::kZeros:
+      if (c.length % kZeroBlockBytes == 0) {
+        io_uring_prep_writev(sqe, file_.fd, ZeroIovecs(),
+                             static_cast<unsigned>(c.length / kZeroBlockBytes), c.offset);
+      } else {  // the last part of a size that is not whole MiB: less than one block
+        io_uring_prep_write(sqe, file_.fd, zero_block, static_cast<unsigned>(c.length),
+                            c.offset);
+      }
+      sqe->flags |= IOSQE_ASYNC;
+      break;
+    case ChainKind::kHeader:
+      io_uring_prep_write(sqe, file_.fd, header_.data(), static_cast<unsigned>(header_.size()),
+                          0);
+      break;
+    case ChainKind::kFileSync:
+      io_uring_prep_fsync(sqe, file_.fd, 0);
+      break;
+    case ChainKind::kDirSync:
+      io_uring_prep_fsync(sqe, dir_fd_, 0);
+      break;
   }
 }
 
 void SegmentCreator::ChainDone(core::Operation& op, core::IoResult result) {
   RM_DCHECK(stage_ == Stage::kSetUp);
-  for (ChainOp& c : chain_) {
-    if (&c.op == &op) c.res = result.res;
+  for (size_t i = 0; i < chain_used_; ++i) {
+    if (&chain_[i].op == &op) chain_[i].res = result.res;
   }
   RM_DCHECK(chain_pending_ > 0);
   if (--chain_pending_ == 0) SetUpFinished();
 }
 
 void SegmentCreator::SetUpFinished() {
-  if (chain_[kFallocate].used && chain_[kFallocate].res == -EOPNOTSUPP) {
+  const ChainOp& first = chain_[0];
+  if (first.kind == ChainKind::kFallocate && first.res == -EOPNOTSUPP) {
     // The filesystem cannot preallocate: the same chain without it, now and from now on.
     preallocate_ = false;
     SubmitSetUp();
     return;
   }
-  for (const ChainOp& c : chain_) {
-    if (!c.used || c.res >= 0) continue;
+  for (size_t i = 0; i < chain_used_; ++i) {
+    const ChainOp& c = chain_[i];
+    if (c.res >= 0) continue;
     // The first failure is the cause; the ops linked after it only report -ECANCELED. A
     // first failure that is itself ECANCELED came from outside (the loop's stop): again.
     if (Retryable(-c.res) && ++retries_ <= kRetriesMax) {
@@ -171,9 +221,21 @@ void SegmentCreator::SetUpFinished() {
     }
     return;
   }
-  if (static_cast<size_t>(chain_[kHeader].res) != header_.size()) {
-    CleanUp(EIO);  // a short write of 64 bytes: treat as the device failing
-    return;
+  for (size_t i = 0; i < chain_used_; ++i) {
+    const ChainOp& c = chain_[i];
+    const uint64_t want = c.kind == ChainKind::kZeros    ? c.length
+                          : c.kind == ChainKind::kHeader ? header_.size()
+                                                          : 0;
+    // A short write (a link breaks there, so nothing after it ran): the device failing, or
+    // a signal; the whole set-up is idempotent, so run it again a few times.
+    if (want != 0 && static_cast<uint64_t>(c.res) != want) {
+      if (++retries_ <= kRetriesMax) {
+        SubmitSetUp();
+      } else {
+        CleanUp(EIO);
+      }
+      return;
+    }
   }
   Finish(0);
 }

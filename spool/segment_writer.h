@@ -8,16 +8,30 @@
 //   loop.Prepare, so the loop's stop waits for it.
 // - Create(seq, bytes): one creation at a time (busy() says whether one runs). Ring ops:
 //     OPENAT  <dir>/<seq>.seg  O_WRONLY|O_CREAT|O_EXCL|O_CLOEXEC, mode 0600
-//     then one linked chain:  FALLOCATE(0, bytes) → WRITE(64-byte header at 0)
-//                             → FSYNC(file) → FSYNC(loop directory)
+//     then one linked chain:  FALLOCATE(0, bytes) → WRITEV(zeros over [0, bytes)), 1..5 ops
+//                             → WRITE(64-byte header at 0) → FSYNC(file) → FSYNC(loop directory)
 //   so the file, its size, its header and its name are durable before the first record is
 //   appended (DESIGN.md "Rollover": the directory is synced on create/remove only). A full
 //   fsync (not datasync) of the file, because its size and extents are metadata.
 //   The chain is prepared whole after checking the SQ has room: a link never spans two
 //   submissions (STYLE.md anti-patterns).
-// - Preallocation: a filesystem without fallocate (EOPNOTSUPP) gets the same chain without it,
-//   and later segments skip it: the file then grows with each append, which fdatasync covers
-//   since a size change is needed to read the data back. tmpfs and ext4/xfs support it.
+// - SegmentFill says how the space is made (SpoolWriterOptions::fill):
+//     kZeros     FALLOCATE, then zeros written over the whole file (the default). fallocate
+//                alone leaves "unwritten" extents: the first append into each of them must
+//                convert it, a metadata change that makes every RWF_DSYNC append wait for a
+//                journal commit. Over written zeros an append is a pure data overwrite and its
+//                sync only flushes the device: on this project's ext4 VMs a DSYNC append of
+//                10 KiB fell from ~120 to ~80 us, of 100 KiB from ~240 to ~140 us
+//                (bench/RESULTS.md). The price: each segment's size is written twice, once
+//                ahead of time (the spare segment is made while the active one fills).
+//                The zero writes go to io-wq (IOSQE_ASYNC): 64 MiB copied into the page cache
+//                must never run on the loop thread.
+//     kAllocate  FALLOCATE only (copy-on-write filesystems, where zeros buy nothing).
+//     kNone      neither: the file grows with each append, which fdatasync covers since a
+//                size change is needed to read the data back (tests use it to reach ENOSPC
+//                on the append path).
+//   A filesystem without fallocate (EOPNOTSUPP) gets the same chain without it, and later
+//   segments skip it. tmpfs and ext4/xfs support it.
 // - The result comes back through the `done` callback (owner, result) from the completion of
 //   the last op; the creator is idle again when it runs, so the callback may Create again.
 //   An op interrupted or cancelled from outside (the loop's stop cancels every op once) is
@@ -51,6 +65,8 @@ struct SegmentFile {
   uint64_t room() const { return capacity > tail ? capacity - tail : 0; }
 };
 
+enum class SegmentFill : uint8_t { kZeros, kAllocate, kNone };
+
 struct SegmentCreateResult {
   absl::Status status;  // errno mapped: ENOSPC/EDQUOT → kResourceExhausted, EEXIST →
                         // kAlreadyExists, others → kUnavailable
@@ -63,7 +79,7 @@ class SegmentCreator {
   using Done = void (*)(void* owner, SegmentCreateResult& result);
 
   // `dir_fd` is the loop directory (O_DIRECTORY), owned by the caller and kept open.
-  SegmentCreator(core::Loop& loop, uint32_t loop_index, int dir_fd, bool preallocate);
+  SegmentCreator(core::Loop& loop, uint32_t loop_index, int dir_fd, SegmentFill fill);
   ~SegmentCreator();
   SegmentCreator(const SegmentCreator&) = delete;
   SegmentCreator& operator=(const SegmentCreator&) = delete;
@@ -85,20 +101,27 @@ class SegmentCreator {
  private:
   enum class Stage : uint8_t { kIdle, kOpen, kSetUp, kCleanUp };
   // One op of the set-up chain, with the result it came back with.
+  enum class ChainKind : uint8_t { kFallocate, kZeros, kHeader, kFileSync, kDirSync };
   struct ChainOp {
     core::Operation op;
+    ChainKind kind = ChainKind::kHeader;
     int32_t res = 0;
-    bool used = false;
+    uint64_t offset = 0;  // kZeros: the range this op writes
+    uint64_t length = 0;
   };
   struct CloseSlot {
     core::Operation op;
     int fd = -1;
   };
-  enum ChainIndex : size_t { kFallocate = 0, kHeader, kFileSync, kDirSync, kChainOps };
+  // FALLOCATE, up to kZeroOpsMax zero writes (1 GiB each, and a last one under 1 MiB when
+  // the size is not whole MiB; the config allows 4 GiB at most), header, two FSYNCs.
+  static constexpr size_t kZeroOpsMax = 5;
+  static constexpr size_t kChainOpsMax = kZeroOpsMax + 4;
 
   void SubmitOpen();
   void OpenDone(core::Operation& op, core::IoResult result);
   void SubmitSetUp();
+  void PrepareChainOp(ChainOp& c, io_uring_sqe* sqe);
   void ChainDone(core::Operation& op, core::IoResult result);
   void SetUpFinished();
   void CleanUp(int error);
@@ -110,6 +133,7 @@ class SegmentCreator {
   uint32_t loop_index_;
   int dir_fd_;
   bool preallocate_;
+  bool zero_fill_;
   Done done_ = nullptr;
   void* owner_ = nullptr;
 
@@ -118,7 +142,8 @@ class SegmentCreator {
   std::string name_;    // its file name, alive while OPENAT/UNLINKAT may read it
   std::string header_;  // its header bytes, alive while the WRITE may read them
   core::Operation open_op_;
-  ChainOp chain_[kChainOps];
+  ChainOp chain_[kChainOpsMax];
+  size_t chain_used_ = 0;  // ops of the current chain, from chain_[0]
   size_t chain_pending_ = 0;
   core::Operation cleanup_close_op_;
   core::Operation cleanup_unlink_op_;

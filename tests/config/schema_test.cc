@@ -155,6 +155,9 @@ TEST(SchemaErrorsTest, WrongType) {
   EXPECT_THAT(LoadErrors("ESMTP_Listener { bare_lf = \"drop\" }\n"),
               ElementsAre("t.conf:1:28: bare_lf must be one of \"reject\", \"normalize\"; got "
                           "\"drop\""));
+  EXPECT_THAT(LoadErrors("spool_segment_fill = sparse\n"),
+              ElementsAre("t.conf:1:22: spool_segment_fill must be one of \"zeros\", "
+                          "\"allocate\", \"none\"; got 'sparse'"));
   EXPECT_THAT(LoadErrors("spool_segment_size = \"12XB\"\n"),
               ElementsAre("t.conf:1:22: spool_segment_size: unknown unit 'XB' in '12XB' (sizes: "
                           "B, K, KB, KiB, M, MB, MiB, G, GB, GiB, T, TB, TiB; durations: us, ms, "
@@ -236,12 +239,14 @@ TEST(SchemaValuesTest, CaseInsensitiveKeysAndScopes) {
 TEST(SchemaValuesTest, QuotedNumbersBoolsAndLoneListItems) {
   std::shared_ptr<const Config> c = LoadOk(
       "spool_segment_size = \"128MB\"\n"
+      "spool_segment_fill = allocate\n"
       "retry_interval = 90\n"  // bare integer: seconds
       "completion_wait = 250us\n"
       "resolvers = \"[::1]\"\n"
       "ESMTP_Listener { require_tls = no  relay_domains = \"Example.COM.\" }\n");
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->global.spool_segment_size_bytes, uint64_t{128} << 20);
+  EXPECT_EQ(c->global.spool_segment_fill, SpoolSegmentFill::kAllocate);
   EXPECT_EQ(c->global.retry_interval, absl::Seconds(90));
   EXPECT_EQ(c->global.completion_wait, absl::Microseconds(250));
   ASSERT_EQ(c->global.resolvers.size(), 1u);

@@ -76,7 +76,7 @@ class DiskFullTest : public ::testing::Test {
     options_.spool_dir = mnt_ + "/spool";
     options_.loop_index = 0;
     options_.segment_bytes = kMinSegmentBytes;
-    options_.preallocate = preallocate;
+    options_.fill = preallocate ? SegmentFill::kZeros : SegmentFill::kNone;
     lt_.Run([&] {
       auto w = SpoolWriter::Open(lt_.loop(), options_, nullptr);
       ASSERT_TRUE(w.ok()) << w.status();

@@ -102,6 +102,11 @@ absl::Status Daemon::OpenLedgerAndSpool(LoopParts& parts) {
   so.spool_dir = config_->global.spool_dir;
   so.loop_index = loop.index();
   so.segment_bytes = config_->global.spool_segment_size_bytes;
+  static_assert(static_cast<int>(config::SpoolSegmentFill::kZeros) ==
+                    static_cast<int>(spool::SegmentFill::kZeros) &&
+                static_cast<int>(config::SpoolSegmentFill::kNone) ==
+                    static_cast<int>(spool::SegmentFill::kNone));
+  so.fill = static_cast<spool::SegmentFill>(config_->global.spool_segment_fill);
   so.first_sequence =
       loop.index() < next_segment_seq_.size() ? next_segment_seq_[loop.index()] : 1;
   RM_ASSIGN_OR_RETURN(parts.spool, spool::SpoolWriter::Open(loop, so, parts.ledger.get(),
