@@ -16,6 +16,10 @@
 #            does (a server that issued no usable ticket shows 0% resumed)
 # plus `plain` (no TLS, reused connections) for ringmaild's CPU comparison. --modes runs a
 # subset (default all four; a ringload older than --tls-resume needs it without `resumed`).
+# Systems: `ringmaild` (the default: tls_crypto_offload on, and ringload offloads too),
+# `ringmaild-sw` (a second ringmaild with tls_crypto_offload = false, driven by
+# ringload --no-tls-offload: the configuration before the offload, wolfSSL's C crypto on
+# both ends) and `postfix` (driven by the default ringload). --no-sw leaves ringmaild-sw out.
 # ringmaild's CPU per message is read from /proc/PID/stat (utime + stime) around each run,
 # and resumed cells print the share of handshakes that resumed. Cells are
 # interleaved (for each run: every mode of every system in turn), so a ratio compares runs
@@ -32,6 +36,7 @@ CONNS=20
 MESSAGES=2000
 SIZE=10240
 POSTFIX=1
+SW=1
 MODES="reused new resumed plain"
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -41,9 +46,10 @@ while [[ $# -gt 0 ]]; do
     --messages) MESSAGES=$2; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
     --no-postfix) POSTFIX=0; shift ;;
+    --no-sw) SW=0; shift ;;
     --modes) MODES=$2; shift 2 ;;
     *) echo "usage: $0 [--build DIR] [--runs N] [--conns N] [--messages N] [--size BYTES]" \
-            "[--no-postfix] [--modes LIST]" >&2; exit 2 ;;
+            "[--no-postfix] [--no-sw] [--modes LIST]" >&2; exit 2 ;;
   esac
 done
 
@@ -57,9 +63,11 @@ done
 WORK=$(mktemp -d /tmp/tls_accept_bench.XXXXXX)
 chmod 755 "$WORK"
 RM_PID=""
+SW_PID=""
 PF_DIR=""
 cleanup() {
   if [[ -n $RM_PID ]]; then kill "$RM_PID" 2>/dev/null; wait "$RM_PID" 2>/dev/null; fi
+  if [[ -n $SW_PID ]]; then kill "$SW_PID" 2>/dev/null; wait "$SW_PID" 2>/dev/null; fi
   [[ -n $PF_DIR ]] && "$ROOT/bench/postfix_setup.sh" stop "$PF_DIR" >/dev/null 2>&1
   rm -rf "$WORK"
 }
@@ -71,26 +79,45 @@ chmod 644 "$WORK/cert.pem" "$WORK/key.pem"
 
 # ringmaild on one loop (the unlicensed default), TLS offered; the recipients' domain is
 # suspended so accepted mail stays queued (acceptance only, like Postfix's hold queue).
-RM_PORT=$(free_port)
-mkdir -p "$WORK/rm/spool" "$WORK/rm/logs"
-cat > "$WORK/rm/ringmaild.conf" <<CONF
-spool_dir = "$WORK/rm/spool"
-log_dir = "$WORK/rm/logs"
+# start_ringmaild DIR PORT EXTRA_GLOBAL: starts one in the background, its PID in LAST_PID
+# (not through $(...): the daemon must stay this shell's child, for `wait` at cleanup)
+start_ringmaild() {
+  local dir=$1 port=$2 extra=$3
+  mkdir -p "$dir/spool" "$dir/logs"
+  cat > "$dir/ringmaild.conf" <<CONF
+spool_dir = "$dir/spool"
+log_dir = "$dir/logs"
+$extra
 ESMTP_Listener {
   max_connections = 2000
   max_connections_per_ip = 2000
   relay_hosts = ( "127.0.0.0/8" )
   tls_certificate = "$WORK/cert.pem"
   tls_key = "$WORK/key.pem"
-  Listen "127.0.0.1:$RM_PORT" { }
+  Listen "127.0.0.1:$port" { }
 }
-Control_Listener { Listen "$WORK/rm/control.sock" { } }
+Control_Listener { Listen "$dir/control.sock" { } }
 CONF
-"$RINGMAILD" --config "$WORK/rm/ringmaild.conf" > "$WORK/rm/log" 2>&1 &
-RM_PID=$!
-wait_port "$RM_PORT" 100 || { echo "ringmaild did not start:"; cat "$WORK/rm/log"; exit 1; }
-for _ in $(seq 100); do [[ -S $WORK/rm/control.sock ]] && break; sleep 0.05; done
-"$RINGCTL" --socket "$WORK/rm/control.sock" domain suspend bench.test >/dev/null
+  "$RINGMAILD" --config "$dir/ringmaild.conf" > "$dir/log" 2>&1 &
+  LAST_PID=$!
+}
+wait_ringmaild() {
+  local dir=$1 port=$2
+  wait_port "$port" 100 || { echo "ringmaild did not start:"; cat "$dir/log"; exit 1; }
+  for _ in $(seq 100); do [[ -S $dir/control.sock ]] && break; sleep 0.05; done
+  "$RINGCTL" --socket "$dir/control.sock" domain suspend bench.test >/dev/null
+}
+RM_PORT=$(free_port)
+start_ringmaild "$WORK/rm" "$RM_PORT" ""
+RM_PID=$LAST_PID
+wait_ringmaild "$WORK/rm" "$RM_PORT"
+SW_PORT=""
+if [[ $SW -eq 1 ]]; then
+  SW_PORT=$(free_port)
+  start_ringmaild "$WORK/sw" "$SW_PORT" "tls_crypto_offload = false"
+  SW_PID=$LAST_PID
+  wait_ringmaild "$WORK/sw" "$SW_PORT"
+fi
 
 PF_PORT=""
 if [[ $POSTFIX -eq 1 ]]; then
@@ -107,14 +134,19 @@ fi
 # cell SYSTEM PORT MODE -> "msgs_per_s cpu_us_per_msg resumed_pct" (cpu only for ringmaild,
 # resumed share only for the resumed mode)
 cell() {
-  local system=$1 port=$2 mode=$3 extra=() before after out
+  local system=$1 port=$2 mode=$3 extra=() before after out pid=""
   case $mode in
     reused) extra=(--tls starttls --messages-per-connection 0) ;;
     new) extra=(--tls starttls --messages-per-connection 1) ;;
     resumed) extra=(--tls starttls --messages-per-connection 1 --tls-resume) ;;
     plain) extra=(--messages-per-connection 0) ;;
   esac
-  [[ $system == ringmaild ]] && before=$(proc_cpu_ticks "$RM_PID")
+  [[ $system == ringmaild ]] && pid=$RM_PID
+  if [[ $system == ringmaild-sw ]]; then
+    pid=$SW_PID
+    [[ $mode != plain ]] && extra+=(--no-tls-offload)
+  fi
+  [[ -n $pid ]] && before=$(proc_cpu_ticks "$pid")
   out=$(timeout 300 "$RINGLOAD" send --target "127.0.0.1:$port" --connections "$CONNS" \
     --messages "$MESSAGES" --size "$SIZE" --rcpt-template "rcpt{n}@bench.test" \
     --io-timeout 120 --json --quiet "${extra[@]}" 2>/dev/null)
@@ -124,8 +156,8 @@ cell() {
   errors=$(sed -n 's/.*"errors":\([0-9]*\).*/\1/p' <<<"$out")
   [[ -z $mps || ${errors:-1} != 0 ]] && { echo "- - -"; return; }
   local cpu=- resumed=-
-  if [[ $system == ringmaild ]]; then
-    after=$(proc_cpu_ticks "$RM_PID")
+  if [[ -n $pid ]]; then
+    after=$(proc_cpu_ticks "$pid")
     local hz
     hz=$(getconf CLK_TCK)
     cpu=$(awk -v t=$((after - before)) -v n="$MESSAGES" -v hz="$hz" \
@@ -143,10 +175,12 @@ echo -e "run\tsystem\tmode\tmsgs_per_s\tcpu_us_per_msg\tresumed_pct"
 TSV=$WORK/cells.tsv
 for run in $(seq "$RUNS"); do
   for mode in $MODES; do
-    for system in ringmaild postfix; do
+    for system in ringmaild ringmaild-sw postfix; do
       [[ $system == postfix && ( $POSTFIX -eq 0 || $mode == plain ) ]] && continue
+      [[ $system == ringmaild-sw && $SW -eq 0 ]] && continue
       port=$RM_PORT
       [[ $system == postfix ]] && port=$PF_PORT
+      [[ $system == ringmaild-sw ]] && port=$SW_PORT
       read -r mps cpu resumed < <(cell "$system" "$port" "$mode")
       echo -e "$run\t$system\t$mode\t$mps\t$cpu\t$resumed" | tee -a "$TSV"
     done
@@ -156,6 +190,7 @@ done
 echo
 echo "median over $RUNS runs: $CONNS connections, $MESSAGES messages of $SIZE bytes"
 for key in "ringmaild reused" "ringmaild new" "ringmaild resumed" "ringmaild plain" \
+           "ringmaild-sw reused" "ringmaild-sw new" "ringmaild-sw resumed" "ringmaild-sw plain" \
            "postfix reused" "postfix new" "postfix resumed"; do
   set -- $key
   mps=$(awk -F'\t' -v s="$1" -v m="$2" '$2 == s && $3 == m && $4 != "-" { print $4 }' "$TSV" |
@@ -165,7 +200,25 @@ for key in "ringmaild reused" "ringmaild new" "ringmaild resumed" "ringmaild pla
   resumed=$(awk -F'\t' -v s="$1" -v m="$2" '$2 == s && $3 == m && $6 != "-" { print $6 }' \
             "$TSV" | median)
   if [[ -n $mps ]]; then  # (not `&&`: a skipped last row would be the script's status)
-    printf "%-10s %-8s %10s msg/s   ringmaild cpu %s us/msg%s\n" "$1" "$2" "$mps" "${cpu:--}" \
+    printf "%-12s %-8s %10s msg/s   ringmaild cpu %s us/msg%s\n" "$1" "$2" "$mps" "${cpu:--}" \
       "${resumed:+   resumed ${resumed}% of handshakes}"
   fi
 done
+
+# Ratios of the medians: against Postfix (issue #8: >= 3x), offload on against off, and
+# ringmaild's CPU per message with TLS against plaintext (issue #8: <= 2x at 10 KiB).
+med() {  # med SYSTEM MODE COLUMN
+  awk -F'\t' -v s="$1" -v m="$2" -v c="$3" '$2 == s && $3 == m && $c != "-" { print $c }' \
+    "$TSV" | median
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && b > 0) printf "%.2f", a / b; else printf "-" }'; }
+echo
+for mode in reused new resumed; do
+  printf "%-8s ringmaild/postfix %s   ringmaild/ringmaild-sw %s   cpu ringmaild/ringmaild-sw %s\n" \
+    "$mode" "$(ratio "$(med ringmaild "$mode" 4)" "$(med postfix "$mode" 4)")" \
+    "$(ratio "$(med ringmaild "$mode" 4)" "$(med ringmaild-sw "$mode" 4)")" \
+    "$(ratio "$(med ringmaild "$mode" 5)" "$(med ringmaild-sw "$mode" 5)")"
+done
+printf "cpu per message, TLS reused / plain: ringmaild %s   ringmaild-sw %s\n" \
+  "$(ratio "$(med ringmaild reused 5)" "$(med ringmaild plain 5)")" \
+  "$(ratio "$(med ringmaild-sw reused 5)" "$(med ringmaild-sw plain 5)")"

@@ -14,12 +14,16 @@
 //                                       body and ".\r\n" as one record or two; ReadView
 //                                       or Read into a string
 // Certificates come from a throwaway CA made with openssl at start (tests/tls/test_pki_util).
+// RINGMAIL_TLS_OFFLOAD=0 in the environment turns the libcrypto crypto offload
+// (tls/crypto_offload.h) off for the whole run: run twice for its A/B.
+#include <cstdlib>
 #include <memory>
 #include <string>
 
 #include "benchmark/benchmark.h"
 #include "tests/tls/test_pki_util.h"
 #include "tls/context.h"
+#include "tls/crypto_offload.h"
 #include "tls/session.h"
 
 namespace ringmail::tls {
@@ -27,6 +31,13 @@ namespace {
 
 using tls_test::TestCertificate;
 using tls_test::TestPki;
+
+// Before any context is made (static initialisation, before main).
+const bool kOffloadFromEnv = [] {
+  const char* e = std::getenv("RINGMAIL_TLS_OFFLOAD");
+  if (e != nullptr && e[0] == '0') SetCryptoOffload(false);
+  return CryptoOffloadEnabled();
+}();
 
 struct Pki {
   std::unique_ptr<TestPki> pki;

@@ -94,6 +94,7 @@ struct GlobalOptions {
   OutboundTls outbound_tls = OutboundTls::kOpportunistic;
   std::string tls_ca_file;  // outbound trust anchors added to the system CA store
   absl::Duration tls_handshake_timeout;  // inbound TLS handshake; ESMTP_Listener inherits it
+  bool tls_crypto_offload = true;  // TLS crypto on OpenSSL's libcrypto (tls/crypto_offload.h)
   absl::Duration smtp_connect_timeout;  // the outbound client's RFC 5321 §4.5.3.2 timeouts
   absl::Duration smtp_greeting_timeout;
   absl::Duration smtp_command_timeout;

@@ -236,6 +236,10 @@ constexpr KeySpec kKeys[] = {
     Key<kG, VT::kDuration, &G::tls_handshake_timeout>("tls_handshake_timeout", "1m", Sec(1),
         Min(10), kLive, "inbound: a TLS handshake (STARTTLS or implicit), start to end; "
         "bytes trickled in do not extend it (ESMTP_Listener may override)"),
+    Key<kG, VT::kBool, &G::tls_crypto_offload>("tls_crypto_offload", "true", 0, 0, kRestart,
+        "every TLS context (inbound, outbound, HTTPS) runs AES-GCM, P-256/P-384 ECDH and ECDSA "
+        "and X25519 on OpenSSL's libcrypto (AES-NI, assembly) and prefers AES-GCM; false: "
+        "wolfSSL's own code only, ChaCha20-Poly1305 first"),
     Key<kG, VT::kDuration, &G::smtp_connect_timeout>("smtp_connect_timeout", "30s", Sec(1),
         Min(10), kLive, "outbound TCP connect"),
     Key<kG, VT::kDuration, &G::smtp_greeting_timeout>("smtp_greeting_timeout", "5m", Sec(1),

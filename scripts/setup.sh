@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  liburing-dev libwolfssl-dev libc-ares-dev libabsl-dev
+  liburing-dev libwolfssl-dev libssl-dev libc-ares-dev libabsl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 swaks dnsmasq-base curl openssl
   clang libclang-rt-14-dev llvm-14

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "tls/crypto_offload.h"
 
 namespace ringmail::tls {
 
@@ -137,8 +138,13 @@ absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::Create(
   if (wolfSSL_CTX_SetMinVersion(raw, min) != WOLFSSL_SUCCESS) {
     return absl::InternalError("wolfSSL_CTX_SetMinVersion failed");
   }
-  const std::string& ciphers = options.cipher_list.empty() ? std::string(kDefaultCipherList)
-                                                           : options.cipher_list;
+  // Decided first: it orders the default cipher list. The device id is set last, after
+  // the key is loaded, so loading and checking the key stay wolfSSL's own.
+  const int dev_id = options.crypto_offload && CryptoOffloadEnabled() ? CryptoOffloadDevId()
+                                                                      : kNoCryptoDevice;
+  const std::string ciphers = !options.cipher_list.empty()  ? options.cipher_list
+                              : dev_id != kNoCryptoDevice ? kOffloadCipherList
+                                                          : kDefaultCipherList;
   if (wolfSSL_CTX_set_cipher_list(raw, ciphers.c_str()) != WOLFSSL_SUCCESS) {
     return absl::InvalidArgumentError(absl::StrCat("TLS cipher list refused: '", ciphers, "'"));
   }
@@ -160,6 +166,12 @@ absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::Create(
   // Verification is chosen per session (TlsSession::Client); a server never asks for a
   // client certificate.
   wolfSSL_CTX_set_verify(raw, WOLFSSL_VERIFY_NONE, nullptr);
+  if (dev_id != kNoCryptoDevice) {
+    if (wolfSSL_CTX_SetDevId(raw, dev_id) != WOLFSSL_SUCCESS) {
+      return absl::InternalError("wolfSSL_CTX_SetDevId failed");
+    }
+    ctx->crypto_offload_ = true;
+  }
   std::shared_ptr<const TlsContext> result = std::move(ctx);
   if (options.role == TlsRole::kServer) {
     // wolfSSL_CTX_check_private_key does not catch every mismatch (two P-256 keys pass), so

@@ -17,11 +17,18 @@
 //   new ticket. tests/tls/tls_resumption_test.cc checks both, and two threads minting and
 //   redeeming tickets on one context at once.
 // - Protocol versions: TLS 1.2 and TLS 1.3 only (SSLv3/TLS 1.0/1.1 are refused).
-// - Cipher default (kDefaultCipherList): AEAD suites with forward secrecy only — TLS 1.3's
-//   three suites; for TLS 1.2 ECDHE (and DHE for old MTAs) with AES-GCM or ChaCha20-Poly1305.
-//   The server picks in this order (wolfSSL's default), ChaCha20-Poly1305 first: Debian's
-//   wolfSSL is built without AES-NI, and bench/tls_bench measured ChaCha20-Poly1305 at
-//   ~210 MB/s against ~80 MB/s for AES-GCM on one core (BM_ServerMessage).
+// - Crypto offload (tls/crypto_offload.h): unless TlsContextOptions::crypto_offload or the
+//   process switch (`tls_crypto_offload`) is off, the context selects the libcrypto device,
+//   so AES-GCM, P-256/P-384 ECDH/ECDSA and X25519 of all its sessions run on OpenSSL's
+//   assembly; wolfSSL's own C code runs the rest.
+// - Cipher default: AEAD suites with forward secrecy only — TLS 1.3's three suites; for
+//   TLS 1.2 ECDHE (and DHE for old MTAs) with AES-GCM or ChaCha20-Poly1305. The server picks
+//   in its own order (wolfSSL's default), the client offers in it. With the offload on
+//   (kOffloadCipherList) AES-128-GCM comes first: AES-NI GCM through libcrypto beats
+//   wolfSSL's portable-C ChaCha20-Poly1305 several times over. Without it
+//   (kDefaultCipherList) ChaCha20-Poly1305 comes first: Debian's wolfSSL is built without
+//   AES-NI, and bench/tls_bench measured ChaCha20-Poly1305 at ~210 MB/s against ~80 MB/s
+//   for its C AES-GCM on one core (BM_ServerMessage).
 // - The wolfSSL library is initialised once per process by the first Create().
 #pragma once
 
@@ -44,6 +51,15 @@ inline constexpr char kDefaultCipherList[] =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
     "DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256";
 
+// The same suites, AES-GCM first (the offloaded AEAD), AES-128 before AES-256 (four fewer
+// rounds; TLS 1.3's mandatory suite).
+inline constexpr char kOffloadCipherList[] =
+    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256";
+
 // X25519 first: with Debian's wolfSSL (no SP-ECC assembly) a server-side TLS 1.3 handshake
 // costs ~0.5 ms of CPU with an X25519 key share against ~1.3 ms with P-256 (bench/tls_bench,
 // BM_ServerHandshake client:3 vs client:4); OpenSSL clients lead with X25519 as well.
@@ -62,11 +78,16 @@ struct TlsContextOptions {
   bool use_system_ca = true;  // client only
   TlsVersion min_version = TlsVersion::kTls12;
   TlsVersion max_version = TlsVersion::kTls13;
-  std::string cipher_list;  // empty: kDefaultCipherList (wolfSSL/OpenSSL syntax)
+  // Empty: kOffloadCipherList when the crypto offload is on, else kDefaultCipherList
+  // (wolfSSL/OpenSSL syntax).
+  std::string cipher_list;
   // Key-exchange groups in preference order ("X25519:P-256"; known: X25519, X448, P-256,
   // P-384, P-521). Empty: kDefaultClientGroups for a client (its TLS 1.3 key share is the
   // first), wolfSSL's default for a server (it takes the share the client sent).
   std::string groups;
+  // Run the heavy primitives on libcrypto (tls/crypto_offload.h); ANDed with the process
+  // switch SetCryptoOffload. Off: wolfSSL's own code only.
+  bool crypto_offload = true;
 };
 
 class TlsContext {
@@ -84,6 +105,8 @@ class TlsContext {
   TlsRole role() const { return role_; }
   // How many trust anchors a client context loaded (0: verification always fails).
   bool has_trust_anchors() const { return has_trust_anchors_; }
+  // Whether this context's sessions use the libcrypto device.
+  bool crypto_offload() const { return crypto_offload_; }
   // For tls/session only: wolfSSL_new() takes a reference of its own on the context.
   WOLFSSL_CTX* raw() const { return ctx_; }
 
@@ -93,6 +116,7 @@ class TlsContext {
   WOLFSSL_CTX* ctx_;
   TlsRole role_;
   bool has_trust_anchors_ = false;
+  bool crypto_offload_ = false;
 };
 
 // wolfSSL's text for an error code (negative wolfSSL/wolfCrypt codes), for messages.

@@ -135,6 +135,45 @@ TEST_F(RingloadTlsTest, BothModesAgainstRingmaildArriveOverTls) {
   }
 }
 
+// The libcrypto crypto offload (tls_crypto_offload, ringload --no-tls-offload) on either
+// side, both or neither: every message arrives over TLS 1.3, with AES-128-GCM exactly when
+// ringmaild offloads (its suite order decides) and ChaCha20-Poly1305 when it does not.
+TEST_F(RingloadTlsTest, CryptoOffloadOnAndOffInteroperate) {
+  for (bool daemon_offload : {true, false}) {
+    const std::string root = dir_.Sub(daemon_offload ? "offload_on" : "offload_off");
+    std::filesystem::create_directories(root);
+    RunningDaemon daemon(root);
+    DaemonConfig c;
+    if (!daemon_offload) c.global_extra = "tls_crypto_offload = false\n";
+    c.esmtp_extra = absl::StrCat("  tls_certificate = \"", cert_.chain_file, "\"\n",
+                                 "  tls_key = \"", cert_.key_file, "\"\n");
+    absl::Status s = daemon.StartWithText(daemon.ConfigText(c));
+    ASSERT_TRUE(s.ok()) << s << "\n" << daemon.StderrText();
+    const std::string suite = daemon_offload ? "TLS1.3 TLS_AES_128_GCM_SHA256"
+                                             : "TLS1.3 TLS_CHACHA20_POLY1305_SHA256";
+    for (bool client_offload : {true, false}) {
+      SCOPED_TRACE(absl::StrCat("daemon offload ", daemon_offload, ", ringload offload ",
+                                client_offload));
+      const std::string record = absl::StrCat(root, client_offload ? "/on.rec" : "/off.rec");
+      std::vector<std::string> args = {"--tls", "starttls", "--messages", "8", "--connections",
+                                       "2", "--messages-per-connection", "2", "--rcpt-template",
+                                       "u{n}@local.test", "--record", record};
+      if (!client_offload) args.push_back("--no-tls-offload");
+      RunResult r = Send(daemon.port(), args);
+      EXPECT_EQ(r.exit_code, 0) << r.out << r.err << daemon.StderrText();
+      std::vector<std::string> ids = RecordedIds(record);
+      ASSERT_EQ(ids.size(), 8u) << ReadFile(record).value_or("");
+      for (const std::string& id : {ids.front(), ids.back()}) {
+        EXPECT_TRUE(absl::StrContains(SpooledContent(daemon, id),
+                                      absl::StrCat("with ESMTPS (", suite, ") id ", id)))
+            << SpooledContent(daemon, id);
+      }
+    }
+    absl::StatusOr<int> stopped = daemon.Stop();
+    EXPECT_TRUE(stopped.ok()) << stopped.status();
+  }
+}
+
 // --tls-resume: with a new connection per message, every connection after a slot's first
 // resumes with the ticket its predecessor got (ringmaild issues TLS 1.3 tickets); the
 // summary counts handshakes and resumptions, and so does ringmaild's reception log.

@@ -74,8 +74,10 @@ class TlsDaemonTest : public ::testing::Test {
     fs::copy_file(c.key_file, KeyPath(), fs::copy_options::overwrite_existing);
   }
 
-  void StartDaemon(const std::string& esmtp_extra = "", bool implicit = false) {
+  void StartDaemon(const std::string& esmtp_extra = "", bool implicit = false,
+                   const std::string& global_extra = "") {
     DaemonConfig c;
+    c.global_extra = global_extra;
     c.esmtp_extra = absl::StrCat("  tls_certificate = \"", CertPath(), "\"\n",
                                  "  tls_key = \"", KeyPath(), "\"\n", esmtp_extra);
     std::string text = daemon_.ConfigText(c);
@@ -190,8 +192,56 @@ TEST_F(TlsDaemonTest, OpensslStartTlsHandshakesAndSendsAMessage) {
   const std::string id = QueuedId(r.out.substr(at, r.out.find('\n', at) - at));
   ASSERT_EQ(id.size(), 32u);
   const std::string content = SpooledContent(id);
-  EXPECT_THAT(content, HasSubstr("with ESMTPS (TLS1.3 TLS_CHACHA20_POLY1305_SHA256) id " + id));
+  // tls_crypto_offload is on by default: AES-GCM first.
+  EXPECT_THAT(content, HasSubstr("with ESMTPS (TLS1.3 TLS_AES_128_GCM_SHA256) id " + id));
   EXPECT_THAT(content, HasSubstr("via openssl"));
+}
+
+// tls_crypto_offload = false: wolfSSL's own crypto, ChaCha20-Poly1305 first; s_client still
+// verifies the chain and sends a message, over TLS 1.3 and 1.2, and with s_client offering
+// P-256 only (ringmaild's ECDH then runs in wolfSSL's software too).
+TEST_F(TlsDaemonTest, OpensslHandshakesWithTheCryptoOffloadOff) {
+  StartDaemon("", false, "tls_crypto_offload = false\n");
+  const std::string script =
+      "EHLO client.test\r\nMAIL FROM:<sender@client.test>\r\nRCPT TO:<user@local.test>\r\nDATA\r\n"
+      "Subject: s_client\r\n\r\nno offload\r\n.\r\nQUIT\r\n";
+  struct Case {
+    std::vector<std::string> flags;
+    std::string suite;
+  };
+  const Case cases[] = {{{}, "Ciphersuite: TLS_CHACHA20_POLY1305_SHA256"},
+                        {{"-groups", "P-256"}, "Ciphersuite: TLS_CHACHA20_POLY1305_SHA256"},
+                        {{"-tls1_2"}, "Ciphersuite: ECDHE-ECDSA-CHACHA20-POLY1305"}};
+  for (const Case& c : cases) {
+    std::vector<std::string> argv = {Openssl(), "s_client", "-starttls", "smtp", "-connect",
+                                     absl::StrCat("127.0.0.1:", daemon_.port()), "-CAfile",
+                                     pki_->ca_file(), "-verify_hostname", "mx.test",
+                                     "-verify_return_error", "-brief", "-ign_eof"};
+    argv.insert(argv.end(), c.flags.begin(), c.flags.end());
+    RunResult r = RunProgram(argv, kToolTimeout, script);
+    ASSERT_FALSE(r.timed_out);
+    EXPECT_THAT(r.err, HasSubstr("Verification: OK")) << r.err;
+    EXPECT_THAT(r.err, HasSubstr(c.suite)) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("250 2.0.0 Ok: queued as ")) << r.out << r.err;
+  }
+}
+
+// The same with the default (offload on) and s_client offering P-256 only: the server's
+// ECDH and ECDSA both run on the device.
+TEST_F(TlsDaemonTest, OpensslP256KeyShareWithTheCryptoOffloadOn) {
+  StartDaemon();
+  RunResult r = RunProgram({Openssl(), "s_client", "-starttls", "smtp", "-connect",
+                            absl::StrCat("127.0.0.1:", daemon_.port()), "-CAfile",
+                            pki_->ca_file(), "-verify_hostname", "mx.test",
+                            "-verify_return_error", "-brief", "-groups", "P-256", "-ign_eof"},
+                           kToolTimeout,
+                           "EHLO c.test\r\nMAIL FROM:<s@c.test>\r\nRCPT TO:<u@local.test>\r\n"
+                           "DATA\r\nSubject: p256\r\n\r\nx\r\n.\r\nQUIT\r\n");
+  ASSERT_FALSE(r.timed_out);
+  EXPECT_THAT(r.err, HasSubstr("Verification: OK")) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("Ciphersuite: TLS_AES_128_GCM_SHA256")) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("Server Temp Key: ECDH, prime256v1")) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("250 2.0.0 Ok: queued as ")) << r.out << r.err;
 }
 
 TEST_F(TlsDaemonTest, OpensslTls12IsAcceptedToo) {
@@ -200,7 +250,7 @@ TEST_F(TlsDaemonTest, OpensslTls12IsAcceptedToo) {
                             absl::StrCat("127.0.0.1:", daemon_.port()), "-tls1_2", "-brief"},
                            kToolTimeout, "QUIT\r\n");
   EXPECT_THAT(r.err, HasSubstr("Protocol version: TLSv1.2")) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("Ciphersuite: ECDHE-ECDSA-CHACHA20-POLY1305")) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("Ciphersuite: ECDHE-ECDSA-AES128-GCM-SHA256")) << r.err;
   // TLS 1.1 and older are refused.
   RunResult old = RunProgram({Openssl(), "s_client", "-starttls", "smtp", "-connect",
                               absl::StrCat("127.0.0.1:", daemon_.port()), "-tls1_1",

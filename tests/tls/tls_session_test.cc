@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "tests/tls/test_pki_util.h"
 #include "tls/context.h"
+#include "tls/crypto_offload.h"
 #include "tls/session.h"
 
 namespace ringmail::tls {
@@ -38,12 +39,14 @@ class TlsSessionTest : public ::testing::Test {
   }
 
   static std::shared_ptr<const TlsContext> ServerContext(const TestCertificate& c,
-                                                         TlsVersion max = TlsVersion::kTls13) {
+                                                         TlsVersion max = TlsVersion::kTls13,
+                                                         bool crypto_offload = true) {
     TlsContextOptions o;
     o.role = TlsRole::kServer;
     o.certificate_chain_file = c.chain_file;
     o.private_key_file = c.key_file;
     o.max_version = max;
+    o.crypto_offload = crypto_offload;
     auto ctx = TlsContext::Create(o);
     EXPECT_TRUE(ctx.ok()) << ctx.status();
     return ctx.ok() ? *ctx : nullptr;
@@ -118,9 +121,10 @@ TEST_F(TlsSessionTest, Tls13HandshakeVerifiesChainAndHostName) {
   EXPECT_TRUE(client->established());
   EXPECT_EQ(server->version(), "TLS1.3");
   EXPECT_EQ(client->version(), "TLS1.3");
-  EXPECT_EQ(server->cipher(), "TLS_CHACHA20_POLY1305_SHA256");
+  // The crypto offload is on by default: AES-GCM first.
+  EXPECT_EQ(server->cipher(), "TLS_AES_128_GCM_SHA256");
   EXPECT_EQ(server->cipher(), client->cipher());
-  EXPECT_EQ(server->Description(), "TLS1.3 TLS_CHACHA20_POLY1305_SHA256");
+  EXPECT_EQ(server->Description(), "TLS1.3 TLS_AES_128_GCM_SHA256");
   EXPECT_EQ(client->verification(), Verification::kOk) << client->verify_error();
   EXPECT_EQ(server->verification(), Verification::kNotChecked);
 }
@@ -134,7 +138,7 @@ TEST_F(TlsSessionTest, Tls12HandshakeWhenTheClientStopsAt12) {
   ASSERT_EQ(cr, TlsResult::kOk) << client->error();
   ASSERT_EQ(sr, TlsResult::kOk) << server->error();
   EXPECT_EQ(server->version(), "TLS1.2");
-  EXPECT_EQ(server->cipher(), "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256");
+  EXPECT_EQ(server->cipher(), "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256");
   EXPECT_EQ(client->verification(), Verification::kOk) << client->verify_error();
 }
 
@@ -142,7 +146,7 @@ TEST_F(TlsSessionTest, ServerChoosesTheSuiteInItsOwnOrder) {
   TlsContextOptions o;
   o.role = TlsRole::kClient;
   o.use_system_ca = false;
-  o.cipher_list = "TLS13-AES128-GCM-SHA256:TLS13-CHACHA20-POLY1305-SHA256";
+  o.cipher_list = "TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256";
   auto ctx = TlsContext::Create(o);
   ASSERT_TRUE(ctx.ok()) << ctx.status();
   auto server = Server(ServerContext(*server_cert_));
@@ -150,12 +154,21 @@ TEST_F(TlsSessionTest, ServerChoosesTheSuiteInItsOwnOrder) {
   TlsResult cr, sr;
   Handshake(*client, *server, &cr, &sr);
   ASSERT_EQ(sr, TlsResult::kOk) << server->error();
-  EXPECT_EQ(server->cipher(), "TLS_CHACHA20_POLY1305_SHA256");
+  EXPECT_EQ(server->cipher(), "TLS_AES_128_GCM_SHA256");  // offload on: AES-GCM first
+  // Without the offload the server puts ChaCha20-Poly1305 first, whatever the client's order.
+  o.cipher_list = "TLS13-AES128-GCM-SHA256:TLS13-CHACHA20-POLY1305-SHA256";
+  auto aes_first = TlsContext::Create(o);
+  ASSERT_TRUE(aes_first.ok());
+  auto plain_server = Server(ServerContext(*server_cert_, TlsVersion::kTls13, false));
+  auto client1 = Client(*aes_first, "mx.test", VerifyMode::kRecord);
+  Handshake(*client1, *plain_server, &cr, &sr);
+  ASSERT_EQ(sr, TlsResult::kOk) << plain_server->error();
+  EXPECT_EQ(plain_server->cipher(), "TLS_CHACHA20_POLY1305_SHA256");
   // A client that offers only AES-GCM still gets it.
   o.cipher_list = "TLS13-AES128-GCM-SHA256";
   auto aes = TlsContext::Create(o);
   ASSERT_TRUE(aes.ok());
-  auto server2 = Server(ServerContext(*server_cert_));
+  auto server2 = Server(ServerContext(*server_cert_, TlsVersion::kTls13, false));
   auto client2 = Client(*aes, "mx.test", VerifyMode::kRecord);
   Handshake(*client2, *server2, &cr, &sr);
   ASSERT_EQ(sr, TlsResult::kOk) << server2->error();
@@ -426,6 +439,104 @@ TEST_F(TlsSessionTest, OldProtocolVersionsAreRefused) {
   EXPECT_EQ(sr, TlsResult::kError);
   EXPECT_EQ(cr, TlsResult::kError);
 }
+
+// The libcrypto device (tls/crypto_offload.h) on either side, both or neither, TLS 1.2 and
+// 1.3, with X25519 or P-256 key shares: the handshake verifies the chain, data goes both
+// ways, and the device's counters move exactly when a side that uses it does the work.
+struct OffloadCase {
+  bool server;
+  bool client;
+  TlsVersion max;
+  const char* groups;
+};
+
+class TlsOffloadHandshakeTest : public TlsSessionTest,
+                                public ::testing::WithParamInterface<OffloadCase> {};
+
+TEST_P(TlsOffloadHandshakeTest, HandshakeAndDataWithTheOffloadOnAndOff) {
+  const OffloadCase& p = GetParam();
+  auto server_ctx = ServerContext(*server_cert_, TlsVersion::kTls13, p.server);
+  TlsContextOptions co;
+  co.role = TlsRole::kClient;
+  co.ca_file = pki_->ca_file();
+  co.use_system_ca = false;
+  co.max_version = p.max;
+  co.groups = p.groups;
+  co.crypto_offload = p.client;
+  auto client_ctx = TlsContext::Create(co);
+  ASSERT_TRUE(server_ctx && client_ctx.ok()) << client_ctx.status();
+  EXPECT_EQ(server_ctx->crypto_offload(), p.server);
+  EXPECT_EQ((*client_ctx)->crypto_offload(), p.client);
+  const CryptoOffloadCounts before = GetCryptoOffloadCounts();
+  auto server = Server(server_ctx);
+  auto client = Client(*client_ctx, "mx.test", VerifyMode::kRequire);
+  ASSERT_TRUE(server && client);
+  TlsResult cr, sr;
+  Handshake(*client, *server, &cr, &sr);
+  ASSERT_EQ(cr, TlsResult::kOk) << client->error();
+  ASSERT_EQ(sr, TlsResult::kOk) << server->error();
+  EXPECT_EQ(client->verification(), Verification::kOk) << client->verify_error();
+  // The server's order decides: AES-GCM first with its offload on, ChaCha20 without.
+  const bool tls13 = p.max == TlsVersion::kTls13;
+  const std::string aes = tls13 ? "TLS_AES_128_GCM_SHA256"
+                                : "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256";
+  const std::string chacha = tls13 ? "TLS_CHACHA20_POLY1305_SHA256"
+                                   : "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256";
+  EXPECT_EQ(server->cipher(), p.server ? aes : chacha);
+  std::string payload(40000, 'x');
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>('a' + i % 26);
+  for (TlsSession* from : {client.get(), server.get()}) {
+    TlsSession* to = from == client.get() ? server.get() : client.get();
+    size_t used = 0;
+    ASSERT_EQ(from->Write(payload, &used), TlsResult::kOk) << from->error();
+    ASSERT_EQ(used, payload.size());
+    const std::string wire = from->TakeCiphertext();
+    ASSERT_EQ(to->FeedCiphertext(wire), wire.size());
+    std::string got;
+    while (got.size() < payload.size()) {
+      const TlsResult r = to->Read(&got, 1 << 20);
+      ASSERT_TRUE(r == TlsResult::kOk) << to->error();
+    }
+    EXPECT_EQ(got, payload);
+  }
+  const CryptoOffloadCounts after = GetCryptoOffloadCounts();
+  const bool any = p.server || p.client;
+  const bool aes_used = p.server;  // the suite is AES-GCM exactly when the server offloads
+  EXPECT_EQ(after.aes_gcm_encrypt > before.aes_gcm_encrypt, any && aes_used);
+  EXPECT_EQ(after.aes_gcm_decrypt > before.aes_gcm_decrypt, any && aes_used);
+  EXPECT_EQ(after.ecdsa_sign > before.ecdsa_sign, p.server);
+  EXPECT_EQ(after.ecdsa_verify > before.ecdsa_verify, p.client);
+  const bool x25519 = std::string(p.groups).rfind("X25519", 0) == 0;
+  // wolfSSL 5.5.4 makes TLS 1.3's X25519 key share without the context's device (TLS 1.2's
+  // ECDHE X25519 and both versions' P-256 go through it): ringmail's clients lead with
+  // P-256 when they offload (tls/context.h).
+  const uint64_t sides = (p.server ? 1u : 0u) + (p.client ? 1u : 0u);
+  EXPECT_EQ(after.x25519_shared - before.x25519_shared, x25519 && !tls13 ? sides : 0u);
+  EXPECT_EQ(after.ecdh - before.ecdh, x25519 ? 0u : sides);
+  EXPECT_EQ(after.aes_gcm_auth_failures, before.aes_gcm_auth_failures);
+  EXPECT_EQ(after.errors, before.errors);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Sides, TlsOffloadHandshakeTest,
+    ::testing::Values(OffloadCase{true, true, TlsVersion::kTls13, "X25519:P-256"},
+                      OffloadCase{true, false, TlsVersion::kTls13, "X25519:P-256"},
+                      OffloadCase{false, true, TlsVersion::kTls13, "X25519:P-256"},
+                      OffloadCase{false, false, TlsVersion::kTls13, "X25519:P-256"},
+                      OffloadCase{true, true, TlsVersion::kTls13, "P-256:X25519"},
+                      OffloadCase{true, false, TlsVersion::kTls13, "P-256"},
+                      OffloadCase{false, true, TlsVersion::kTls13, "P-256"},
+                      OffloadCase{true, true, TlsVersion::kTls12, "X25519:P-256"},
+                      OffloadCase{true, true, TlsVersion::kTls12, "P-256"},
+                      OffloadCase{false, true, TlsVersion::kTls12, "P-256"}),
+    [](const ::testing::TestParamInfo<OffloadCase>& info) {
+      const OffloadCase& c = info.param;
+      std::string name = std::string(c.server ? "ServerOn" : "ServerOff") +
+                         (c.client ? "ClientOn" : "ClientOff") +
+                         (c.max == TlsVersion::kTls13 ? "Tls13" : "Tls12") +
+                         (std::string(c.groups).rfind("X25519", 0) == 0 ? "X25519" : "P256");
+      return name;
+    });
 
 }  // namespace
 }  // namespace ringmail::tls

@@ -318,6 +318,10 @@ void AddSendFlags(SendOptions* o, std::vector<Flag>* flags_out) {
                      o->tls_resume = true;
                      return absl::OkStatus();
                    }});
+  flags.push_back({"no-tls-offload", false, [o](absl::string_view) {
+                     o->tls_offload = false;
+                     return absl::OkStatus();
+                   }});
   flags.push_back({"pipelining", false, [o](absl::string_view) {
                      o->pipelining = true;
                      return absl::OkStatus();
@@ -404,7 +408,7 @@ absl::StatusOr<SendOptions> ParseSendOptions(const std::vector<absl::string_view
     return FlagError("tls-resume", "needs --tls starttls|implicit");
   }
   if (o.tls != SendOptions::Tls::kOff) {
-    auto ctx = MakeLoadClientContext();
+    auto ctx = MakeLoadClientContext(o.tls_offload);
     if (!ctx.ok()) return FlagError("tls", std::string(ctx.status().message()));
     o.tls_client = *std::move(ctx);
   }
@@ -504,6 +508,8 @@ std::string SendUsage() {
                              byte (SMTPS); certificates are not verified
   --tls-resume               each new connection resumes the TLS session (1.3 ticket) its
                              slot's previous connection got, if the server issued one
+  --no-tls-offload           TLS crypto in wolfSSL's own code only (default: AES-GCM and
+                             the EC primitives on OpenSSL's libcrypto, AES-GCM preferred)
   --messages-per-connection N  reconnect after N messages (0 = reuse forever)
   --rate R                   open loop: R messages/s, latency measured from schedule
   --record FILE              one line per message answered 2xx at its end of data:

@@ -104,6 +104,8 @@ struct SendOptions {
   // --tls-resume: each connection offers the session (TLS 1.3 ticket) its previous one got,
   // as an MTA's client-side TLS session cache does (Postfix's smtp_tls_session_cache).
   bool tls_resume = false;
+  // --no-tls-offload: the client context runs wolfSSL's own crypto (tls/crypto_offload.h).
+  bool tls_offload = true;
 };
 
 struct SinkOptions {

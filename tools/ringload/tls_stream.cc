@@ -23,10 +23,12 @@ void ReleaseEccCacheAtThreadExit() {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<const tls::TlsContext>> MakeLoadClientContext() {
+absl::StatusOr<std::shared_ptr<const tls::TlsContext>> MakeLoadClientContext(
+    bool crypto_offload) {
   tls::TlsContextOptions o;
   o.role = tls::TlsRole::kClient;
   o.use_system_ca = false;  // nothing is verified: no need to read the CA store
+  o.crypto_offload = crypto_offload;
   return tls::TlsContext::Create(o);
 }
 

@@ -23,8 +23,10 @@
 
 namespace ringmail::ringload {
 
-// The client context `send --tls` shares between its loops (built before they run).
-absl::StatusOr<std::shared_ptr<const tls::TlsContext>> MakeLoadClientContext();
+// The client context `send --tls` shares between its loops (built before they run);
+// `crypto_offload` false (--no-tls-offload): wolfSSL's own crypto only (tls/context.h).
+absl::StatusOr<std::shared_ptr<const tls::TlsContext>> MakeLoadClientContext(
+    bool crypto_offload = true);
 
 class TlsClientStream {
  public:

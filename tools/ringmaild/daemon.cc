@@ -17,6 +17,7 @@
 #include "base/string_view.h"
 #include "config/diff.h"
 #include "spool/recovery.h"
+#include "tls/crypto_offload.h"
 
 namespace ringmail::daemon {
 namespace {
@@ -70,6 +71,8 @@ static void RaiseDescriptorLimit() {
 absl::Status Daemon::Prepare() {
   RM_RETURN_IF_ERROR(core::ProbeKernel());
   RaiseDescriptorLimit();
+  // Restart-only: before any TLS context exists; reloads keep the start-up choice.
+  tls::SetCryptoOffload(config_->global.tls_crypto_offload);
   // Who to become, and whether the spool is safe, before anything is created or opened.
   RM_ASSIGN_OR_RETURN(run_as_, ResolveRunAs(config_->global.user, config_->global.group));
   RM_RETURN_IF_ERROR(CheckSpoolDirPermissions(config_->global.spool_dir, DaemonGid(run_as_)));

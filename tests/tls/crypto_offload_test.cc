@@ -1,0 +1,429 @@
+// The libcrypto crypto device (tls/crypto_offload.h) at the wolfCrypt level: AES-GCM
+// known-answer vectors (McGrew & Viega's GCM spec test cases, as NIST's GCMVS uses) through
+// the device; device against wolfSSL's software for TLS 1.2/1.3 record shapes, byte for byte
+// and decrypting across; tampered tags, ciphertext and AAD; ECDH, ECDSA and X25519 between a
+// device key and a software key. Counters prove which side did the work.
+#include "tls/crypto_offload.h"
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/aes.h>
+#include <wolfssl/wolfcrypt/curve25519.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/random.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "gtest/gtest.h"
+
+namespace ringmail::tls {
+namespace {
+
+using Bytes = std::vector<byte>;
+
+Bytes Hex(const char* hex) {
+  const std::string s = absl::HexStringToBytes(hex);
+  return Bytes(s.begin(), s.end());
+}
+
+Bytes Random(size_t n, uint32_t seed) {
+  std::mt19937 gen(seed);
+  Bytes b(n);
+  for (byte& x : b) x = static_cast<byte>(gen());
+  return b;
+}
+
+// An Aes keyed for GCM on the device (dev) or in wolfSSL's software (INVALID_DEVID).
+class GcmKey {
+ public:
+  GcmKey(const Bytes& key, int dev) {
+    EXPECT_EQ(wc_AesInit(&aes_, nullptr, dev), 0);
+    EXPECT_EQ(wc_AesGcmSetKey(&aes_, key.data(), static_cast<word32>(key.size())), 0);
+  }
+  ~GcmKey() { wc_AesFree(&aes_); }
+  GcmKey(const GcmKey&) = delete;
+  GcmKey& operator=(const GcmKey&) = delete;
+
+  int Encrypt(const Bytes& iv, const Bytes& aad, const Bytes& plain, Bytes* cipher,
+              Bytes* tag, size_t tag_len = 16) {
+    cipher->assign(plain.size(), 0);
+    tag->assign(tag_len, 0);
+    return wc_AesGcmEncrypt(&aes_, cipher->data(), plain.data(),
+                            static_cast<word32>(plain.size()), iv.data(),
+                            static_cast<word32>(iv.size()), tag->data(),
+                            static_cast<word32>(tag_len), aad.data(),
+                            static_cast<word32>(aad.size()));
+  }
+  int Decrypt(const Bytes& iv, const Bytes& aad, const Bytes& cipher, const Bytes& tag,
+              Bytes* plain) {
+    plain->assign(cipher.size(), 0xAA);
+    return wc_AesGcmDecrypt(&aes_, plain->data(), cipher.data(),
+                            static_cast<word32>(cipher.size()), iv.data(),
+                            static_cast<word32>(iv.size()), tag.data(),
+                            static_cast<word32>(tag.size()), aad.data(),
+                            static_cast<word32>(aad.size()));
+  }
+  Aes* raw() { return &aes_; }
+
+ private:
+  Aes aes_{};
+};
+
+class CryptoOffloadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dev_ = CryptoOffloadDevId();
+    ASSERT_NE(dev_, kNoCryptoDevice) << "the libcrypto device did not register";
+    ASSERT_EQ(wc_InitRng(&rng_), 0);
+  }
+  void TearDown() override { wc_FreeRng(&rng_); }
+
+  int dev_ = kNoCryptoDevice;
+  WC_RNG rng_{};
+};
+
+struct GcmVector {
+  const char* key;
+  const char* iv;
+  const char* aad;
+  const char* plain;
+  const char* cipher;
+  const char* tag;
+};
+
+// The GCM specification's test cases 1-4 (AES-128) and 13-16 (AES-256).
+constexpr char kP64[] =
+    "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+    "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255";
+constexpr char kP60[] =
+    "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+    "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39";
+constexpr char kK128[] = "feffe9928665731c6d6a8f9467308308";
+constexpr char kK256[] = "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308";
+constexpr char kIv[] = "cafebabefacedbaddecaf888";
+constexpr char kAad[] = "feedfacedeadbeeffeedfacedeadbeefabaddad2";
+const GcmVector kVectors[] = {
+    {"00000000000000000000000000000000", "000000000000000000000000", "", "", "",
+     "58e2fccefa7e3061367f1d57a4e7455a"},
+    {"00000000000000000000000000000000", "000000000000000000000000", "",
+     "00000000000000000000000000000000", "0388dace60b6a392f328c2b971b2fe78",
+     "ab6e47d42cec13bdf53a67b21257bddf"},
+    {kK128, kIv, "", kP64,
+     "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e"
+     "21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091473f5985",
+     "4d5c2af327cd64a62cf35abd2ba6fab4"},
+    {kK128, kIv, kAad, kP60,
+     "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e"
+     "21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091",
+     "5bc94fbc3221a5db94fae95ae7121a47"},
+    {"0000000000000000000000000000000000000000000000000000000000000000",
+     "000000000000000000000000", "", "", "", "530f8afbc74536b9a963b4f1c4cb738b"},
+    {"0000000000000000000000000000000000000000000000000000000000000000",
+     "000000000000000000000000", "", "00000000000000000000000000000000",
+     "cea7403d4d606b6e074ec5d3baf39d18", "d0d1c8a799996bf0265b98b5d48ab919"},
+    {kK256, kIv, "", kP64,
+     "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+     "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662898015ad",
+     "b094dac5d93471bdec1a502270e3cc6c"},
+    {kK256, kIv, kAad, kP60,
+     "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+     "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662",
+     "76fc6ece0f4e1768cddf8853bb2d551b"},
+};
+
+TEST_F(CryptoOffloadTest, AesGcmKnownAnswersThroughTheDevice) {
+  for (const GcmVector& v : kVectors) {
+    SCOPED_TRACE(v.key);
+    SCOPED_TRACE(v.plain);
+    const CryptoOffloadCounts before = GetCryptoOffloadCounts();
+    GcmKey key(Hex(v.key), dev_);
+    Bytes cipher, tag, plain;
+    ASSERT_EQ(key.Encrypt(Hex(v.iv), Hex(v.aad), Hex(v.plain), &cipher, &tag), 0);
+    EXPECT_EQ(absl::BytesToHexString(std::string(cipher.begin(), cipher.end())), v.cipher);
+    EXPECT_EQ(absl::BytesToHexString(std::string(tag.begin(), tag.end())), v.tag);
+    ASSERT_EQ(key.Decrypt(Hex(v.iv), Hex(v.aad), Hex(v.cipher), Hex(v.tag), &plain), 0);
+    EXPECT_EQ(plain, Hex(v.plain));
+    const CryptoOffloadCounts after = GetCryptoOffloadCounts();
+    EXPECT_EQ(after.aes_gcm_encrypt, before.aes_gcm_encrypt + 1);
+    EXPECT_EQ(after.aes_gcm_decrypt, before.aes_gcm_decrypt + 1);
+  }
+}
+
+// TLS records: 1.2 has 13 bytes of AAD (seq, type, version, length), 1.3 has 5 (the record
+// header) and up to 2^14 + 1 bytes of inner plaintext (+ padding); 12-byte nonces, 16-byte tags.
+TEST_F(CryptoOffloadTest, AesGcmMatchesWolfSslSoftwareByteForByte) {
+  const size_t kSizes[] = {0, 1, 15, 16, 17, 255, 1024, 10240, 16384, 16385, 16640};
+  uint32_t seed = 1;
+  for (size_t key_len : {16u, 32u}) {
+    const Bytes key_bytes = Random(key_len, seed++);
+    GcmKey device(key_bytes, dev_);
+    GcmKey software(key_bytes, INVALID_DEVID);
+    for (size_t aad_len : {13u, 5u}) {
+      for (size_t size : kSizes) {
+        SCOPED_TRACE(testing::Message() << key_len << "-byte key, " << size << " bytes, aad "
+                                        << aad_len);
+        const Bytes iv = Random(12, seed++), aad = Random(aad_len, seed++);
+        const Bytes plain = Random(size, seed++);
+        Bytes c_dev, t_dev, c_sw, t_sw, back;
+        ASSERT_EQ(device.Encrypt(iv, aad, plain, &c_dev, &t_dev), 0);
+        ASSERT_EQ(software.Encrypt(iv, aad, plain, &c_sw, &t_sw), 0);
+        EXPECT_EQ(c_dev, c_sw);
+        EXPECT_EQ(t_dev, t_sw);
+        ASSERT_EQ(software.Decrypt(iv, aad, c_dev, t_dev, &back), 0);  // device -> software
+        EXPECT_EQ(back, plain);
+        ASSERT_EQ(device.Decrypt(iv, aad, c_sw, t_sw, &back), 0);  // software -> device
+        EXPECT_EQ(back, plain);
+      }
+    }
+  }
+}
+
+TEST_F(CryptoOffloadTest, AesGcmInPlaceAndOddIvAndTagLengths) {
+  const Bytes key_bytes = Random(16, 77);
+  GcmKey device(key_bytes, dev_);
+  GcmKey software(key_bytes, INVALID_DEVID);
+  // TLS encrypts in place (out == in).
+  const Bytes aad = Random(13, 78), iv = Random(12, 79), plain = Random(5000, 80);
+  Bytes buf = plain, tag(16), c_sw, t_sw;
+  ASSERT_EQ(wc_AesGcmEncrypt(device.raw(), buf.data(), buf.data(), 5000, iv.data(), 12,
+                             tag.data(), 16, aad.data(), 13),
+            0);
+  ASSERT_EQ(software.Encrypt(iv, aad, plain, &c_sw, &t_sw), 0);
+  EXPECT_EQ(buf, c_sw);
+  EXPECT_EQ(tag, t_sw);
+  ASSERT_EQ(wc_AesGcmDecrypt(device.raw(), buf.data(), buf.data(), 5000, iv.data(), 12,
+                             tag.data(), 16, aad.data(), 13),
+            0);
+  EXPECT_EQ(buf, plain);
+  // A 60-byte IV (GHASHed into the counter) and a 12-byte tag, then back to 12/16 on the
+  // same thread's context.
+  for (size_t iv_len : {60u, 8u, 12u}) {
+    for (size_t tag_len : {12u, 16u}) {
+      SCOPED_TRACE(testing::Message() << "iv " << iv_len << " tag " << tag_len);
+      const Bytes odd_iv = Random(iv_len, static_cast<uint32_t>(iv_len));
+      Bytes c_dev, t_dev, back;
+      ASSERT_EQ(device.Encrypt(odd_iv, aad, plain, &c_dev, &t_dev, tag_len), 0);
+      ASSERT_EQ(software.Encrypt(odd_iv, aad, plain, &c_sw, &t_sw, tag_len), 0);
+      EXPECT_EQ(c_dev, c_sw);
+      EXPECT_EQ(t_dev, t_sw);
+      ASSERT_EQ(device.Decrypt(odd_iv, aad, c_sw, t_sw, &back), 0);
+      EXPECT_EQ(back, plain);
+    }
+  }
+}
+
+TEST_F(CryptoOffloadTest, AesGcmTamperingFailsAndLeavesNoPlaintext) {
+  const Bytes key_bytes = Random(32, 5);
+  GcmKey device(key_bytes, dev_);
+  const Bytes iv = Random(12, 6), aad = Random(13, 7), plain = Random(1000, 8);
+  Bytes cipher, tag, out;
+  ASSERT_EQ(device.Encrypt(iv, aad, plain, &cipher, &tag), 0);
+  const uint64_t failures = GetCryptoOffloadCounts().aes_gcm_auth_failures;
+  Bytes bad_tag = tag;
+  bad_tag[15] ^= 0x01;
+  EXPECT_EQ(device.Decrypt(iv, aad, cipher, bad_tag, &out), AES_GCM_AUTH_E);
+  EXPECT_EQ(out, Bytes(plain.size(), 0)) << "unauthenticated plaintext left in the output";
+  Bytes bad_cipher = cipher;
+  bad_cipher[500] ^= 0x80;
+  EXPECT_EQ(device.Decrypt(iv, aad, bad_cipher, tag, &out), AES_GCM_AUTH_E);
+  Bytes bad_aad = aad;
+  bad_aad[0] ^= 0x01;
+  EXPECT_EQ(device.Decrypt(iv, bad_aad, cipher, tag, &out), AES_GCM_AUTH_E);
+  Bytes bad_iv = iv;
+  bad_iv[11] ^= 0x01;
+  EXPECT_EQ(device.Decrypt(bad_iv, aad, cipher, tag, &out), AES_GCM_AUTH_E);
+  EXPECT_EQ(GetCryptoOffloadCounts().aes_gcm_auth_failures, failures + 4);
+  // The context is fine afterwards.
+  ASSERT_EQ(device.Decrypt(iv, aad, cipher, tag, &out), 0);
+  EXPECT_EQ(out, plain);
+}
+
+// ---- ECC -----------------------------------------------------------------------------------
+
+struct EccKey {
+  EccKey(int dev) { EXPECT_EQ(wc_ecc_init_ex(&key, nullptr, dev), 0); }
+  ~EccKey() { wc_ecc_free(&key); }
+  EccKey(const EccKey&) = delete;
+  EccKey& operator=(const EccKey&) = delete;
+  ecc_key key{};
+};
+
+// Copies a software key's private and public parts into a key on `dev`.
+void CopyEccKey(ecc_key* from, int curve, ecc_key* to) {
+  byte x[48], y[48], d[48];
+  word32 xl = sizeof(x), yl = sizeof(y), dl = sizeof(d);
+  ASSERT_EQ(wc_ecc_export_private_raw(from, x, &xl, y, &yl, d, &dl), 0);
+  ASSERT_EQ(wc_ecc_import_unsigned(to, x, y, d, curve), 0);
+}
+
+class EccOffloadTest : public CryptoOffloadTest,
+                       public ::testing::WithParamInterface<std::pair<int, int>> {};
+
+TEST_P(EccOffloadTest, EcdhAgreesBetweenDeviceAndSoftwareKeys) {
+  const auto [curve, size] = GetParam();
+  const CryptoOffloadCounts before = GetCryptoOffloadCounts();
+  EccKey device(dev_), software(INVALID_DEVID);
+  ASSERT_EQ(wc_ecc_make_key_ex(&rng_, size, &device.key, curve), 0);
+  ASSERT_EQ(wc_ecc_make_key_ex(&rng_, size, &software.key, curve), 0);
+  // wolfSSL's timing-resistant ECDH blinds with an RNG of the key's own.
+  ASSERT_EQ(wc_ecc_set_rng(&software.key, &rng_), 0);
+  EXPECT_EQ(GetCryptoOffloadCounts().ecc_keygen, before.ecc_keygen + 1);
+  EXPECT_EQ(wc_ecc_check_key(&device.key), 0) << "the device's key is not a valid key pair";
+  byte a[48], b[48];
+  word32 al = sizeof(a), bl = sizeof(b);
+  ASSERT_EQ(wc_ecc_shared_secret(&device.key, &software.key, a, &al), 0);
+  ASSERT_EQ(wc_ecc_shared_secret(&software.key, &device.key, b, &bl), 0);
+  ASSERT_EQ(al, static_cast<word32>(size));
+  ASSERT_EQ(bl, static_cast<word32>(size));
+  EXPECT_EQ(Bytes(a, a + al), Bytes(b, b + bl));
+  EXPECT_EQ(GetCryptoOffloadCounts().ecdh, before.ecdh + 1);
+}
+
+TEST_P(EccOffloadTest, EcdsaSignaturesVerifyAcross) {
+  const auto [curve, size] = GetParam();
+  EccKey software(INVALID_DEVID), device(dev_);
+  ASSERT_EQ(wc_ecc_make_key_ex(&rng_, size, &software.key, curve), 0);
+  CopyEccKey(&software.key, curve, &device.key);
+  const Bytes hash = Random(size, 42);  // a digest of the curve's size
+  const CryptoOffloadCounts before = GetCryptoOffloadCounts();
+  for (int round = 0; round < 2; ++round) {  // the second one finds the cached key
+    byte sig[128];
+    word32 sig_len = sizeof(sig);
+    ASSERT_EQ(wc_ecc_sign_hash(hash.data(), static_cast<word32>(hash.size()), sig, &sig_len,
+                               &rng_, &device.key),
+              0);
+    int ok = -1;
+    ASSERT_EQ(wc_ecc_verify_hash(sig, sig_len, hash.data(), static_cast<word32>(hash.size()),
+                                 &ok, &software.key),
+              0);
+    EXPECT_EQ(ok, 1) << "a device signature does not verify in software";
+  }
+  byte sig[128];
+  word32 sig_len = sizeof(sig);
+  ASSERT_EQ(wc_ecc_sign_hash(hash.data(), static_cast<word32>(hash.size()), sig, &sig_len,
+                             &rng_, &software.key),
+            0);
+  int ok = -1;
+  ASSERT_EQ(wc_ecc_verify_hash(sig, sig_len, hash.data(), static_cast<word32>(hash.size()), &ok,
+                               &device.key),
+            0);
+  EXPECT_EQ(ok, 1) << "a software signature does not verify on the device";
+  Bytes other = hash;
+  other[0] ^= 0x01;
+  ok = -1;
+  ASSERT_EQ(wc_ecc_verify_hash(sig, sig_len, other.data(), static_cast<word32>(other.size()),
+                               &ok, &device.key),
+            0);
+  EXPECT_EQ(ok, 0) << "the device accepted a signature over another hash";
+  sig[sig_len - 1] ^= 0x01;
+  ok = -1;
+  wc_ecc_verify_hash(sig, sig_len, hash.data(), static_cast<word32>(hash.size()), &ok,
+                     &device.key);
+  EXPECT_EQ(ok, 0) << "the device accepted a tampered signature";
+  const CryptoOffloadCounts after = GetCryptoOffloadCounts();
+  EXPECT_EQ(after.ecdsa_sign, before.ecdsa_sign + 2);
+  EXPECT_EQ(after.ecdsa_verify, before.ecdsa_verify + 3);
+}
+
+TEST_P(EccOffloadTest, EcdhRefusesAPointOffTheCurve) {
+  const auto [curve, size] = GetParam();
+  EccKey device(dev_), bogus(INVALID_DEVID);
+  ASSERT_EQ(wc_ecc_make_key_ex(&rng_, size, &device.key, curve), 0);
+  Bytes x(size, 0), y(size, 0);
+  x[size - 1] = 1;
+  y[size - 1] = 1;  // (1, 1) is on neither curve
+  ASSERT_EQ(wc_ecc_import_unsigned(&bogus.key, x.data(), y.data(), nullptr, curve), 0);
+  byte out[48];
+  word32 out_len = sizeof(out);
+  EXPECT_NE(wc_ecc_shared_secret(&device.key, &bogus.key, out, &out_len), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Curves, EccOffloadTest,
+                         ::testing::Values(std::make_pair(int{ECC_SECP256R1}, 32),
+                                           std::make_pair(int{ECC_SECP384R1}, 48)),
+                         [](const auto& info) {
+                           return info.param.second == 32 ? std::string("P256")
+                                                          : std::string("P384");
+                         });
+
+TEST_F(CryptoOffloadTest, OtherCurvesFallBackToSoftware) {
+  EccKey device(dev_), software(INVALID_DEVID);
+  const CryptoOffloadCounts before = GetCryptoOffloadCounts();
+  ASSERT_EQ(wc_ecc_make_key_ex(&rng_, 66, &device.key, ECC_SECP521R1), 0);
+  ASSERT_EQ(wc_ecc_make_key_ex(&rng_, 66, &software.key, ECC_SECP521R1), 0);
+  ASSERT_EQ(wc_ecc_set_rng(&device.key, &rng_), 0);
+  ASSERT_EQ(wc_ecc_set_rng(&software.key, &rng_), 0);
+  byte a[66], b[66];
+  word32 al = sizeof(a), bl = sizeof(b);
+  ASSERT_EQ(wc_ecc_shared_secret(&device.key, &software.key, a, &al), 0);
+  ASSERT_EQ(wc_ecc_shared_secret(&software.key, &device.key, b, &bl), 0);
+  EXPECT_EQ(Bytes(a, a + al), Bytes(b, b + bl));
+  const CryptoOffloadCounts after = GetCryptoOffloadCounts();
+  EXPECT_EQ(after.ecc_keygen, before.ecc_keygen);
+  EXPECT_EQ(after.ecdh, before.ecdh);
+  EXPECT_GE(after.declined, before.declined + 2);
+}
+
+// ---- X25519 --------------------------------------------------------------------------------
+
+struct X25519Key {
+  X25519Key(int dev) { EXPECT_EQ(wc_curve25519_init_ex(&key, nullptr, dev), 0); }
+  ~X25519Key() { wc_curve25519_free(&key); }
+  X25519Key(const X25519Key&) = delete;
+  X25519Key& operator=(const X25519Key&) = delete;
+  curve25519_key key{};
+};
+
+TEST_F(CryptoOffloadTest, X25519AgreesBetweenDeviceAndSoftwareKeys) {
+  const CryptoOffloadCounts before = GetCryptoOffloadCounts();
+  X25519Key device(dev_), software(INVALID_DEVID);
+  ASSERT_EQ(wc_curve25519_make_key(&rng_, 32, &device.key), 0);
+  ASSERT_EQ(wc_curve25519_make_key(&rng_, 32, &software.key), 0);
+  for (int endian : {EC25519_LITTLE_ENDIAN, EC25519_BIG_ENDIAN}) {
+    byte a[32], b[32];
+    word32 al = sizeof(a), bl = sizeof(b);
+    ASSERT_EQ(wc_curve25519_shared_secret_ex(&device.key, &software.key, a, &al, endian), 0);
+    ASSERT_EQ(wc_curve25519_shared_secret_ex(&software.key, &device.key, b, &bl, endian), 0);
+    EXPECT_EQ(Bytes(a, a + al), Bytes(b, b + bl)) << "endian " << endian;
+  }
+  const CryptoOffloadCounts after = GetCryptoOffloadCounts();
+  EXPECT_EQ(after.x25519_keygen, before.x25519_keygen + 1);
+  EXPECT_EQ(after.x25519_shared, before.x25519_shared + 2);
+}
+
+// RFC 7748 section 6.1: Alice's and Bob's keys and their shared secret.
+TEST_F(CryptoOffloadTest, X25519KnownAnswerThroughTheDevice) {
+  const Bytes alice_priv =
+      Hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+  const Bytes alice_pub = Hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+  X25519Key alice(dev_);
+  // wolfSSL stores private keys clamped; RFC 7748's scalars are clamped by the function.
+  Bytes clamped = alice_priv;
+  clamped[0] &= 248;
+  clamped[31] &= 127;
+  clamped[31] |= 64;
+  ASSERT_EQ(wc_curve25519_import_private_raw_ex(clamped.data(), 32, alice_pub.data(), 32,
+                                                &alice.key, EC25519_LITTLE_ENDIAN),
+            0);
+  X25519Key bob(INVALID_DEVID);
+  const Bytes bob_public =
+      Hex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+  ASSERT_EQ(wc_curve25519_import_public_ex(bob_public.data(), 32, &bob.key,
+                                           EC25519_LITTLE_ENDIAN),
+            0);
+  byte out[32];
+  word32 out_len = sizeof(out);
+  const uint64_t shared = GetCryptoOffloadCounts().x25519_shared;
+  ASSERT_EQ(wc_curve25519_shared_secret_ex(&alice.key, &bob.key, out, &out_len,
+                                           EC25519_LITTLE_ENDIAN),
+            0);
+  EXPECT_EQ(absl::BytesToHexString(std::string(out, out + out_len)),
+            "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+  EXPECT_EQ(GetCryptoOffloadCounts().x25519_shared, shared + 1);
+}
+
+}  // namespace
+}  // namespace ringmail::tls

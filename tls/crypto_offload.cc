@@ -1,0 +1,644 @@
+#include "tls/crypto_offload.h"
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/obj_mac.h>
+#include <openssl/param_build.h>
+#include <openssl/rand.h>
+
+// wolfSSL after OpenSSL: Debian's wolfssl/options.h defines OPENSSL_NO_EC (for its own
+// compatibility layer), which would empty openssl/ec.h. options.h first among wolfSSL's:
+// the configure flags every wolfCrypt header reads (struct layouts).
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/aes.h>
+#include <wolfssl/wolfcrypt/cryptocb.h>
+#include <wolfssl/wolfcrypt/curve25519.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/wc_port.h>
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <cstring>
+#include <utility>
+
+namespace ringmail::tls {
+namespace {
+
+// Any id other than INVALID_DEVID; wolfCrypt keeps a small table of registered devices.
+constexpr int kDevId = 0x524d;  // "RM"
+
+std::atomic<bool> g_enabled{true};
+
+// The anonymous argument structs of wc_CryptoInfo, by name.
+using GcmEncArgs = decltype(std::declval<wc_CryptoInfo&>().cipher.aesgcm_enc);
+using GcmDecArgs = decltype(std::declval<wc_CryptoInfo&>().cipher.aesgcm_dec);
+using EccKeyGenArgs = decltype(std::declval<wc_CryptoInfo&>().pk.eckg);
+using EcdhArgs = decltype(std::declval<wc_CryptoInfo&>().pk.ecdh);
+using EcdsaSignArgs = decltype(std::declval<wc_CryptoInfo&>().pk.eccsign);
+using EcdsaVerifyArgs = decltype(std::declval<wc_CryptoInfo&>().pk.eccverify);
+using X25519KeyGenArgs = decltype(std::declval<wc_CryptoInfo&>().pk.curve25519kg);
+using X25519Args = decltype(std::declval<wc_CryptoInfo&>().pk.curve25519);
+
+// One counter per cache line: every loop thread bumps them.
+struct alignas(64) Counter {
+  std::atomic<uint64_t> n{0};
+  void Add() { n.fetch_add(1, std::memory_order_relaxed); }
+  uint64_t Get() const { return n.load(std::memory_order_relaxed); }
+};
+struct Counters {
+  Counter gcm_enc, gcm_dec, gcm_auth_fail, ecc_keygen, ecdh, ecdsa_sign, ecdsa_verify,
+      x25519_keygen, x25519_shared, declined, errors;
+};
+Counters g_counts;
+
+// ---- per-thread libcrypto state -------------------------------------------------------
+
+struct CurveInfo {
+  int wolf_id;  // ecc_curve_id
+  int nid;
+  int size;  // field and order size in bytes
+  const char* group_name;
+};
+constexpr CurveInfo kCurves[] = {
+    {ECC_SECP256R1, NID_X9_62_prime256v1, 32, "P-256"},
+    {ECC_SECP384R1, NID_secp384r1, 48, "P-384"},
+};
+constexpr int kCurveCount = sizeof(kCurves) / sizeof(kCurves[0]);
+constexpr int kMaxScalar = 48;
+constexpr int kMaxPoint = 1 + 2 * kMaxScalar;  // uncompressed 04||X||Y
+
+// The EC objects one thread reuses for one curve (created at its first use).
+struct CurveState {
+  EC_GROUP* group = nullptr;
+  BIGNUM* d = nullptr;  // secret scalars: BN_FLG_CONSTTIME
+  BIGNUM* x = nullptr;
+  BIGNUM* y = nullptr;
+  EC_POINT* q = nullptr;
+  EC_POINT* r = nullptr;
+};
+
+// The last few ECDSA keys of this thread, found again by their bytes (see the header).
+struct PkeyEntry {
+  int curve = -1;
+  size_t len = 0;
+  unsigned char bytes[kMaxPoint] = {};  // the private scalar (sign) or public point (verify)
+  EVP_PKEY* pkey = nullptr;
+  EVP_PKEY_CTX* ctx = nullptr;  // initialised for sign or verify
+};
+constexpr int kSignCacheSize = 4;
+constexpr int kVerifyCacheSize = 8;
+
+// AES-GCM contexts: [decrypt/encrypt][128/192/256]; the cipher is fetched once per context,
+// every call only sets key and IV.
+struct GcmState {
+  EVP_CIPHER_CTX* ctx[2][3] = {};
+  int iv_len[2][3] = {};
+};
+
+struct ThreadState {
+  GcmState gcm;
+  BN_CTX* bn = nullptr;
+  CurveState curves[kCurveCount];
+  PkeyEntry sign[kSignCacheSize];
+  PkeyEntry verify[kVerifyCacheSize];
+  int sign_next = 0;
+  int verify_next = 0;
+
+  ~ThreadState();
+};
+
+void ClearEntry(PkeyEntry& e) {
+  EVP_PKEY_CTX_free(e.ctx);
+  EVP_PKEY_free(e.pkey);
+  OPENSSL_cleanse(e.bytes, sizeof(e.bytes));
+  e = PkeyEntry{};
+}
+
+ThreadState::~ThreadState() {
+  for (auto& dir : gcm.ctx) {
+    for (EVP_CIPHER_CTX*& c : dir) EVP_CIPHER_CTX_free(c);
+  }
+  for (CurveState& c : curves) {
+    EC_POINT_free(c.q);
+    EC_POINT_free(c.r);
+    BN_clear_free(c.d);
+    BN_free(c.x);
+    BN_free(c.y);
+    EC_GROUP_free(c.group);
+  }
+  for (PkeyEntry& e : sign) ClearEntry(e);
+  for (PkeyEntry& e : verify) ClearEntry(e);
+  BN_CTX_free(bn);
+}
+
+// The state lives behind a trivially destructible pointer, freed by a guard at thread exit;
+// a call that comes after the guard ran (another thread_local's destructor using wolfSSL)
+// is declined instead of touching freed memory.
+thread_local ThreadState* tl_state = nullptr;
+thread_local bool tl_state_gone = false;
+struct ThreadStateGuard {
+  bool armed = false;
+  ~ThreadStateGuard() {
+    delete tl_state;
+    tl_state = nullptr;
+    tl_state_gone = true;
+  }
+};
+thread_local ThreadStateGuard tl_guard;
+
+ThreadState* State() {
+  if (tl_state != nullptr) return tl_state;
+  if (tl_state_gone) return nullptr;
+  tl_guard.armed = true;  // constructs the guard on this thread, so its destructor runs
+  tl_state = new ThreadState();
+  tl_state->bn = BN_CTX_new();
+  if (tl_state->bn == nullptr) {
+    delete tl_state;
+    tl_state = nullptr;
+  }
+  return tl_state;
+}
+
+// ---- AES-GCM ---------------------------------------------------------------------------
+
+EVP_CIPHER_CTX* GcmContext(ThreadState& st, bool enc, int key_len, int iv_len) {
+  const int k = key_len == 16 ? 0 : key_len == 24 ? 1 : key_len == 32 ? 2 : -1;
+  if (k < 0) return nullptr;
+  EVP_CIPHER_CTX*& ctx = st.gcm.ctx[enc][k];
+  if (ctx == nullptr) {
+    const EVP_CIPHER* cipher = k == 0 ? EVP_aes_128_gcm() : k == 1 ? EVP_aes_192_gcm()
+                                                                   : EVP_aes_256_gcm();
+    ctx = EVP_CIPHER_CTX_new();
+    if (ctx == nullptr) return nullptr;
+    if (EVP_CipherInit_ex(ctx, cipher, nullptr, nullptr, nullptr, enc) != 1) {
+      EVP_CIPHER_CTX_free(ctx);
+      ctx = nullptr;
+      return nullptr;
+    }
+    st.gcm.iv_len[enc][k] = 12;
+  }
+  if (st.gcm.iv_len[enc][k] != iv_len) {
+    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, iv_len, nullptr) != 1) return nullptr;
+    st.gcm.iv_len[enc][k] = iv_len;
+  }
+  return ctx;
+}
+
+// Keys the context and feeds the additional data; false: libcrypto refused.
+bool GcmStart(EVP_CIPHER_CTX* ctx, const Aes* aes, const byte* iv, const byte* aad,
+              word32 aad_len, bool enc) {
+  const auto* key = reinterpret_cast<const unsigned char*>(aes->devKey);
+  if (EVP_CipherInit_ex(ctx, nullptr, nullptr, key, iv, enc) != 1) return false;
+  int n = 0;
+  return aad_len == 0 || EVP_CipherUpdate(ctx, nullptr, &n, aad, static_cast<int>(aad_len)) == 1;
+}
+
+bool GcmArgsOk(const Aes* aes, word32 sz, word32 iv_len, word32 tag_len, word32 aad_len) {
+  return aes->keylen > 0 && sz <= INT_MAX / 2 && aad_len <= INT_MAX / 2 && iv_len > 0 &&
+         iv_len <= 64 && tag_len > 0 && tag_len <= 16;
+}
+
+int GcmEncrypt(ThreadState& st, GcmEncArgs& a) {
+  if (!GcmArgsOk(a.aes, a.sz, a.ivSz, a.authTagSz, a.authInSz)) return CRYPTOCB_UNAVAILABLE;
+  EVP_CIPHER_CTX* ctx = GcmContext(st, true, static_cast<int>(a.aes->keylen),
+                                   static_cast<int>(a.ivSz));
+  if (ctx == nullptr || !GcmStart(ctx, a.aes, a.iv, a.authIn, a.authInSz, true)) {
+    return CRYPTOCB_UNAVAILABLE;
+  }
+  int n = 0;
+  if (a.sz > 0 && EVP_CipherUpdate(ctx, a.out, &n, a.in, static_cast<int>(a.sz)) != 1) {
+    return CRYPTOCB_UNAVAILABLE;
+  }
+  int tail = 0;
+  if (EVP_CipherFinal_ex(ctx, a.out + n, &tail) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, static_cast<int>(a.authTagSz),
+                          a.authTag) != 1) {
+    return CRYPTOCB_UNAVAILABLE;  // nothing was handed out yet: wolfSSL redoes it
+  }
+  g_counts.gcm_enc.Add();
+  return 0;
+}
+
+int GcmDecrypt(ThreadState& st, GcmDecArgs& a) {
+  if (!GcmArgsOk(a.aes, a.sz, a.ivSz, a.authTagSz, a.authInSz)) return CRYPTOCB_UNAVAILABLE;
+  EVP_CIPHER_CTX* ctx = GcmContext(st, false, static_cast<int>(a.aes->keylen),
+                                   static_cast<int>(a.ivSz));
+  if (ctx == nullptr || !GcmStart(ctx, a.aes, a.iv, a.authIn, a.authInSz, false)) {
+    return CRYPTOCB_UNAVAILABLE;
+  }
+  int n = 0;
+  if (a.sz > 0 && EVP_CipherUpdate(ctx, a.out, &n, a.in, static_cast<int>(a.sz)) != 1) {
+    return CRYPTOCB_UNAVAILABLE;
+  }
+  // EVP compares the tag in constant time (CRYPTO_memcmp) inside Final.
+  int tail = 0;
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, static_cast<int>(a.authTagSz),
+                          const_cast<byte*>(a.authTag)) != 1 ||
+      EVP_CipherFinal_ex(ctx, a.out + n, &tail) != 1) {
+    // Never leave unauthenticated plaintext behind.
+    if (a.sz > 0) OPENSSL_cleanse(a.out, a.sz);
+    ERR_clear_error();
+    g_counts.gcm_dec.Add();
+    g_counts.gcm_auth_fail.Add();
+    return AES_GCM_AUTH_E;
+  }
+  g_counts.gcm_dec.Add();
+  return 0;
+}
+
+int Cipher(ThreadState& st, wc_CryptoInfo* info) {
+  if (info->cipher.type != WC_CIPHER_AES_GCM) return CRYPTOCB_UNAVAILABLE;
+  return info->cipher.enc ? GcmEncrypt(st, info->cipher.aesgcm_enc)
+                          : GcmDecrypt(st, info->cipher.aesgcm_dec);
+}
+
+// ---- ECC: shared helpers -----------------------------------------------------------------
+
+int CurveIndex(int wolf_id) {
+  for (int i = 0; i < kCurveCount; ++i) {
+    if (kCurves[i].wolf_id == wolf_id) return i;
+  }
+  return -1;
+}
+
+int KeyCurve(const ecc_key* key) {
+  return key == nullptr || key->dp == nullptr ? -1 : CurveIndex(key->dp->id);
+}
+
+CurveState* Curve(ThreadState& st, int c) {
+  CurveState& cs = st.curves[c];
+  if (cs.group != nullptr) return &cs;
+  cs.group = EC_GROUP_new_by_curve_name(kCurves[c].nid);
+  cs.d = BN_secure_new();
+  cs.x = BN_new();
+  cs.y = BN_new();
+  if (cs.group == nullptr || cs.d == nullptr || cs.x == nullptr || cs.y == nullptr) {
+    return nullptr;  // the next call retries the missing pieces; freed at thread exit
+  }
+  BN_set_flags(cs.d, BN_FLG_CONSTTIME);
+  cs.q = EC_POINT_new(cs.group);
+  cs.r = EC_POINT_new(cs.group);
+  if (cs.q == nullptr || cs.r == nullptr) return nullptr;
+  return &cs;
+}
+
+// The private scalar of a wolfSSL key, big-endian, padded to the curve size.
+bool PrivateScalar(ecc_key* key, int c, unsigned char* out) {
+  word32 len = kMaxScalar;
+  return wc_ecc_export_private_only(key, out, &len) == 0 &&
+         static_cast<int>(len) == kCurves[c].size;
+}
+
+// Loads a scalar into cs.d; false unless 0 < d < n.
+bool LoadScalar(CurveState& cs, const unsigned char* bytes, int len) {
+  if (BN_bin2bn(bytes, len, cs.d) == nullptr || BN_is_zero(cs.d)) return false;
+  return BN_cmp(cs.d, EC_GROUP_get0_order(cs.group)) < 0;
+}
+
+// ---- ECC key generation and ECDH -------------------------------------------------------
+
+int EccKeyGen(ThreadState& st, EccKeyGenArgs& a) {
+  int c = a.curveId > ECC_CURVE_DEF ? CurveIndex(a.curveId) : -1;
+  if (a.curveId <= ECC_CURVE_DEF) {  // the default curve of that size
+    for (int i = 0; i < kCurveCount; ++i) {
+      if (kCurves[i].size == a.size) c = i;
+    }
+  }
+  CurveState* cs = c < 0 ? nullptr : Curve(st, c);
+  if (cs == nullptr) return CRYPTOCB_UNAVAILABLE;
+  const int size = kCurves[c].size;
+  unsigned char d[kMaxScalar], x[kMaxScalar], y[kMaxScalar];
+  bool ok = true;
+  do {  // uniform in [1, n-1]
+    ok = BN_priv_rand_range(cs->d, EC_GROUP_get0_order(cs->group)) == 1;
+  } while (ok && BN_is_zero(cs->d));
+  ok = ok && EC_POINT_mul(cs->group, cs->q, cs->d, nullptr, nullptr, st.bn) == 1 &&
+       EC_POINT_get_affine_coordinates(cs->group, cs->q, cs->x, cs->y, st.bn) == 1 &&
+       BN_bn2binpad(cs->d, d, size) == size && BN_bn2binpad(cs->x, x, size) == size &&
+       BN_bn2binpad(cs->y, y, size) == size;
+  BN_clear(cs->d);
+  int ret = CRYPTOCB_UNAVAILABLE;
+  // wc_ecc_import_unsigned keeps the key's devId: its later ECDH comes back here.
+  if (ok) ret = wc_ecc_import_unsigned(a.key, x, y, d, kCurves[c].wolf_id);
+  OPENSSL_cleanse(d, sizeof(d));
+  if (!ok) return CRYPTOCB_UNAVAILABLE;
+  if (ret == 0) g_counts.ecc_keygen.Add();
+  return ret;
+}
+
+int Ecdh(ThreadState& st, EcdhArgs& a) {
+  const int c = KeyCurve(a.private_key);
+  if (c < 0 || KeyCurve(a.public_key) != c) return CRYPTOCB_UNAVAILABLE;
+  CurveState* cs = Curve(st, c);
+  if (cs == nullptr) return CRYPTOCB_UNAVAILABLE;
+  const int size = kCurves[c].size;
+  if (static_cast<int>(*a.outlen) < size) return BUFFER_E;
+  unsigned char d[kMaxScalar], point[kMaxPoint];
+  word32 point_len = sizeof(point);
+  if (!PrivateScalar(a.private_key, c, d) ||
+      wc_ecc_export_x963(a.public_key, point, &point_len) != 0) {
+    OPENSSL_cleanse(d, sizeof(d));
+    return CRYPTOCB_UNAVAILABLE;
+  }
+  const bool scalar_ok = LoadScalar(*cs, d, size);
+  OPENSSL_cleanse(d, sizeof(d));
+  if (!scalar_ok) {
+    BN_clear(cs->d);
+    return ECC_PRIV_KEY_E;
+  }
+  // oct2point refuses a point not on the curve; P-256/P-384 have cofactor 1.
+  if (EC_POINT_oct2point(cs->group, cs->q, point, point_len, st.bn) != 1 ||
+      EC_POINT_is_at_infinity(cs->group, cs->q)) {
+    BN_clear(cs->d);
+    ERR_clear_error();
+    g_counts.errors.Add();
+    return ECC_BAD_ARG_E;
+  }
+  const bool ok = EC_POINT_mul(cs->group, cs->r, nullptr, cs->q, cs->d, st.bn) == 1 &&
+                  !EC_POINT_is_at_infinity(cs->group, cs->r) &&
+                  EC_POINT_get_affine_coordinates(cs->group, cs->r, cs->x, nullptr, st.bn) == 1 &&
+                  BN_bn2binpad(cs->x, a.out, size) == size;
+  BN_clear(cs->d);
+  BN_clear(cs->x);
+  if (!ok) {
+    ERR_clear_error();
+    return CRYPTOCB_UNAVAILABLE;
+  }
+  *a.outlen = static_cast<word32>(size);
+  g_counts.ecdh.Add();
+  return 0;
+}
+
+// ---- ECDSA -------------------------------------------------------------------------------
+
+// An EC EVP_PKEY from a public point and, for signing, its private scalar.
+EVP_PKEY* MakeEcPkey(int c, const unsigned char* point, size_t point_len, const BIGNUM* d) {
+  OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr);
+  OSSL_PARAM* params = nullptr;
+  EVP_PKEY* pkey = nullptr;
+  bool ok = bld != nullptr && ctx != nullptr &&
+            OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+                                            kCurves[c].group_name, 0) == 1 &&
+            OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point,
+                                             point_len) == 1 &&
+            (d == nullptr || OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d) == 1);
+  ok = ok && (params = OSSL_PARAM_BLD_to_param(bld)) != nullptr &&
+       EVP_PKEY_fromdata_init(ctx) == 1 &&
+       EVP_PKEY_fromdata(ctx, &pkey, d == nullptr ? EVP_PKEY_PUBLIC_KEY : EVP_PKEY_KEYPAIR,
+                         params) == 1;
+  OSSL_PARAM_free(params);  // d came from the secure heap: its copy is cleared on free
+  OSSL_PARAM_BLD_free(bld);
+  EVP_PKEY_CTX_free(ctx);
+  if (!ok) {
+    EVP_PKEY_free(pkey);
+    return nullptr;
+  }
+  return pkey;
+}
+
+// Finds or makes the cache entry for these key bytes; null if libcrypto refused the key.
+PkeyEntry* CachedKey(PkeyEntry* cache, int size, int* next, int c, const unsigned char* bytes,
+                     size_t len, bool sign, CurveState& cs, BN_CTX* bn) {
+  for (int i = 0; i < size; ++i) {
+    PkeyEntry& e = cache[i];
+    if (e.ctx != nullptr && e.curve == c && e.len == len &&
+        CRYPTO_memcmp(e.bytes, bytes, len) == 0) {
+      return &e;
+    }
+  }
+  unsigned char point[kMaxPoint];
+  size_t point_len = len;
+  if (sign) {  // the public point d*G, which the EVP key wants beside d
+    if (!LoadScalar(cs, bytes, static_cast<int>(len)) ||
+        EC_POINT_mul(cs.group, cs.q, cs.d, nullptr, nullptr, bn) != 1) {
+      BN_clear(cs.d);
+      return nullptr;
+    }
+    point_len = EC_POINT_point2oct(cs.group, cs.q, POINT_CONVERSION_UNCOMPRESSED, point,
+                                   sizeof(point), bn);
+  } else {
+    std::memcpy(point, bytes, len);
+  }
+  EVP_PKEY* pkey = point_len == 0 ? nullptr
+                                  : MakeEcPkey(c, point, point_len, sign ? cs.d : nullptr);
+  BN_clear(cs.d);
+  EVP_PKEY_CTX* ctx = pkey == nullptr ? nullptr : EVP_PKEY_CTX_new_from_pkey(nullptr, pkey,
+                                                                             nullptr);
+  if (ctx == nullptr || (sign ? EVP_PKEY_sign_init(ctx) : EVP_PKEY_verify_init(ctx)) != 1) {
+    EVP_PKEY_CTX_free(ctx);
+    EVP_PKEY_free(pkey);
+    return nullptr;
+  }
+  PkeyEntry& e = cache[*next];
+  *next = (*next + 1) % size;
+  ClearEntry(e);
+  e.curve = c;
+  e.len = len;
+  std::memcpy(e.bytes, bytes, len);
+  e.pkey = pkey;
+  e.ctx = ctx;
+  return &e;
+}
+
+int EcdsaSign(ThreadState& st, EcdsaSignArgs& a) {
+  const int c = KeyCurve(a.key);
+  CurveState* cs = c < 0 ? nullptr : Curve(st, c);
+  if (cs == nullptr) return CRYPTOCB_UNAVAILABLE;
+  unsigned char d[kMaxScalar];
+  PkeyEntry* e = nullptr;
+  if (PrivateScalar(a.key, c, d)) {
+    e = CachedKey(st.sign, kSignCacheSize, &st.sign_next, c, d,
+                  static_cast<size_t>(kCurves[c].size), true, *cs, st.bn);
+  }
+  OPENSSL_cleanse(d, sizeof(d));
+  size_t sig_len = *a.outlen;
+  if (e == nullptr || EVP_PKEY_sign(e->ctx, a.out, &sig_len, a.in, a.inlen) != 1) {
+    ERR_clear_error();  // e.g. an output buffer below the DER maximum: wolfSSL signs
+    return CRYPTOCB_UNAVAILABLE;
+  }
+  *a.outlen = static_cast<word32>(sig_len);
+  g_counts.ecdsa_sign.Add();
+  return 0;
+}
+
+int EcdsaVerify(ThreadState& st, EcdsaVerifyArgs& a) {
+  const int c = KeyCurve(a.key);
+  CurveState* cs = c < 0 ? nullptr : Curve(st, c);
+  if (cs == nullptr) return CRYPTOCB_UNAVAILABLE;
+  unsigned char point[kMaxPoint];
+  word32 point_len = sizeof(point);
+  if (wc_ecc_export_x963(a.key, point, &point_len) != 0) return CRYPTOCB_UNAVAILABLE;
+  PkeyEntry* e = CachedKey(st.verify, kVerifyCacheSize, &st.verify_next, c, point, point_len,
+                           false, *cs, st.bn);
+  if (e == nullptr) {  // not a point on the curve, or libcrypto failed: let wolfSSL judge
+    ERR_clear_error();
+    return CRYPTOCB_UNAVAILABLE;
+  }
+  // 1: valid; 0: a well-formed signature that does not verify; <0: malformed DER.
+  const int r = EVP_PKEY_verify(e->ctx, a.sig, a.siglen, a.hash, a.hashlen);
+  if (r != 1) ERR_clear_error();
+  *a.res = r == 1 ? 1 : 0;
+  g_counts.ecdsa_verify.Add();
+  return 0;
+}
+
+// ---- X25519 ------------------------------------------------------------------------------
+
+constexpr size_t kX25519 = 32;
+
+int X25519KeyGen(X25519KeyGenArgs& a) {
+  if (a.size != static_cast<int>(kX25519)) return CRYPTOCB_UNAVAILABLE;
+  unsigned char priv[kX25519], pub[kX25519];
+  size_t pub_len = sizeof(pub);
+  EVP_PKEY* pkey = nullptr;
+  bool ok = RAND_priv_bytes(priv, sizeof(priv)) == 1;
+  if (ok) {  // RFC 7748 clamping, as wolfSSL stores its own private keys
+    priv[0] &= 248;
+    priv[31] &= 127;
+    priv[31] |= 64;
+    pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, priv, sizeof(priv));
+  }
+  ok = pkey != nullptr && EVP_PKEY_get_raw_public_key(pkey, pub, &pub_len) == 1 &&
+       pub_len == kX25519;
+  EVP_PKEY_free(pkey);
+  int ret = CRYPTOCB_UNAVAILABLE;
+  if (ok) {
+    ret = wc_curve25519_import_private_raw_ex(priv, sizeof(priv), pub, sizeof(pub), a.key,
+                                              EC25519_LITTLE_ENDIAN);
+  }
+  OPENSSL_cleanse(priv, sizeof(priv));
+  if (ret == 0) g_counts.x25519_keygen.Add();
+  return ret;
+}
+
+// An X25519 EVP key from both halves, so libcrypto need not recompute the public key.
+EVP_PKEY* MakeX25519Pkey(unsigned char* priv, unsigned char* pub) {
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, "X25519", nullptr);
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PRIV_KEY, priv, kX25519),
+      OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pub, kX25519),
+      OSSL_PARAM_construct_end()};
+  EVP_PKEY* pkey = nullptr;
+  if (ctx == nullptr || EVP_PKEY_fromdata_init(ctx) != 1 ||
+      EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_KEYPAIR, params) != 1) {
+    pkey = nullptr;
+  }
+  EVP_PKEY_CTX_free(ctx);
+  return pkey;
+}
+
+int X25519Shared(X25519Args& a) {
+  if (*a.outlen < kX25519) return BUFFER_E;
+  unsigned char priv[kX25519], pub[kX25519], peer[kX25519];
+  word32 priv_len = kX25519, pub_len = kX25519, peer_len = kX25519;
+  if (wc_curve25519_export_private_raw_ex(a.private_key, priv, &priv_len,
+                                          EC25519_LITTLE_ENDIAN) != 0 ||
+      wc_curve25519_export_public_ex(a.private_key, pub, &pub_len, EC25519_LITTLE_ENDIAN) !=
+          0 ||
+      wc_curve25519_export_public_ex(a.public_key, peer, &peer_len, EC25519_LITTLE_ENDIAN) !=
+          0) {
+    OPENSSL_cleanse(priv, sizeof(priv));
+    return CRYPTOCB_UNAVAILABLE;
+  }
+  EVP_PKEY* mine = MakeX25519Pkey(priv, pub);
+  OPENSSL_cleanse(priv, sizeof(priv));
+  EVP_PKEY* theirs = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer, kX25519);
+  EVP_PKEY_CTX* ctx = mine == nullptr ? nullptr : EVP_PKEY_CTX_new_from_pkey(nullptr, mine,
+                                                                             nullptr);
+  size_t out_len = *a.outlen;
+  bool ok = ctx != nullptr && theirs != nullptr && EVP_PKEY_derive_init(ctx) == 1 &&
+            EVP_PKEY_derive_set_peer(ctx, theirs) == 1;
+  // libcrypto refuses an all-zero secret (a small-order peer point): an error, not a retry.
+  const bool derived = ok && EVP_PKEY_derive(ctx, a.out, &out_len) == 1 && out_len == kX25519;
+  EVP_PKEY_CTX_free(ctx);
+  EVP_PKEY_free(theirs);
+  EVP_PKEY_free(mine);
+  if (!ok) {
+    ERR_clear_error();
+    return CRYPTOCB_UNAVAILABLE;
+  }
+  if (!derived) {
+    ERR_clear_error();
+    g_counts.errors.Add();
+    return ECC_BAD_ARG_E;
+  }
+  if (a.endian == EC25519_BIG_ENDIAN) std::reverse(a.out, a.out + kX25519);
+  *a.outlen = static_cast<word32>(kX25519);
+  g_counts.x25519_shared.Add();
+  return 0;
+}
+
+// ---- dispatch ----------------------------------------------------------------------------
+
+int PublicKey(ThreadState& st, wc_CryptoInfo* info) {
+  switch (info->pk.type) {
+    case WC_PK_TYPE_EC_KEYGEN:
+      return EccKeyGen(st, info->pk.eckg);
+    case WC_PK_TYPE_ECDH:
+      return Ecdh(st, info->pk.ecdh);
+    case WC_PK_TYPE_ECDSA_SIGN:
+      return EcdsaSign(st, info->pk.eccsign);
+    case WC_PK_TYPE_ECDSA_VERIFY:
+      return EcdsaVerify(st, info->pk.eccverify);
+    case WC_PK_TYPE_CURVE25519_KEYGEN:
+      return X25519KeyGen(info->pk.curve25519kg);
+    case WC_PK_TYPE_CURVE25519:
+      return X25519Shared(info->pk.curve25519);
+    default:
+      return CRYPTOCB_UNAVAILABLE;
+  }
+}
+
+int Callback(int dev_id, wc_CryptoInfo* info, void* /*ctx*/) {
+  if (dev_id != kDevId || info == nullptr) return CRYPTOCB_UNAVAILABLE;
+  int ret = CRYPTOCB_UNAVAILABLE;
+  if (info->algo_type == WC_ALGO_TYPE_CIPHER || info->algo_type == WC_ALGO_TYPE_PK) {
+    ThreadState* st = State();
+    if (st != nullptr) {
+      ret = info->algo_type == WC_ALGO_TYPE_CIPHER ? Cipher(*st, info) : PublicKey(*st, info);
+    }
+  }
+  if (ret == CRYPTOCB_UNAVAILABLE) g_counts.declined.Add();
+  return ret;
+}
+
+}  // namespace
+
+void SetCryptoOffload(bool enabled) { g_enabled.store(enabled, std::memory_order_relaxed); }
+bool CryptoOffloadEnabled() { return g_enabled.load(std::memory_order_relaxed); }
+
+int CryptoOffloadDevId() {
+  static const int dev_id = [] {
+    // wolfCrypt_Init (reference counted) clears the device table on its first call, so it
+    // must come before the registration.
+    if (wolfCrypt_Init() != 0) return kNoCryptoDevice;
+    return wc_CryptoCb_RegisterDevice(kDevId, Callback, nullptr) == 0 ? kDevId
+                                                                      : kNoCryptoDevice;
+  }();
+  return dev_id;
+}
+
+CryptoOffloadCounts GetCryptoOffloadCounts() {
+  CryptoOffloadCounts c;
+  c.aes_gcm_encrypt = g_counts.gcm_enc.Get();
+  c.aes_gcm_decrypt = g_counts.gcm_dec.Get();
+  c.aes_gcm_auth_failures = g_counts.gcm_auth_fail.Get();
+  c.ecc_keygen = g_counts.ecc_keygen.Get();
+  c.ecdh = g_counts.ecdh.Get();
+  c.ecdsa_sign = g_counts.ecdsa_sign.Get();
+  c.ecdsa_verify = g_counts.ecdsa_verify.Get();
+  c.x25519_keygen = g_counts.x25519_keygen.Get();
+  c.x25519_shared = g_counts.x25519_shared.Get();
+  c.declined = g_counts.declined.Get();
+  c.errors = g_counts.errors.Get();
+  return c;
+}
+
+}  // namespace ringmail::tls

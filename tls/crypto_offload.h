@@ -1,0 +1,57 @@
+// tls/crypto_offload.h — a wolfCrypt "crypto device" (WOLF_CRYPTO_CB) backed by OpenSSL's
+// libcrypto, so wolfSSL's heaviest primitives run on libcrypto's assembly (AES-NI/VAES GCM,
+// nistz256 P-256, x25519 asm) instead of Debian's portable-C wolfSSL build.
+//
+// Contract
+// - Offloaded: AES-GCM encrypt/decrypt (128/192/256-bit keys, any IV and tag length wolfSSL
+//   accepts), ECC key generation, ECDH and ECDSA sign/verify on P-256 and P-384, X25519 key
+//   generation and shared secret. Everything else (hashes, HMAC, RNG, RSA, other curves,
+//   the streaming AES-GCM API) returns CRYPTOCB_UNAVAILABLE and wolfSSL runs its own code.
+// - Keys are never copied out of wolfSSL's objects for longer than one call, except the
+//   ECDSA keys: each thread keeps a few libcrypto key objects for the last signing keys
+//   (the server's certificate key, the same every handshake) and peer verification keys,
+//   found again by their key bytes. Entries are wiped (OPENSSL_cleanse) when evicted and
+//   when the thread ends.
+// - Threads: the device is registered once per process (first CryptoOffloadDevId()) and its
+//   callback runs on whichever thread calls wolfCrypt — every serving loop. It takes no lock:
+//   the libcrypto objects it reuses (cipher contexts, EC groups, key caches) are per thread;
+//   the counters are relaxed atomics.
+// - Who decides: TlsContext::Create selects the device on a context when both
+//   TlsContextOptions::crypto_offload and the process switch (SetCryptoOffload, set once at
+//   start-up from the global `tls_crypto_offload` key) are on, and the device registered.
+//   Sessions inherit it from their context; a context keeps what it was created with.
+#pragma once
+
+#include <cstdint>
+
+namespace ringmail::tls {
+
+// The process-wide switch (default on). ringmaild sets it from `tls_crypto_offload` before
+// it creates any TLS context; contexts made earlier keep their choice.
+void SetCryptoOffload(bool enabled);
+bool CryptoOffloadEnabled();
+
+// The wolfCrypt device id of the libcrypto device, registering it on the first call
+// (thread-safe; initialises wolfCrypt). Returns kNoCryptoDevice if registration failed
+// (wolfSSL's device table full), which callers treat as "offload off".
+inline constexpr int kNoCryptoDevice = -2;  // wolfCrypt's INVALID_DEVID
+int CryptoOffloadDevId();
+
+// How many operations the device did (and declined) since the process started, for tests,
+// benchmarks and diagnostics. Monotonic; read without stopping the callers.
+struct CryptoOffloadCounts {
+  uint64_t aes_gcm_encrypt = 0;
+  uint64_t aes_gcm_decrypt = 0;
+  uint64_t aes_gcm_auth_failures = 0;  // decrypts whose tag did not verify
+  uint64_t ecc_keygen = 0;
+  uint64_t ecdh = 0;
+  uint64_t ecdsa_sign = 0;
+  uint64_t ecdsa_verify = 0;
+  uint64_t x25519_keygen = 0;
+  uint64_t x25519_shared = 0;
+  uint64_t declined = 0;  // calls answered CRYPTOCB_UNAVAILABLE (wolfSSL's software ran)
+  uint64_t errors = 0;    // libcrypto failures reported to wolfSSL as errors
+};
+CryptoOffloadCounts GetCryptoOffloadCounts();
+
+}  // namespace ringmail::tls
