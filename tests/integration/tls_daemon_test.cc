@@ -14,8 +14,11 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "base/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/daemon_util.h"
@@ -25,6 +28,22 @@
 
 namespace ringmail::integration {
 namespace {
+
+// The sum over every loop of one counter in `ringctl metrics` output (Prometheus text:
+// `NAME{loop="..."} VALUE` lines); -1 when no line has that name.
+int64_t MetricSum(const std::string& metrics, std::string_view name) {
+  int64_t sum = -1;
+  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
+    if (!absl::StartsWith(line, absl::StrCat(ToAbsl(name), "{"))) continue;
+    int64_t value = 0;
+    size_t space = line.rfind(' ');
+    if (space == absl::string_view::npos || !absl::SimpleAtoi(line.substr(space + 1), &value)) {
+      return -1;
+    }
+    sum = (sum < 0 ? 0 : sum) + value;
+  }
+  return sum;
+}
 
 using ::testing::HasSubstr;
 using tls_test::TestCertificate;
@@ -421,6 +440,11 @@ TEST_F(TlsDaemonTest, HandshakeTimeoutChangesOnReload) {
                                                          began);
   EXPECT_GE(waited.count(), 1500);
   EXPECT_LT(waited.count(), 8000);
+  RunResult metrics = Ringctl({"metrics"});
+  ASSERT_EQ(metrics.exit_code, 0) << metrics.err;
+  EXPECT_EQ(MetricSum(metrics.out, "ringmail_esmtp_tls_handshake_timeouts_total"), 1)
+      << metrics.out;
+  EXPECT_EQ(MetricSum(metrics.out, "ringmail_esmtp_tls_handshakes_total"), 0);
 }
 
 // TLS 1.3 resumption: ringmaild issues a ticket after a full handshake; a second connection
@@ -457,6 +481,11 @@ TEST_F(TlsDaemonTest, SecondConnectionResumesWithTheTicket) {
   auto log = ReadFile(daemon_.log_dir() + "/reception.log");
   ASSERT_TRUE(log.ok()) << log.status();
   EXPECT_THAT(*log, HasSubstr("\"tls_resumed\":true"));
+  RunResult metrics = Ringctl({"metrics"});
+  ASSERT_EQ(metrics.exit_code, 0) << metrics.err;
+  EXPECT_EQ(MetricSum(metrics.out, "ringmail_esmtp_tls_handshakes_total"), 2) << metrics.out;
+  EXPECT_EQ(MetricSum(metrics.out, "ringmail_esmtp_tls_resumed_total"), 1) << metrics.out;
+  EXPECT_EQ(MetricSum(metrics.out, "ringmail_esmtp_tls_handshake_errors_total"), 0);
 
   UseCertificate(*second_);
   RunResult reload = Ringctl({"config", "reload"});

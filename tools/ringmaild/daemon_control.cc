@@ -249,6 +249,16 @@ Response Daemon::Metrics(const std::vector<LoopSnapshot>& loops) {
           [](const LoopSnapshot& s) { return s.esmtp.messages; });
   counter("ringmail_message_bytes_received_total", "Bytes of received messages.",
           [](const LoopSnapshot& s) { return s.esmtp.message_bytes; });
+  counter("ringmail_esmtp_tls_handshakes_total", "Inbound TLS handshakes completed.",
+          [](const LoopSnapshot& s) { return s.esmtp.tls_handshakes; });
+  counter("ringmail_esmtp_tls_resumed_total", "Of those, resumed with a session ticket.",
+          [](const LoopSnapshot& s) { return s.esmtp.tls_resumed; });
+  counter("ringmail_esmtp_tls_handshake_errors_total",
+          "Inbound TLS handshakes failed (bad input, alert, peer closed).",
+          [](const LoopSnapshot& s) { return s.esmtp.tls_handshake_errors; });
+  counter("ringmail_esmtp_tls_handshake_timeouts_total",
+          "Inbound TLS handshakes cut off at tls_handshake_timeout.",
+          [](const LoopSnapshot& s) { return s.esmtp.tls_handshake_timeouts; });
   counter("ringmail_spool_commit_errors_total", "Messages whose spool commit failed.",
           [](const LoopSnapshot& s) { return s.esmtp.commit_errors; });
   counter("ringmail_spool_batches_total", "Group-commit batches (one fdatasync each).",
@@ -259,6 +269,17 @@ Response Daemon::Metrics(const std::vector<LoopSnapshot>& loops) {
           [](const LoopSnapshot& s) { return s.engine.deferred; });
   counter("ringmail_recipients_failed_total", "Recipients failed (5xx, expiry).",
           [](const LoopSnapshot& s) { return s.engine.failed; });
+  counter("ringmail_outbound_sessions_total", "Outbound SMTP sessions established.",
+          [](const LoopSnapshot& s) { return s.engine.sessions; });
+  counter("ringmail_outbound_idle_reuses_total",
+          "Parked outbound connections woken for more Work of their domain.",
+          [](const LoopSnapshot& s) { return s.engine.idle_reuses; });
+  counter("ringmail_outbound_shared_reuses_total",
+          "Parked outbound connections woken for another domain on the same route.",
+          [](const LoopSnapshot& s) { return s.engine.shared_reuses; });
+  counter("ringmail_outbound_shared_takes_total",
+          "Outbound connections that went on with another domain's Work (same route).",
+          [](const LoopSnapshot& s) { return s.engine.shared_takes; });
   counter("ringmail_bounces_sent_total", "DSNs generated.",
           [](const LoopSnapshot& s) { return s.ledger.bounces_sent; });
   counter("ringmail_spool_segments_unlinked_total", "Drained segments removed.",
@@ -270,6 +291,12 @@ Response Daemon::Metrics(const std::vector<LoopSnapshot>& loops) {
   for (const LoopSnapshot& s : loops) {
     absl::StrAppend(&out, "ringmail_esmtp_connections{loop=\"", s.name, "\"} ",
                     s.esmtp_sessions, "\n");
+  }
+  absl::StrAppend(&out, "# HELP ringmail_outbound_connections Open outbound connections.\n",
+                  "# TYPE ringmail_outbound_connections gauge\n");
+  for (const LoopSnapshot& s : loops) {
+    absl::StrAppend(&out, "ringmail_outbound_connections{loop=\"", s.name, "\"} ",
+                    s.engine.open_connections, "\n");
   }
   absl::StrAppend(&out, "# HELP ringmail_threadpool_queued Jobs waiting in a thread pool.\n",
                   "# TYPE ringmail_threadpool_queued gauge\n");
