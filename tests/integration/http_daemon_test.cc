@@ -354,9 +354,9 @@ TEST_F(HttpDaemonTest, HealthzNeedsNoTokenMetricsAndQueuesDo) {
   ASSERT_EQ(m.status, 200) << m.err;
   EXPECT_THAT(m.head, HasSubstr("Content-Type: text/plain; version=0.0.4"));
   EXPECT_THAT(m.body, HasSubstr("ringmail_spool_batches_total"));  // the daemon's series
-  for (const char* name : {"ringmail_esmtp_tls_handshakes_total", "ringmail_outbound_sessions_total",
-                           "ringmail_outbound_shared_reuses_total",
-                           "ringmail_outbound_connections{"}) {
+  for (const char* name :
+       {"ringmail_esmtp_tls_handshakes_total", "ringmail_outbound_sessions_total",
+        "ringmail_outbound_shared_reuses_total", "ringmail_outbound_connections{"}) {
     EXPECT_THAT(m.body, HasSubstr(name));
   }
   EXPECT_THAT(m.body, HasSubstr("\nringmail_http_messages_injected_total 1\n"));
