@@ -23,6 +23,7 @@ constexpr const char* kLevelNames[] = {"debug", "info", "warning", "error"};
 // The writer thread wakes this often when idle: lines reach the file within a few
 // milliseconds without the loops ever paying for a futex wake per line.
 constexpr auto kWriterIdle = std::chrono::milliseconds(5);
+constexpr int kIdleRoundsBeforePark = 40;
 
 void WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {
@@ -154,7 +155,8 @@ absl::Status EventLog::OpenFile() {
 }
 
 EventLog::~EventLog() {
-  stop_.store(true, std::memory_order_release);
+  stop_.store(true, std::memory_order_seq_cst);
+  Wake();
   if (writer_.joinable()) writer_.join();
   if (fd_ > STDERR_FILENO) close(fd_);
 }
@@ -164,13 +166,36 @@ void EventLog::Append(std::string line) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  appended_.fetch_add(1, std::memory_order_release);
+  // seq_cst with Park's store of parked_ then load of appended_: either the writer sees
+  // this line before it parks, or this load sees it parked and wakes it.
+  appended_.fetch_add(1, std::memory_order_seq_cst);
+  if (parked_.load(std::memory_order_seq_cst)) Wake();
+}
+
+void EventLog::Wake() {
+  wake_.fetch_add(1, std::memory_order_seq_cst);
+  wake_.notify_one();
+}
+
+// Writer thread, after kIdleRoundsBeforePark empty polls. Returns when there may be work.
+void EventLog::Park() {
+  const uint32_t seen = wake_.load(std::memory_order_seq_cst);
+  parked_.store(true, std::memory_order_seq_cst);
+  // Lines counted before the store above are seen here; any later Append sees parked_.
+  // Reopen and the destructor wake unconditionally (their markers are not counted).
+  const bool work = appended_.load(std::memory_order_seq_cst) !=
+                        written_.load(std::memory_order_acquire) ||
+                    stop_.load(std::memory_order_seq_cst) ||
+                    reopen_.load(std::memory_order_acquire);
+  if (!work) wake_.wait(seen, std::memory_order_seq_cst);
+  parked_.store(false, std::memory_order_release);
 }
 
 void EventLog::Reopen() {
   // An empty line is the in-order marker: lines appended before the call go to the old
   // file, lines after it to the new one. With the queue full, reopen at the next drain.
   if (!queue_.TryPush(std::string())) reopen_.store(true, std::memory_order_release);
+  Wake();
 }
 
 void EventLog::Flush() {
@@ -203,18 +228,26 @@ size_t EventLog::DrainOnce(std::string* batch) {
 
 void EventLog::WriterMain() {
   std::string batch;
+  int idle_rounds = 0;
   for (;;) {
     if (reopen_.exchange(false, std::memory_order_acq_rel)) {
       absl::Status s = OpenFile();
       if (!s.ok()) LogLine(LogLevel::kError, ToStd(s.message()));
     }
     size_t n = DrainOnce(&batch);
-    if (n == 0) {
-      if (stop_.load(std::memory_order_acquire)) {
-        DrainOnce(&batch);
-        return;
-      }
+    if (n != 0) {
+      idle_rounds = 0;
+      continue;
+    }
+    if (stop_.load(std::memory_order_acquire)) {
+      DrainOnce(&batch);
+      return;
+    }
+    if (++idle_rounds < kIdleRoundsBeforePark) {
       std::this_thread::sleep_for(kWriterIdle);
+    } else {
+      Park();
+      idle_rounds = 0;
     }
   }
 }

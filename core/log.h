@@ -11,6 +11,11 @@
 //
 // Reopen() (SIGUSR1 / `ringctl log reopen`) makes the writer reopen the file for
 // logrotate. Flush() waits until every line appended before the call is written (tests).
+//
+// The writer polls the queue every 5 ms while lines come (no wake-up syscall on the loops'
+// path), and after kIdleRoundsBeforePark empty polls (~200 ms) parks on a futex until the
+// next Append: an idle daemon's log threads do not wake 200 times a second. Append then
+// pays one futex wake, once per idle period.
 #pragma once
 
 #include <atomic>
@@ -83,12 +88,15 @@ class EventLog {
   void Flush();                   // any non-loop thread; waits
   uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
   uint64_t written() const { return written_.load(std::memory_order_relaxed); }
+  bool parked() const { return parked_.load(std::memory_order_acquire); }  // tests
 
  private:
   EventLog(std::string path, size_t capacity);
   absl::Status OpenFile();
   void WriterMain();
   size_t DrainOnce(std::string* batch);
+  void Park();
+  void Wake();
 
   std::string path_;
   int fd_ = -1;
@@ -98,6 +106,8 @@ class EventLog {
   std::atomic<uint64_t> dropped_{0};
   std::atomic<bool> reopen_{false};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> parked_{false};    // the writer waits on wake_ (or is about to)
+  std::atomic<uint32_t> wake_{0};      // bumped to wake a parked writer
   std::thread writer_;
 };
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -92,6 +93,59 @@ TEST(EventLogTest, ReopenFollowsRename) {
   (*log)->Flush();
   EXPECT_EQ(ReadAll(rotated), "before\n");
   EXPECT_EQ(ReadAll(path), "after\n");
+  unlink(path.c_str());
+  unlink(rotated.c_str());
+}
+
+// Waits (bounded) until the writer has parked: its state, polled, since parking is internal.
+bool WaitParked(const EventLog& log) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!log.parked()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// Like Flush, but bounded: a writer that never wakes fails the test instead of hanging it.
+bool WaitWritten(const EventLog& log, uint64_t lines) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (log.written() < lines) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// An idle writer parks (no 5 ms polling for ever); an Append, a Reopen and the destructor
+// each wake it, and nothing appended while it parks or wakes is lost.
+TEST(EventLogTest, IdleWriterParksAndWakesForEachKindOfWork) {
+  std::string path = TempPath("park.log");
+  std::string rotated = path + ".1";
+  unlink(path.c_str());
+  unlink(rotated.c_str());
+  {
+    auto log = EventLog::Open(path);
+    ASSERT_TRUE(log.ok());
+    EventLog& l = **log;
+    ASSERT_TRUE(WaitParked(l));
+    l.Append("one\n");
+    ASSERT_TRUE(WaitWritten(l, 1)) << "a parked writer did not wake for an Append";
+    ASSERT_TRUE(WaitParked(l));
+    ASSERT_EQ(rename(path.c_str(), rotated.c_str()), 0);
+    l.Reopen();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (::access(path.c_str(), F_OK) != 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    EXPECT_EQ(::access(path.c_str(), F_OK), 0) << "a parked writer did not reopen";
+    ASSERT_TRUE(WaitParked(l));
+    l.Append("two\n");
+    ASSERT_TRUE(WaitWritten(l, 2)) << "a parked writer did not wake for an Append";
+    ASSERT_TRUE(WaitParked(l));
+  }  // the destructor wakes the parked writer and joins it (a hang here fails by timeout)
+  EXPECT_EQ(ReadAll(rotated), "one\n");
+  EXPECT_EQ(ReadAll(path), "two\n");
   unlink(path.c_str());
   unlink(rotated.c_str());
 }
