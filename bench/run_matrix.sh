@@ -4,6 +4,7 @@
 #   bench/run_matrix.sh [--build DIR] [--runs N] [--sizes "1024 10240 102400"]
 #                       [--conns "1 10 100 1000"] [--systems "tools ringmaild relay postfix"]
 #                       [--scale F] [--loops N] [--section NAME] [--no-write]
+#                       [--smtp-source-only]
 #
 # Systems (each cell: one client run against one server, a fixed message count sized so a
 # cell takes a few seconds; several runs; median and min–max):
@@ -19,6 +20,10 @@
 #   relay     ringmaild relaying to ringload sink: measured by bench/relay_bench.sh, side by
 #             side with Postfix relaying to the same sink
 #   postfix   Postfix acceptance into its hold queue (bench/postfix_setup.sh)
+#   ringmaild-allocate  ringmaild with spool_segment_fill = "allocate" (fallocate only, the
+#             default before session 4), smtp-source cells only: the A/B of zero-filled
+#             segments in the same run
+# --smtp-source-only runs only the smtp-source cells (issue #3's measure), not ringload's.
 # Messages/s are counted by the client over its wall-clock time (process start to exit),
 # the same way for smtp-source and ringload. Results go to bench/RESULTS.md between the
 # ringload markers (the rest of the file is kept), the raw runs to
@@ -41,6 +46,8 @@ SCALE=1
 LOOPS=2
 WRITE=1
 SECTION=ringload-matrix
+SOURCE_ONLY=0
+FILL=zeros
 CELL_TIMEOUT=180
 
 while [[ $# -gt 0 ]]; do
@@ -54,6 +61,7 @@ while [[ $# -gt 0 ]]; do
     --loops) LOOPS=$2; shift 2 ;;
     --section) SECTION=$2; shift 2 ;;
     --no-write) WRITE=0; shift ;;
+    --smtp-source-only) SOURCE_ONLY=1; shift ;;
     *) echo "usage: $0 [--build DIR] [--runs N] [--sizes LIST] [--conns LIST]" \
             "[--systems LIST] [--scale F] [--loops N] [--section NAME] [--no-write]" >&2; exit 2 ;;
   esac
@@ -110,7 +118,7 @@ count_for() {
   # messages in 0.2-0.35 s, a third of the rate the same load reaches over 2000 messages.
   case $system in
     *postfix) base=$((base / 20)) ;;
-    *ringmaild) base=$((base / 2)) ;;
+    *ringmaild | *ringmaild_alloc) base=$((base / 2)) ;;
   esac
   base=$(awk -v b="$base" -v s="$SCALE" 'BEGIN { printf "%d", b * s }')
   local floor=$((conns * 3))
@@ -150,6 +158,7 @@ start_ringmaild() {
   [[ $LOOPS -gt 1 ]] && listener_loop='event_loop = "esmtp"'
   cat > "$WORK/ringmaild/ringmaild.conf" <<CONF
 spool_dir = "$WORK/ringmaild/spool"
+spool_segment_fill = "$FILL"
 log_dir = "$WORK/ringmaild/logs"
 $loops
 ESMTP_Listener {
@@ -168,6 +177,8 @@ CONF
   for _ in $(seq 100); do [[ -S $WORK/ringmaild/control.sock ]] && break; sleep 0.05; done
   "$RINGCTL" --socket "$WORK/ringmaild/control.sock" domain suspend bench.test >/dev/null
 }
+
+start_ringmaild_allocate() { FILL=allocate start_ringmaild; }
 
 # Clients: print "seconds" (wall clock) or nothing on failure.
 client_smtp_source() {
@@ -226,6 +237,7 @@ label() {
     src_rlsink) echo "smtp-source → ringload sink" ;;
     rlpipe_rlsink) echo "ringload send --pipelining → ringload sink" ;;
     src_ringmaild) echo "smtp-source → ringmaild (acceptance)" ;;
+    src_ringmaild_alloc) echo "smtp-source → ringmaild, fallocate-only segments" ;;
     rl_ringmaild) echo "ringload send → ringmaild (acceptance)" ;;
     rlpipe_ringmaild) echo "ringload send --pipelining → ringmaild (acceptance)" ;;
     src_postfix) echo "smtp-source → Postfix (acceptance)" ;;
@@ -240,6 +252,7 @@ run_system_cell() {
   case $system in
     tools)
       run_cell "$run" src_smtpsink "$size" "$conns" smtp_sink smtp_source
+      [[ $SOURCE_ONLY == 1 ]] && return
       run_cell "$run" rl_smtpsink "$size" "$conns" smtp_sink ringload
       run_cell "$run" rlpipe_smtpsink "$size" "$conns" smtp_sink ringload --pipelining
       run_cell "$run" src_rlsink "$size" "$conns" ringload_sink smtp_source
@@ -247,11 +260,16 @@ run_system_cell() {
       ;;
     ringmaild)
       run_cell "$run" src_ringmaild "$size" "$conns" ringmaild smtp_source
+      [[ $SOURCE_ONLY == 1 ]] && return
       run_cell "$run" rl_ringmaild "$size" "$conns" ringmaild ringload
       run_cell "$run" rlpipe_ringmaild "$size" "$conns" ringmaild ringload --pipelining
       ;;
+    ringmaild-allocate)
+      run_cell "$run" src_ringmaild_alloc "$size" "$conns" ringmaild_allocate smtp_source
+      ;;
     postfix)
       run_cell "$run" src_postfix "$size" "$conns" postfix smtp_source
+      [[ $SOURCE_ONLY == 1 ]] && return
       run_cell "$run" rl_postfix "$size" "$conns" postfix ringload
       ;;
   esac
@@ -264,7 +282,7 @@ main_runs() {
   local system run size conns active=()
   for system in $SYSTEMS; do
     case $system in
-      ringmaild)
+      ringmaild | ringmaild-allocate)
         if [[ ! -x $RINGMAILD ]]; then
           echo "ringmaild: skipped, $RINGMAILD not built yet" | tee -a "$NOTES"
           continue
@@ -377,7 +395,9 @@ markdown() {
   local pair a b name
   for pair in "rl_smtpsink src_smtpsink ringload send / smtp-source (into smtp-sink)" \
               "src_rlsink src_smtpsink ringload sink / smtp-sink (fed by smtp-source)" \
-              "src_ringmaild src_postfix ringmaild / Postfix acceptance (smtp-source)"; do
+              "src_ringmaild src_postfix ringmaild / Postfix acceptance (smtp-source)" \
+              "src_ringmaild src_smtpsink ringmaild / smtp-sink (smtp-source)" \
+              "src_ringmaild src_ringmaild_alloc ringmaild zero-filled / fallocate-only segments"; do
     read -r a b name <<< "$pair"
     grep -q "^$a	" "$WORK/summary.tsv" && grep -q "^$b	" "$WORK/summary.tsv" || continue
     for size in $SIZES; do
