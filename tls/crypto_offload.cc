@@ -226,6 +226,13 @@ int GcmEncrypt(ThreadState& st, GcmEncArgs& a) {
 }
 
 int GcmDecrypt(ThreadState& st, GcmDecArgs& a) {
+  // wolfSSL 5.5.4's own decrypt takes any tag of 1..16 bytes (its encrypt refuses fewer than
+  // WOLFSSL_MIN_AUTH_TAG_SZ): an error here, not a decline, or its software would accept a
+  // tag forgeable in 2^8..2^88 tries. TLS's GCM tags are 16 bytes.
+  if (a.authTagSz < WOLFSSL_MIN_AUTH_TAG_SZ) {
+    g_counts.errors.Add();
+    return BAD_FUNC_ARG;
+  }
   if (!GcmArgsOk(a.aes, a.sz, a.ivSz, a.authTagSz, a.authInSz)) return CRYPTOCB_UNAVAILABLE;
   EVP_CIPHER_CTX* ctx = GcmContext(st, false, static_cast<int>(a.aes->keylen),
                                    static_cast<int>(a.ivSz));

@@ -3,8 +3,9 @@
 // nistz256 P-256, x25519 asm) instead of Debian's portable-C wolfSSL build.
 //
 // Contract
-// - Offloaded: AES-GCM encrypt/decrypt (128/192/256-bit keys, any IV and tag length wolfSSL
-//   accepts), ECC key generation, ECDH and ECDSA sign/verify on P-256 and P-384, X25519 key
+// - Offloaded: AES-GCM encrypt/decrypt (128/192/256-bit keys, IVs to 64 bytes, tags of
+//   12..16 bytes — a shorter decrypt tag is an error, though wolfSSL's software would take
+//   it), ECC key generation, ECDH and ECDSA sign/verify on P-256 and P-384, X25519 key
 //   generation and shared secret. Everything else (hashes, HMAC, RNG, RSA, other curves,
 //   the streaming AES-GCM API) returns CRYPTOCB_UNAVAILABLE and wolfSSL runs its own code.
 // - Keys are never copied out of wolfSSL's objects for longer than one call, except the

@@ -12,8 +12,12 @@
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/random.h>
 
+#include <atomic>
+#include <cstring>
+#include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -241,6 +245,53 @@ TEST_F(CryptoOffloadTest, AesGcmTamperingFailsAndLeavesNoPlaintext) {
   EXPECT_EQ(out, plain);
 }
 
+// wolfSSL 5.5.4's own decrypt takes any tag of 1..16 bytes, though its encrypt refuses
+// tags below WOLFSSL_MIN_AUTH_TAG_SZ (12): a 1-byte tag is forged in 256 tries. TLS's GCM
+// tags are 16 bytes; the device refuses a decrypt tag shorter than wolfSSL would make.
+TEST_F(CryptoOffloadTest, AesGcmDecryptRefusesTruncatedTags) {
+  const Bytes key_bytes = Random(16, 91);
+  GcmKey device(key_bytes, dev_);
+  const Bytes iv = Random(12, 92), aad = Random(13, 93), plain = Random(100, 94);
+  Bytes cipher, tag, out;
+  ASSERT_EQ(device.Encrypt(iv, aad, plain, &cipher, &tag), 0);
+  for (size_t len : {1u, 4u, 8u, 11u}) {
+    SCOPED_TRACE(testing::Message() << len << "-byte tag");
+    const Bytes truncated(tag.begin(), tag.begin() + len);  // the right prefix
+    EXPECT_NE(device.Decrypt(iv, aad, cipher, truncated, &out), 0);
+    EXPECT_NE(out, plain) << "plaintext released under a truncated tag";
+  }
+  for (size_t len : {12u, 16u}) {  // what wolfSSL's encrypt makes: still accepted
+    Bytes c, t;
+    ASSERT_EQ(device.Encrypt(iv, aad, plain, &c, &t, len), 0);
+    ASSERT_EQ(device.Decrypt(iv, aad, c, t, &out), 0);
+    EXPECT_EQ(out, plain);
+  }
+}
+
+// A call the device declines (an IV above its 64 bytes) runs in wolfSSL's software on the
+// same Aes: the software key schedule must be there too, byte for byte, in place as well.
+TEST_F(CryptoOffloadTest, AesGcmDeclinedCallsRunInSoftwareCorrectly) {
+  const Bytes key_bytes = Random(32, 95);
+  GcmKey device(key_bytes, dev_);
+  GcmKey software(key_bytes, INVALID_DEVID);
+  const Bytes iv = Random(100, 96), aad = Random(13, 97), plain = Random(3000, 98);
+  const CryptoOffloadCounts before = GetCryptoOffloadCounts();
+  Bytes c_dev, t_dev, c_sw, t_sw, back;
+  ASSERT_EQ(device.Encrypt(iv, aad, plain, &c_dev, &t_dev), 0);
+  ASSERT_EQ(software.Encrypt(iv, aad, plain, &c_sw, &t_sw), 0);
+  EXPECT_EQ(c_dev, c_sw);
+  EXPECT_EQ(t_dev, t_sw);
+  ASSERT_EQ(device.Decrypt(iv, aad, c_sw, t_sw, &back), 0);
+  EXPECT_EQ(back, plain);
+  Bytes bad = t_sw;
+  bad[0] ^= 0x40;
+  EXPECT_EQ(device.Decrypt(iv, aad, c_sw, bad, &back), AES_GCM_AUTH_E);
+  const CryptoOffloadCounts after = GetCryptoOffloadCounts();
+  EXPECT_EQ(after.aes_gcm_encrypt, before.aes_gcm_encrypt);
+  EXPECT_EQ(after.aes_gcm_decrypt, before.aes_gcm_decrypt);
+  EXPECT_GE(after.declined, before.declined + 3);
+}
+
 // ---- ECC -----------------------------------------------------------------------------------
 
 struct EccKey {
@@ -341,6 +392,79 @@ TEST_P(EccOffloadTest, EcdhRefusesAPointOffTheCurve) {
   EXPECT_NE(wc_ecc_shared_secret(&device.key, &bogus.key, out, &out_len), 0);
 }
 
+TEST_P(EccOffloadTest, EcdhOutputIsTheXCoordinateAndBoundedByTheBuffer) {
+  const auto [curve, size] = GetParam();
+  EccKey device(dev_), software(INVALID_DEVID);
+  ASSERT_EQ(wc_ecc_make_key_ex(&rng_, size, &device.key, curve), 0);
+  ASSERT_EQ(wc_ecc_make_key_ex(&rng_, size, &software.key, curve), 0);
+  ASSERT_EQ(wc_ecc_set_rng(&software.key, &rng_), 0);
+  std::vector<byte> out(size + 16, 0x5A);
+  word32 out_len = static_cast<word32>(size - 1);  // one byte short
+  EXPECT_NE(wc_ecc_shared_secret(&device.key, &software.key, out.data(), &out_len), 0);
+  EXPECT_EQ(out, std::vector<byte>(size + 16, 0x5A)) << "written past a short buffer";
+  out_len = static_cast<word32>(out.size());  // larger than needed: exactly `size` written
+  ASSERT_EQ(wc_ecc_shared_secret(&device.key, &software.key, out.data(), &out_len), 0);
+  ASSERT_EQ(out_len, static_cast<word32>(size));
+  EXPECT_EQ(Bytes(out.begin() + size, out.end()), Bytes(16, 0x5A));
+  byte ref[48];
+  word32 ref_len = sizeof(ref);
+  ASSERT_EQ(wc_ecc_shared_secret(&software.key, &device.key, ref, &ref_len), 0);
+  EXPECT_EQ(Bytes(out.begin(), out.begin() + size), Bytes(ref, ref + ref_len));
+}
+
+TEST_P(EccOffloadTest, EcdsaSignBoundedByTheBufferAndMalformedSignaturesAreInvalid) {
+  const auto [curve, size] = GetParam();
+  EccKey software(INVALID_DEVID), device(dev_);
+  ASSERT_EQ(wc_ecc_make_key_ex(&rng_, size, &software.key, curve), 0);
+  CopyEccKey(&software.key, curve, &device.key);
+  const Bytes hash = Random(size, 43);
+  std::vector<byte> sig(16 + 32, 0x33);
+  word32 sig_len = 16;  // far below any DER signature
+  EXPECT_NE(wc_ecc_sign_hash(hash.data(), static_cast<word32>(hash.size()), sig.data(),
+                             &sig_len, &rng_, &device.key),
+            0);
+  EXPECT_EQ(Bytes(sig.begin() + 16, sig.end()), Bytes(32, 0x33)) << "written past the buffer";
+  // Garbage, an empty SEQUENCE, r = 0 and s = 0: never "valid", whatever the return code.
+  const std::vector<Bytes> malformed = {Bytes(8, 0xFF), Hex("3000"), Hex("3006020100020100"),
+                                        Hex("300602010102010130")};
+  for (const Bytes& m : malformed) {
+    int ok = -1;
+    wc_ecc_verify_hash(m.data(), static_cast<word32>(m.size()), hash.data(),
+                       static_cast<word32>(hash.size()), &ok, &device.key);
+    EXPECT_EQ(ok, 0) << absl::BytesToHexString(std::string(m.begin(), m.end()));
+  }
+}
+
+// More signing keys than the per-thread cache holds, used in turns: every signature is made
+// by the key asked for (verifies under its own public key, under no other).
+TEST_P(EccOffloadTest, EcdsaKeyCacheNeverSignsWithAnotherKey) {
+  const auto [curve, size] = GetParam();
+  constexpr int kKeys = 7;
+  std::vector<std::unique_ptr<EccKey>> sw, dev;
+  for (int i = 0; i < kKeys; ++i) {
+    sw.push_back(std::make_unique<EccKey>(INVALID_DEVID));
+    dev.push_back(std::make_unique<EccKey>(dev_));
+    ASSERT_EQ(wc_ecc_make_key_ex(&rng_, size, &sw[i]->key, curve), 0);
+    CopyEccKey(&sw[i]->key, curve, &dev[i]->key);
+  }
+  const Bytes hash = Random(size, 44);
+  for (int round = 0; round < 3 * kKeys; ++round) {
+    const int i = (round * 3) % kKeys;
+    byte sig[128];
+    word32 sig_len = sizeof(sig);
+    ASSERT_EQ(wc_ecc_sign_hash(hash.data(), static_cast<word32>(hash.size()), sig, &sig_len,
+                               &rng_, &dev[i]->key),
+              0);
+    for (int j = 0; j < kKeys; ++j) {
+      int ok = -1;
+      ASSERT_EQ(wc_ecc_verify_hash(sig, sig_len, hash.data(), static_cast<word32>(hash.size()),
+                                   &ok, &sw[j]->key),
+                0);
+      EXPECT_EQ(ok, i == j ? 1 : 0) << "signed with key " << i << ", checked with " << j;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Curves, EccOffloadTest,
                          ::testing::Values(std::make_pair(int{ECC_SECP256R1}, 32),
                                            std::make_pair(int{ECC_SECP384R1}, 48)),
@@ -423,6 +547,90 @@ TEST_F(CryptoOffloadTest, X25519KnownAnswerThroughTheDevice) {
   EXPECT_EQ(absl::BytesToHexString(std::string(out, out + out_len)),
             "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
   EXPECT_EQ(GetCryptoOffloadCounts().x25519_shared, shared + 1);
+}
+
+// RFC 7748 section 6.1 / RFC 8446 section 7.4.2: an X25519 exchange whose result is all
+// zeros (a small-order or non-canonical peer value) must fail, never hand back zeros.
+TEST_F(CryptoOffloadTest, X25519RefusesPeerValuesThatGiveAnAllZeroSecret) {
+  X25519Key device(dev_);
+  ASSERT_EQ(wc_curve25519_make_key(&rng_, 32, &device.key), 0);
+  const char* kSmallOrder[] = {
+      "0000000000000000000000000000000000000000000000000000000000000000",  // 0
+      "0100000000000000000000000000000000000000000000000000000000000000",  // 1
+      "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",  // order 8
+      "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",  // order 8
+      "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  // p - 1: order 2
+      "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  // p, i.e. 0
+      "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  // p + 1, i.e. 1
+  };
+  for (const char* hex : kSmallOrder) {
+    SCOPED_TRACE(hex);
+    X25519Key peer(INVALID_DEVID);
+    const Bytes point = Hex(hex);
+    if (wc_curve25519_import_public_ex(point.data(), 32, &peer.key, EC25519_LITTLE_ENDIAN) !=
+        0) {
+      continue;  // wolfSSL refused it already
+    }
+    byte out[32];
+    std::memset(out, 0x77, sizeof(out));
+    word32 out_len = sizeof(out);
+    const int ret = wc_curve25519_shared_secret_ex(&device.key, &peer.key, out, &out_len,
+                                                   EC25519_LITTLE_ENDIAN);
+    EXPECT_NE(ret, 0) << "an all-zero X25519 secret was accepted";
+    if (ret == 0) {
+      EXPECT_NE(Bytes(out, out + 32), Bytes(32, 0));
+    }
+  }
+}
+
+// Every loop thread runs the device at once: per-thread contexts and key caches, freed at
+// thread exit (ASan/LSan see a leak or use after free there; TSan a shared object).
+TEST_F(CryptoOffloadTest, ManyThreadsAtOnce) {
+  constexpr int kThreads = 6;
+  EccKey signer_sw(INVALID_DEVID);
+  ASSERT_EQ(wc_ecc_make_key_ex(&rng_, 32, &signer_sw.key, ECC_SECP256R1), 0);
+  byte x[32], y[32], d[32];
+  word32 xl = 32, yl = 32, dl = 32;
+  ASSERT_EQ(wc_ecc_export_private_raw(&signer_sw.key, x, &xl, y, &yl, d, &dl), 0);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      WC_RNG rng;
+      if (wc_InitRng(&rng) != 0) {
+        failures.fetch_add(1);
+        return;
+      }
+      EccKey signer(dev_);  // the same key on every thread: each caches its own copy
+      if (wc_ecc_import_unsigned(&signer.key, x, y, d, ECC_SECP256R1) != 0) {
+        failures.fetch_add(1);
+      }
+      const Bytes key_bytes = Random(16 + 16 * (t % 2), 200 + t);
+      GcmKey device(key_bytes, dev_);
+      GcmKey software(key_bytes, INVALID_DEVID);
+      for (int i = 0; i < 40; ++i) {
+        const Bytes iv = Random(12, 1000 * t + i), aad = Random(13, 7);
+        const Bytes plain = Random(1 + 97 * i, 31 * t + i);
+        Bytes c, tag, back;
+        if (device.Encrypt(iv, aad, plain, &c, &tag) != 0 ||
+            software.Decrypt(iv, aad, c, tag, &back) != 0 || back != plain) {
+          failures.fetch_add(1);
+        }
+        const Bytes hash = Random(32, i);
+        byte sig[80];
+        word32 sig_len = sizeof(sig);
+        int ok = 0;
+        if (wc_ecc_sign_hash(hash.data(), 32, sig, &sig_len, &rng, &signer.key) != 0 ||
+            wc_ecc_verify_hash(sig, sig_len, hash.data(), 32, &ok, &signer.key) != 0 ||
+            ok != 1) {
+          failures.fetch_add(1);
+        }
+      }
+      wc_FreeRng(&rng);
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
 }
 
 }  // namespace
