@@ -204,22 +204,33 @@ bool GcmArgsOk(const Aes* aes, word32 sz, word32 iv_len, word32 tag_len, word32 
          iv_len <= 64 && tag_len > 0 && tag_len <= 16;
 }
 
+// A libcrypto failure once output may have been written. Never a decline: TLS works in
+// place (out == in), so wolfSSL's software would run over half-processed bytes — re-encrypting
+// ciphertext back to plaintext (CTR is its own inverse) and sending it with a valid tag.
+int GcmFailedMidway(byte* out, word32 sz) {
+  if (sz > 0) OPENSSL_cleanse(out, sz);
+  ERR_clear_error();
+  g_counts.errors.Add();
+  return WC_HW_E;
+}
+
 int GcmEncrypt(ThreadState& st, GcmEncArgs& a) {
   if (!GcmArgsOk(a.aes, a.sz, a.ivSz, a.authTagSz, a.authInSz)) return CRYPTOCB_UNAVAILABLE;
   EVP_CIPHER_CTX* ctx = GcmContext(st, true, static_cast<int>(a.aes->keylen),
                                    static_cast<int>(a.ivSz));
   if (ctx == nullptr || !GcmStart(ctx, a.aes, a.iv, a.authIn, a.authInSz, true)) {
-    return CRYPTOCB_UNAVAILABLE;
+    ERR_clear_error();
+    return CRYPTOCB_UNAVAILABLE;  // nothing written yet: wolfSSL's software does it
   }
   int n = 0;
-  if (a.sz > 0 && EVP_CipherUpdate(ctx, a.out, &n, a.in, static_cast<int>(a.sz)) != 1) {
-    return CRYPTOCB_UNAVAILABLE;
-  }
   int tail = 0;
-  if (EVP_CipherFinal_ex(ctx, a.out + n, &tail) != 1 ||
+  if ((a.sz > 0 && (EVP_CipherUpdate(ctx, a.out, &n, a.in, static_cast<int>(a.sz)) != 1 ||
+                    n != static_cast<int>(a.sz))) ||
+      EVP_CipherFinal_ex(ctx, a.out + n, &tail) != 1 || tail != 0 ||
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, static_cast<int>(a.authTagSz),
                           a.authTag) != 1) {
-    return CRYPTOCB_UNAVAILABLE;  // nothing was handed out yet: wolfSSL redoes it
+    OPENSSL_cleanse(a.authTag, a.authTagSz);
+    return GcmFailedMidway(a.out, a.sz);
   }
   g_counts.gcm_enc.Add();
   return 0;
@@ -237,11 +248,13 @@ int GcmDecrypt(ThreadState& st, GcmDecArgs& a) {
   EVP_CIPHER_CTX* ctx = GcmContext(st, false, static_cast<int>(a.aes->keylen),
                                    static_cast<int>(a.ivSz));
   if (ctx == nullptr || !GcmStart(ctx, a.aes, a.iv, a.authIn, a.authInSz, false)) {
-    return CRYPTOCB_UNAVAILABLE;
+    ERR_clear_error();
+    return CRYPTOCB_UNAVAILABLE;  // nothing written yet
   }
   int n = 0;
-  if (a.sz > 0 && EVP_CipherUpdate(ctx, a.out, &n, a.in, static_cast<int>(a.sz)) != 1) {
-    return CRYPTOCB_UNAVAILABLE;
+  if (a.sz > 0 && (EVP_CipherUpdate(ctx, a.out, &n, a.in, static_cast<int>(a.sz)) != 1 ||
+                   n != static_cast<int>(a.sz))) {
+    return GcmFailedMidway(a.out, a.sz);
   }
   // EVP compares the tag in constant time (CRYPTO_memcmp) inside Final.
   int tail = 0;
