@@ -293,18 +293,25 @@ int KeyCurve(const ecc_key* key) {
 
 CurveState* Curve(ThreadState& st, int c) {
   CurveState& cs = st.curves[c];
-  if (cs.group != nullptr) return &cs;
-  cs.group = EC_GROUP_new_by_curve_name(kCurves[c].nid);
-  cs.d = BN_secure_new();
-  cs.x = BN_new();
-  cs.y = BN_new();
-  if (cs.group == nullptr || cs.d == nullptr || cs.x == nullptr || cs.y == nullptr) {
-    return nullptr;  // the next call retries the missing pieces; freed at thread exit
+  if (cs.r != nullptr) return &cs;  // the last piece made: all are there
+  // After an allocation failure the next call makes only the missing pieces (no leak, and
+  // never a half-made state handed out); what exists is freed at thread exit.
+  if (cs.group == nullptr) cs.group = EC_GROUP_new_by_curve_name(kCurves[c].nid);
+  if (cs.d == nullptr && (cs.d = BN_secure_new()) != nullptr) {
+    BN_set_flags(cs.d, BN_FLG_CONSTTIME);
   }
-  BN_set_flags(cs.d, BN_FLG_CONSTTIME);
-  cs.q = EC_POINT_new(cs.group);
-  cs.r = EC_POINT_new(cs.group);
-  if (cs.q == nullptr || cs.r == nullptr) return nullptr;
+  if (cs.x == nullptr) cs.x = BN_new();
+  if (cs.y == nullptr) cs.y = BN_new();
+  if (cs.group == nullptr || cs.d == nullptr || cs.x == nullptr || cs.y == nullptr) {
+    ERR_clear_error();
+    return nullptr;
+  }
+  if (cs.q == nullptr) cs.q = EC_POINT_new(cs.group);
+  if (cs.q != nullptr) cs.r = EC_POINT_new(cs.group);
+  if (cs.r == nullptr) {
+    ERR_clear_error();
+    return nullptr;
+  }
   return &cs;
 }
 
