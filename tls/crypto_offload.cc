@@ -79,8 +79,7 @@ struct CurveState {
   BIGNUM* d = nullptr;  // secret scalars: BN_FLG_CONSTTIME
   BIGNUM* x = nullptr;
   BIGNUM* y = nullptr;
-  EC_POINT* q = nullptr;
-  EC_POINT* r = nullptr;
+  EC_POINT* q = nullptr;  // public points only; the ECDH result is per call (a secret)
 };
 
 // The last few ECDSA keys of this thread, found again by their bytes (see the header).
@@ -126,7 +125,6 @@ ThreadState::~ThreadState() {
   }
   for (CurveState& c : curves) {
     EC_POINT_free(c.q);
-    EC_POINT_free(c.r);
     BN_clear_free(c.d);
     BN_free(c.x);
     BN_free(c.y);
@@ -293,7 +291,7 @@ int KeyCurve(const ecc_key* key) {
 
 CurveState* Curve(ThreadState& st, int c) {
   CurveState& cs = st.curves[c];
-  if (cs.r != nullptr) return &cs;  // the last piece made: all are there
+  if (cs.q != nullptr) return &cs;  // the last piece made: all are there
   // After an allocation failure the next call makes only the missing pieces (no leak, and
   // never a half-made state handed out); what exists is freed at thread exit.
   if (cs.group == nullptr) cs.group = EC_GROUP_new_by_curve_name(kCurves[c].nid);
@@ -306,9 +304,8 @@ CurveState* Curve(ThreadState& st, int c) {
     ERR_clear_error();
     return nullptr;
   }
-  if (cs.q == nullptr) cs.q = EC_POINT_new(cs.group);
-  if (cs.q != nullptr) cs.r = EC_POINT_new(cs.group);
-  if (cs.r == nullptr) {
+  cs.q = EC_POINT_new(cs.group);
+  if (cs.q == nullptr) {
     ERR_clear_error();
     return nullptr;
   }
@@ -365,7 +362,7 @@ int Ecdh(ThreadState& st, EcdhArgs& a) {
   CurveState* cs = Curve(st, c);
   if (cs == nullptr) return CRYPTOCB_UNAVAILABLE;
   const int size = kCurves[c].size;
-  if (static_cast<int>(*a.outlen) < size) return BUFFER_E;
+  if (*a.outlen < static_cast<word32>(size)) return BUFFER_E;
   unsigned char d[kMaxScalar], point[kMaxPoint];
   word32 point_len = sizeof(point);
   if (!PrivateScalar(a.private_key, c, d) ||
@@ -387,10 +384,13 @@ int Ecdh(ThreadState& st, EcdhArgs& a) {
     g_counts.errors.Add();
     return ECC_BAD_ARG_E;
   }
-  const bool ok = EC_POINT_mul(cs->group, cs->r, nullptr, cs->q, cs->d, st.bn) == 1 &&
-                  !EC_POINT_is_at_infinity(cs->group, cs->r) &&
-                  EC_POINT_get_affine_coordinates(cs->group, cs->r, cs->x, nullptr, st.bn) == 1 &&
+  // The shared point is the secret: its own object, cleared when freed.
+  EC_POINT* r = EC_POINT_new(cs->group);
+  const bool ok = r != nullptr && EC_POINT_mul(cs->group, r, nullptr, cs->q, cs->d, st.bn) == 1 &&
+                  !EC_POINT_is_at_infinity(cs->group, r) &&
+                  EC_POINT_get_affine_coordinates(cs->group, r, cs->x, nullptr, st.bn) == 1 &&
                   BN_bn2binpad(cs->x, a.out, size) == size;
+  EC_POINT_clear_free(r);
   BN_clear(cs->d);
   BN_clear(cs->x);
   if (!ok) {
