@@ -10,6 +10,8 @@
 # out-of-memory (-rss_limit_mb=2048) or a leak leaves the input in
 # BUILD_DIR/fuzz-artifacts/ and its log tail on stderr; the script then exits 1.
 # With no TARGET every *_fuzz binary in BUILD_DIR/fuzz runs, in name order.
+# FUZZ_JOBS (default: the number of cores) targets run at once, each single-threaded, so
+# each still gets FUZZ_SECONDS of one core; the lines are printed in name order at the end.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:?usage: fuzz/run_fuzzers.sh BUILD_DIR [TARGET...]}
@@ -39,21 +41,30 @@ if [ ${#targets[@]} -eq 0 ]; then
   exit 1
 fi
 
+jobs=${FUZZ_JOBS:-$(nproc)}
+if ! [[ "$jobs" =~ ^[1-9][0-9]*$ ]]; then
+  echo "fuzz: FUZZ_JOBS must be a positive whole number, not '$jobs'" >&2
+  exit 2
+fi
 mkdir -p "$build/fuzz-artifacts" "$build/fuzz-logs"
-failed=()
-for name in "${targets[@]}"; do
-  bin="$build/fuzz/${name}_fuzz"
-  work="$build/fuzz-work/$name"
-  log="$build/fuzz-logs/$name.log"
+
+# run_target NAME: runs one target and writes its summary line to fuzz-logs/NAME.result
+# (first word: ok or FAILED, then the exit code, then the line to print).
+run_target() {
+  local name=$1
+  local bin="$build/fuzz/${name}_fuzz"
+  local work="$build/fuzz-work/$name"
+  local log="$build/fuzz-logs/$name.log"
   mkdir -p "$work"
   rm -f "$build"/fuzz-artifacts/"$name"-*
-  args=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1
-        -artifact_prefix="$build/fuzz-artifacts/$name-")
+  local args=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+              -artifact_prefix="$build/fuzz-artifacts/$name-")
   # -max_total_time=0 would mean "forever": FUZZ_SECONDS=0 replays the corpus only.
   if [ "$seconds" -gt 0 ]; then args+=(-max_total_time="$seconds"); else args+=(-runs=0); fi
   [ -f "$here/dicts/$name.dict" ] && args+=(-dict="$here/dicts/$name.dict")
-  seeds=()
+  local seeds=()
   [ -d "$here/corpus/$name" ] && seeds+=("$here/corpus/$name")
+  local start rc elapsed runs status cov corpus verdict rate
   start=$(date +%s)
   "$bin" "${args[@]}" "$work" "${seeds[@]}" >"$log" 2>&1
   rc=$?
@@ -63,16 +74,33 @@ for name in "${targets[@]}"; do
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$status")
   corpus=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<<"$status")
   verdict=ok
-  if [ $rc -ne 0 ] || [ -z "$runs" ]; then
-    verdict=FAILED
-    failed+=("$name")
-  fi
+  if [ $rc -ne 0 ] || [ -z "$runs" ]; then verdict=FAILED; fi
   rate=$(( ${runs:-0} / (elapsed > 0 ? elapsed : 1) ))
-  printf 'fuzz: %-18s %-6s runs=%-10s exec/s=%-8s cov=%-6s corpus=%-6s %ss\n' \
-    "$name" "$verdict" "${runs:-?}" "$rate" "${cov:-?}" "${corpus:-?}" "$elapsed"
+  printf '%s %s fuzz: %-18s %-6s runs=%-10s exec/s=%-8s cov=%-6s corpus=%-6s %ss\n' \
+    "$verdict" "$rc" "$name" "$verdict" "${runs:-?}" "$rate" "${cov:-?}" "${corpus:-?}" \
+    "$elapsed" >"$build/fuzz-logs/$name.result"
+}
+
+for name in "${targets[@]}"; do
+  rm -f "$build/fuzz-logs/$name.result"
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+  run_target "$name" &
+done
+wait
+
+failed=()
+for name in "${targets[@]}"; do
+  result="$build/fuzz-logs/$name.result"
+  log="$build/fuzz-logs/$name.log"
+  if [ ! -s "$result" ]; then
+    echo "FAILED ? fuzz: $name FAILED (no result)" >"$result"
+  fi
+  read -r verdict rc line <"$result"
+  echo "$line"
   if [ "$verdict" != ok ]; then
+    failed+=("$name")
     echo "fuzz: $name exited $rc; log $log; last lines:" >&2
-    grep -vE '^#[0-9]+' "$log" | tail -n 40 >&2
+    grep -vE '^#[0-9]+' "$log" 2>/dev/null | tail -n 40 >&2
     ls -1 "$build"/fuzz-artifacts/"$name"-* 2>/dev/null | sed 's/^/fuzz: artifact /' >&2
   fi
 done
