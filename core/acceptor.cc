@@ -61,14 +61,14 @@ void Acceptor::AcceptDone(Operation&, IoResult r) {
       ++stats_.dropped;
     } else {
       ++stats_.accepted;
-      handler_(owner_, Accepted{fd, 0});
+      handler_(owner_, context_, Accepted{fd, 0});
     }
   }
   if (r.more()) return;
   if (closed_ || loop_.stopping()) return;
   if (!r.ok()) {
     ++stats_.errors;
-    handler_(owner_, Accepted{-1, r.error()});
+    handler_(owner_, context_, Accepted{-1, r.error()});
     if (closed_) return;  // the handler closed us
   }
   if (IsResourceError(r.error())) {

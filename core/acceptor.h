@@ -11,9 +11,12 @@
 //   in its destructor, never earlier — an accept may still be in flight naming it after
 //   Close(), and the owner may still use fd() after Close() (ESMTP shuts it down so that
 //   connections waiting in the backlog are refused rather than left hanging).
-// - The handler is `void Owner::Method(Accepted)`, bound with Bind<&Owner::Method>(owner)
-//   (a plain function pointer plus owner pointer, like Operation and Timer: no allocation,
-//   one indirect call per connection). It hears
+// - The handler is `void Owner::Method(Accepted)`, bound with Bind<&Owner::Method>(owner),
+//   or `void Owner::Method(Context, Accepted)`, bound with Bind<&Owner::Method>(owner, c)
+//   where `c` is a small copyable value the owner keeps per socket (ESMTP and HTTP: whether
+//   the socket speaks TLS from the first byte). A plain function pointer plus the owner
+//   pointer, like Operation and Timer: no allocation, one indirect call per connection.
+//   It hears
 //     Accepted{fd >= 0, 0}: a new connection (SOCK_CLOEXEC); the owner owns `fd` now.
 //     Accepted{-1, errno}: the multishot accept ended with that error. Nothing to do but
 //       count it: the Acceptor has already chosen to re-arm or back off.
@@ -33,6 +36,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "core/loop.h"
 #include "core/ring.h"
@@ -68,7 +73,19 @@ class Acceptor {
   template <auto Method, typename Owner>
   void Bind(Owner* owner) {
     owner_ = owner;
-    handler_ = [](void* raw, Accepted a) { (static_cast<Owner*>(raw)->*Method)(a); };
+    handler_ = [](void* raw, uintptr_t, Accepted a) { (static_cast<Owner*>(raw)->*Method)(a); };
+  }
+  template <auto Method, typename Owner, typename Context>
+  void Bind(Owner* owner, Context context) {
+    static_assert(std::is_trivially_copyable_v<Context> && sizeof(Context) <= sizeof(uintptr_t),
+                  "the per-socket context is a small value kept inside the Acceptor");
+    owner_ = owner;
+    std::memcpy(&context_, &context, sizeof(Context));
+    handler_ = [](void* raw, uintptr_t stored, Accepted a) {
+      Context c;
+      std::memcpy(&c, &stored, sizeof(Context));
+      (static_cast<Owner*>(raw)->*Method)(c, a);
+    };
   }
 
   // Takes ownership of the listening socket `listen_fd` and arms the multishot accept.
@@ -86,7 +103,7 @@ class Acceptor {
   const AcceptorStats& stats() const { return stats_; }
 
  private:
-  using Handler = void (*)(void* owner, Accepted accepted);
+  using Handler = void (*)(void* owner, uintptr_t context, Accepted accepted);
 
   void Arm();
   void AcceptDone(Operation& op, IoResult result);
@@ -98,6 +115,7 @@ class Acceptor {
   bool closed_ = false;
   Handler handler_ = nullptr;
   void* owner_ = nullptr;
+  uintptr_t context_ = 0;
   Operation op_;
   Timer retry_;
   AcceptorStats stats_;

@@ -1,7 +1,8 @@
 // Acceptor tests on a real loop and real loopback sockets: connections reach the handler
-// with their fd, Close() stops an armed multishot accept and silences the handler (also
-// when called from the handler with more accepts in the same batch), a stopping loop is
-// not re-armed into, and the EMFILE back-off re-arms once descriptors are free again.
+// with their fd (and the bound per-socket context), Close() stops an armed multishot
+// accept and silences the handler (also when called from the handler with more accepts in
+// the same batch), a stopping loop is not re-armed into, and the EMFILE back-off re-arms
+// once descriptors are free again.
 #include "core/acceptor.h"
 
 #include <arpa/inet.h>
@@ -74,6 +75,7 @@ struct Sink {
   absl::Mutex mu;
   std::vector<int> fds ABSL_GUARDED_BY(mu);
   std::vector<int> errors ABSL_GUARDED_BY(mu);
+  std::vector<int> tags ABSL_GUARDED_BY(mu);
   Acceptor* close_on_accept = nullptr;  // loop thread: Close() from inside the handler
 
   void Accept(Accepted a) {
@@ -86,22 +88,24 @@ struct Sink {
       errors.push_back(a.error);
     }
   }
-  bool AwaitFds(size_t n) {
+  // A handler bound with a per-socket context value.
+  void AcceptTagged(int tag, Accepted a) {
+    {
+      absl::MutexLock lock(&mu);
+      tags.push_back(tag);
+    }
+    Accept(a);
+  }
+  bool Await(const std::vector<int>* seen, size_t n) {
     absl::MutexLock lock(&mu);
     auto enough = [&] {
       mu.AssertHeld();
-      return fds.size() >= n;
+      return seen->size() >= n;
     };
     return mu.AwaitWithTimeout(absl::Condition(&enough), kWait);
   }
-  bool AwaitErrors(size_t n) {
-    absl::MutexLock lock(&mu);
-    auto enough = [&] {
-      mu.AssertHeld();
-      return errors.size() >= n;
-    };
-    return mu.AwaitWithTimeout(absl::Condition(&enough), kWait);
-  }
+  bool AwaitFds(size_t n) { return Await(&fds, n); }
+  bool AwaitErrors(size_t n) { return Await(&errors, n); }
   std::vector<int> Fds() {
     absl::MutexLock lock(&mu);
     return fds;
@@ -156,12 +160,17 @@ class AcceptorTest : public ::testing::Test {
     }
   }
 
-  // Creates and starts the acceptor on the loop, on a fresh loopback socket.
-  void StartAcceptor() {
+  // Creates and starts the acceptor on the loop, on a fresh loopback socket; with a `tag`,
+  // the handler is bound with it as its per-socket context.
+  void StartAcceptor(int tag = -1) {
     const int fd = ListenLoopback(&port_);
     OnLoop([&] {
       acceptor_ = std::make_unique<Acceptor>(*loop_, "test.accept");
-      acceptor_->Bind<&Sink::Accept>(&sink_);
+      if (tag < 0) {
+        acceptor_->Bind<&Sink::Accept>(&sink_);
+      } else {
+        acceptor_->Bind<&Sink::AcceptTagged>(&sink_, tag);
+      }
       acceptor_->Start(fd);
     });
   }
@@ -223,6 +232,15 @@ TEST_F(AcceptorTest, ConnectionsReachTheHandlerWithTheirFd) {
   EXPECT_EQ(stats.accepted, 3u);
   EXPECT_EQ(stats.errors, 0u);
   EXPECT_FALSE(OnLoop([&] { return acceptor_->idle(); }));  // still armed
+}
+
+TEST_F(AcceptorTest, HandlerBoundWithAContextGetsItWithEveryConnection) {
+  StartAcceptor(/*tag=*/42);
+  Connect();
+  Connect();
+  ASSERT_TRUE(sink_.AwaitFds(2));
+  absl::MutexLock lock(&sink_.mu);
+  EXPECT_EQ(sink_.tags, (std::vector<int>{42, 42}));
 }
 
 TEST_F(AcceptorTest, CloseWithTheAcceptArmedStopsAccepting) {
