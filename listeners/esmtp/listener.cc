@@ -20,7 +20,6 @@ constexpr uint16_t kBufferGroup = 1;
 constexpr uint32_t kRecvBuffers = 512;        // per loop; power of two
 constexpr uint32_t kRecvBufferBytes = 16384;  // 8 MiB per loop in all
 constexpr int kListenBacklog = 4096;
-constexpr uint64_t kAcceptRetryMs = 100;
 
 uint64_t RandomSalt() {
   std::random_device rd;
@@ -73,10 +72,7 @@ EsmtpListener::EsmtpListener(core::Loop& loop, ListenerShared& shared, spool::Sp
 
 EsmtpListener::~EsmtpListener() {
   RM_CHECK(sessions_.empty()) << "listener destroyed with live sessions";
-  for (auto& a : acceptors_) {
-    RM_CHECK(a->accept_op.idle()) << "listener destroyed with an accept in flight";
-    if (a->fd >= 0) close(a->fd);
-  }
+  // Each Acceptor checks that its accept is no longer in flight and closes its socket.
 }
 
 absl::Status EsmtpListener::Listen(const std::vector<config::NetAddress>& addresses) {
@@ -105,46 +101,21 @@ absl::Status EsmtpListener::Listen(const std::vector<config::ListenConfig>& list
     absl::StatusOr<int> fd =
         OpenListenSocket(listen.address, kListenBacklog, "ESMTP_Listener", &port);
     if (!fd.ok()) return fd.status();
-    auto a = std::make_unique<Acceptor>();
-    a->owner = this;
-    a->fd = *fd;
-    a->implicit_tls = implicit;
-    a->accept_op.Bind<&Acceptor::AcceptDone>(a.get(), "esmtp.accept");
-    a->accept_op.multishot = true;
-    a->retry.Bind<&Acceptor::RetryFired>(a.get());
+    auto a = std::make_unique<core::Acceptor>(loop_, "esmtp.accept");
+    a->Bind<&EsmtpListener::AcceptDone>(this, implicit);
     bound_ports_.push_back(port);
-    ArmAccept(*a);
+    a->Start(*fd);
     acceptors_.push_back(std::move(a));
   }
   return absl::OkStatus();
 }
 
-void EsmtpListener::ArmAccept(Acceptor& a) {
-  io_uring_sqe* sqe = loop_.Prepare(a.accept_op);
-  io_uring_prep_multishot_accept(sqe, a.fd, nullptr, nullptr, SOCK_CLOEXEC);
-}
-
-void EsmtpListener::Acceptor::AcceptDone(core::Operation&, core::IoResult r) {
-  if (r.ok()) owner->OnAccepted(static_cast<int>(r.res), implicit_tls);
-  if (r.more()) return;
-  if (owner->draining_ || owner->loop_.stopping() || fd < 0) return;
-  if (!r.ok()) ++owner->counters_.accept_errors;
-  if (r.error() == EMFILE || r.error() == ENFILE || r.error() == ENOMEM ||
-      r.error() == ENOBUFS) {
-    // Out of descriptors or memory: retry later rather than spin on the error.
-    owner->loop_.timers().Arm(retry, owner->loop_.now_ms() + kAcceptRetryMs);
+void EsmtpListener::AcceptDone(bool implicit_tls, core::Accepted a) {
+  if (a.fd < 0) {
+    ++counters_.accept_errors;
     return;
   }
-  owner->ArmAccept(*this);
-}
-
-void EsmtpListener::Acceptor::RetryFired(core::Timer&) {
-  if (!owner->draining_ && !owner->loop_.stopping() && fd >= 0 && accept_op.idle()) {
-    owner->ArmAccept(*this);
-  }
-}
-
-void EsmtpListener::OnAccepted(int fd, bool implicit_tls) {
+  const int fd = a.fd;
   std::string ip;
   uint16_t port = 0;
   if (!PeerOf(fd, &ip, &port)) {  // already gone
@@ -213,13 +184,7 @@ void EsmtpListener::SessionClosed(Session* s) {
 }
 
 void EsmtpListener::CloseAcceptors() {
-  for (auto& a : acceptors_) {
-    loop_.timers().Cancel(a->retry);
-    if (!a->accept_op.idle()) {
-      io_uring_prep_cancel64(loop_.ring().PrepareUntracked(),
-                             reinterpret_cast<uint64_t>(&a->accept_op), 0);
-    }
-  }
+  for (auto& a : acceptors_) a->Close();
 }
 
 void EsmtpListener::Drain(std::function<void()> drained) {
@@ -229,7 +194,7 @@ void EsmtpListener::Drain(std::function<void()> drained) {
   // Stop listening as well: a client connecting now would otherwise sit in the accept queue,
   // unanswered, until the daemon exits. Refused, it tries its next MX at once.
   for (auto& a : acceptors_) {
-    if (a->fd >= 0) shutdown(a->fd, SHUT_RDWR);
+    shutdown(a->fd(), SHUT_RDWR);
   }
   std::vector<Session*> all;
   for (auto& [s, owned] : sessions_) all.push_back(s);

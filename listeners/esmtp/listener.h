@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "config/address.h"
+#include "core/acceptor.h"
 #include "core/buffers.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -108,17 +109,9 @@ class EsmtpListener {
   void SessionClosed(Session* s);
 
  private:
-  struct Acceptor {
-    EsmtpListener* owner = nullptr;
-    int fd = -1;
-    bool implicit_tls = false;
-    core::Operation accept_op;
-    core::Timer retry;  // re-arms accept after a resource error (EMFILE) without spinning
-    void AcceptDone(core::Operation& op, core::IoResult r);
-    void RetryFired(core::Timer& t);
-  };
-  void ArmAccept(Acceptor& a);
-  void OnAccepted(int fd, bool implicit_tls);
+  // The handler of every Listen address's core::Acceptor (which owns the socket and backs
+  // off on EMFILE and friends); `implicit_tls` is that address's.
+  void AcceptDone(bool implicit_tls, core::Accepted a);
   void CloseAcceptors();
   void MaybeDrained();
 
@@ -129,7 +122,7 @@ class EsmtpListener {
   std::shared_ptr<const Settings> settings_;
   std::unique_ptr<core::BufferRing> buffers_;
   core::MessageIdGenerator ids_;
-  std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  std::vector<std::unique_ptr<core::Acceptor>> acceptors_;
   std::vector<uint16_t> bound_ports_;
   absl::flat_hash_map<Session*, std::unique_ptr<Session>> sessions_;
   int64_t slots_used_ = 0;
