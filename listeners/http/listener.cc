@@ -20,7 +20,6 @@ namespace {
 constexpr uint32_t kRecvBuffers = 256;        // per loop; power of two
 constexpr uint32_t kRecvBufferBytes = 16384;  // 4 MiB per loop in all
 constexpr int kListenBacklog = 4096;
-constexpr uint64_t kAcceptRetryMs = 100;
 
 uint64_t RandomSalt() {
   std::random_device rd;
@@ -96,10 +95,7 @@ HttpListener::HttpListener(core::Loop& loop, HttpShared& shared, spool::SpoolWri
 
 HttpListener::~HttpListener() {
   RM_CHECK(connections_.empty()) << "http listener destroyed with live connections";
-  for (auto& a : acceptors_) {
-    RM_CHECK(a->accept_op.idle()) << "http listener destroyed with an accept in flight";
-    if (a->fd >= 0) close(a->fd);
-  }
+  // Each Acceptor checks that its accept is no longer in flight and closes its socket.
 }
 
 absl::Status HttpListener::Listen(const std::vector<config::NetAddress>& addresses) {
@@ -107,51 +103,26 @@ absl::Status HttpListener::Listen(const std::vector<config::NetAddress>& address
     uint16_t port = 0;
     absl::StatusOr<int> fd = OpenListenSocket(address, kListenBacklog, "HTTP_Listener", &port);
     if (!fd.ok()) return fd.status();
-    auto a = std::make_unique<Acceptor>();
-    a->owner = this;
-    a->fd = *fd;
     // Addresses come in the order of the config's Listen entries (HttpSettings::listen_tls).
     size_t index = acceptors_.size();
-    a->tls = index < settings_->listen_tls.size() && settings_->listen_tls[index];
-    if (a->tls && settings_->tls_server == nullptr) {
-      close(a->fd);
+    const bool tls = index < settings_->listen_tls.size() && settings_->listen_tls[index];
+    if (tls && settings_->tls_server == nullptr) {
+      close(*fd);
       return absl::FailedPreconditionError(absl::StrCat(
           "HTTP_Listener: ", address.ToString(), " { tls = implicit } without a certificate"));
     }
-    a->accept_op.Bind<&Acceptor::AcceptDone>(a.get(), "http.accept");
-    a->accept_op.multishot = true;
-    a->retry.Bind<&Acceptor::RetryFired>(a.get());
+    auto a = std::make_unique<core::Acceptor>(loop_, "http.accept");
+    a->Bind<&HttpListener::AcceptDone>(this, tls);
     bound_ports_.push_back(port);
-    ArmAccept(*a);
+    a->Start(*fd);
     acceptors_.push_back(std::move(a));
   }
   return absl::OkStatus();
 }
 
-void HttpListener::ArmAccept(Acceptor& a) {
-  io_uring_sqe* sqe = loop_.Prepare(a.accept_op);
-  io_uring_prep_multishot_accept(sqe, a.fd, nullptr, nullptr, SOCK_CLOEXEC);
-}
-
-void HttpListener::Acceptor::AcceptDone(core::Operation&, core::IoResult r) {
-  if (r.ok()) owner->OnAccepted(static_cast<int>(r.res), tls);
-  if (r.more()) return;
-  if (owner->draining_ || owner->loop_.stopping() || fd < 0) return;
-  if (r.error() == EMFILE || r.error() == ENFILE || r.error() == ENOMEM || r.error() == ENOBUFS) {
-    // Out of descriptors or memory: retry later rather than spin on the error.
-    owner->loop_.timers().Arm(retry, owner->loop_.now_ms() + kAcceptRetryMs);
-    return;
-  }
-  owner->ArmAccept(*this);
-}
-
-void HttpListener::Acceptor::RetryFired(core::Timer&) {
-  if (!owner->draining_ && !owner->loop_.stopping() && fd >= 0 && accept_op.idle()) {
-    owner->ArmAccept(*this);
-  }
-}
-
-void HttpListener::OnAccepted(int fd, bool tls) {
+void HttpListener::AcceptDone(bool tls, core::Accepted a) {
+  if (a.fd < 0) return;  // accept errors are not counted here
+  const int fd = a.fd;
   std::string ip;
   uint16_t port = 0;
   if (!PeerOf(fd, &ip, &port)) {  // already gone
@@ -232,13 +203,7 @@ void HttpListener::ConnectionClosed(Connection* c) {
 }
 
 void HttpListener::CloseAcceptors() {
-  for (auto& a : acceptors_) {
-    loop_.timers().Cancel(a->retry);
-    if (!a->accept_op.idle()) {
-      io_uring_prep_cancel64(loop_.ring().PrepareUntracked(),
-                             reinterpret_cast<uint64_t>(&a->accept_op), 0);
-    }
-  }
+  for (auto& a : acceptors_) a->Close();
 }
 
 void HttpListener::Drain(std::function<void()> drained) {

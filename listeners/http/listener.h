@@ -31,6 +31,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "config/address.h"
+#include "core/acceptor.h"
 #include "core/buffers.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -128,17 +129,9 @@ class HttpListener {
   void ConnectionClosed(Connection* c);
 
  private:
-  struct Acceptor {
-    HttpListener* owner = nullptr;
-    int fd = -1;
-    bool tls = false;  // HTTPS: TLS from the first byte
-    core::Operation accept_op;
-    core::Timer retry;  // re-arms accept after EMFILE and friends without spinning
-    void AcceptDone(core::Operation& op, core::IoResult r);
-    void RetryFired(core::Timer& t);
-  };
-  void ArmAccept(Acceptor& a);
-  void OnAccepted(int fd, bool tls);
+  // The handler of every Listen address's core::Acceptor (which owns the socket and backs
+  // off on EMFILE and friends); `tls`: that address speaks TLS from the first byte (HTTPS).
+  void AcceptDone(bool tls, core::Accepted a);
   void CloseAcceptors();
   void MaybeDrained();
   void HookAnswered(uint64_t connection_id, uint64_t seq, HookResponse response);
@@ -153,7 +146,7 @@ class HttpListener {
   core::MessageIdGenerator ids_;
   std::unique_ptr<InjectDecoder> decoder_;
   uint64_t decoder_capacity_ = 0;
-  std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  std::vector<std::unique_ptr<core::Acceptor>> acceptors_;
   std::vector<uint16_t> bound_ports_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> connections_;  // by id
   uint64_t next_connection_id_ = 1;
