@@ -144,12 +144,7 @@ class ControlListener::Connection {
 ControlListener::ControlListener(core::Loop& loop, Options options, Handler handler)
     : loop_(loop), options_(std::move(options)), handler_(std::move(handler)) {
   loop_.OnStop([this] {
-    for (auto& a : acceptors_) {
-      if (!a->accept_op.idle()) {
-        io_uring_prep_cancel64(loop_.ring().PrepareUntracked(),
-                               reinterpret_cast<uint64_t>(&a->accept_op), 0);
-      }
-    }
+    for (auto& a : acceptors_) a->Close();
     std::vector<Connection*> all;
     for (auto& [c, owned] : connections_) all.push_back(c);
     for (Connection* c : all) c->Abort();
@@ -158,11 +153,8 @@ ControlListener::ControlListener(core::Loop& loop, Options options, Handler hand
 
 ControlListener::~ControlListener() {
   RM_CHECK(connections_.empty()) << "control listener destroyed with live connections";
-  for (auto& a : acceptors_) {
-    RM_CHECK(a->accept_op.idle());
-    close(a->fd);
-    unlink(a->path.c_str());
-  }
+  // Each Acceptor checks that its accept is no longer in flight and closes its socket.
+  for (const std::string& path : bound_paths_) unlink(path.c_str());
 }
 
 namespace {
@@ -228,39 +220,29 @@ absl::Status ControlListener::Listen() {
     // A stale socket from an earlier run is replaced by the rename, atomically.
     absl::StatusOr<int> fd = BindPrivateSocket(path);
     if (!fd.ok()) return fd.status();
-    auto a = std::make_unique<Acceptor>();
-    a->owner = this;
-    a->fd = *fd;
-    a->path = path;
-    a->accept_op.Bind<&Acceptor::AcceptDone>(a.get(), "control.accept");
-    a->accept_op.multishot = true;
-    ArmAccept(*a);
+    auto a = std::make_unique<core::Acceptor>(loop_, "control.accept");
+    a->Bind<&ControlListener::AcceptDone>(this);
+    bound_paths_.push_back(path);
+    a->Start(*fd);
     acceptors_.push_back(std::move(a));
   }
   return absl::OkStatus();
 }
 
-void ControlListener::ArmAccept(Acceptor& a) {
-  io_uring_prep_multishot_accept(loop_.Prepare(a.accept_op), a.fd, nullptr, nullptr,
-                                 SOCK_CLOEXEC);
-}
-
-void ControlListener::Acceptor::AcceptDone(core::Operation&, core::IoResult r) {
-  if (r.ok()) {
-    int fd = static_cast<int>(r.res);
-    if (static_cast<int64_t>(owner->connections_.size()) >= owner->options_.max_connections) {
-      // Best effort and tiny: fits any socket buffer, so this write cannot block.
-      static const std::string kBusy = EncodeResponse({false, "too many control clients"});
-      (void)!write(fd, kBusy.data(), kBusy.size());
-      close(fd);
-    } else {
-      auto c = std::make_unique<Connection>(*owner, fd);
-      Connection* raw = c.get();
-      owner->connections_.emplace(raw, std::move(c));
-      raw->Start();
-    }
+void ControlListener::AcceptDone(core::Accepted a) {
+  if (a.fd < 0) return;  // accept errors are not counted here
+  const int fd = a.fd;
+  if (static_cast<int64_t>(connections_.size()) >= options_.max_connections) {
+    // Best effort and tiny: fits any socket buffer, so this write cannot block.
+    static const std::string kBusy = EncodeResponse({false, "too many control clients"});
+    (void)!write(fd, kBusy.data(), kBusy.size());
+    close(fd);
+    return;
   }
-  if (!r.more() && !owner->loop_.stopping()) owner->ArmAccept(*this);
+  auto c = std::make_unique<Connection>(*this, fd);
+  Connection* raw = c.get();
+  connections_.emplace(raw, std::move(c));
+  raw->Start();
 }
 
 void ControlListener::Closed(Connection* c) { connections_.erase(c); }

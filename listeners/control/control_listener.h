@@ -9,7 +9,8 @@
 // Over-long lines and garbage get an ERR reply, then the connection is closed.
 //
 // Loop thread only. A connection is freed only once none of its operations is in flight
-// and no reply is pending.
+// and no reply is pending. Accepting is core::Acceptor's: out of descriptors (EMFILE and
+// friends) it retries after a pause instead of spinning the master loop.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +21,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "core/acceptor.h"
 #include "core/loop.h"
 #include "core/timers.h"
 #include "listeners/control/protocol.h"
@@ -51,20 +53,15 @@ class ControlListener {
 
  private:
   class Connection;
-  struct Acceptor {
-    ControlListener* owner = nullptr;
-    int fd = -1;
-    std::string path;
-    core::Operation accept_op;
-    void AcceptDone(core::Operation& op, core::IoResult r);
-  };
-  void ArmAccept(Acceptor& a);
+  // The handler of every socket path's core::Acceptor (which owns the socket).
+  void AcceptDone(core::Accepted a);
   void Closed(Connection* c);
 
   core::Loop& loop_;
   Options options_;
   Handler handler_;
-  std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  std::vector<std::unique_ptr<core::Acceptor>> acceptors_;
+  std::vector<std::string> bound_paths_;  // unlinked when the listener goes
   absl::flat_hash_map<Connection*, std::unique_ptr<Connection>> connections_;
 };
 
