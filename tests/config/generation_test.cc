@@ -47,7 +47,7 @@ std::string SystemHostname() {
   return name;
 }
 
-IpAddress Ip(const char* text) { return *IpAddress::Parse(text); }
+IpAddress GenIp(const char* text) { return *IpAddress::Parse(text); }
 
 TEST(LoadTest, EmptyFileGivesEveryDefault) {
   std::shared_ptr<const Config> c = LoadOk("");
@@ -95,12 +95,12 @@ TEST(LoadTest, EsmtpDefaults) {
   EXPECT_EQ(e.data_term_timeout, absl::Minutes(10));
   EXPECT_EQ(e.hostname, SystemHostname());
   EXPECT_EQ(e.banner, SystemHostname() + " ESMTP ringmail");
-  EXPECT_TRUE(e.relay_hosts.Contains(Ip("127.0.0.1")));
-  EXPECT_TRUE(e.relay_hosts.Contains(Ip("127.255.0.9")));
-  EXPECT_TRUE(e.relay_hosts.Contains(Ip("::1")));
-  EXPECT_TRUE(e.relay_hosts.Contains(Ip("::ffff:127.0.0.1")));  // dual-stack peer
-  EXPECT_FALSE(e.relay_hosts.Contains(Ip("10.0.0.1")));
-  EXPECT_FALSE(e.relay_hosts.Contains(Ip("::2")));
+  EXPECT_TRUE(e.relay_hosts.Contains(GenIp("127.0.0.1")));
+  EXPECT_TRUE(e.relay_hosts.Contains(GenIp("127.255.0.9")));
+  EXPECT_TRUE(e.relay_hosts.Contains(GenIp("::1")));
+  EXPECT_TRUE(e.relay_hosts.Contains(GenIp("::ffff:127.0.0.1")));  // dual-stack peer
+  EXPECT_FALSE(e.relay_hosts.Contains(GenIp("10.0.0.1")));
+  EXPECT_FALSE(e.relay_hosts.Contains(GenIp("::2")));
 }
 
 TEST(LoadTest, StandardThreadPools) {
@@ -172,9 +172,9 @@ TEST(LoadTest, DefaultConfigLoads) {
   ASSERT_EQ(c.esmtp.listen.size(), 1u);
   EXPECT_EQ(c.esmtp.listen[0].address.ToString(), "127.0.0.1:2525");
   EXPECT_EQ(c.esmtp.listen[0].tls, ListenTls::kNone);
-  EXPECT_TRUE(c.esmtp.relay_hosts.Contains(Ip("127.0.0.1")));
-  EXPECT_TRUE(c.esmtp.relay_hosts.Contains(Ip("::1")));
-  EXPECT_FALSE(c.esmtp.relay_hosts.Contains(Ip("192.0.2.1")));
+  EXPECT_TRUE(c.esmtp.relay_hosts.Contains(GenIp("127.0.0.1")));
+  EXPECT_TRUE(c.esmtp.relay_hosts.Contains(GenIp("::1")));
+  EXPECT_FALSE(c.esmtp.relay_hosts.Contains(GenIp("192.0.2.1")));
   EXPECT_TRUE(c.esmtp.relay_domains.empty());
   EXPECT_THAT(c.control.socket_paths, ElementsAre("./var/run/ringmail.sock"));
   EXPECT_EQ(TotalLoops(c, 64), 1);

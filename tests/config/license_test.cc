@@ -33,7 +33,7 @@ using ::testing::HasSubstr;
 const absl::Time kNow =
     absl::FromCivil(absl::CivilSecond(2026, 6, 1, 12, 0, 0), absl::UTCTimeZone());
 
-std::string TestData(const std::string& name) {
+std::string TestFile(const std::string& name) {
   return std::string(RINGMAIL_SOURCE_DIR) + "/tests/testdata/license/" + name;
 }
 
@@ -51,7 +51,7 @@ void WriteFileOrDie(const std::string& path, const std::string& content) {
 }
 
 LicensePrivateKey KeyFromFile(const std::string& name) {
-  absl::StatusOr<LicensePrivateKey> key = ReadLicenseKeyFile(TestData(name));
+  absl::StatusOr<LicensePrivateKey> key = ReadLicenseKeyFile(TestFile(name));
   EXPECT_TRUE(key.ok()) << key.status();
   return key.ok() ? *key : LicensePrivateKey{};
 }
@@ -95,7 +95,7 @@ TEST(LicenseFormat, CanonicalTextIsExactlyTheDocumentedBytes) {
 }
 
 TEST(LicenseFormat, ParsesTheCommittedSample) {
-  absl::StatusOr<License> license = ParseLicense(ReadFile(TestData("valid.license")));
+  absl::StatusOr<License> license = ParseLicense(ReadFile(TestFile("valid.license")));
   ASSERT_TRUE(license.ok()) << license.status();
   EXPECT_EQ(*license, ExampleLicense());
 }
@@ -116,7 +116,7 @@ TEST(LicenseFormat, DatesAreStrict) {
 TEST(LicenseVerify, ValidSamplesVerify) {
   for (const char* name : {"valid.license", "reformatted.license"}) {
     absl::StatusOr<License> license =
-        VerifyLicense(ReadFile(TestData(name)), TestPublicKey(), kNow);
+        VerifyLicense(ReadFile(TestFile(name)), TestPublicKey(), kNow);
     ASSERT_TRUE(license.ok()) << name << ": " << license.status();
     EXPECT_EQ(*license, ExampleLicense()) << name;
   }
@@ -124,7 +124,7 @@ TEST(LicenseVerify, ValidSamplesVerify) {
 
 TEST(LicenseVerify, NonAsciiLicenseeVerifies) {
   absl::StatusOr<License> license =
-      VerifyLicense(ReadFile(TestData("unicode.license")), TestPublicKey(), kNow);
+      VerifyLicense(ReadFile(TestFile("unicode.license")), TestPublicKey(), kNow);
   ASSERT_TRUE(license.ok()) << license.status();
   EXPECT_EQ(license->licensee,
             "Soci\xc3\xa9t\xc3\xa9 G\xc3\xa9n\xc3\xa9rale \xce\xa9mega "
@@ -134,7 +134,7 @@ TEST(LicenseVerify, NonAsciiLicenseeVerifies) {
 
 TEST(LicenseVerify, TamperedSampleFails) {
   absl::StatusOr<License> license =
-      VerifyLicense(ReadFile(TestData("tampered.license")), TestPublicKey(), kNow);
+      VerifyLicense(ReadFile(TestFile("tampered.license")), TestPublicKey(), kNow);
   EXPECT_EQ(license.status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_THAT(license.status().message(),
               HasSubstr("license signature does not verify: the file was altered or signed by "
@@ -160,7 +160,7 @@ TEST(LicenseVerify, EditingAnyValueAfterSigningFails) {
 }
 
 TEST(LicenseVerify, FlippedSignatureBitFails) {
-  std::string text = ReadFile(TestData("valid.license"));
+  std::string text = ReadFile(TestFile("valid.license"));
   size_t pos = text.find("signature = ") + std::string("signature = ").size();
   text[pos + 10] = text[pos + 10] == '0' ? '1' : '0';
   EXPECT_EQ(VerifyLicense(text, TestPublicKey(), kNow).status().code(),
@@ -170,11 +170,11 @@ TEST(LicenseVerify, FlippedSignatureBitFails) {
 // A wrong key and a tampered file are cryptographically the same answer; this checks that
 // the committed other-key license fails only because of the key.
 TEST(LicenseVerify, WrongKeyFails) {
-  const std::string text = ReadFile(TestData("wrong_key.license"));
+  const std::string text = ReadFile(TestFile("wrong_key.license"));
   absl::StatusOr<License> with_test_key = VerifyLicense(text, TestPublicKey(), kNow);
   EXPECT_EQ(with_test_key.status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_THAT(with_test_key.status().message(), HasSubstr("signature does not verify"));
-  absl::StatusOr<LicensePublicKey> other = ReadLicenseKeyFile(TestData("other_key.public"));
+  absl::StatusOr<LicensePublicKey> other = ReadLicenseKeyFile(TestFile("other_key.public"));
   ASSERT_TRUE(other.ok()) << other.status();
   absl::StatusOr<License> with_other_key = VerifyLicense(text, *other, kNow);
   ASSERT_TRUE(with_other_key.ok()) << with_other_key.status();
@@ -183,13 +183,13 @@ TEST(LicenseVerify, WrongKeyFails) {
 
 TEST(LicenseVerify, ExpiredFailsWithTheDate) {
   absl::StatusOr<License> license =
-      VerifyLicense(ReadFile(TestData("expired.license")), TestPublicKey(), kNow);
+      VerifyLicense(ReadFile(TestFile("expired.license")), TestPublicKey(), kNow);
   EXPECT_EQ(license.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(license.status().message(), HasSubstr("license expired on 2026-01-01"));
 }
 
 TEST(LicenseVerify, ExpiresDayIsTheFirstInvalidUtcDay) {
-  const std::string text = ReadFile(TestData("valid.license"));
+  const std::string text = ReadFile(TestFile("valid.license"));
   const absl::TimeZone utc = absl::UTCTimeZone();
   absl::Time last_second = absl::FromCivil(absl::CivilSecond(2035, 12, 31, 23, 59, 59), utc);
   EXPECT_TRUE(VerifyLicense(text, TestPublicKey(), last_second).ok());
@@ -203,7 +203,7 @@ TEST(LicenseVerify, NotYetValidFails) {
   absl::Time before =
       absl::FromCivil(absl::CivilSecond(2025, 12, 31, 23, 59, 59), absl::UTCTimeZone());
   absl::StatusOr<License> license =
-      VerifyLicense(ReadFile(TestData("valid.license")), TestPublicKey(), before);
+      VerifyLicense(ReadFile(TestFile("valid.license")), TestPublicKey(), before);
   EXPECT_EQ(license.status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_THAT(license.status().message(), HasSubstr("not valid before 2026-01-01"));
   EXPECT_THAT(license.status().message(), HasSubstr("today is 2025-12-31 UTC"));
@@ -211,7 +211,7 @@ TEST(LicenseVerify, NotYetValidFails) {
 
 TEST(LicenseVerify, SignatureIsCheckedBeforeDates) {
   std::string text =
-      Replace(ReadFile(TestData("expired.license")), "max_event_loops = 4", "max_event_loops = 5");
+      Replace(ReadFile(TestFile("expired.license")), "max_event_loops = 4", "max_event_loops = 5");
   EXPECT_EQ(VerifyLicense(text, TestPublicKey(), kNow).status().code(),
             absl::StatusCode::kUnauthenticated);
 }
@@ -313,7 +313,7 @@ std::vector<MalformedCase> MalformedValueCases(const std::string& good) {
 }
 
 std::vector<MalformedCase> MalformedCases() {
-  const std::string good = ReadFile(TestData("valid.license"));
+  const std::string good = ReadFile(TestFile("valid.license"));
   std::vector<MalformedCase> cases = MalformedStructureCases(good);
   for (MalformedCase& c : MalformedValueCases(good)) cases.push_back(std::move(c));
   return cases;
@@ -403,19 +403,19 @@ TEST(LicenseEvaluate, InvalidLicenseMeansOneLoopWithTheReason) {
       {"make_samples.py", absl::StatusCode::kInvalidArgument},
   };
   for (const auto& [name, code] : cases) {
-    LicenseStatus status = EvaluateLicense(TestData(name), TestPublicKey(), kNow);
+    LicenseStatus status = EvaluateLicense(TestFile(name), TestPublicKey(), kNow);
     EXPECT_FALSE(status.valid) << name;
     EXPECT_EQ(status.licensed_concurrency, 1) << name;
     EXPECT_EQ(status.code, code) << name;
     EXPECT_FALSE(status.error.empty()) << name;
     EXPECT_THAT(status.summary, HasSubstr(status.error)) << name;
   }
-  EXPECT_THAT(EvaluateLicense(TestData("expired.license"), TestPublicKey(), kNow).error,
+  EXPECT_THAT(EvaluateLicense(TestFile("expired.license"), TestPublicKey(), kNow).error,
               HasSubstr("expired on 2026-01-01"));
 }
 
 TEST(LicenseEvaluate, ValidLicenseGrantsMaxEventLoops) {
-  LicenseStatus status = EvaluateLicense(TestData("valid.license"), TestPublicKey(), kNow);
+  LicenseStatus status = EvaluateLicense(TestFile("valid.license"), TestPublicKey(), kNow);
   ASSERT_TRUE(status.valid) << status.error;
   EXPECT_EQ(status.licensed_concurrency, 8);
   EXPECT_EQ(status.code, absl::StatusCode::kOk);
@@ -425,18 +425,18 @@ TEST(LicenseEvaluate, ValidLicenseGrantsMaxEventLoops) {
   ASSERT_TRUE(status.license.has_value());
   EXPECT_EQ(*status.license, ExampleLicense());
   EXPECT_EQ(
-      EvaluateLicense(TestData("unicode.license"), TestPublicKey(), kNow).licensed_concurrency, 16);
+      EvaluateLicense(TestFile("unicode.license"), TestPublicKey(), kNow).licensed_concurrency, 16);
 }
 
 TEST(LicenseEvaluate, ConcurrencyCapIsEnforced) {
-  LicenseStatus valid = EvaluateLicense(TestData("valid.license"), TestPublicKey(), kNow);
+  LicenseStatus valid = EvaluateLicense(TestFile("valid.license"), TestPublicKey(), kNow);
   EXPECT_TRUE(CheckLicensedConcurrency(1, valid).ok());
   EXPECT_TRUE(CheckLicensedConcurrency(8, valid).ok());
   absl::Status over = CheckLicensedConcurrency(9, valid);
   EXPECT_EQ(over.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(over.message(), HasSubstr("asks for 9 event loops but the license allows 8"));
 
-  LicenseStatus none = EvaluateLicense(TestData("expired.license"), TestPublicKey(), kNow);
+  LicenseStatus none = EvaluateLicense(TestFile("expired.license"), TestPublicKey(), kNow);
   EXPECT_TRUE(CheckLicensedConcurrency(1, none).ok());
   absl::Status unlicensed = CheckLicensedConcurrency(2, none);
   EXPECT_EQ(unlicensed.code(), absl::StatusCode::kFailedPrecondition);
@@ -448,7 +448,7 @@ TEST(LicenseEvaluate, ConcurrencyCapIsEnforced) {
 // ---- keys and signing --------------------------------------------------------------------
 
 TEST(LicenseKeys, TestKeyPairIsConsistentAndCompiledIn) {
-  absl::StatusOr<LicensePublicKey> file_key = ReadLicenseKeyFile(TestData("test_key.public"));
+  absl::StatusOr<LicensePublicKey> file_key = ReadLicenseKeyFile(TestFile("test_key.public"));
   ASSERT_TRUE(file_key.ok()) << file_key.status();
   EXPECT_EQ(LicenseHexEncode(TestPublicKey()), LicenseHexEncode(*file_key));
   absl::StatusOr<LicensePublicKey> derived = PublicKeyFromPrivate(KeyFromFile("test_key.private"));
@@ -457,7 +457,7 @@ TEST(LicenseKeys, TestKeyPairIsConsistentAndCompiledIn) {
 }
 
 TEST(LicenseKeys, BuiltInPublicKeyIsTheTestKeyUnlessAVendorKeyWasConfigured) {
-  absl::StatusOr<LicensePublicKey> file_key = ReadLicenseKeyFile(TestData("test_key.public"));
+  absl::StatusOr<LicensePublicKey> file_key = ReadLicenseKeyFile(TestFile("test_key.public"));
   ASSERT_TRUE(file_key.ok()) << file_key.status();
   const bool same = LicenseHexEncode(BuiltInPublicKey()) == LicenseHexEncode(*file_key);
 #if defined(RINGMAIL_LICENSE_VENDOR_KEY)
@@ -466,9 +466,9 @@ TEST(LicenseKeys, BuiltInPublicKeyIsTheTestKeyUnlessAVendorKeyWasConfigured) {
 #else
   EXPECT_TRUE(BuiltInPublicKeyIsTestKey());
   EXPECT_TRUE(same);
-  absl::StatusOr<License> loaded = LoadLicenseFile(TestData("valid.license"), kNow);
+  absl::StatusOr<License> loaded = LoadLicenseFile(TestFile("valid.license"), kNow);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
-  LicenseStatus status = EvaluateLicense(TestData("valid.license"), kNow);
+  LicenseStatus status = EvaluateLicense(TestFile("valid.license"), kNow);
   EXPECT_EQ(status.licensed_concurrency, 8);
   EXPECT_THAT(status.summary, HasSubstr("[built with the TEST license key]"));
 #endif
@@ -479,7 +479,7 @@ TEST(LicenseKeys, SigningReproducesTheIndependentlyMadeSample) {
   absl::StatusOr<std::string> text = SignLicense(ExampleLicense(), KeyFromFile("test_key.private"));
   ASSERT_TRUE(text.ok()) << text.status();
   absl::StatusOr<SignedLicense> ours = ParseSignedLicense(*text);
-  absl::StatusOr<SignedLicense> sample = ParseSignedLicense(ReadFile(TestData("valid.license")));
+  absl::StatusOr<SignedLicense> sample = ParseSignedLicense(ReadFile(TestFile("valid.license")));
   ASSERT_TRUE(ours.ok() && sample.ok());
   EXPECT_EQ(ours->signature, sample->signature);
 }
@@ -650,7 +650,7 @@ TEST_F(LicenseToolTest, SignThenShowWithTheMatchingKey) {
 
 TEST_F(LicenseToolTest, SignToStdoutAndShowAgainstTheBuiltInKey) {
   ToolResult signed_result =
-      Run({"sign", "--key", TestData("test_key.private"), "--licensee", "Stdout Ltd", "--issued",
+      Run({"sign", "--key", TestFile("test_key.private"), "--licensee", "Stdout Ltd", "--issued",
            "2026-01-01", "--expires", "2099-01-01", "--max-event-loops", "2"});
   ASSERT_EQ(signed_result.exit_code, 0) << signed_result.output;
   absl::StatusOr<License> parsed = ParseLicense(signed_result.output);
@@ -669,8 +669,8 @@ TEST_F(LicenseToolTest, SignToStdoutAndShowAgainstTheBuiltInKey) {
 
 TEST_F(LicenseToolTest, ShowReportsInvalidLicensesWithExitOne) {
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {TestData("tampered.license"), "INVALID: license signature does not verify"},
-      {TestData("make_samples.py"), "expected key = value"},
+      {TestFile("tampered.license"), "INVALID: license signature does not verify"},
+      {TestFile("make_samples.py"), "expected key = value"},
       {dir_.File("absent"), "not found"},
   };
   for (const auto& [path, message] : cases) {
@@ -679,11 +679,11 @@ TEST_F(LicenseToolTest, ShowReportsInvalidLicensesWithExitOne) {
     EXPECT_THAT(shown.output, HasSubstr(message)) << path;
   }
   ToolResult expired =
-      Run({"show", TestData("expired.license"), "--public-key", TestData("test_key.public")});
+      Run({"show", TestFile("expired.license"), "--public-key", TestFile("test_key.public")});
   EXPECT_EQ(expired.exit_code, 1);
   EXPECT_THAT(expired.output, HasSubstr("INVALID: license expired on 2026-01-01"));
   ToolResult other =
-      Run({"show", TestData("wrong_key.license"), "--public-key", TestData("other_key.public")});
+      Run({"show", TestFile("wrong_key.license"), "--public-key", TestFile("other_key.public")});
   EXPECT_EQ(other.exit_code, 0) << other.output;
 }
 

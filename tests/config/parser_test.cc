@@ -13,7 +13,7 @@ namespace {
 
 using ::testing::ElementsAre;
 
-std::string TestData(const std::string& name) {
+std::string TestPath(const std::string& name) {
   return std::string(RINGMAIL_SOURCE_DIR) + "/tests/config/testdata/" + name;
 }
 
@@ -155,13 +155,13 @@ TEST(ParserTest, FileSizeLimit) {
 
 TEST(ParserTest, IncludeIsRelativeToTheIncludingFile) {
   Diagnostics d;
-  std::vector<Node> nodes = ParseConfigFile(TestData("include/main.conf"), &d);
+  std::vector<Node> nodes = ParseConfigFile(TestPath("include/main.conf"), &d);
   ASSERT_FALSE(d.has_errors()) << d.ToStatus();
   ASSERT_EQ(nodes.size(), 3u);
   EXPECT_EQ(nodes[0].name, "spool_dir");
   EXPECT_EQ(nodes[1].name, "ESMTP_Listener");
   EXPECT_EQ(nodes[1].pos.file, 1);
-  EXPECT_EQ(d.file_name(1), TestData("include/listener.conf"));
+  EXPECT_EQ(d.file_name(1), TestPath("include/listener.conf"));
   // An include inside a scope splices into that scope.
   ASSERT_EQ(nodes[2].children.size(), 1u);
   EXPECT_EQ(nodes[2].children[0].name, "max_outbound_connections");
@@ -169,37 +169,37 @@ TEST(ParserTest, IncludeIsRelativeToTheIncludingFile) {
 
 TEST(ParserTest, IncludeMissing) {
   Diagnostics d;
-  ParseConfigFile(TestData("include/missing.conf"), &d);
+  ParseConfigFile(TestPath("include/missing.conf"), &d);
   EXPECT_THAT(
       Errors(d),
-      ElementsAre(TestData("include/missing.conf") + ":2:9: cannot open include file '" +
-                  TestData("include/does_not_exist.conf") + "': No such file or directory"));
+      ElementsAre(TestPath("include/missing.conf") + ":2:9: cannot open include file '" +
+                  TestPath("include/does_not_exist.conf") + "': No such file or directory"));
 }
 
 TEST(ParserTest, IncludeCycle) {
   Diagnostics d;
-  ParseConfigFile(TestData("include/cycle_a.conf"), &d);
-  std::string a = TestData("include/cycle_a.conf");
-  std::string b = TestData("include/cycle_b.conf");
+  ParseConfigFile(TestPath("include/cycle_a.conf"), &d);
+  std::string a = TestPath("include/cycle_a.conf");
+  std::string b = TestPath("include/cycle_b.conf");
   EXPECT_THAT(Errors(d), ElementsAre(b + ":1:9: include cycle: " + a + " -> " + b + " -> " + a));
 }
 
 TEST(ParserTest, IncludeDepthLimit) {
   Diagnostics ok;
-  std::vector<Node> nodes = ParseConfigFile(TestData("include/deep_2.conf"), &ok);
+  std::vector<Node> nodes = ParseConfigFile(TestPath("include/deep_2.conf"), &ok);
   EXPECT_FALSE(ok.has_errors()) << ok.ToStatus();  // 8 levels below the main file
   ASSERT_EQ(nodes.size(), 1u);
   EXPECT_EQ(nodes[0].value.items[0].text, "/deep");
   Diagnostics d;
-  ParseConfigFile(TestData("include/deep_0.conf"), &d);
-  EXPECT_THAT(Errors(d), ElementsAre(TestData("include/deep_8.conf") +
+  ParseConfigFile(TestPath("include/deep_0.conf"), &d);
+  EXPECT_THAT(Errors(d), ElementsAre(TestPath("include/deep_8.conf") +
                                      ":2:9: includes nested too deeply (more than 8 levels)"));
 }
 
 TEST(ParserTest, UnreadableMainFile) {
   Diagnostics d;
-  ParseConfigFile(TestData("no_such.conf"), &d);
-  EXPECT_THAT(Errors(d), ElementsAre(TestData("no_such.conf") +
+  ParseConfigFile(TestPath("no_such.conf"), &d);
+  EXPECT_THAT(Errors(d), ElementsAre(TestPath("no_such.conf") +
                                      ": cannot read config file: No such file or directory"));
 }
 

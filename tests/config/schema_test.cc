@@ -17,7 +17,7 @@ namespace {
 
 using ::testing::ElementsAre;
 
-std::vector<std::string> LoadErrors(std::string_view text) {
+std::vector<std::string> LoadFails(std::string_view text) {
   std::vector<ConfigError> errors;
   absl::StatusOr<std::shared_ptr<const Config>> config = LoadConfigString(text, "t.conf", &errors);
   std::vector<std::string> out;
@@ -29,7 +29,7 @@ std::vector<std::string> LoadErrors(std::string_view text) {
   return out;
 }
 
-std::shared_ptr<const Config> LoadOk(std::string_view text) {
+std::shared_ptr<const Config> Loaded(std::string_view text) {
   absl::StatusOr<std::shared_ptr<const Config>> config = LoadConfigString(text, "t.conf");
   EXPECT_TRUE(config.ok()) << config.status();
   return config.ok() ? *config : nullptr;
@@ -103,117 +103,117 @@ TEST(SchemaTableTest, ClosestName) {
 // ---- errors through a load ------------------------------------------------------------------
 
 TEST(SchemaErrorsTest, UnknownKeyWithSuggestion) {
-  EXPECT_THAT(LoadErrors("spool_dri = \"/x\"\n"),
+  EXPECT_THAT(LoadFails("spool_dri = \"/x\"\n"),
               ElementsAre("t.conf:1:1: unknown global key 'spool_dri'; did you mean "
                           "'spool_dir'?"));
-  EXPECT_THAT(LoadErrors("ESMTP_Listener {\n  max_conections = 5\n}\n"),
+  EXPECT_THAT(LoadFails("ESMTP_Listener {\n  max_conections = 5\n}\n"),
               ElementsAre("t.conf:2:3: unknown key 'max_conections' in ESMTP_Listener; did you "
                           "mean 'max_connections'?"));
-  EXPECT_THAT(LoadErrors("frobnicate = 1\n"),
+  EXPECT_THAT(LoadFails("frobnicate = 1\n"),
               ElementsAre("t.conf:1:1: unknown global key 'frobnicate'"));
 }
 
 TEST(SchemaErrorsTest, KeyInTheWrongScope) {
-  EXPECT_THAT(LoadErrors("relay_hosts = ( \"10.0.0.0/8\" )\n"),
+  EXPECT_THAT(LoadFails("relay_hosts = ( \"10.0.0.0/8\" )\n"),
               ElementsAre("t.conf:1:1: 'relay_hosts' is not a key of global scope; it belongs "
                           "in ESMTP_Listener"));
-  EXPECT_THAT(LoadErrors("Domain \"a.com\" { spool_dir = \"/x\" }\n"),
+  EXPECT_THAT(LoadFails("Domain \"a.com\" { spool_dir = \"/x\" }\n"),
               ElementsAre("t.conf:1:18: 'spool_dir' is not a key of Domain; it belongs in "
                           "global scope"));
 }
 
 TEST(SchemaErrorsTest, UnknownScopeAndScopeKeyConfusion) {
-  EXPECT_THAT(LoadErrors("ESMTP_Listner { }\n"),
+  EXPECT_THAT(LoadFails("ESMTP_Listner { }\n"),
               ElementsAre("t.conf:1:1: unknown scope 'ESMTP_Listner' at global scope; did you "
                           "mean 'ESMTP_Listener'?"));
-  EXPECT_THAT(LoadErrors("Listen \"127.0.0.1:25\" { }\n"),
+  EXPECT_THAT(LoadFails("Listen \"127.0.0.1:25\" { }\n"),
               ElementsAre("t.conf:1:1: scope 'Listen' is not allowed at global scope; it "
                           "belongs in ESMTP_Listener or HTTP_Listener or Control_Listener"));
-  EXPECT_THAT(LoadErrors("ESMTP_Listener { Listen = \"127.0.0.1:25\" }\n"),
+  EXPECT_THAT(LoadFails("ESMTP_Listener { Listen = \"127.0.0.1:25\" }\n"),
               ElementsAre("t.conf:1:18: 'Listen' is a scope, not a key: write Listen \"...\" "
                           "{ }"));
-  EXPECT_THAT(LoadErrors("spool_dir { }\n"),
+  EXPECT_THAT(LoadFails("spool_dir { }\n"),
               ElementsAre("t.conf:1:1: 'spool_dir' is a key, not a scope: write spool_dir = "
                           "VALUE"));
 }
 
 TEST(SchemaErrorsTest, WrongType) {
-  EXPECT_THAT(LoadErrors("ESMTP_Listener {\n  max_connections = \"many\"\n}\n"),
+  EXPECT_THAT(LoadFails("ESMTP_Listener {\n  max_connections = \"many\"\n}\n"),
               ElementsAre("t.conf:2:21: max_connections expects an integer, got \"many\""));
-  EXPECT_THAT(LoadErrors("retry_interval = 10MB\n"),
+  EXPECT_THAT(LoadFails("retry_interval = 10MB\n"),
               ElementsAre("t.conf:1:18: retry_interval expects a duration (e.g. 250ms, 30s, 5m, "
                           "1h, 5d), got '10MB'"));
-  EXPECT_THAT(LoadErrors("spool_segment_size = 30s\n"),
+  EXPECT_THAT(LoadFails("spool_segment_size = 30s\n"),
               ElementsAre("t.conf:1:22: spool_segment_size expects a size (e.g. 512KB, 20MB, "
                           "1GB), got '30s'"));
-  EXPECT_THAT(LoadErrors("ESMTP_Listener { require_tls = maybe }\n"),
+  EXPECT_THAT(LoadFails("ESMTP_Listener { require_tls = maybe }\n"),
               ElementsAre("t.conf:1:32: require_tls expects true or false, got 'maybe'"));
-  EXPECT_THAT(LoadErrors("ESMTP_Listener { banner = \"hi\\r\\n250 injected\" }\n"),
+  EXPECT_THAT(LoadFails("ESMTP_Listener { banner = \"hi\\r\\n250 injected\" }\n"),
               ElementsAre("t.conf:1:27: banner must not contain control characters"));
-  EXPECT_THAT(LoadErrors("spool_dir = ( \"/a\" \"/b\" )\n"),
+  EXPECT_THAT(LoadFails("spool_dir = ( \"/a\" \"/b\" )\n"),
               ElementsAre("t.conf:1:13: spool_dir takes a single value, not a list"));
-  EXPECT_THAT(LoadErrors("ESMTP_Listener { bare_lf = \"drop\" }\n"),
+  EXPECT_THAT(LoadFails("ESMTP_Listener { bare_lf = \"drop\" }\n"),
               ElementsAre("t.conf:1:28: bare_lf must be one of \"reject\", \"normalize\"; got "
                           "\"drop\""));
-  EXPECT_THAT(LoadErrors("spool_segment_fill = sparse\n"),
+  EXPECT_THAT(LoadFails("spool_segment_fill = sparse\n"),
               ElementsAre("t.conf:1:22: spool_segment_fill must be one of \"zeros\", "
                           "\"allocate\", \"none\"; got 'sparse'"));
-  EXPECT_THAT(LoadErrors("spool_segment_size = \"12XB\"\n"),
+  EXPECT_THAT(LoadFails("spool_segment_size = \"12XB\"\n"),
               ElementsAre("t.conf:1:22: spool_segment_size: unknown unit 'XB' in '12XB' (sizes: "
                           "B, K, KB, KiB, M, MB, MiB, G, GB, GiB, T, TB, TiB; durations: us, ms, "
                           "s, m, h, d, w)"));
 }
 
 TEST(SchemaErrorsTest, OutOfRange) {
-  EXPECT_THAT(LoadErrors("ESMTP_Listener { max_connections = 0 }\n"),
+  EXPECT_THAT(LoadFails("ESMTP_Listener { max_connections = 0 }\n"),
               ElementsAre("t.conf:1:36: max_connections = 0 is out of range (1..1000000)"));
-  EXPECT_THAT(LoadErrors("ESMTP_Listener { max_message_size = 3GB }\n"),
+  EXPECT_THAT(LoadFails("ESMTP_Listener { max_message_size = 3GB }\n"),
               ElementsAre("t.conf:1:37: max_message_size = 3GB is out of range (1KB..2GB)"));
-  EXPECT_THAT(LoadErrors("retry_interval = 500ms\n"),
+  EXPECT_THAT(LoadFails("retry_interval = 500ms\n"),
               ElementsAre("t.conf:1:18: retry_interval = 500ms is out of range (1s..1d)"));
-  EXPECT_THAT(LoadErrors("remote_smtp_port = 70000\n"),
+  EXPECT_THAT(LoadFails("remote_smtp_port = 70000\n"),
               ElementsAre("t.conf:1:20: remote_smtp_port = 70000 is out of range (1..65535)"));
-  EXPECT_THAT(LoadErrors("ThreadPool \"IO\" { Stack_Size = 16KB }\n"),
+  EXPECT_THAT(LoadFails("ThreadPool \"IO\" { Stack_Size = 16KB }\n"),
               ElementsAre("t.conf:1:32: Stack_Size = 16KB is out of range (64KB..1GB)"));
 }
 
 TEST(SchemaErrorsTest, PercentOutOfRange) {
-  EXPECT_THAT(LoadErrors("eventloop \"p\" { concurrency = \"150%\" }\n"),
+  EXPECT_THAT(LoadFails("eventloop \"p\" { concurrency = \"150%\" }\n"),
               ElementsAre("t.conf:1:31: concurrency = 150% is out of range (1%..100%)"));
-  EXPECT_THAT(LoadErrors("eventloop \"p\" { concurrency = 0% }\n"),
+  EXPECT_THAT(LoadFails("eventloop \"p\" { concurrency = 0% }\n"),
               ElementsAre("t.conf:1:31: concurrency = 0% is out of range (1%..100%)"));
-  EXPECT_THAT(LoadErrors("eventloop \"p\" { concurrency = 2000 }\n"),
+  EXPECT_THAT(LoadFails("eventloop \"p\" { concurrency = 2000 }\n"),
               ElementsAre("t.conf:1:31: concurrency = 2000 is out of range (1..1024)"));
 }
 
 TEST(SchemaErrorsTest, DuplicateKey) {
-  EXPECT_THAT(LoadErrors("spool_dir = \"/a\"\nSPOOL_DIR = \"/b\"\n"),
+  EXPECT_THAT(LoadFails("spool_dir = \"/a\"\nSPOOL_DIR = \"/b\"\n"),
               ElementsAre("t.conf:2:1: duplicate key 'SPOOL_DIR' (first set at t.conf:1:13)"));
   // The same key in two instances of a scope is not a duplicate.
-  EXPECT_TRUE(LoadErrors("Domain \"a.com\" { tls = \"off\" }\nDomain \"b.com\" { tls = \"off\" }\n")
+  EXPECT_TRUE(LoadFails("Domain \"a.com\" { tls = \"off\" }\nDomain \"b.com\" { tls = \"off\" }\n")
                   .empty());
 }
 
 TEST(SchemaErrorsTest, BadCidr) {
-  EXPECT_THAT(LoadErrors("ESMTP_Listener {\n"
+  EXPECT_THAT(LoadFails("ESMTP_Listener {\n"
                          "  relay_hosts = ( \"10.0.0.0/8\" \"10.0.0.300/8\" )\n}"),
               ElementsAre("t.conf:2:32: relay_hosts: bad CIDR block '10.0.0.300/8' (expected "
                           "ADDRESS or ADDRESS/PREFIX, e.g. 10.0.0.0/8)"));
-  EXPECT_THAT(LoadErrors("ESMTP_Listener { relay_hosts = \"10.0.0.0/33\" }"),
+  EXPECT_THAT(LoadFails("ESMTP_Listener { relay_hosts = \"10.0.0.0/33\" }"),
               ElementsAre("t.conf:1:32: relay_hosts: prefix length in '10.0.0.0/33' is out of "
                           "range (0..32)"));
-  EXPECT_THAT(LoadErrors("ESMTP_Listener { relay_hosts = \"127.0.0.1/8\" }"),
+  EXPECT_THAT(LoadFails("ESMTP_Listener { relay_hosts = \"127.0.0.1/8\" }"),
               ElementsAre("t.conf:1:32: relay_hosts: host bits are set in '127.0.0.1/8' "
                           "(address and prefix disagree)"));
 }
 
 TEST(SchemaErrorsTest, BadListItems) {
-  EXPECT_THAT(LoadErrors("resolvers = ( \"dns.example\" )\n"),
+  EXPECT_THAT(LoadFails("resolvers = ( \"dns.example\" )\n"),
               ElementsAre("t.conf:1:15: resolvers: bad address 'dns.example' (expected IP:PORT, "
                           "IPv6 as [::1]:PORT; no host names)"));
-  EXPECT_THAT(LoadErrors("ESMTP_Listener { relay_domains = ( \"bad domain\" ) }"),
+  EXPECT_THAT(LoadFails("ESMTP_Listener { relay_domains = ( \"bad domain\" ) }"),
               ElementsAre("t.conf:1:36: relay_domains: bad character in name 'bad domain'"));
-  EXPECT_THAT(LoadErrors("default_route = \"relay.example:99999\"\n"),
+  EXPECT_THAT(LoadFails("default_route = \"relay.example:99999\"\n"),
               ElementsAre("t.conf:1:17: default_route: bad port '99999' in "
                           "'relay.example:99999' (expected 0..65535)"));
 }
@@ -221,7 +221,7 @@ TEST(SchemaErrorsTest, BadListItems) {
 // ---- accepted forms ----------------------------------------------------------------------------
 
 TEST(SchemaValuesTest, CaseInsensitiveKeysAndScopes) {
-  std::shared_ptr<const Config> c = LoadOk(
+  std::shared_ptr<const Config> c = Loaded(
       "SPOOL_DIR = \"/s\"\n"
       "esmtp_listener { MAX_CONNECTIONS = 7  listen \"127.0.0.1:2525\" { TLS = NONE } }\n"
       "threadpool \"unlink\" { concurrency = 9 }\n"
@@ -237,7 +237,7 @@ TEST(SchemaValuesTest, CaseInsensitiveKeysAndScopes) {
 }
 
 TEST(SchemaValuesTest, QuotedNumbersBoolsAndLoneListItems) {
-  std::shared_ptr<const Config> c = LoadOk(
+  std::shared_ptr<const Config> c = Loaded(
       "spool_segment_size = \"128MB\"\n"
       "spool_segment_fill = allocate\n"
       "retry_interval = 90\n"  // bare integer: seconds

@@ -30,7 +30,7 @@ using testing::Recover;
 using testing::TempDir;
 using testing::TestMessage;
 
-uint64_t NowMs() { return static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())); }
+uint64_t LedgerNowMs() { return static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())); }
 
 DeliveryReport::Item Item(uint32_t index, RecipientState state, std::string reply = "",
                           std::string host = "", uint32_t attempts = 1, uint64_t next = 0) {
@@ -155,7 +155,7 @@ TEST_F(LedgerTest, ReportsBecomeDurableRecordsThenDone) {
   const auto& c = n.Commit(One(TestMessage(3, "s@o.test", {"a@x.test", "b@x.test", "c@x.test"})));
   core::MessageId id = c[0].id;
   ASSERT_TRUE(n.AwaitJobs(1));
-  uint64_t next = NowMs() + 3600 * 1000;
+  uint64_t next = LedgerNowMs() + 3600 * 1000;
   n.Report(ReportOf(id, {Item(0, RecipientState::kDelivered, "250 2.0.0 ok", "mx[1.2.3.4]"),
                          Item(1, RecipientState::kDeferred, "451 4.3.0 later", "", 2, next)}));
   ASSERT_TRUE(n.AwaitStats([](const LedgerStats& s) { return s.recipient_records == 2; }));
@@ -334,7 +334,7 @@ TEST_F(LedgerTest, BrakeEngagesAtTheBacklogBoundAndReleases) {
 // adopted by loop 0: only pending recipients become jobs, finished messages get their DONE
 // (and their DSN unless it is already live), and the old directory's segments go away.
 TEST_F(LedgerTest, AdoptsARecoveredSpool) {
-  uint64_t next = NowMs() + 3600 * 1000;
+  uint64_t next = LedgerNowMs() + 3600 * 1000;
   std::vector<core::MessageId> ids;
   core::MessageId dsn4;
   {
@@ -354,7 +354,7 @@ TEST_F(LedgerTest, AdoptsARecoveredSpool) {
     old.Commit(std::move(ms));
     auto update = [&](size_t m, uint32_t i, RecipientState st, uint32_t attempts = 1,
                       uint64_t next_ms = 0) {
-      old.AppendState(spool::RecipientUpdate{ids[m], i, st, attempts, next_ms, NowMs(), "x"});
+      old.AppendState(spool::RecipientUpdate{ids[m], i, st, attempts, next_ms, LedgerNowMs(), "x"});
     };
     update(0, 0, RecipientState::kDelivered);
     update(0, 1, RecipientState::kDeferred, 2, next);
@@ -436,7 +436,7 @@ TEST_F(LedgerTest, CompactionMovesTheLastLiveMessageAndRemovesTheSegment) {
   EXPECT_TRUE(FileExists(spool::SegmentPath(SpoolDir(), sparse)));
   // Deferred for long and handed back (what an engine does): once its record is durable,
   // it may move.
-  uint64_t later = NowMs() + 3600 * 1000;
+  uint64_t later = LedgerNowMs() + 3600 * 1000;
   n.Report(ReportOf(c[0].id, {Item(0, RecipientState::kDeferred, "451 later", "", 1, later),
                               Item(0, RecipientState::kPending, "", "", 1, later)}));
   EXPECT_EQ(n.Stats().parked, 1u);

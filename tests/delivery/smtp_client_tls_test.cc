@@ -32,7 +32,7 @@ using testing::ServerTransaction;
 using testing::SpoolFile;
 using testing::TestSmtpServer;
 
-std::vector<DeliveryReport::Item> AllItems(const std::vector<DeliveryReport>& reports) {
+std::vector<DeliveryReport::Item> TlsAllItems(const std::vector<DeliveryReport>& reports) {
   std::vector<DeliveryReport::Item> out;
   for (const DeliveryReport& r : reports) out.insert(out.end(), r.items.begin(), r.items.end());
   return out;
@@ -119,7 +119,7 @@ class SmtpClientTlsTest : public ::testing::Test {
     std::string body = absl::StrCat("Subject: tls to ", domain, "\r\n\r\n.dot line\r\nend\r\n");
     engine_.Submit(spool_.Add("a@origin.test", {absl::StrCat("r@", domain)}, domain, body));
     EXPECT_TRUE(engine_.AwaitItems(expect, 1)) << domain;
-    std::vector<DeliveryReport::Item> items = AllItems(engine_.reports());
+    std::vector<DeliveryReport::Item> items = TlsAllItems(engine_.reports());
     return items.empty() ? DeliveryReport::Item() : items.back();
   }
 

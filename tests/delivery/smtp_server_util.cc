@@ -21,7 +21,7 @@
 namespace ringmail::delivery::testing {
 namespace {
 
-constexpr auto kAwait = std::chrono::seconds(20);
+constexpr auto kServerAwait = std::chrono::seconds(20);
 
 // A blocking socket, plain or (after StartTls) through a server TlsSession.
 class Conn {
@@ -350,27 +350,27 @@ void TestSmtpServer::Serve(int fd, int number) {
 
 bool TestSmtpServer::AwaitTransactions(size_t n) {
   std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, kAwait, [&] { return transactions_.size() >= n; });
+  return cv_.wait_for(lock, kServerAwait, [&] { return transactions_.size() >= n; });
 }
 
 bool TestSmtpServer::AwaitConnections(int accepted) {
   std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, kAwait, [&] { return accepted_ >= accepted; });
+  return cv_.wait_for(lock, kServerAwait, [&] { return accepted_ >= accepted; });
 }
 
 bool TestSmtpServer::AwaitDataStarted() {
   std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, kAwait, [&] { return data_started_ > 0; });
+  return cv_.wait_for(lock, kServerAwait, [&] { return data_started_ > 0; });
 }
 
 bool TestSmtpServer::AwaitQuits(int n) {
   std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, kAwait, [&] { return quits_ >= n; });
+  return cv_.wait_for(lock, kServerAwait, [&] { return quits_ >= n; });
 }
 
 bool TestSmtpServer::AwaitAllClosed() {
   std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, kAwait, [&] { return open_ == 0; });
+  return cv_.wait_for(lock, kServerAwait, [&] { return open_ == 0; });
 }
 
 void TestSmtpServer::ReleaseGreetings() {

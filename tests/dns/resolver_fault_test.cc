@@ -91,7 +91,7 @@ TEST_F(ResolverFaultTest, NothingListeningIsTemporary) {
       << r.status;
 }
 
-FakeDnsServer::Responder MxAnswer(std::vector<testing::Rr> answers, int ancount = -1) {
+FakeDnsServer::Responder MxServed(std::vector<testing::Rr> answers, int ancount = -1) {
   return [answers, ancount](const testing::Question& q) -> std::optional<std::string> {
     testing::Message m;
     m.id = q.id;
@@ -105,15 +105,15 @@ FakeDnsServer::Responder MxAnswer(std::vector<testing::Rr> answers, int ancount 
   };
 }
 
-testing::Rr Mx(uint16_t pref, const std::string& host) {
+testing::Rr MxRr(uint16_t pref, const std::string& host) {
   return {"example.test", testing::kTypeMx, 300, testing::MxRdata(pref, host)};
 }
 
 TEST_F(ResolverFaultTest, HostileMxHostsAreDropped) {
   std::string too_long = std::string(63, 'a') + "." + std::string(63, 'b') + "." +
                          std::string(63, 'c') + "." + std::string(63, 'd');
-  Serve(MxAnswer({Mx(5, "bad host.example"), Mx(10, "good.example"), Mx(1, too_long),
-                  Mx(7, "crlf\r\n.example")}));
+  Serve(MxServed({MxRr(5, "bad host.example"), MxRr(10, "good.example"), MxRr(1, too_long),
+                  MxRr(7, "crlf\r\n.example")}));
   ASSERT_TRUE(harness_.Start(Options(500, 1)).ok());
   testing::MxResult r = harness_.Mx("example.test");
   ASSERT_TRUE(r.status.ok()) << r.status;
@@ -121,13 +121,13 @@ TEST_F(ResolverFaultTest, HostileMxHostsAreDropped) {
 }
 
 TEST_F(ResolverFaultTest, AnswerWithOnlyHostileHostsIsTemporary) {
-  Serve(MxAnswer({Mx(5, "bad host.example"), Mx(10, "x\\y.example")}));
+  Serve(MxServed({MxRr(5, "bad host.example"), MxRr(10, "x\\y.example")}));
   ASSERT_TRUE(harness_.Start(Options(500, 1)).ok());
   EXPECT_EQ(harness_.Mx("example.test").status.code(), absl::StatusCode::kUnavailable);
 }
 
 TEST_F(ResolverFaultTest, MalformedAnswerIsTemporary) {
-  Serve(MxAnswer({Mx(10, "good.example")}, /*ancount=*/4));
+  Serve(MxServed({MxRr(10, "good.example")}, /*ancount=*/4));
   ASSERT_TRUE(harness_.Start(Options(300, 1)).ok());
   absl::Status s = harness_.Mx("example.test").status;
   // c-ares rejects it (bad response) or, if it drops the packet, the query times out.
@@ -143,7 +143,7 @@ TEST_F(ResolverFaultTest, HugeMxSetIsCapped) {
     many.push_back({"e.t", testing::kTypeMx, 300,
                     testing::MxRdata(static_cast<uint16_t>(i), "m" + std::to_string(i) + ".x")});
   }
-  Serve(MxAnswer(many));
+  Serve(MxServed(many));
   ASSERT_TRUE(harness_.Start(Options(500, 1)).ok());
   testing::MxResult r = harness_.Mx("e.t");
   ASSERT_TRUE(r.status.ok()) << r.status;

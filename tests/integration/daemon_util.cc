@@ -43,7 +43,7 @@ int RemainingMs(Clock::time_point deadline) {
 }
 
 // poll() one fd until `events` or the deadline; EINTR restarts with the time left.
-int PollUntil(int fd, short events, Clock::time_point deadline, short* revents) {
+int PollFd(int fd, short events, Clock::time_point deadline, short* revents) {
   for (;;) {
     pollfd p{fd, events, 0};
     int n = poll(&p, 1, RemainingMs(deadline));
@@ -235,7 +235,7 @@ std::optional<std::string> Subprocess::ReadStdoutLine(Millis timeout) {
       return line;
     }
     if (stdout_fd_ < 0 || stdout_buffer_.size() > kLineBytesMax) return std::nullopt;
-    if (PollUntil(stdout_fd_, POLLIN, deadline, nullptr) <= 0) return std::nullopt;
+    if (PollFd(stdout_fd_, POLLIN, deadline, nullptr) <= 0) return std::nullopt;
     char buf[4096];
     ssize_t n = read(stdout_fd_, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
@@ -249,7 +249,7 @@ std::string Subprocess::ReadAllStdout(Millis timeout, size_t max_bytes) {
   std::string out = std::move(stdout_buffer_);
   stdout_buffer_.clear();
   while (stdout_fd_ >= 0 && out.size() < max_bytes) {
-    if (PollUntil(stdout_fd_, POLLIN, deadline, nullptr) <= 0) break;
+    if (PollFd(stdout_fd_, POLLIN, deadline, nullptr) <= 0) break;
     char buf[65536];
     ssize_t n = read(stdout_fd_, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
@@ -273,7 +273,7 @@ std::optional<int> Subprocess::Wait(Millis timeout) {
       pid_ = -1;
       return std::nullopt;
     }
-    if (r == 0 && PollUntil(pidfd_, POLLIN, deadline, nullptr) <= 0) {
+    if (r == 0 && PollFd(pidfd_, POLLIN, deadline, nullptr) <= 0) {
       // Timed out, unless it exited right at the deadline.
       r = waitpid(pid_, &status, WNOHANG);
       if (r == pid_) {
@@ -508,7 +508,7 @@ absl::Status SmtpClient::Connect(uint16_t port, Millis timeout) {
     return absl::UnavailableError(absl::StrCat("connect: ", strerror(e)));
   }
   short revents = 0;
-  if (PollUntil(fd_, POLLOUT, Clock::now() + timeout, &revents) <= 0) {
+  if (PollFd(fd_, POLLOUT, Clock::now() + timeout, &revents) <= 0) {
     Close();
     return absl::DeadlineExceededError("connect timed out");
   }
@@ -533,7 +533,7 @@ absl::Status SmtpClient::Send(std::string_view bytes, Millis timeout) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (PollUntil(fd_, POLLOUT, deadline, nullptr) <= 0) {
+      if (PollFd(fd_, POLLOUT, deadline, nullptr) <= 0) {
         return absl::DeadlineExceededError("send timed out (peer not reading)");
       }
       continue;
@@ -555,7 +555,7 @@ SmtpClient::Fill SmtpClient::FillBuffer(Clock::time_point deadline) {
     if (n == 0) return Fill::kEof;
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return Fill::kError;
-    if (PollUntil(fd_, POLLIN, deadline, nullptr) <= 0) return Fill::kTimeout;
+    if (PollFd(fd_, POLLIN, deadline, nullptr) <= 0) return Fill::kTimeout;
   }
 }
 

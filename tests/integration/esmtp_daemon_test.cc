@@ -34,7 +34,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-constexpr Millis kToolTimeout(20'000);
+constexpr Millis kEsmtpToolTimeout(20'000);
 
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kUnderAsan = true;
@@ -74,7 +74,7 @@ class EsmtpDaemonTest : public ::testing::Test {
 
   RunResult SpoolTool(std::vector<std::string> args) {
     args.insert(args.begin(), SpoolToolPath());
-    return RunProgram(args, kToolTimeout);
+    return RunProgram(args, kEsmtpToolTimeout);
   }
 
   // The content the spool holds for `id` (Received: header and body), via `show --body`.
@@ -145,7 +145,7 @@ TEST_F(EsmtpDaemonTest, SmtplibMessageIsSpooledByteExactWithReceivedHeaderFirst)
   RunResult r = RunProgram({python, ClientScriptPath("smtplib_send.py"), "127.0.0.1",
                             std::to_string(daemon_.port()), "sender@client.test",
                             "user@local.test", path},
-                           kToolTimeout);
+                           kEsmtpToolTimeout);
   ASSERT_FALSE(r.timed_out);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("pipelining"));
@@ -185,7 +185,7 @@ TEST_F(EsmtpDaemonTest, SwaksWithAndWithoutPipelining) {
                                      "--body", "hello from swaks",
                                      "--timeout", "10"};
     if (pipeline) argv.push_back("--pipeline");
-    RunResult r = RunProgram(argv, kToolTimeout);
+    RunResult r = RunProgram(argv, kEsmtpToolTimeout);
     ASSERT_FALSE(r.timed_out);
     EXPECT_EQ(r.exit_code, 0) << "pipeline=" << pipeline << "\n" << r.out << r.err;
     EXPECT_THAT(r.out, HasSubstr("250-PIPELINING"));

@@ -43,7 +43,7 @@ using ::testing::StartsWith;
 using Clock = std::chrono::steady_clock;
 
 constexpr char kToken[] = "test-token-0123456789";
-constexpr Millis kToolTimeout(20'000);
+constexpr Millis kHttpTimeout(20'000);
 
 // ---------------------------------------------------------------------------------------
 // A raw HTTP/1.1 client: bounded reads, responses framed by Content-Length.
@@ -256,7 +256,7 @@ class HttpDaemonTest : public ::testing::Test {
       argv.push_back(absl::StrCat("Authorization: Bearer ", kToken));
     }
     argv.insert(argv.end(), args.begin(), args.end());
-    RunResult r = RunProgram(argv, kToolTimeout);
+    RunResult r = RunProgram(argv, kHttpTimeout);
     CurlResult c;
     c.err = r.err;
     size_t start = r.out.rfind("HTTP/1.1 ");
@@ -298,7 +298,7 @@ class HttpDaemonTest : public ::testing::Test {
   }
 
   std::string SpooledContent(const std::string& id) {
-    RunResult r = RunProgram({SpoolToolPath(), "show", "--body", spool_dir(), id}, kToolTimeout);
+    RunResult r = RunProgram({SpoolToolPath(), "show", "--body", spool_dir(), id}, kHttpTimeout);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     constexpr std::string_view kBegin = "*** MESSAGE CONTENTS ***\n";
     constexpr std::string_view kEnd = "*** END OF MESSAGE ***\n";
@@ -316,7 +316,7 @@ class HttpDaemonTest : public ::testing::Test {
     const std::string python = FindProgram({"python3"});
     if (python.empty()) return "OK";  // setup.sh installs it; nothing to check without it
     RunResult r =
-        RunProgram({python, "-c", kMimeCheck, expectations}, kToolTimeout, SpooledContent(id));
+        RunProgram({python, "-c", kMimeCheck, expectations}, kHttpTimeout, SpooledContent(id));
     return r.out.empty() ? r.err : r.out.substr(0, r.out.find_last_not_of('\n') + 1);
   }
 
@@ -333,7 +333,7 @@ std::string Sha256Hex(const std::string& python, const std::string& data) {
   RunResult r =
       RunProgram({python, "-c",
                   "import hashlib,sys;print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())"},
-                 kToolTimeout, data);
+                 kHttpTimeout, data);
   return r.out.substr(0, 64);
 }
 
@@ -402,7 +402,7 @@ TEST_F(HttpDaemonTest, StructuredInjectionBuildsCorrectMime) {
       R"("text/html":"<p>Hello</p>"},"attachments":[{"filename":"résumé.pdf","sha256":")",
       Sha256Hex(python, pdf), R"("}]})");
   EXPECT_EQ(MimeCheck(ids[0], want), "OK");
-  RunResult show = RunProgram({SpoolToolPath(), "show", spool_dir(), ids[0]}, kToolTimeout);
+  RunResult show = RunProgram({SpoolToolPath(), "show", spool_dir(), ids[0]}, kHttpTimeout);
   EXPECT_THAT(show.out, HasSubstr("sender: <bounce@x.test>"));
   EXPECT_THAT(show.out, HasSubstr("recipient 1: <b@local.test>"));
 }
@@ -650,7 +650,7 @@ TEST_F(HttpDaemonTest, HttpOnlyDaemonAndSigtermDrainsAnOpenConnection) {
   // An idle kept-alive connection does not hold the drain.
   EXPECT_EQ(StopDaemon(), 0) << Stderr();
   EXPECT_TRUE(h.WaitForClose(Millis(5'000)));
-  RunResult show = RunProgram({SpoolToolPath(), "show", spool_dir(), ids[0]}, kToolTimeout);
+  RunResult show = RunProgram({SpoolToolPath(), "show", spool_dir(), ids[0]}, kHttpTimeout);
   EXPECT_EQ(show.exit_code, 0) << show.out << show.err;
   const std::string log = ReadFile(dir_.Sub("log/reception.log")).value_or("");
   EXPECT_THAT(log, HasSubstr("\"via\":\"http\",\"id\":\"" + ids[0] + "\""));

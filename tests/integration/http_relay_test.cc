@@ -20,7 +20,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 
-constexpr char kToken[] = "relay-test-token-0123456789";
+constexpr char kBearer[] = "relay-test-token-0123456789";
 
 // JSON string literal of `text` (UTF-8 passes through; controls are escaped).
 std::string JsonString(const std::string& text) {
@@ -46,7 +46,7 @@ std::string JsonString(const std::string& text) {
 }
 
 // Checks a delivered structured message with Python's email package; prints OK or why not.
-constexpr char kMimeCheck[] = R"PY(
+constexpr char kRelayMimeCheck[] = R"PY(
 import email, email.policy, hashlib, sys
 m = email.message_from_bytes(sys.stdin.buffer.read(), policy=email.policy.default)
 bad = [str(d) for p in m.walk() for d in p.defects]
@@ -74,7 +74,7 @@ class HttpRelayTest : public ::testing::Test {
     ASSERT_TRUE(sink.ok()) << sink;
     DaemonConfig config;
     config.default_route = sink_.route();
-    config.global_extra = absl::StrCat("HTTP_Listener {\n  auth_token = \"", kToken,
+    config.global_extra = absl::StrCat("HTTP_Listener {\n  auth_token = \"", kBearer,
                                        "\"\n  Listen \"127.0.0.1:0\" { }\n}\n");
     absl::Status started = daemon_.Start(config);
     ASSERT_TRUE(started.ok()) << started;
@@ -93,7 +93,7 @@ class HttpRelayTest : public ::testing::Test {
     const std::string body_file = dir_.Sub("request.json");
     EXPECT_TRUE(WriteFile(body_file, json).ok());
     RunResult r = RunProgram(
-        {curl_, "-sS", "--max-time", "20", "-H", absl::StrCat("Authorization: Bearer ", kToken),
+        {curl_, "-sS", "--max-time", "20", "-H", absl::StrCat("Authorization: Bearer ", kBearer),
          "-H", "Content-Type: application/json", "--data-binary", "@" + body_file,
          absl::StrCat("http://127.0.0.1:", daemon_.http_port(), "/api/inject/v1")},
         Millis(30'000));
@@ -162,7 +162,7 @@ TEST_F(HttpRelayTest, StructuredContentArrivesAsCorrectMime) {
   ASSERT_EQ(dumps.size(), 1u);
   EXPECT_EQ(dumps[0].mail_from, "bounce@x.test");
   EXPECT_THAT(dumps[0].rcpts, UnorderedElementsAre("a@local.test"));
-  RunResult check = RunProgram({python_, "-c", kMimeCheck}, Millis(10'000), dumps[0].content);
+  RunResult check = RunProgram({python_, "-c", kRelayMimeCheck}, Millis(10'000), dumps[0].content);
   EXPECT_EQ(check.exit_code, 0) << check.err;
   EXPECT_EQ(check.out, "OK\n") << dumps[0].content;
 }

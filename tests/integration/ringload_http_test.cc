@@ -30,13 +30,13 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr char kToken[] = "ringload-token-0123456789";
+constexpr char kRingloadToken[] = "ringload-token-0123456789";
 constexpr Millis kRunTimeout(60'000);
 
-std::string RingloadPath() { return ToolPath("ringload", "ringload"); }
+std::string HttpRingloadPath() { return ToolPath("ringload", "ringload"); }
 
 // The number after "key": in a flat JSON summary (-1 when absent).
-double JsonNumber(const std::string& json, const std::string& key) {
+double HttpJsonNumber(const std::string& json, const std::string& key) {
   const std::string needle = "\"" + key + "\":";
   size_t at = json.find(needle);
   if (at == std::string::npos) return -1;
@@ -53,13 +53,13 @@ class RingloadHttpTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!core::ProbeKernel().ok()) GTEST_SKIP() << "io_uring unavailable";
-    ASSERT_TRUE(std::filesystem::exists(RingloadPath())) << RingloadPath();
+    ASSERT_TRUE(std::filesystem::exists(HttpRingloadPath())) << HttpRingloadPath();
     ASSERT_TRUE(std::filesystem::exists(RingmaildPath())) << RingmaildPath();
     // Delivery is refused (DaemonConfig's default route): what is injected stays spooled.
     DaemonConfig config;
     config.relay_domains = "( \"domain0.test\" )";
     config.global_extra = absl::StrCat("retry_interval = 1h\nHTTP_Listener {\n  auth_token = \"",
-                                       kToken, "\"\n  Listen \"127.0.0.1:0\" { }\n}\n");
+                                       kRingloadToken, "\"\n  Listen \"127.0.0.1:0\" { }\n}\n");
     absl::Status started = daemon_.Start(config, Millis(15'000));
     ASSERT_TRUE(started.ok()) << started;
   }
@@ -73,10 +73,10 @@ class RingloadHttpTest : public ::testing::Test {
   }
 
   RunResult Send(std::vector<std::string> flags, bool token = true) {
-    std::vector<std::string> argv = {RingloadPath(), "send", "--http", "--target",
+    std::vector<std::string> argv = {HttpRingloadPath(), "send", "--http", "--target",
                                      absl::StrCat("127.0.0.1:", daemon_.http_port()), "--quiet",
                                      "--json"};
-    if (token) argv.insert(argv.end(), {"--token", kToken});
+    if (token) argv.insert(argv.end(), {"--token", kRingloadToken});
     argv.insert(argv.end(), flags.begin(), flags.end());
     return RunProgram(argv, kRunTimeout);
   }
@@ -135,10 +135,10 @@ TEST_P(RawInjection, EveryRequestIsAnsweredAndEveryMessageIsSpooledUnderItsId) {
   RunResult r = Send(flags);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("\"protocol\":\"http\""));
-  EXPECT_EQ(JsonNumber(r.out, "messages"), kMessages) << r.out;
-  EXPECT_EQ(JsonNumber(r.out, "200"), kMessages) << r.out;
-  EXPECT_EQ(JsonNumber(r.out, "errors"), 0) << r.out;
-  EXPECT_LE(JsonNumber(r.out, "connections_opened"), 8) << "keep-alive: " << r.out;
+  EXPECT_EQ(HttpJsonNumber(r.out, "messages"), kMessages) << r.out;
+  EXPECT_EQ(HttpJsonNumber(r.out, "200"), kMessages) << r.out;
+  EXPECT_EQ(HttpJsonNumber(r.out, "errors"), 0) << r.out;
+  EXPECT_LE(HttpJsonNumber(r.out, "connections_opened"), 8) << "keep-alive: " << r.out;
 
   const std::vector<Recorded> record = ReadRecord();
   ASSERT_EQ(record.size(), static_cast<size_t>(kMessages));
@@ -170,7 +170,7 @@ TEST_F(RingloadHttpTest, TemplatedStructuredInjectionMakesOneMessagePerRecipient
   RunResult r = Send({"--messages", "20", "--connections", "3", "--kind", "structured",
                       "--template", "--rcpts", "3", "--record", dir_.Sub("record")});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_EQ(JsonNumber(r.out, "messages"), 20) << r.out;
+  EXPECT_EQ(HttpJsonNumber(r.out, "messages"), 20) << r.out;
   const std::vector<Recorded> record = ReadRecord();
   ASSERT_EQ(record.size(), 20u);
   std::set<std::string> recorded_ids;
@@ -197,9 +197,9 @@ TEST_F(RingloadHttpTest, TemplatedStructuredInjectionMakesOneMessagePerRecipient
 TEST_F(RingloadHttpTest, OpenLoopRateSchedulesRequests) {
   RunResult r = Send({"--rate", "200", "--duration", "1", "--connections", "4"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_EQ(JsonNumber(r.out, "messages"), 200) << r.out;
-  EXPECT_GE(JsonNumber(r.out, "elapsed_s"), 0.99) << r.out;
-  EXPECT_LE(JsonNumber(r.out, "elapsed_s"), 3) << r.out;
+  EXPECT_EQ(HttpJsonNumber(r.out, "messages"), 200) << r.out;
+  EXPECT_GE(HttpJsonNumber(r.out, "elapsed_s"), 0.99) << r.out;
+  EXPECT_LE(HttpJsonNumber(r.out, "elapsed_s"), 3) << r.out;
   EXPECT_EQ(SpooledIds().size(), 200u);
 }
 
@@ -207,10 +207,10 @@ TEST_F(RingloadHttpTest, AWrongTokenIsCountedAsRefusedAndNothingIsSpooled) {
   RunResult r = Send({"--messages", "5", "--token", "not-the-token", "--max-errors", "10"},
                      /*token=*/false);
   EXPECT_EQ(r.exit_code, 0) << "5 errors are within --max-errors: " << r.out << r.err;
-  EXPECT_EQ(JsonNumber(r.out, "errors"), 5) << r.out;
-  EXPECT_EQ(JsonNumber(r.out, "401"), 5) << r.out;
-  EXPECT_EQ(JsonNumber(r.out, "rejected_4xx"), 5) << r.out;
-  EXPECT_EQ(JsonNumber(r.out, "messages"), 0) << r.out;
+  EXPECT_EQ(HttpJsonNumber(r.out, "errors"), 5) << r.out;
+  EXPECT_EQ(HttpJsonNumber(r.out, "401"), 5) << r.out;
+  EXPECT_EQ(HttpJsonNumber(r.out, "rejected_4xx"), 5) << r.out;
+  EXPECT_EQ(HttpJsonNumber(r.out, "messages"), 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("HTTP 401"));
   EXPECT_TRUE(SpooledIds().empty());
 }
@@ -219,7 +219,7 @@ TEST_F(RingloadHttpTest, AWrongPathIsA404) {
   // Without --max-errors the first error ends the run, with exit status 1.
   RunResult r = Send({"--messages", "3", "--path", "/api/nothing"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  EXPECT_EQ(JsonNumber(r.out, "404"), 1) << r.out;
+  EXPECT_EQ(HttpJsonNumber(r.out, "404"), 1) << r.out;
   EXPECT_THAT(r.out, HasSubstr("\"incomplete\":true"));
 }
 

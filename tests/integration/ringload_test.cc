@@ -201,7 +201,7 @@ TEST(HttpResponseReaderTest, RecordIdsOfInjectionAnswers) {
 // ---------------------------------------------------------------------------------------
 // Subprocesses
 
-std::string RingloadPath() {
+std::string RingloadBinary() {
   return std::string(RINGMAIL_BINARY_DIR) + "/tools/ringload/ringload";
 }
 
@@ -320,7 +320,7 @@ struct Sink {
 };
 
 Sink StartSink(std::vector<std::string> flags) {
-  std::vector<std::string> args = {RingloadPath(), "sink", "--json", "--quiet"};
+  std::vector<std::string> args = {RingloadBinary(), "sink", "--json", "--quiet"};
   args.insert(args.end(), flags.begin(), flags.end());
   Sink sink;
   sink.child = std::make_unique<Child>(args);
@@ -339,7 +339,7 @@ struct SendResult {
 };
 
 SendResult RunSend(int port, std::vector<std::string> flags) {
-  std::vector<std::string> args = {RingloadPath(), "send", "--target",
+  std::vector<std::string> args = {RingloadBinary(), "send", "--target",
                                    "127.0.0.1:" + std::to_string(port), "--quiet"};
   args.insert(args.end(), flags.begin(), flags.end());
   Child child(args);
@@ -352,14 +352,14 @@ SendResult RunSend(int port, std::vector<std::string> flags) {
 }
 
 // The number after "key": in a flat JSON summary (-1 when absent).
-double JsonNumber(const std::string& json, const std::string& key) {
+double JsonNumberOf(const std::string& json, const std::string& key) {
   const std::string needle = "\"" + key + "\":";
   size_t at = json.find(needle);
   if (at == std::string::npos) return -1;
   return std::strtod(json.c_str() + at + needle.size(), nullptr);
 }
 
-std::string ReadFile(const std::filesystem::path& path) {
+std::string ReadWholeFile(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream s;
   s << in.rdbuf();
@@ -385,7 +385,7 @@ class RingloadTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!core::ProbeKernel().ok()) GTEST_SKIP() << "io_uring unavailable";
-    ASSERT_TRUE(std::filesystem::exists(RingloadPath())) << RingloadPath();
+    ASSERT_TRUE(std::filesystem::exists(RingloadBinary())) << RingloadBinary();
   }
 };
 
@@ -423,21 +423,21 @@ TEST_P(ExchangeTest, ExactlyNMessagesWithTheRightBytesAndEnvelopes) {
   if (GetParam().chunking) flags.push_back("--chunking");
   SendResult r = RunSend(sink.port, flags);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_EQ(JsonNumber(r.out, "messages"), kMessages) << r.out;
-  EXPECT_EQ(JsonNumber(r.out, "errors"), 0) << r.out;
+  EXPECT_EQ(JsonNumberOf(r.out, "messages"), kMessages) << r.out;
+  EXPECT_EQ(JsonNumberOf(r.out, "errors"), 0) << r.out;
   ASSERT_EQ(sink.child->Wait(kWaitMs), 0) << sink.child->err();
-  EXPECT_EQ(JsonNumber(sink.child->out(), "messages"), kMessages) << sink.child->out();
+  EXPECT_EQ(JsonNumberOf(sink.child->out(), "messages"), kMessages) << sink.child->out();
 
   // Every message arrived once, byte for byte as sent, with its envelope.
   std::map<uint64_t, std::string> queue_id_of_seq;
   for (const auto& entry : std::filesystem::directory_iterator(tmp.Sub("got"))) {
-    const std::string got = ReadFile(entry.path());
+    const std::string got = ReadWholeFile(entry.path());
     const std::string seq_text = Header(got, "X-Ringload-Seq");
     ASSERT_FALSE(seq_text.empty()) << entry.path();
     const uint64_t seq = std::stoull(seq_text);
     ASSERT_TRUE(queue_id_of_seq.emplace(seq, entry.path().stem().string()).second)
         << "message " << seq << " arrived twice";
-    const std::string sent = ReadFile(tmp.Sub("sent") + "/" + seq_text + ".eml");
+    const std::string sent = ReadWholeFile(tmp.Sub("sent") + "/" + seq_text + ".eml");
     ASSERT_FALSE(sent.empty()) << "message " << seq << " was not sent";
     EXPECT_TRUE(got == sent) << "message " << seq << " differs: " << got.size() << " bytes vs "
                              << sent.size();
@@ -456,7 +456,7 @@ TEST_P(ExchangeTest, ExactlyNMessagesWithTheRightBytesAndEnvelopes) {
   EXPECT_EQ(queue_id_of_seq.rbegin()->first, static_cast<uint64_t>(kMessages - 1));
 
   // --record: one line per accepted message with the sink's queue id.
-  std::istringstream record(ReadFile(tmp.Sub("record")));
+  std::istringstream record(ReadWholeFile(tmp.Sub("record")));
   std::string line;
   std::set<uint64_t> recorded;
   while (std::getline(record, line)) {
@@ -484,19 +484,19 @@ TEST_F(RingloadTest, ReplyRatiosHoldWithinTolerance) {
   SendResult r = RunSend(sink.port, {"--messages", "1000", "--connections", "8", "--pipelining",
                                      "--max-errors", "1000", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  const double ok = JsonNumber(r.out, "messages");
-  const double n451 = JsonNumber(r.out, "451");
-  const double n550 = JsonNumber(r.out, "550");
+  const double ok = JsonNumberOf(r.out, "messages");
+  const double n451 = JsonNumberOf(r.out, "451");
+  const double n550 = JsonNumberOf(r.out, "550");
   EXPECT_GE(n451, 60);
   EXPECT_LE(n451, 140);
   EXPECT_GE(n550, 20);
   EXPECT_LE(n550, 80);
   EXPECT_EQ(ok + n451 + n550, 1000) << r.out;
-  EXPECT_EQ(JsonNumber(r.out, "rejected_4xx"), n451);
-  EXPECT_EQ(JsonNumber(r.out, "rejected_5xx"), n550);
+  EXPECT_EQ(JsonNumberOf(r.out, "rejected_4xx"), n451);
+  EXPECT_EQ(JsonNumberOf(r.out, "rejected_5xx"), n550);
   ASSERT_EQ(sink.child->Wait(kWaitMs), 0) << sink.child->err();
-  EXPECT_EQ(JsonNumber(sink.child->out(), "451"), n451) << sink.child->out();
-  EXPECT_EQ(JsonNumber(sink.child->out(), "550"), n550) << sink.child->out();
+  EXPECT_EQ(JsonNumberOf(sink.child->out(), "451"), n451) << sink.child->out();
+  EXPECT_EQ(JsonNumberOf(sink.child->out(), "550"), n550) << sink.child->out();
 }
 
 TEST_F(RingloadTest, ErrorsBeyondTheAllowedStopTheRunAndExitOne) {
@@ -505,7 +505,7 @@ TEST_F(RingloadTest, ErrorsBeyondTheAllowedStopTheRunAndExitOne) {
   SendResult r = RunSend(sink.port, {"--messages", "1000", "--connections", "2", "--threads",
                                      "1", "--max-errors", "3", "--json"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  const double rejected = JsonNumber(r.out, "rejected_5xx");
+  const double rejected = JsonNumberOf(r.out, "rejected_5xx");
   EXPECT_GE(rejected, 4) << r.out;
   EXPECT_LE(rejected, 10) << "the run should stop soon after the 4th error: " << r.out;
   EXPECT_THAT(r.out, HasSubstr("\"incomplete\":true"));
@@ -520,13 +520,13 @@ TEST_F(RingloadTest, RateSchedulesMessagesOpenLoop) {
                                      "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   // Message k is due at k × 5 ms; those due before 1 s are exactly 200.
-  EXPECT_EQ(JsonNumber(r.out, "messages"), 200) << r.out;
-  EXPECT_GE(JsonNumber(r.out, "elapsed_s"), 0.99) << r.out;
-  EXPECT_LE(JsonNumber(r.out, "elapsed_s"), 1.5) << r.out;
-  EXPECT_LT(JsonNumber(r.out, "p50"), 50'000) << "an idle sink answers fast: " << r.out;
+  EXPECT_EQ(JsonNumberOf(r.out, "messages"), 200) << r.out;
+  EXPECT_GE(JsonNumberOf(r.out, "elapsed_s"), 0.99) << r.out;
+  EXPECT_LE(JsonNumberOf(r.out, "elapsed_s"), 1.5) << r.out;
+  EXPECT_LT(JsonNumberOf(r.out, "p50"), 50'000) << "an idle sink answers fast: " << r.out;
   sink.child->Signal(SIGTERM);
   ASSERT_EQ(sink.child->Wait(kWaitMs), 0) << sink.child->err();
-  EXPECT_EQ(JsonNumber(sink.child->out(), "messages"), 200) << sink.child->out();
+  EXPECT_EQ(JsonNumberOf(sink.child->out(), "messages"), 200) << sink.child->out();
 }
 
 TEST_F(RingloadTest, RateLatencyCountsFromTheScheduleNotTheSend) {
@@ -538,15 +538,15 @@ TEST_F(RingloadTest, RateLatencyCountsFromTheScheduleNotTheSend) {
   SendResult r = RunSend(sink.port, {"--rate", "100", "--messages", "100", "--connections", "1",
                                      "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_EQ(JsonNumber(r.out, "messages"), 100) << r.out;
+  EXPECT_EQ(JsonNumberOf(r.out, "messages"), 100) << r.out;
   // A loaded machine only makes the sink slower and the latencies longer: the lower bounds
   // are fixed, the upper one is the run's own length (no latency can exceed it).
-  const double elapsed_us = JsonNumber(r.out, "elapsed_s") * 1e6;
+  const double elapsed_us = JsonNumberOf(r.out, "elapsed_s") * 1e6;
   EXPECT_GE(elapsed_us, 1.9e6) << r.out;
-  EXPECT_GE(JsonNumber(r.out, "p50"), 300'000) << r.out;
-  EXPECT_LE(JsonNumber(r.out, "p50"), JsonNumber(r.out, "max")) << r.out;
-  EXPECT_GE(JsonNumber(r.out, "max"), 800'000) << r.out;
-  EXPECT_LE(JsonNumber(r.out, "max"), elapsed_us) << r.out;
+  EXPECT_GE(JsonNumberOf(r.out, "p50"), 300'000) << r.out;
+  EXPECT_LE(JsonNumberOf(r.out, "p50"), JsonNumberOf(r.out, "max")) << r.out;
+  EXPECT_GE(JsonNumberOf(r.out, "max"), 800'000) << r.out;
+  EXPECT_LE(JsonNumberOf(r.out, "max"), elapsed_us) << r.out;
   EXPECT_EQ(sink.child->Wait(kWaitMs), 0) << sink.child->err();
 }
 
@@ -556,8 +556,8 @@ TEST_F(RingloadTest, HardTimeoutBoundsTheRun) {
   SendResult r = RunSend(sink.port, {"--messages", "5", "--timeout", "1", "--json"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("\"timed_out\":true"));
-  EXPECT_EQ(JsonNumber(r.out, "aborted"), 1) << r.out;
-  EXPECT_LT(JsonNumber(r.out, "elapsed_s"), 10) << r.out;
+  EXPECT_EQ(JsonNumberOf(r.out, "aborted"), 1) << r.out;
+  EXPECT_LT(JsonNumberOf(r.out, "elapsed_s"), 10) << r.out;
   sink.child->Signal(SIGTERM);
   EXPECT_EQ(sink.child->Wait(kWaitMs), 0) << sink.child->err();
 }
@@ -567,8 +567,8 @@ TEST_F(RingloadTest, ReplyTimeoutIsASessionError) {
   ASSERT_GT(sink.port, 0) << sink.child->err();
   SendResult r = RunSend(sink.port, {"--messages", "1", "--io-timeout", "0.3", "--json"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  EXPECT_EQ(JsonNumber(r.out, "lost"), 1) << r.out;
-  EXPECT_EQ(JsonNumber(r.out, "session_errors"), 1) << r.out;
+  EXPECT_EQ(JsonNumberOf(r.out, "lost"), 1) << r.out;
+  EXPECT_EQ(JsonNumberOf(r.out, "session_errors"), 1) << r.out;
   EXPECT_THAT(r.out, HasSubstr("timed out waiting for a reply"));
   sink.child->Signal(SIGTERM);
   EXPECT_EQ(sink.child->Wait(kWaitMs), 0) << sink.child->err();
@@ -587,8 +587,8 @@ TEST_F(RingloadTest, RefusedConnectionsAreErrors) {
   SendResult r = RunSend(ntohs(addr.sin_port), {"--messages", "10", "--json", "--timeout", "20"});
   close(fd);
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  EXPECT_GE(JsonNumber(r.out, "connect_errors"), 1) << r.out;
-  EXPECT_EQ(JsonNumber(r.out, "messages"), 0) << r.out;
+  EXPECT_GE(JsonNumberOf(r.out, "connect_errors"), 1) << r.out;
+  EXPECT_EQ(JsonNumberOf(r.out, "messages"), 0) << r.out;
   EXPECT_THAT(r.out, HasSubstr("Connection refused"));
 }
 
@@ -618,7 +618,7 @@ struct RecordLine {
 // --record lines by queue id; a malformed or repeated line fails the test.
 std::map<std::string, RecordLine> ReadRecord(const std::string& path) {
   std::map<std::string, RecordLine> out;
-  std::istringstream in(ReadFile(path));
+  std::istringstream in(ReadWholeFile(path));
   std::string line;
   std::set<std::string> message_ids;
   while (std::getline(in, line)) {
@@ -642,7 +642,7 @@ void ExpectRecordMatchesSink(const std::map<std::string, RecordLine>& record,
   std::map<std::string, std::string> message_id_by_queue_id;
   for (const auto& entry : std::filesystem::directory_iterator(dump_dir)) {
     message_id_by_queue_id[entry.path().stem().string()] =
-        Header(ReadFile(entry.path()), "Message-ID");
+        Header(ReadWholeFile(entry.path()), "Message-ID");
     ++dumped;
   }
   for (const auto& [queue_id, r] : record) {
@@ -659,7 +659,7 @@ TEST_F(RingloadTest, RecordStaysExactWhenTheTargetDiesMidRun) {
   TempDir tmp;
   Sink sink = StartSink({"--threads", "1", "--delay", "2", "--dump", tmp.Sub("got")});
   ASSERT_GT(sink.port, 0) << sink.child->err();
-  Child send({RingloadPath(), "send", "--target", "127.0.0.1:" + std::to_string(sink.port),
+  Child send({RingloadBinary(), "send", "--target", "127.0.0.1:" + std::to_string(sink.port),
               "--quiet", "--json", "--messages", "1000000", "--connections", "4", "--threads",
               "2", "--pipelining", "--record", tmp.Sub("record")});
   ASSERT_TRUE(send.started());
@@ -670,10 +670,10 @@ TEST_F(RingloadTest, RecordStaysExactWhenTheTargetDiesMidRun) {
   const int64_t t0 = static_cast<int64_t>(time(nullptr));
   EXPECT_EQ(send.Wait(kWaitMs), 1) << send.out() << send.err();
   EXPECT_LE(static_cast<int64_t>(time(nullptr)) - t0, 15) << "the sender should end promptly";
-  EXPECT_GE(JsonNumber(send.out(), "errors"), 1) << send.out();
-  EXPECT_EQ(JsonNumber(send.out(), "file_errors"), 0) << send.out();
+  EXPECT_GE(JsonNumberOf(send.out(), "errors"), 1) << send.out();
+  EXPECT_EQ(JsonNumberOf(send.out(), "file_errors"), 0) << send.out();
   const auto record = ReadRecord(tmp.Sub("record"));
-  EXPECT_EQ(static_cast<double>(record.size()), JsonNumber(send.out(), "messages"))
+  EXPECT_EQ(static_cast<double>(record.size()), JsonNumberOf(send.out(), "messages"))
       << send.out();
   EXPECT_GE(record.size(), 90u);  // 100 were accepted; a few may be unanswered at the stop
   ExpectRecordMatchesSink(record, tmp.Sub("got"));
@@ -683,7 +683,7 @@ TEST_F(RingloadTest, RecordIsFlushedWhenTheSenderIsTerminated) {
   TempDir tmp;
   Sink sink = StartSink({"--threads", "1", "--delay", "2", "--dump", tmp.Sub("got")});
   ASSERT_GT(sink.port, 0) << sink.child->err();
-  Child send({RingloadPath(), "send", "--target", "127.0.0.1:" + std::to_string(sink.port),
+  Child send({RingloadBinary(), "send", "--target", "127.0.0.1:" + std::to_string(sink.port),
               "--quiet", "--json", "--messages", "1000000", "--connections", "4", "--threads",
               "2", "--record", tmp.Sub("record")});
   ASSERT_TRUE(send.started());
@@ -694,7 +694,7 @@ TEST_F(RingloadTest, RecordIsFlushedWhenTheSenderIsTerminated) {
   sink.child->Signal(SIGTERM);
   ASSERT_EQ(sink.child->Wait(kWaitMs), 0) << sink.child->err();
   const auto record = ReadRecord(tmp.Sub("record"));
-  EXPECT_EQ(static_cast<double>(record.size()), JsonNumber(send.out(), "messages"))
+  EXPECT_EQ(static_cast<double>(record.size()), JsonNumberOf(send.out(), "messages"))
       << send.out();
   EXPECT_GE(record.size(), 90u);  // 100 were accepted; a few may be unanswered at the stop
   ExpectRecordMatchesSink(record, tmp.Sub("got"));
@@ -814,8 +814,8 @@ TEST_F(RingloadTest, SinkSpeaksEsmtpAndEnforcesLimits) {
   }
   sink.child->Signal(SIGTERM);
   ASSERT_EQ(sink.child->Wait(kWaitMs), 0) << sink.child->err();
-  EXPECT_EQ(JsonNumber(sink.child->out(), "messages"), 0) << sink.child->out();
-  EXPECT_EQ(JsonNumber(sink.child->out(), "rejected"), 2) << sink.child->out();
+  EXPECT_EQ(JsonNumberOf(sink.child->out(), "messages"), 0) << sink.child->out();
+  EXPECT_EQ(JsonNumberOf(sink.child->out(), "rejected"), 2) << sink.child->out();
 }
 
 TEST_F(RingloadTest, SinkDumpsUnstuffedDataAndPipelinedBdat) {
@@ -842,10 +842,10 @@ TEST_F(RingloadTest, SinkDumpsUnstuffedDataAndPipelinedBdat) {
   }
   sink.child->Signal(SIGTERM);
   ASSERT_EQ(sink.child->Wait(kWaitMs), 0) << sink.child->err();
-  EXPECT_EQ(JsonNumber(sink.child->out(), "messages"), 2) << sink.child->out();
+  EXPECT_EQ(JsonNumberOf(sink.child->out(), "messages"), 2) << sink.child->out();
   std::set<std::string> files;
   for (const auto& entry : std::filesystem::directory_iterator(tmp.Sub("got"))) {
-    files.insert(ReadFile(entry.path()));
+    files.insert(ReadWholeFile(entry.path()));
   }
   EXPECT_EQ(files, (std::set<std::string>{
                        "MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\n\r\n"
@@ -886,7 +886,7 @@ TEST_F(RingloadTest, UsageErrorsExitTwoAndNameTheFlag) {
       {{}, "missing command"},
   };
   for (const Case& c : cases) {
-    std::vector<std::string> args = {RingloadPath()};
+    std::vector<std::string> args = {RingloadBinary()};
     args.insert(args.end(), c.args.begin(), c.args.end());
     Child child(args);
     ASSERT_TRUE(child.started());

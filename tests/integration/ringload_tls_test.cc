@@ -21,7 +21,7 @@
 namespace ringmail::integration {
 namespace {
 
-constexpr Millis kRunTimeout(60'000);
+constexpr Millis kTlsRunTimeout(60'000);
 
 class RingloadTlsTest : public ::testing::Test {
  protected:
@@ -40,7 +40,7 @@ class RingloadTlsTest : public ::testing::Test {
                                      absl::StrCat("127.0.0.1:", port), "--quiet",
                                      "--io-timeout", "10", "--timeout", "50"};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    return RunProgram(argv, kRunTimeout);
+    return RunProgram(argv, kTlsRunTimeout);
   }
 
   // The queue ids of a --record file ("SEQ <MESSAGE-ID> QUEUE-ID" lines).

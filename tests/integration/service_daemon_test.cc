@@ -41,7 +41,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-constexpr Millis kWait(20'000);
+constexpr Millis kBound(20'000);
 
 // The service manager's end of $NOTIFY_SOCKET: a datagram socket that learns each sender's
 // pid (SO_PASSCRED), as systemd does to accept only the main process.
@@ -144,7 +144,7 @@ std::string SendOne(uint16_t port, const std::string& rcpt = "user@local.test") 
 
 RunResult Ringctl(const std::string& socket, std::vector<std::string> args) {
   args.insert(args.begin(), {RingctlPath(), "--socket", socket});
-  return RunProgram(args, kWait);
+  return RunProgram(args, kBound);
 }
 
 // "Uid:" / "Gid:" / "Groups:" values from /proc/PID/status.
@@ -186,7 +186,7 @@ class ServiceDaemonTest : public ::testing::Test {
 
   // Reads notifications until one has `key` (skipping none: the sequence is checked).
   NotifyReceiver::Notification Expect(NotifyReceiver& rx, std::string_view key) {
-    std::optional<NotifyReceiver::Notification> n = rx.Next(kWait);
+    std::optional<NotifyReceiver::Notification> n = rx.Next(kBound);
     EXPECT_TRUE(n.has_value()) << "no notification (expected " << key << ")";
     if (!n.has_value()) return {};
     EXPECT_EQ(Field(n->text, key), "1") << "expected " << key << "=1 in: " << n->text;
@@ -244,7 +244,7 @@ TEST_F(ServiceDaemonTest, NotifySequenceAcrossStartReloadsAndStop) {
   // SIGTERM: STOPPING=1 before the exit.
   daemon_.Signal(SIGTERM);
   Expect(rx, "STOPPING");
-  std::optional<int> status = daemon_.WaitExit(kWait);
+  std::optional<int> status = daemon_.WaitExit(kBound);
   ASSERT_TRUE(status.has_value());
   EXPECT_EQ(DescribeWaitStatus(*status), "exit 0");
 }
@@ -312,7 +312,7 @@ TEST_F(ServiceDaemonTest, RootDropsToUserAfterBindingAndStillSpoolsMail) {
   absl::StatusOr<int> stopped = daemon_.Stop();
   ASSERT_TRUE(stopped.ok()) << stopped.status();
   EXPECT_EQ(DescribeWaitStatus(*stopped), "exit 0");
-  r = RunProgram({SpoolToolPath(), "list", daemon_.spool_dir()}, kWait);
+  r = RunProgram({SpoolToolPath(), "list", daemon_.spool_dir()}, kBound);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::vector<std::string> listed = ListedIds(r.out);
   for (const std::string& id : ids) {
@@ -334,7 +334,7 @@ TEST_F(ServiceDaemonTest, NonRootCannotBecomeAnotherUser) {
                                absl::StrCat("--regid=", user->pw_gid), "--clear-groups"});
   }
   ASSERT_TRUE(WriteFile(daemon_.config_path(), daemon_.ConfigText(config)).ok());
-  RunResult r = RunProgram(argv, kWait);
+  RunResult r = RunProgram(argv, kBound);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("user = \"root\": ringmaild runs as"));
   EXPECT_THAT(r.err, HasSubstr("not root, so it cannot switch to root"));
@@ -342,7 +342,7 @@ TEST_F(ServiceDaemonTest, NonRootCannotBecomeAnotherUser) {
 
   config.global_extra = "user = \"no-such-user-ringmail\"\n";
   ASSERT_TRUE(WriteFile(daemon_.config_path(), daemon_.ConfigText(config)).ok());
-  r = RunProgram(argv, kWait);
+  r = RunProgram(argv, kBound);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("no-such-user-ringmail\": no such user"));
 }
@@ -365,14 +365,14 @@ TEST_F(ServiceDaemonTest, WorldWritableSpoolIsRefused) {
   ASSERT_TRUE(WriteFile(daemon_.config_path(), daemon_.ConfigText(config)).ok());
   std::filesystem::create_directories(daemon_.spool_dir());
   ASSERT_EQ(chmod(daemon_.spool_dir().c_str(), 0777), 0);
-  RunResult r = RunProgram({RingmaildPath(), "--config", daemon_.config_path()}, kWait);
+  RunResult r = RunProgram({RingmaildPath(), "--config", daemon_.config_path()}, kBound);
   ExpectRefusedWithOneLine(r, "world-writable");
   EXPECT_THAT(r.err, HasSubstr("mode 0777"));
 
   // Sticky does not make it safe either (anyone may still add files).
   ASSERT_EQ(chmod(daemon_.spool_dir().c_str(), 01777), 0);
   ExpectRefusedWithOneLine(
-      RunProgram({RingmaildPath(), "--config", daemon_.config_path()}, kWait), "world-writable");
+      RunProgram({RingmaildPath(), "--config", daemon_.config_path()}, kBound), "world-writable");
 
   // Group-writable by the daemon's own group is allowed.
   ASSERT_EQ(chown(daemon_.spool_dir().c_str(), static_cast<uid_t>(-1), getegid()), 0);
@@ -391,7 +391,7 @@ TEST_F(ServiceDaemonTest, SpoolWritableByAnotherGroupIsRefused) {
   std::filesystem::create_directories(daemon_.spool_dir());
   ASSERT_EQ(chown(daemon_.spool_dir().c_str(), 0, user->pw_gid), 0);
   ASSERT_EQ(chmod(daemon_.spool_dir().c_str(), 0770), 0);
-  RunResult r = RunProgram({RingmaildPath(), "--config", daemon_.config_path()}, kWait);
+  RunResult r = RunProgram({RingmaildPath(), "--config", daemon_.config_path()}, kBound);
   ExpectRefusedWithOneLine(r, "writable by group");
   // Once the daemon itself runs as that user's group, the same directory is fine.
   ASSERT_EQ(chmod(dir_.path().c_str(), 0755), 0);
@@ -445,7 +445,7 @@ TEST_F(ServiceDaemonTest, HttpListenerWithoutAuthTokenIsRefused) {
     for (bool check : {true, false}) {
       std::vector<std::string> argv = {RingmaildPath(), "--config", daemon_.config_path()};
       if (check) argv.push_back("--check-config");
-      RunResult r = RunProgram(argv, kWait);
+      RunResult r = RunProgram(argv, kBound);
       EXPECT_EQ(r.exit_code, 1) << address << " " << r.out;
       EXPECT_THAT(r.out, Not(HasSubstr("ready")));
       EXPECT_THAT(r.err, HasSubstr(absl::StrCat(daemon_.config_path(), ":", line, ":")))

@@ -49,7 +49,7 @@ using ::testing::HasSubstr;
 using tls_test::TestCertificate;
 using tls_test::TestPki;
 
-constexpr Millis kToolTimeout(20'000);
+constexpr Millis kTlsToolTimeout(20'000);
 constexpr char kBody[] = "Subject: tls test\r\n\r\nHello over TLS.\r\n";
 
 class TlsDaemonTest : public ::testing::Test {
@@ -142,7 +142,7 @@ class TlsDaemonTest : public ::testing::Test {
 
   RunResult SpoolTool(std::vector<std::string> args) {
     args.insert(args.begin(), SpoolToolPath());
-    return RunProgram(args, kToolTimeout);
+    return RunProgram(args, kTlsToolTimeout);
   }
   std::string SpooledContent(const std::string& id) {
     RunResult r = SpoolTool({"show", "--body", daemon_.spool_dir(), id});
@@ -155,13 +155,13 @@ class TlsDaemonTest : public ::testing::Test {
     std::vector<std::string> argv = {ToolPath("ringctl", "ringctl"), "--socket",
                                      daemon_.root() + "/control.sock"};
     argv.insert(argv.end(), args.begin(), args.end());
-    return RunProgram(argv, kToolTimeout);
+    return RunProgram(argv, kTlsToolTimeout);
   }
   // The subject CN of the certificate the daemon serves to a new STARTTLS client.
   std::string ServedSubject() {
     RunResult r = RunProgram({Openssl(), "s_client", "-starttls", "smtp", "-connect",
                               absl::StrCat("127.0.0.1:", daemon_.port()), "-brief"},
-                             kToolTimeout, "QUIT\r\n");
+                             kTlsToolTimeout, "QUIT\r\n");
     const std::string all = r.out + r.err;
     const size_t at = all.find("Peer certificate: ");
     if (at == std::string::npos) return "none in: " + all;
@@ -201,7 +201,7 @@ TEST_F(TlsDaemonTest, OpensslStartTlsHandshakesAndSendsAMessage) {
                             absl::StrCat("127.0.0.1:", daemon_.port()), "-CAfile",
                             pki_->ca_file(), "-verify_hostname", "mx.test",
                             "-verify_return_error", "-brief", "-ign_eof"},
-                           kToolTimeout, script);
+                           kTlsToolTimeout, script);
   ASSERT_FALSE(r.timed_out);
   EXPECT_THAT(r.err, HasSubstr("Verification: OK")) << r.err;
   EXPECT_THAT(r.err, HasSubstr("Protocol version: TLSv1.3")) << r.err;
@@ -237,7 +237,7 @@ TEST_F(TlsDaemonTest, OpensslHandshakesWithTheCryptoOffloadOff) {
                                      pki_->ca_file(), "-verify_hostname", "mx.test",
                                      "-verify_return_error", "-brief", "-ign_eof"};
     argv.insert(argv.end(), c.flags.begin(), c.flags.end());
-    RunResult r = RunProgram(argv, kToolTimeout, script);
+    RunResult r = RunProgram(argv, kTlsToolTimeout, script);
     ASSERT_FALSE(r.timed_out);
     EXPECT_THAT(r.err, HasSubstr("Verification: OK")) << r.err;
     EXPECT_THAT(r.err, HasSubstr(c.suite)) << r.err;
@@ -253,7 +253,7 @@ TEST_F(TlsDaemonTest, OpensslP256KeyShareWithTheCryptoOffloadOn) {
                             absl::StrCat("127.0.0.1:", daemon_.port()), "-CAfile",
                             pki_->ca_file(), "-verify_hostname", "mx.test",
                             "-verify_return_error", "-brief", "-groups", "P-256", "-ign_eof"},
-                           kToolTimeout,
+                           kTlsToolTimeout,
                            "EHLO c.test\r\nMAIL FROM:<s@c.test>\r\nRCPT TO:<u@local.test>\r\n"
                            "DATA\r\nSubject: p256\r\n\r\nx\r\n.\r\nQUIT\r\n");
   ASSERT_FALSE(r.timed_out);
@@ -267,14 +267,14 @@ TEST_F(TlsDaemonTest, OpensslTls12IsAcceptedToo) {
   StartDaemon();
   RunResult r = RunProgram({Openssl(), "s_client", "-starttls", "smtp", "-connect",
                             absl::StrCat("127.0.0.1:", daemon_.port()), "-tls1_2", "-brief"},
-                           kToolTimeout, "QUIT\r\n");
+                           kTlsToolTimeout, "QUIT\r\n");
   EXPECT_THAT(r.err, HasSubstr("Protocol version: TLSv1.2")) << r.err;
   EXPECT_THAT(r.err, HasSubstr("Ciphersuite: ECDHE-ECDSA-AES128-GCM-SHA256")) << r.err;
   // TLS 1.1 and older are refused.
   RunResult old = RunProgram({Openssl(), "s_client", "-starttls", "smtp", "-connect",
                               absl::StrCat("127.0.0.1:", daemon_.port()), "-tls1_1",
                               "-brief"},
-                             kToolTimeout, "QUIT\r\n");
+                             kTlsToolTimeout, "QUIT\r\n");
   EXPECT_THAT(old.err + old.out, ::testing::Not(HasSubstr("Protocol version: TLSv1.1")));
 }
 
@@ -287,7 +287,7 @@ TEST_F(TlsDaemonTest, SmtplibStartTlsSendsMail) {
   RunResult r = RunProgram({python, ClientScriptPath("smtplib_tls_send.py"), "starttls",
                             "127.0.0.1", std::to_string(daemon_.port()), pki_->ca_file(),
                             "sender@client.test", "user@local.test", path},
-                           kToolTimeout);
+                           kTlsToolTimeout);
   ASSERT_FALSE(r.timed_out);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("TLS TLSv1.3 "));
@@ -388,7 +388,7 @@ TEST_F(TlsDaemonTest, ImplicitTlsListener) {
   RunResult r = RunProgram({python, ClientScriptPath("smtplib_tls_send.py"), "implicit",
                             "127.0.0.1", std::to_string(daemon_.port()), pki_->ca_file(),
                             "sender@client.test", "user@local.test", path},
-                           kToolTimeout);
+                           kTlsToolTimeout);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("DATA-REPLY 250 "));
   // A plaintext client on the implicit port gets no SMTP greeting and is closed.
@@ -542,7 +542,7 @@ TEST_F(TlsDaemonTest, RingloadSinkOffersStartTls) {
   RunResult r = RunProgram({python, ClientScriptPath("smtplib_tls_send.py"), "starttls",
                             "127.0.0.1", std::to_string(sink.port()), pki_->ca_file(),
                             "sender@client.test", "user@remote.test", path},
-                           kToolTimeout);
+                           kTlsToolTimeout);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("TLS TLSv1.3 "));
   EXPECT_EQ(sink.DumpCount(), 1u);

@@ -25,8 +25,8 @@
 namespace ringmail::integration {
 namespace {
 
-constexpr Millis kDeliveryTimeout(20'000);
-constexpr char kToken[] = "tls-out-token";
+constexpr Millis kTlsOutDeliveryTimeout(20'000);
+constexpr char kTlsOutToken[] = "tls-out-token";
 
 // clients/starttls_sink.py as a child: its port, and its "MSG ..." lines.
 class PySink {
@@ -131,7 +131,7 @@ class TlsOutDaemonTest : public ::testing::Test {
   // Polls the delivery log until a line with `event` for `domain` appears; returns it.
   std::string AwaitLogLine(const std::string& event, const std::string& domain) {
     std::string found;
-    PollUntil(kDeliveryTimeout, [&] {
+    PollUntil(kTlsOutDeliveryTimeout, [&] {
       std::string log = ReadFile(dir_.Sub("log") + "/delivery.log").value_or("");
       for (size_t at = 0; at < log.size();) {
         size_t end = log.find('\n', at);
@@ -173,7 +173,7 @@ TEST_F(TlsOutDaemonTest, VerifyDeliversToTheRightNameAndDefersTheWrongOne) {
       Routes("good.test", "mx.good.test", sink.port(), "verify"),
       Routes("bad.test", "mx.bad.test", sink.port(), "verify"))));
   ASSERT_NO_FATAL_FAILURE(Send("good.test"));
-  std::optional<std::string> msg = sink.NextMessage(kDeliveryTimeout);
+  std::optional<std::string> msg = sink.NextMessage(kTlsOutDeliveryTimeout);
   ASSERT_TRUE(msg.has_value()) << daemon_.StderrText();
   EXPECT_TRUE(absl::StrContains(*msg, "tls=1")) << *msg;
   EXPECT_TRUE(absl::StrContains(*msg, "rcpt=r@good.test")) << *msg;
@@ -208,7 +208,7 @@ TEST_F(TlsOutDaemonTest, ReloadReadsNewTrustAnchors) {
     return absl::StrContains(daemon_.StderrText(), "config reload:");
   })) << daemon_.StderrText();
   ASSERT_NO_FATAL_FAILURE(Send("ver.test"));  // a new message: not waiting for a retry
-  std::optional<std::string> msg = sink.NextMessage(kDeliveryTimeout);
+  std::optional<std::string> msg = sink.NextMessage(kTlsOutDeliveryTimeout);
   ASSERT_TRUE(msg.has_value()) << ReadFile(dir_.Sub("log") + "/delivery.log").value_or("");
   EXPECT_TRUE(absl::StrContains(*msg, "tls=1")) << *msg;
   std::string delivered = AwaitLogLine("delivered", "ver.test");
@@ -234,7 +234,7 @@ TEST_F(TlsOutDaemonTest, OpportunisticFallsBackToPlaintextAndSaysSo) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon(absl::StrCat(
       "Domain \"opp.test\" { routes = \"[127.0.0.1]:", sink.port(), "\" }\n")));
   ASSERT_NO_FATAL_FAILURE(Send("opp.test"));
-  std::optional<std::string> msg = sink.NextMessage(kDeliveryTimeout);
+  std::optional<std::string> msg = sink.NextMessage(kTlsOutDeliveryTimeout);
   ASSERT_TRUE(msg.has_value());
   EXPECT_TRUE(absl::StrContains(*msg, "tls=0")) << *msg;
   std::string delivered = AwaitLogLine("delivered", "opp.test");
@@ -250,7 +250,7 @@ TEST_F(TlsOutDaemonTest, OpportunisticUsesTlsWithAnUnknownCaAndRecordsIt) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon(absl::StrCat(
       "Domain \"opp.test\" { routes = \"[127.0.0.1]:", sink.port(), "\" }\n")));
   ASSERT_NO_FATAL_FAILURE(Send("opp.test"));
-  std::optional<std::string> msg = sink.NextMessage(kDeliveryTimeout);
+  std::optional<std::string> msg = sink.NextMessage(kTlsOutDeliveryTimeout);
   ASSERT_TRUE(msg.has_value());
   EXPECT_TRUE(absl::StrContains(*msg, "tls=1")) << *msg;
   std::string delivered = AwaitLogLine("delivered", "opp.test");
@@ -261,7 +261,7 @@ TEST_F(TlsOutDaemonTest, HttpsInjectionWithCurl) {
   const std::string curl = FindProgram({"curl"});
   if (curl.empty()) GTEST_SKIP() << "curl missing";
   ASSERT_NO_FATAL_FAILURE(StartDaemon(
-      "", absl::StrCat("HTTP_Listener {\n  auth_token = \"", kToken, "\"\n",
+      "", absl::StrCat("HTTP_Listener {\n  auth_token = \"", kTlsOutToken, "\"\n",
                        "  tls_certificate = \"", cert_.chain_file, "\"\n  tls_key = \"",
                        cert_.key_file, "\"\n",
                        "  Listen \"127.0.0.1:0\" { tls = \"implicit\" }\n}\n")));
@@ -272,7 +272,7 @@ TEST_F(TlsOutDaemonTest, HttpsInjectionWithCurl) {
   std::string url = absl::StrCat("https://mx.good.test:", daemon_.http_port(), "/api/inject/v1");
   std::string resolve = absl::StrCat("mx.good.test:", daemon_.http_port(), ":127.0.0.1");
   std::vector<std::string> base = {curl, "-sS", "--max-time", "15", "--resolve", resolve,
-                                   "-H", absl::StrCat("Authorization: Bearer ", kToken)};
+                                   "-H", absl::StrCat("Authorization: Bearer ", kTlsOutToken)};
   // Verified against the test CA, twice over one keep-alive connection (curl --next).
   auto inject = [&] {
     return std::vector<std::string>{"--cacert", pki_->ca_file(), "-H",
@@ -316,7 +316,7 @@ TEST_F(TlsOutDaemonTest, HttpsCertificateReloadServesTheNewCertificate) {
   };
   install(cert_);
   ASSERT_NO_FATAL_FAILURE(StartDaemon(
-      "", absl::StrCat("HTTP_Listener {\n  auth_token = \"", kToken, "\"\n",
+      "", absl::StrCat("HTTP_Listener {\n  auth_token = \"", kTlsOutToken, "\"\n",
                        "  tls_certificate = \"", chain, "\"\n  tls_key = \"", key, "\"\n",
                        "  Listen \"127.0.0.1:0\" { tls = \"implicit\" }\n}\n")));
   // GET /healthz as `name`, verified against the test CA: curl's exit code.

@@ -20,7 +20,7 @@ namespace {
 
 using Rng = std::mt19937_64;
 constexpr uint64_t kSeed = 0x5eed'2024'0003;
-constexpr uint64_t kNowMs = 1700000000000;
+constexpr uint64_t kFuzzNowMs = 1700000000000;
 
 size_t Uniform(Rng& rng, size_t lo, size_t hi) {  // inclusive
   return std::uniform_int_distribution<size_t>(lo, hi)(rng);
@@ -314,7 +314,7 @@ class FuzzDriver {
     }
     while (!bytes.empty()) {
       const bool was_closed = machine_.closed();
-      const size_t used = machine_.Feed(bytes, kNowMs);
+      const size_t used = machine_.Feed(bytes, kFuzzNowMs);
       ASSERT_LE(used, bytes.size());
       if (was_closed) {
         ASSERT_EQ(used, bytes.size());
@@ -332,7 +332,7 @@ class FuzzDriver {
     for (int guard = 0; guard < 100000; ++guard) {
       while (std::optional<Action> a = machine_.TakeAction()) Execute(std::move(*a));
       if (machine_.CanContinue()) {
-        machine_.Continue(kNowMs);
+        machine_.Continue(kFuzzNowMs);
         continue;
       }
       if (!machine_.HasOutput()) return;
