@@ -18,8 +18,9 @@
 //   pointer, like Operation and Timer: no allocation, one indirect call per connection.
 //   It hears
 //     Accepted{fd >= 0, 0}: a new connection (SOCK_CLOEXEC); the owner owns `fd` now.
-//     Accepted{-1, errno}: the multishot accept ended with that error. Nothing to do but
-//       count it: the Acceptor has already chosen to re-arm or back off.
+//     Accepted{-1, errno}: the multishot accept ended with that error (never reported
+//       after Close() nor on a stopping loop, where the end is the expected cancel).
+//       Nothing to do but count it: the Acceptor has already chosen to re-arm or back off.
 //   The handler may call Close(); it must not destroy the Acceptor.
 // - Back-off: EMFILE, ENFILE, ENOMEM and ENOBUFS (out of descriptors or memory) re-arm
 //   after `retry_ms` on the loop's timer queue instead of spinning on the error; any other
