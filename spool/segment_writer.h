@@ -9,7 +9,8 @@
 // - Create(seq, bytes): one creation at a time (busy() says whether one runs). Ring ops:
 //     OPENAT  <dir>/<seq>.seg  O_WRONLY|O_CREAT|O_EXCL|O_CLOEXEC, mode 0600
 //     then one linked chain:  FALLOCATE(0, bytes) → WRITEV(zeros over [0, bytes)), 1..5 ops
-//                             → WRITE(64-byte header at 0) → FSYNC(file) → FSYNC(loop directory)
+//                             → WRITE(64-byte header at 0) → FSYNC(file)
+//                             → FSYNC(loop directory)
 //   so the file, its size, its header and its name are durable before the first record is
 //   appended (DESIGN.md "Rollover": the directory is synced on create/remove only). A full
 //   fsync (not datasync) of the file, because its size and extents are metadata.
