@@ -16,8 +16,9 @@
 //   its last spool commit have completed (STYLE.md principle 3). A hook answer (metrics,
 //   queues) does not hold a connection: it comes back by Post to this loop and finds the
 //   connection by id, or nothing if it has gone.
-// - Drain() (SIGTERM): stop accepting; idle connections close, a request in progress is
-//   answered with "Connection: close". `drained` is called once no connection is left.
+// - Drain() (SIGTERM): stop accepting and listening (new connections are refused, not
+//   queued); idle connections close, a request in progress is answered with
+//   "Connection: close". `drained` is called once no connection is left.
 #pragma once
 
 #include <atomic>

@@ -656,6 +656,39 @@ TEST_F(HttpDaemonTest, HttpOnlyDaemonAndSigtermDrainsAnOpenConnection) {
   EXPECT_THAT(log, HasSubstr("\"via\":\"http\",\"id\":\"" + ids[0] + "\""));
 }
 
+// While a request in progress holds the drain, a new client is refused (or closed) at once,
+// not left unanswered in the accept queue until the daemon exits.
+TEST_F(HttpDaemonTest, ConnectionDuringTheDrainIsRefusedNotQueued) {
+  StartDaemon("", /*esmtp=*/false);
+  RawHttp slow;
+  ASSERT_TRUE(slow.Connect(daemon_.http_port()));
+  const std::string body = SimpleInject();
+  const std::string request =
+      Request("POST", "/api/inject/v1", body, "Expect: 100-continue\r\n");
+  ASSERT_TRUE(slow.Send(request.substr(0, request.size() - body.size())));
+  ASSERT_EQ(slow.Read().status, 100);  // its headers are in: the request holds the drain
+  RawHttp idle;
+  ASSERT_TRUE(idle.Connect(daemon_.http_port()));
+  ASSERT_TRUE(idle.Send(Request("GET", "/healthz")));
+  ASSERT_EQ(idle.Read().status, 200);
+
+  daemon_.Signal(SIGTERM);
+  EXPECT_TRUE(idle.WaitForClose(Millis(5'000)));  // the drain has begun
+  RawHttp late;
+  if (late.Connect(daemon_.http_port())) {
+    EXPECT_TRUE(late.WaitForClose(Millis(3'000)))
+        << "a connection made during the drain was left in the accept queue";
+  }
+
+  ASSERT_TRUE(slow.Send(body));
+  RawResponse done = slow.Read();
+  EXPECT_EQ(done.status, 200) << done.head << done.body;
+  EXPECT_THAT(done.head, HasSubstr("Connection: close"));
+  std::optional<int> status = daemon_.WaitExit(Millis(15'000));
+  ASSERT_TRUE(status.has_value()) << "daemon still running after SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << Stderr();
+}
+
 TEST_F(HttpDaemonTest, DiskFullIs503WithRetryAfterAndRecovers) {
   const std::string mnt = dir_.Sub("spoolfs");
   std::filesystem::create_directories(mnt);
