@@ -79,6 +79,21 @@ class GroupCommitTest : public ::testing::Test {
     });
   }
 
+  // Opens with `o`, commits one message, and checks that the first segment has its full size
+  // and reads as zeros after the records (the contract "zeros mean no record"). Its path.
+  std::string CommitOneAndCheckTheTail(const SpoolWriterOptions& o) {
+    Open(o);
+    Committer c(1);
+    CommitInOneTurn(c, 0, 1, 1, 100);
+    EXPECT_TRUE(c.WaitFor(1));
+    const std::string path = SegmentPath(o.spool_dir, SegmentId{3, 1});
+    const std::string bytes = ReadFileBytes(path);
+    EXPECT_EQ(bytes.size(), o.segment_bytes);
+    EXPECT_EQ(bytes.find_first_not_of('\0', kSegmentHeaderBytes + Stats().bytes),
+              std::string::npos);
+    return path;
+  }
+
   SpoolWriterStats Stats() {
     SpoolWriterStats s;
     lt_.Run([&] { s = writer_->stats(); });
@@ -507,15 +522,8 @@ TEST_F(GroupCommitTest, ZeroFilledSegmentsHaveNoUnwrittenExtent) {
   SpoolWriterOptions o = Options();
   o.segment_bytes = (2u << 20) + 4096;  // not whole MiB: the last zero write is short
   ASSERT_EQ(o.fill, SegmentFill::kZeros);  // the default
-  Open(o);
-  Committer c(1);
-  CommitInOneTurn(c, 0, 1, 1, 100);
-  ASSERT_TRUE(c.WaitFor(1));
-  const std::string path = SegmentPath(o.spool_dir, SegmentId{3, 1});
-  const std::string bytes = ReadFileBytes(path);
-  ASSERT_EQ(bytes.size(), o.segment_bytes);
-  EXPECT_EQ(bytes.find_first_not_of('\0', kSegmentHeaderBytes + Stats().bytes),
-            std::string::npos);
+  const std::string path = CommitOneAndCheckTheTail(o);
+  ASSERT_FALSE(HasFatalFailure());
   std::optional<ExtentCount> extents = CountExtents(path);
   if (!extents.has_value()) GTEST_SKIP() << "FIEMAP does not describe " << path;
   EXPECT_EQ(extents->unwritten, 0u) << "of " << extents->extents << " extents";
@@ -526,15 +534,8 @@ TEST_F(GroupCommitTest, ZeroFilledSegmentsHaveNoUnwrittenExtent) {
 TEST_F(GroupCommitTest, AllocateOnlySegmentsKeepUnwrittenExtents) {
   SpoolWriterOptions o = Options();
   o.fill = SegmentFill::kAllocate;
-  Open(o);
-  Committer c(1);
-  CommitInOneTurn(c, 0, 1, 1, 100);
-  ASSERT_TRUE(c.WaitFor(1));
-  const std::string path = SegmentPath(o.spool_dir, SegmentId{3, 1});
-  const std::string bytes = ReadFileBytes(path);
-  ASSERT_EQ(bytes.size(), o.segment_bytes);
-  EXPECT_EQ(bytes.find_first_not_of('\0', kSegmentHeaderBytes + Stats().bytes),
-            std::string::npos);
+  const std::string path = CommitOneAndCheckTheTail(o);
+  ASSERT_FALSE(HasFatalFailure());
   std::optional<ExtentCount> extents = CountExtents(path);
   if (!extents.has_value() || extents->unwritten == 0) {
     GTEST_SKIP() << "the filesystem of " << path << " does not report unwritten extents";
