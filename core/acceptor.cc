@@ -52,6 +52,11 @@ void Acceptor::Close() {
   }
 }
 
+void Acceptor::StopListening() {
+  Close();
+  if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+}
+
 void Acceptor::AcceptDone(Operation&, IoResult r) {
   if (r.ok()) {
     const int fd = static_cast<int>(r.res);

@@ -9,8 +9,8 @@
 //   destructor may also run after that loop has stopped and been joined.
 // - Start(fd) hands the listening fd to the Acceptor: it owns it from then on and closes it
 //   in its destructor, never earlier — an accept may still be in flight naming it after
-//   Close(), and the owner may still use fd() after Close() (ESMTP shuts it down so that
-//   connections waiting in the backlog are refused rather than left hanging).
+//   Close(). StopListening() is Close() plus shutdown() of that socket, so that
+//   connections waiting in the backlog are refused rather than left hanging (a drain).
 // - The handler is `void Owner::Method(Accepted)`, bound with Bind<&Owner::Method>(owner),
 //   or `void Owner::Method(Context, Accepted)`, bound with Bind<&Owner::Method>(owner, c)
 //   where `c` is a small copyable value the owner keeps per socket (ESMTP and HTTP: whether
@@ -94,6 +94,11 @@ class Acceptor {
   void Start(int listen_fd);
   // Stops accepting; see the contract. Idempotent.
   void Close();
+  // Close(), and shuts the listening socket down as well: clients waiting in the backlog
+  // and any that connect later are refused at once instead of waiting, unanswered, until
+  // the socket is closed with the Acceptor (a draining listener: they try another MX or
+  // node). Idempotent.
+  void StopListening();
 
   int fd() const { return fd_; }
   bool closed() const { return closed_; }

@@ -190,12 +190,9 @@ void EsmtpListener::CloseAcceptors() {
 void EsmtpListener::Drain(std::function<void()> drained) {
   draining_ = true;
   drained_ = std::move(drained);
-  CloseAcceptors();
-  // Stop listening as well: a client connecting now would otherwise sit in the accept queue,
-  // unanswered, until the daemon exits. Refused, it tries its next MX at once.
-  for (auto& a : acceptors_) {
-    shutdown(a->fd(), SHUT_RDWR);
-  }
+  // Not only stop accepting: a client connecting now would otherwise sit in the accept
+  // queue, unanswered, until the daemon exits. Refused, it tries its next MX at once.
+  for (auto& a : acceptors_) a->StopListening();
   std::vector<Session*> all;
   for (auto& [s, owned] : sessions_) all.push_back(s);
   for (Session* s : all) s->Shutdown();

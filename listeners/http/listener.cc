@@ -209,11 +209,10 @@ void HttpListener::CloseAcceptors() {
 void HttpListener::Drain(std::function<void()> drained) {
   draining_ = true;
   drained_ = std::move(drained);
-  CloseAcceptors();
-  // Stop listening as well, as the ESMTP listener does: a client connecting now would sit
-  // in the accept queue, unanswered, until the daemon exits; refused, it tries another node
-  // (or its load balancer marks this one down) at once.
-  for (auto& a : acceptors_) shutdown(a->fd(), SHUT_RDWR);
+  // Not only stop accepting: a client connecting now would sit in the accept queue,
+  // unanswered, until the daemon exits; refused, it tries another node (or its load
+  // balancer marks this one down) at once.
+  for (auto& a : acceptors_) a->StopListening();
   std::vector<Connection*> all;
   for (auto& [id, c] : connections_) all.push_back(c.get());
   for (Connection* c : all) c->Shutdown();

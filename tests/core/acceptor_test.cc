@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -257,6 +258,29 @@ TEST_F(AcceptorTest, CloseWithTheAcceptArmedStopsAccepting) {
   EXPECT_EQ(sink_.Fds().size(), 1u);
   EXPECT_EQ(acceptor_->stats().accepted, 1u);
   EXPECT_EQ(acceptor_->stats().errors, 0u);  // the cancel is not an error to report
+  EXPECT_TRUE(acceptor_->closed());
+}
+
+// StopListening (a drain) refuses what Close alone leaves waiting in the backlog: a client
+// connecting afterwards is refused at once, and the handler hears nothing more.
+TEST_F(AcceptorTest, StopListeningRefusesNewClientsInsteadOfQueueingThem) {
+  StartAcceptor();
+  Connect();
+  ASSERT_TRUE(sink_.AwaitFds(1));
+  OnLoop([&] { acceptor_->StopListening(); });
+  ASSERT_TRUE(AwaitIdle());
+  const int late = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(late, 0);
+  clients_.push_back(late);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port_);
+  EXPECT_NE(connect(late, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0)
+      << "a client connected to a listener that stopped listening";
+  EXPECT_EQ(errno, ECONNREFUSED);
+  StopLoop();
+  EXPECT_EQ(sink_.Fds().size(), 1u);
   EXPECT_TRUE(acceptor_->closed());
 }
 
