@@ -129,8 +129,15 @@ absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::Create(
     const TlsContextOptions& options) {
   if (absl::Status s = CheckOptions(options); !s.ok()) return s;
   InitOnce();
+  // Decided first: it orders the default cipher list, and an offloading context is made
+  // with the device's heap tag, which sends its TLS 1.3 X25519 key shares to the device
+  // (tls/crypto_offload.h). The device id is set last, after the key is loaded, so loading
+  // and checking the key stay wolfSSL's own.
+  const int dev_id = options.crypto_offload && CryptoOffloadEnabled() ? CryptoOffloadDevId()
+                                                                      : kNoCryptoDevice;
   WOLFSSL_CTX* raw =
-      wolfSSL_CTX_new(MethodFor(options.role, options.min_version, options.max_version));
+      wolfSSL_CTX_new_ex(MethodFor(options.role, options.min_version, options.max_version),
+                         dev_id != kNoCryptoDevice ? CryptoOffloadHeapTag() : nullptr);
   if (raw == nullptr) return absl::ResourceExhaustedError("wolfSSL_CTX_new failed");
   // Owned from here: every error path below frees it through the destructor.
   std::shared_ptr<TlsContext> ctx(new TlsContext(raw, options.role));
@@ -138,10 +145,6 @@ absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::Create(
   if (wolfSSL_CTX_SetMinVersion(raw, min) != WOLFSSL_SUCCESS) {
     return absl::InternalError("wolfSSL_CTX_SetMinVersion failed");
   }
-  // Decided first: it orders the default cipher list. The device id is set last, after
-  // the key is loaded, so loading and checking the key stay wolfSSL's own.
-  const int dev_id = options.crypto_offload && CryptoOffloadEnabled() ? CryptoOffloadDevId()
-                                                                      : kNoCryptoDevice;
   const std::string ciphers = !options.cipher_list.empty()  ? options.cipher_list
                               : dev_id != kNoCryptoDevice ? kOffloadCipherList
                                                           : kDefaultCipherList;

@@ -10,6 +10,8 @@
 #include <openssl/param_build.h>
 #include <openssl/rand.h>
 
+#include <dlfcn.h>
+
 // wolfSSL after OpenSSL: Debian's wolfssl/options.h defines OPENSSL_NO_EC (for its own
 // compatibility layer), which would empty openssl/ec.h. options.h first among wolfSSL's:
 // the configure flags every wolfCrypt header reads (struct layouts).
@@ -27,6 +29,14 @@
 #include <cstring>
 #include <utility>
 
+#include "base/check.h"
+
+// The heap tag below is an address wolfSSL only passes around: a build with static memory
+// would read it as a WOLFSSL_HEAP_HINT.
+#ifdef WOLFSSL_STATIC_MEMORY
+#error "tls/crypto_offload's heap tag needs a wolfSSL built without WOLFSSL_STATIC_MEMORY"
+#endif
+
 namespace ringmail::tls {
 namespace {
 
@@ -34,6 +44,9 @@ namespace {
 constexpr int kDevId = 0x524d;  // "RM"
 
 std::atomic<bool> g_enabled{true};
+
+// CryptoOffloadHeapTag(): only its address is used.
+char g_heap_tag = 0;
 
 // The anonymous argument structs of wc_CryptoInfo, by name.
 using GcmEncArgs = decltype(std::declval<wc_CryptoInfo&>().cipher.aesgcm_enc);
@@ -53,7 +66,7 @@ struct alignas(64) Counter {
 };
 struct Counters {
   Counter gcm_enc, gcm_dec, gcm_auth_fail, ecc_keygen, ecdh, ecdsa_sign, ecdsa_verify,
-      x25519_keygen, x25519_shared, declined, errors;
+      x25519_keygen, x25519_shared, x25519_routed, x25519_zero_refused, declined, errors;
 };
 Counters g_counts;
 
@@ -108,6 +121,8 @@ struct ThreadState {
   PkeyEntry verify[kVerifyCacheSize];
   int sign_next = 0;
   int verify_next = 0;
+  EVP_PKEY_CTX* x25519_import = nullptr;  // initialised for EVP_PKEY_fromdata
+  EVP_PKEY* x25519_base = nullptr;        // the public key u = 9 (X25519 key generation)
 
   ~ThreadState();
 };
@@ -132,6 +147,8 @@ ThreadState::~ThreadState() {
   }
   for (PkeyEntry& e : sign) ClearEntry(e);
   for (PkeyEntry& e : verify) ClearEntry(e);
+  EVP_PKEY_free(x25519_base);
+  EVP_PKEY_CTX_free(x25519_import);
   BN_CTX_free(bn);
 }
 
@@ -517,51 +534,95 @@ int EcdsaVerify(ThreadState& st, EcdsaVerifyArgs& a) {
 }
 
 // ---- X25519 ------------------------------------------------------------------------------
+//
+// libcrypto 3.0 computes an X25519 public key it is not given (EVP_PKEY_new_raw_private_key,
+// EVP_PKEY_keygen) with portable C (~77-97 us here), no faster than wolfSSL's (~97 us), but
+// its derive runs the x86-64 assembly ladder (~60 us). The public key is X25519(k, 9)
+// (RFC 7748 section 6.1), so keys are made with a derive against the base point; every EVP
+// key is imported with both halves, so libcrypto never recomputes one.
 
 constexpr size_t kX25519 = 32;
+constexpr unsigned char kX25519Base[kX25519] = {9};  // u = 9, little-endian
 
-int X25519KeyGen(X25519KeyGenArgs& a) {
-  if (a.size != static_cast<int>(kX25519)) return CRYPTOCB_UNAVAILABLE;
-  unsigned char priv[kX25519], pub[kX25519];
-  size_t pub_len = sizeof(pub);
+// An X25519 EVP key from a public key and, for a key pair, its private key, through this
+// thread's import context (made once: fetching the key manager per call costs ~4 us). A
+// derive reads only the private half.
+EVP_PKEY* MakeX25519Pkey(ThreadState& st, const unsigned char* priv, const unsigned char* pub) {
+  if (st.x25519_import == nullptr) {
+    EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, "X25519", nullptr);
+    if (ctx == nullptr || EVP_PKEY_fromdata_init(ctx) != 1) {
+      EVP_PKEY_CTX_free(ctx);
+      return nullptr;
+    }
+    st.x25519_import = ctx;
+  }
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
+                                        const_cast<unsigned char*>(pub), kX25519),
+      OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PRIV_KEY,
+                                        const_cast<unsigned char*>(priv), kX25519),
+      OSSL_PARAM_construct_end()};
+  if (priv == nullptr) params[1] = OSSL_PARAM_construct_end();
   EVP_PKEY* pkey = nullptr;
-  bool ok = RAND_priv_bytes(priv, sizeof(priv)) == 1;
-  if (ok) {  // RFC 7748 clamping, as wolfSSL stores its own private keys
+  if (EVP_PKEY_fromdata(st.x25519_import, &pkey,
+                        priv == nullptr ? EVP_PKEY_PUBLIC_KEY : EVP_PKEY_KEYPAIR,
+                        params) != 1) {
+    pkey = nullptr;
+  }
+  return pkey;
+}
+
+// The base point as a libcrypto peer key, made once per thread.
+EVP_PKEY* X25519Base(ThreadState& st) {
+  if (st.x25519_base == nullptr) st.x25519_base = MakeX25519Pkey(st, nullptr, kX25519Base);
+  return st.x25519_base;
+}
+
+// A derive context of `mine` with peer `theirs`; null if libcrypto refused. The peer is not
+// "validated": for X25519 libcrypto's check only asks that a public key be present.
+EVP_PKEY_CTX* X25519DeriveContext(EVP_PKEY* mine, EVP_PKEY* theirs) {
+  EVP_PKEY_CTX* ctx = mine == nullptr || theirs == nullptr
+                          ? nullptr
+                          : EVP_PKEY_CTX_new_from_pkey(nullptr, mine, nullptr);
+  if (ctx != nullptr && (EVP_PKEY_derive_init(ctx) != 1 ||
+                         EVP_PKEY_derive_set_peer_ex(ctx, theirs, 0) != 1)) {
+    EVP_PKEY_CTX_free(ctx);
+    ctx = nullptr;
+  }
+  return ctx;
+}
+
+int X25519KeyGen(ThreadState& st, X25519KeyGenArgs& a) {
+  if (a.size != static_cast<int>(kX25519)) return CRYPTOCB_UNAVAILABLE;
+  EVP_PKEY* base = X25519Base(st);
+  unsigned char priv[kX25519], pub[kX25519];
+  EVP_PKEY* pkey = nullptr;
+  if (base != nullptr && RAND_priv_bytes(priv, sizeof(priv)) == 1) {
+    // RFC 7748 clamping, as wolfSSL stores its own private keys.
     priv[0] &= 248;
     priv[31] &= 127;
     priv[31] |= 64;
-    pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, priv, sizeof(priv));
+    pkey = MakeX25519Pkey(st, priv, kX25519Base);  // the public half is made below
   }
-  ok = pkey != nullptr && EVP_PKEY_get_raw_public_key(pkey, pub, &pub_len) == 1 &&
-       pub_len == kX25519;
+  EVP_PKEY_CTX* ctx = X25519DeriveContext(pkey, base);
+  size_t pub_len = sizeof(pub);
+  const bool ok = ctx != nullptr && EVP_PKEY_derive(ctx, pub, &pub_len) == 1 &&
+                  pub_len == kX25519;
+  EVP_PKEY_CTX_free(ctx);
   EVP_PKEY_free(pkey);
   int ret = CRYPTOCB_UNAVAILABLE;
   if (ok) {
     ret = wc_curve25519_import_private_raw_ex(priv, sizeof(priv), pub, sizeof(pub), a.key,
                                               EC25519_LITTLE_ENDIAN);
+  } else {
+    ERR_clear_error();
   }
   OPENSSL_cleanse(priv, sizeof(priv));
   if (ret == 0) g_counts.x25519_keygen.Add();
   return ret;
 }
 
-// An X25519 EVP key from both halves, so libcrypto need not recompute the public key.
-EVP_PKEY* MakeX25519Pkey(unsigned char* priv, unsigned char* pub) {
-  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, "X25519", nullptr);
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PRIV_KEY, priv, kX25519),
-      OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pub, kX25519),
-      OSSL_PARAM_construct_end()};
-  EVP_PKEY* pkey = nullptr;
-  if (ctx == nullptr || EVP_PKEY_fromdata_init(ctx) != 1 ||
-      EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_KEYPAIR, params) != 1) {
-    pkey = nullptr;
-  }
-  EVP_PKEY_CTX_free(ctx);
-  return pkey;
-}
-
-int X25519Shared(X25519Args& a) {
+int X25519Shared(ThreadState& st, X25519Args& a) {
   if (*a.outlen < kX25519) return BUFFER_E;
   unsigned char priv[kX25519], pub[kX25519], peer[kX25519];
   word32 priv_len = kX25519, pub_len = kX25519, peer_len = kX25519;
@@ -574,24 +635,24 @@ int X25519Shared(X25519Args& a) {
     OPENSSL_cleanse(priv, sizeof(priv));
     return CRYPTOCB_UNAVAILABLE;
   }
-  EVP_PKEY* mine = MakeX25519Pkey(priv, pub);
+  EVP_PKEY* mine = MakeX25519Pkey(st, priv, pub);
   OPENSSL_cleanse(priv, sizeof(priv));
-  EVP_PKEY* theirs = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer, kX25519);
-  EVP_PKEY_CTX* ctx = mine == nullptr ? nullptr : EVP_PKEY_CTX_new_from_pkey(nullptr, mine,
-                                                                             nullptr);
+  EVP_PKEY* theirs = MakeX25519Pkey(st, nullptr, peer);
+  EVP_PKEY_CTX* ctx = X25519DeriveContext(mine, theirs);
+  const bool ready = ctx != nullptr;
   size_t out_len = *a.outlen;
-  bool ok = ctx != nullptr && theirs != nullptr && EVP_PKEY_derive_init(ctx) == 1 &&
-            EVP_PKEY_derive_set_peer(ctx, theirs) == 1;
   // libcrypto refuses an all-zero secret (a small-order peer point): an error, not a retry.
-  const bool derived = ok && EVP_PKEY_derive(ctx, a.out, &out_len) == 1 && out_len == kX25519;
+  const bool derived = ready && EVP_PKEY_derive(ctx, a.out, &out_len) == 1 &&
+                       out_len == kX25519;
   EVP_PKEY_CTX_free(ctx);
   EVP_PKEY_free(theirs);
   EVP_PKEY_free(mine);
-  if (!ok) {
+  if (!ready) {
     ERR_clear_error();
     return CRYPTOCB_UNAVAILABLE;
   }
   if (!derived) {
+    OPENSSL_cleanse(a.out, kX25519);
     ERR_clear_error();
     g_counts.errors.Add();
     return ECC_BAD_ARG_E;
@@ -615,9 +676,9 @@ int PublicKey(ThreadState& st, wc_CryptoInfo* info) {
     case WC_PK_TYPE_ECDSA_VERIFY:
       return EcdsaVerify(st, info->pk.eccverify);
     case WC_PK_TYPE_CURVE25519_KEYGEN:
-      return X25519KeyGen(info->pk.curve25519kg);
+      return X25519KeyGen(st, info->pk.curve25519kg);
     case WC_PK_TYPE_CURVE25519:
-      return X25519Shared(info->pk.curve25519);
+      return X25519Shared(st, info->pk.curve25519);
     default:
       return CRYPTOCB_UNAVAILABLE;
   }
@@ -652,6 +713,8 @@ int CryptoOffloadDevId() {
   return dev_id;
 }
 
+void* CryptoOffloadHeapTag() { return &g_heap_tag; }
+
 CryptoOffloadCounts GetCryptoOffloadCounts() {
   CryptoOffloadCounts c;
   c.aes_gcm_encrypt = g_counts.gcm_enc.Get();
@@ -663,9 +726,75 @@ CryptoOffloadCounts GetCryptoOffloadCounts() {
   c.ecdsa_verify = g_counts.ecdsa_verify.Get();
   c.x25519_keygen = g_counts.x25519_keygen.Get();
   c.x25519_shared = g_counts.x25519_shared.Get();
+  c.x25519_routed = g_counts.x25519_routed.Get();
+  c.x25519_zero_refused = g_counts.x25519_zero_refused.Get();
   c.declined = g_counts.declined.Get();
   c.errors = g_counts.errors.Get();
   return c;
 }
 
 }  // namespace ringmail::tls
+
+// ---- wolfSSL's TLS 1.3 X25519 key shares ---------------------------------------------------
+//
+// wolfSSL 5.5.4 makes a TLS 1.3 X25519 key share in src/tls.c TLSX_KeyShare_GenX25519Key,
+// which initialises the key with INVALID_DEVID (line 6799, not the context's device id) and
+// calls wc_curve25519_make_key; TLSX_KeyShare_ProcessX25519 then computes the secret with
+// that key (line 7644). Neither the device nor the PK callbacks (internal.c X25519MakeKey /
+// X25519SharedSecret, TLS 1.2 only) are consulted. libwolfssl.so calls both functions below
+// through its PLT, so the executable's definitions take the calls; each forwards to
+// wolfSSL's own (dlsym RTLD_NEXT). tests/tls/crypto_offload_test.cc fails if a wolfSSL
+// build stops routing the calls here (a handshake's X25519 counters stay still).
+
+namespace ringmail::tls {
+namespace {
+
+using Curve25519InitEx = int (*)(curve25519_key*, void*, int);
+using Curve25519SharedEx = int (*)(curve25519_key*, curve25519_key*, byte*, word32*, int);
+
+template <typename Fn>
+Fn WolfSslOwn(const char* name) {
+  void* f = dlsym(RTLD_NEXT, name);
+  RM_CHECK(f != nullptr) << name << " not found after the executable (" << dlerror()
+                         << "): wolfSSL must be linked as a shared library";
+  return reinterpret_cast<Fn>(f);
+}
+
+}  // namespace
+}  // namespace ringmail::tls
+
+// A key initialised with the heap tag of an offloading context and no device (wolfSSL's
+// TLS 1.3 key share: the context's heap, INVALID_DEVID) gets the device's id, so its
+// make_key and shared_secret come to X25519KeyGen / X25519Shared above. Every other key is
+// initialised exactly as asked.
+extern "C" int wc_curve25519_init_ex(curve25519_key* key, void* heap, int devId) {
+  using namespace ringmail::tls;
+  static const Curve25519InitEx own = WolfSslOwn<Curve25519InitEx>("wc_curve25519_init_ex");
+  if (heap == &g_heap_tag && devId == INVALID_DEVID) {
+    devId = kDevId;
+    g_counts.x25519_routed.Add();
+  }
+  return own(key, heap, devId);
+}
+
+// RFC 8446 section 7.4.2 / RFC 7748 section 6.1: an all-zero X25519 result (the peer sent a
+// small-order point) is an error. wolfSSL 5.5.4's software returns it (Debian's build lacks
+// WOLFSSL_ECDHX_SHARED_NOT_ZERO, and wc_curve25519_check_public lets the two order-8 points
+// through); the device already refuses it. Checked for every caller, offload on or off.
+extern "C" int wc_curve25519_shared_secret_ex(curve25519_key* private_key,
+                                              curve25519_key* public_key, byte* out,
+                                              word32* outlen, int endian) {
+  using namespace ringmail::tls;
+  static const Curve25519SharedEx own =
+      WolfSslOwn<Curve25519SharedEx>("wc_curve25519_shared_secret_ex");
+  const int ret = own(private_key, public_key, out, outlen, endian);
+  if (ret != 0) return ret;
+  byte any = 0;  // constant time: the result is a secret
+  for (word32 i = 0; i < *outlen; ++i) any |= out[i];
+  if (any == 0) {
+    OPENSSL_cleanse(out, *outlen);
+    g_counts.x25519_zero_refused.Add();
+    return ECC_OUT_OF_RANGE_E;
+  }
+  return 0;
+}

@@ -21,6 +21,15 @@
 //   TlsContextOptions::crypto_offload and the process switch (SetCryptoOffload, set once at
 //   start-up from the global `tls_crypto_offload` key) are on, and the device registered.
 //   Sessions inherit it from their context; a context keeps what it was created with.
+// - TLS 1.3 X25519 key shares: wolfSSL 5.5.4 makes them on keys with no device (src/tls.c
+//   TLSX_KeyShare_GenX25519Key) and consults neither the device nor its PK callbacks. This
+//   file therefore defines wc_curve25519_init_ex and wc_curve25519_shared_secret_ex itself
+//   (libwolfssl.so calls them through its PLT; each forwards to wolfSSL's own): a key
+//   initialised with an offloading context's heap hint (CryptoOffloadHeapTag, passed to
+//   wolfSSL_CTX_new_ex by TlsContext::Create) and no device gets the device, so the key share
+//   and its secret run on libcrypto with a fresh libcrypto-random key per handshake; and
+//   every X25519 result is checked: an all-zero secret (a small-order peer point, RFC 8446
+//   section 7.4.2) is an error, offload on or off, for every caller in the process.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +47,11 @@ bool CryptoOffloadEnabled();
 inline constexpr int kNoCryptoDevice = -2;  // wolfCrypt's INVALID_DEVID
 int CryptoOffloadDevId();
 
+// The heap hint an offloading context is created with (wolfSSL_CTX_new_ex): it marks the
+// context's own X25519 keys for the device (see the contract). Never dereferenced; wolfSSL
+// built without WOLFSSL_STATIC_MEMORY only passes heap hints around.
+void* CryptoOffloadHeapTag();
+
 // How many operations the device did (and declined) since the process started, for tests,
 // benchmarks and diagnostics. Monotonic; read without stopping the callers.
 struct CryptoOffloadCounts {
@@ -50,6 +64,8 @@ struct CryptoOffloadCounts {
   uint64_t ecdsa_verify = 0;
   uint64_t x25519_keygen = 0;
   uint64_t x25519_shared = 0;
+  uint64_t x25519_routed = 0;       // wolfSSL's device-less X25519 keys given the device
+  uint64_t x25519_zero_refused = 0;  // X25519 results refused as all-zero (any caller)
   uint64_t declined = 0;  // calls answered CRYPTOCB_UNAVAILABLE (wolfSSL's software ran)
   uint64_t errors = 0;    // libcrypto failures reported to wolfSSL as errors
 };

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <random>
 #include <string>
@@ -86,6 +87,9 @@ class CryptoOffloadTest : public ::testing::Test {
     ASSERT_EQ(wc_InitRng(&rng_), 0);
   }
   void TearDown() override { wc_FreeRng(&rng_); }
+
+  // Every small-order peer value against a fresh key on `dev` (the device or software).
+  void X25519RefusesAllZeroSecrets(int dev);
 
   int dev_ = kNoCryptoDevice;
   WC_RNG rng_{};
@@ -551,10 +555,89 @@ TEST_F(CryptoOffloadTest, X25519KnownAnswerThroughTheDevice) {
   EXPECT_EQ(GetCryptoOffloadCounts().x25519_shared, shared + 1);
 }
 
+// wolfSSL's TLS 1.3 key share initialises its key with the context's heap and no device:
+// with an offloading context's heap tag the key is made and used on the device. Its key
+// bytes are what wolfSSL's software makes of the same private key (little-endian, clamped:
+// the public key recomputed in software from the exported private key, byte for byte), and
+// its secrets equal the software's both ways, in both byte orders.
+TEST_F(CryptoOffloadTest, X25519KeysInitialisedWithTheHeapTagRunOnTheDevice) {
+  for (int round = 0; round < 8; ++round) {
+    SCOPED_TRACE(round);
+    const CryptoOffloadCounts before = GetCryptoOffloadCounts();
+    curve25519_key tagged;
+    ASSERT_EQ(wc_curve25519_init_ex(&tagged, CryptoOffloadHeapTag(), INVALID_DEVID), 0);
+    EXPECT_EQ(tagged.devId, dev_);
+    ASSERT_EQ(wc_curve25519_make_key(&rng_, 32, &tagged), 0);
+    byte priv[32], pub[32], soft_pub[32];
+    word32 priv_len = 32, pub_len = 32;
+    ASSERT_EQ(wc_curve25519_export_private_raw_ex(&tagged, priv, &priv_len,
+                                                  EC25519_LITTLE_ENDIAN),
+              0);
+    ASSERT_EQ(wc_curve25519_export_public_ex(&tagged, pub, &pub_len, EC25519_LITTLE_ENDIAN), 0);
+    EXPECT_EQ(priv[0] & 7, 0);  // clamped as wolfSSL's own keys are
+    EXPECT_EQ(priv[31] & 0xC0, 0x40);
+    ASSERT_EQ(wc_curve25519_make_pub(32, soft_pub, 32, priv), 0);
+    EXPECT_EQ(Bytes(pub, pub + 32), Bytes(soft_pub, soft_pub + 32));
+    // Big-endian export is the reverse of little-endian (the classic trap, both ways).
+    byte pub_be[32];
+    word32 pub_be_len = 32;
+    ASSERT_EQ(wc_curve25519_export_public_ex(&tagged, pub_be, &pub_be_len, EC25519_BIG_ENDIAN),
+              0);
+    EXPECT_EQ(Bytes(pub_be, pub_be + 32), Bytes(std::make_reverse_iterator(pub + 32),
+                                                 std::make_reverse_iterator(pub)));
+    X25519Key software(INVALID_DEVID);
+    ASSERT_EQ(wc_curve25519_make_key(&rng_, 32, &software.key), 0);
+    for (int endian : {EC25519_LITTLE_ENDIAN, EC25519_BIG_ENDIAN}) {
+      byte a[32], b[32];
+      word32 al = sizeof(a), bl = sizeof(b);
+      ASSERT_EQ(wc_curve25519_shared_secret_ex(&tagged, &software.key, a, &al, endian), 0);
+      ASSERT_EQ(wc_curve25519_shared_secret_ex(&software.key, &tagged, b, &bl, endian), 0);
+      EXPECT_EQ(Bytes(a, a + al), Bytes(b, b + bl)) << "endian " << endian;
+    }
+    wc_curve25519_free(&tagged);
+    std::memset(priv, 0, sizeof(priv));
+    const CryptoOffloadCounts after = GetCryptoOffloadCounts();
+    EXPECT_EQ(after.x25519_routed, before.x25519_routed + 1);
+    EXPECT_EQ(after.x25519_keygen, before.x25519_keygen + 1);
+    EXPECT_EQ(after.x25519_shared, before.x25519_shared + 2);  // the tagged key's two
+  }
+}
+
+// Only a key with the heap tag AND no device is rerouted: no heap (wolfSSL's peer keys,
+// other callers) or another heap stays in software; an explicit device id is kept.
+TEST_F(CryptoOffloadTest, X25519KeysWithoutTheHeapTagAreInitialisedAsAsked) {
+  const CryptoOffloadCounts before = GetCryptoOffloadCounts();
+  int other_heap = 0;
+  curve25519_key k;
+  ASSERT_EQ(wc_curve25519_init_ex(&k, nullptr, INVALID_DEVID), 0);
+  EXPECT_EQ(k.devId, INVALID_DEVID);
+  ASSERT_EQ(wc_curve25519_make_key(&rng_, 32, &k), 0);
+  wc_curve25519_free(&k);
+  ASSERT_EQ(wc_curve25519_init_ex(&k, &other_heap, INVALID_DEVID), 0);
+  EXPECT_EQ(k.devId, INVALID_DEVID);
+  wc_curve25519_free(&k);
+  ASSERT_EQ(wc_curve25519_init(&k), 0);
+  EXPECT_EQ(k.devId, INVALID_DEVID);
+  wc_curve25519_free(&k);
+  ASSERT_EQ(wc_curve25519_init_ex(&k, CryptoOffloadHeapTag(), 0x1234), 0);
+  EXPECT_EQ(k.devId, 0x1234);
+  wc_curve25519_free(&k);
+  const CryptoOffloadCounts after = GetCryptoOffloadCounts();
+  EXPECT_EQ(after.x25519_routed, before.x25519_routed);
+  EXPECT_EQ(after.x25519_keygen, before.x25519_keygen);
+}
+
 // RFC 7748 section 6.1 / RFC 8446 section 7.4.2: an X25519 exchange whose result is all
 // zeros (a small-order or non-canonical peer value) must fail, never hand back zeros.
 TEST_F(CryptoOffloadTest, X25519RefusesPeerValuesThatGiveAnAllZeroSecret) {
-  X25519Key device(dev_);
+  for (bool on_device : {true, false}) {
+    SCOPED_TRACE(on_device ? "device key" : "software key");
+    X25519RefusesAllZeroSecrets(on_device ? dev_ : INVALID_DEVID);
+  }
+}
+
+void CryptoOffloadTest::X25519RefusesAllZeroSecrets(int dev) {
+  X25519Key device(dev);
   ASSERT_EQ(wc_curve25519_make_key(&rng_, 32, &device.key), 0);
   const char* kSmallOrder[] = {
       "0000000000000000000000000000000000000000000000000000000000000000",  // 0
@@ -635,13 +718,13 @@ TEST_F(CryptoOffloadTest, ManyThreadsAtOnce) {
   EXPECT_EQ(failures.load(), 0);
 }
 
-// KNOWN GAP, disabled until fixed (see /work/notes/s4/offload_review.md): RFC 8446 section
-// 7.4.2 says a TLS 1.3 X25519 exchange whose secret is all zeros MUST abort. wolfSSL 5.5.4
-// makes TLS 1.3's X25519 share without the device and its software neither refuses the
-// order-8 point below (wc_curve25519_check_public only refuses 0 and 1) nor checks the
-// result (Debian's build lacks WOLFSSL_ECDHX_SHARED_NOT_ZERO): the server answers with a
-// ServerHello keyed by an all-zero secret, offload on or off. Enable to reproduce.
-TEST(CryptoOffloadTls13Test, DISABLED_SmallOrderX25519KeyShareIsRefused) {
+// RFC 8446 section 7.4.2: a TLS 1.3 X25519 exchange whose secret is all zeros MUST abort.
+// wolfSSL 5.5.4's software takes the order-8 point below (wc_curve25519_check_public only
+// refuses 0, 1 and values from p - 1 up) and returns the zero secret (Debian's build lacks
+// WOLFSSL_ECDHX_SHARED_NOT_ZERO): the server used to answer with a ServerHello keyed by it,
+// offload on or off. The device refuses it with the offload on (the key share comes to it),
+// tls/crypto_offload's shared-secret check with it off.
+TEST(CryptoOffloadTls13Test, SmallOrderX25519KeyShareIsRefused) {
   absl::StatusOr<tls_test::TestPki> pki = tls_test::TestPki::Create();
   ASSERT_TRUE(pki.ok()) << pki.status();
   absl::StatusOr<tls_test::TestCertificate> cert = pki->IssueServer("server", {"mx.test"});
@@ -675,9 +758,18 @@ TEST(CryptoOffloadTls13Test, DISABLED_SmallOrderX25519KeyShareIsRefused) {
     hello.replace(at + 4, 32, std::string(point.begin(), point.end()));
     auto server = TlsSession::NewServer(*server_ctx);
     ASSERT_TRUE(server.ok()) << server.status();
+    const CryptoOffloadCounts before = GetCryptoOffloadCounts();
     ASSERT_EQ((*server)->FeedCiphertext(hello), hello.size());
     EXPECT_EQ((*server)->Handshake(), TlsResult::kError)
         << "a TLS 1.3 handshake went on with an all-zero X25519 secret";
+    EXPECT_EQ((*server)->TakeCiphertext().find('\x16'), std::string::npos)
+        << "the server sent handshake records (a ServerHello) after the all-zero secret";
+    const CryptoOffloadCounts after = GetCryptoOffloadCounts();
+    // Who refused: the device (offload on: libcrypto's derive fails on zero) or the check
+    // on wolfSSL's software result.
+    EXPECT_EQ(after.x25519_routed - before.x25519_routed, offload ? 1u : 0u);
+    EXPECT_EQ(after.errors - before.errors, offload ? 1u : 0u);
+    EXPECT_EQ(after.x25519_zero_refused - before.x25519_zero_refused, offload ? 0u : 1u);
   }
 }
 
