@@ -6,8 +6,9 @@
 // - Offloaded: AES-GCM encrypt/decrypt (128/192/256-bit keys, IVs to 64 bytes, tags of
 //   12..16 bytes — a shorter decrypt tag is an error, though wolfSSL's software would take
 //   it), ECC key generation, ECDH and ECDSA sign/verify on P-256 and P-384, X25519 key
-//   generation and shared secret. Everything else (hashes, HMAC, RNG, RSA, other curves,
-//   the streaming AES-GCM API) returns CRYPTOCB_UNAVAILABLE and wolfSSL runs its own code.
+//   generation and shared secret. Everything else the device is asked (hashes, HMAC, RNG,
+//   RSA, other curves, the streaming AES-GCM API) returns CRYPTOCB_UNAVAILABLE and wolfSSL
+//   runs its own code — SHA-256 itself comes to libcrypto another way (below).
 // - Keys are never copied out of wolfSSL's objects for longer than one call, except the
 //   ECDSA keys: each thread keeps a few libcrypto key objects for the last signing keys
 //   (the server's certificate key, the same every handshake) and peer verification keys,
@@ -30,6 +31,10 @@
 //   and its secret run on libcrypto with a fresh libcrypto-random key per handshake; and
 //   every X25519 result is checked: an all-zero secret (a small-order peer point, RFC 8446
 //   section 7.4.2) is an error, offload on or off, for every caller in the process.
+// - SHA-256: likewise wc_Sha256Update and wc_Sha256Final, for every wc_Sha256 in the process
+//   (TLS transcripts, HMAC/HKDF, the Hash-DRBG, certificates) while the process switch is on:
+//   libcrypto's SHA-256 (SHA extensions/AVX2) continues wolfSSL's own hash state in place, so
+//   the object stays exactly what wolfSSL's C would have left.
 #pragma once
 
 #include <cstdint>
@@ -66,6 +71,7 @@ struct CryptoOffloadCounts {
   uint64_t x25519_shared = 0;
   uint64_t x25519_routed = 0;       // wolfSSL's device-less X25519 keys given the device
   uint64_t x25519_zero_refused = 0;  // X25519 results refused as all-zero (any caller)
+  uint64_t sha256_finals = 0;        // SHA-256 hashes finished on libcrypto (any caller)
   uint64_t declined = 0;  // calls answered CRYPTOCB_UNAVAILABLE (wolfSSL's software ran)
   uint64_t errors = 0;    // libcrypto failures reported to wolfSSL as errors
 };

@@ -5,13 +5,19 @@
 // device key and a software key. Counters prove which side did the work.
 #include "tls/crypto_offload.h"
 
+// libcrypto before wolfSSL: Debian's wolfssl/options.h defines OPENSSL_NO_EC.
+#include <openssl/evp.h>
+
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/aes.h>
 #include <wolfssl/wolfcrypt/curve25519.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/hmac.h>
 #include <wolfssl/wolfcrypt/random.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <iterator>
@@ -666,6 +672,171 @@ void CryptoOffloadTest::X25519RefusesAllZeroSecrets(int dev) {
       EXPECT_NE(Bytes(out, out + 32), Bytes(32, 0));
     }
   }
+}
+
+// ---- SHA-256 -------------------------------------------------------------------------------
+
+// Turns the process switch off for a scope (wolfSSL's own SHA-256), on again after.
+class OffloadOff {
+ public:
+  OffloadOff() { SetCryptoOffload(false); }
+  ~OffloadOff() { SetCryptoOffload(true); }
+  OffloadOff(const OffloadOff&) = delete;
+  OffloadOff& operator=(const OffloadOff&) = delete;
+};
+
+std::string Sha256Hex(const std::vector<Bytes>& parts) {
+  wc_Sha256 sha;
+  EXPECT_EQ(wc_InitSha256_ex(&sha, nullptr, INVALID_DEVID), 0);
+  for (const Bytes& p : parts) {
+    EXPECT_EQ(wc_Sha256Update(&sha, p.data(), static_cast<word32>(p.size())), 0);
+  }
+  byte out[WC_SHA256_DIGEST_SIZE];
+  EXPECT_EQ(wc_Sha256Final(&sha, out), 0);
+  wc_Sha256Free(&sha);
+  return absl::BytesToHexString(std::string(out, out + sizeof(out)));
+}
+
+Bytes Text(const std::string& s) { return Bytes(s.begin(), s.end()); }
+
+// FIPS 180-2's examples and the million 'a's, through wolfSSL's API on libcrypto.
+TEST_F(CryptoOffloadTest, Sha256KnownAnswersOnLibcrypto) {
+  const uint64_t finals = GetCryptoOffloadCounts().sha256_finals;
+  EXPECT_EQ(Sha256Hex({}), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Sha256Hex({Text("abc")}),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Sha256Hex({Text("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")}),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  std::vector<Bytes> million(1000, Bytes(1000, 'a'));
+  EXPECT_EQ(Sha256Hex(million),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  EXPECT_EQ(GetCryptoOffloadCounts().sha256_finals, finals + 4);
+  OffloadOff off;  // and wolfSSL's own code, for the record
+  EXPECT_EQ(Sha256Hex({Text("abc")}),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(GetCryptoOffloadCounts().sha256_finals, finals + 4);
+}
+
+// Random messages cut at random points, hashed on libcrypto, in wolfSSL's C, and switching
+// between the two after every piece (each continues the other's state): the same digests,
+// the same state words and counts left behind, GetHash and Copy mid-way included.
+TEST_F(CryptoOffloadTest, Sha256StateIsWolfSslsOwnByteForByte) {
+  std::mt19937 gen(2026);
+  for (int round = 0; round < 200; ++round) {
+    SCOPED_TRACE(round);
+    const size_t size = round < 150 ? gen() % 300 : gen() % 20000;
+    const Bytes msg = Random(size, static_cast<uint32_t>(round));
+    std::vector<size_t> cuts = {0, size};
+    for (int i = gen() % 6; i > 0; --i) cuts.push_back(size == 0 ? 0 : gen() % size);
+    std::sort(cuts.begin(), cuts.end());
+    wc_Sha256 lib, own, mixed;
+    ASSERT_EQ(wc_InitSha256_ex(&lib, nullptr, INVALID_DEVID), 0);
+    ASSERT_EQ(wc_InitSha256_ex(&own, nullptr, INVALID_DEVID), 0);
+    ASSERT_EQ(wc_InitSha256_ex(&mixed, nullptr, dev_), 0);  // the device's: libcrypto too
+    for (size_t i = 0; i + 1 < cuts.size(); ++i) {
+      const byte* piece = msg.data() + cuts[i];
+      const word32 n = static_cast<word32>(cuts[i + 1] - cuts[i]);
+      ASSERT_EQ(wc_Sha256Update(&lib, piece, n), 0);
+      {
+        OffloadOff off;
+        ASSERT_EQ(wc_Sha256Update(&own, piece, n), 0);
+      }
+      if (i % 2 == 1) SetCryptoOffload(false);
+      ASSERT_EQ(wc_Sha256Update(&mixed, piece, n), 0);
+      SetCryptoOffload(true);
+      ASSERT_EQ(std::memcmp(lib.digest, own.digest, sizeof(own.digest)), 0);
+      ASSERT_EQ(lib.buffLen, own.buffLen);
+      ASSERT_EQ(std::memcmp(lib.buffer, own.buffer, own.buffLen), 0);
+      ASSERT_EQ(lib.loLen, own.loLen);
+      ASSERT_EQ(lib.hiLen, own.hiLen);
+      byte a[32], b[32];
+      ASSERT_EQ(wc_Sha256GetHash(&lib, a), 0);
+      {
+        OffloadOff off;
+        ASSERT_EQ(wc_Sha256GetHash(&own, b), 0);
+      }
+      ASSERT_EQ(Bytes(a, a + 32), Bytes(b, b + 32));
+    }
+    wc_Sha256 copy;
+    ASSERT_EQ(wc_Sha256Copy(&lib, &copy), 0);
+    byte d_lib[32], d_own[32], d_mixed[32], d_copy[32];
+    ASSERT_EQ(wc_Sha256Final(&lib, d_lib), 0);
+    {
+      OffloadOff off;
+      ASSERT_EQ(wc_Sha256Final(&own, d_own), 0);
+      ASSERT_EQ(wc_Sha256Final(&copy, d_copy), 0);  // wolfSSL finishes libcrypto's state
+    }
+    ASSERT_EQ(wc_Sha256Final(&mixed, d_mixed), 0);
+    EXPECT_EQ(Bytes(d_lib, d_lib + 32), Bytes(d_own, d_own + 32));
+    EXPECT_EQ(Bytes(d_mixed, d_mixed + 32), Bytes(d_own, d_own + 32));
+    EXPECT_EQ(Bytes(d_copy, d_copy + 32), Bytes(d_own, d_own + 32));
+    unsigned int ref_len = 0;
+    byte ref[32];
+    ASSERT_EQ(EVP_Digest(msg.data(), msg.size(), ref, &ref_len, EVP_sha256(), nullptr), 1);
+    EXPECT_EQ(Bytes(d_lib, d_lib + 32), Bytes(ref, ref + 32)) << "against libcrypto's EVP";
+    // Final resets as wolfSSL's does: initial state, no device, no flags; reusable.
+    for (wc_Sha256* s : {&lib, &mixed}) {
+      EXPECT_EQ(std::memcmp(s->digest, own.digest, sizeof(own.digest)), 0);
+      EXPECT_EQ(s->buffLen, own.buffLen);
+      EXPECT_EQ(s->loLen, own.loLen);
+      EXPECT_EQ(s->hiLen, own.hiLen);
+      EXPECT_EQ(s->devId, own.devId);
+      EXPECT_EQ(s->flags, own.flags);
+    }
+    ASSERT_EQ(wc_Sha256Update(&lib, msg.data(), static_cast<word32>(msg.size())), 0);
+    ASSERT_EQ(wc_Sha256Final(&lib, d_lib), 0);
+    EXPECT_EQ(Bytes(d_lib, d_lib + 32), Bytes(ref, ref + 32));
+    wc_Sha256Free(&lib);
+    wc_Sha256Free(&own);
+    wc_Sha256Free(&mixed);
+    wc_Sha256Free(&copy);
+  }
+}
+
+TEST_F(CryptoOffloadTest, Sha256BadArgumentsGetWolfSslsAnswers) {
+  wc_Sha256 sha;
+  ASSERT_EQ(wc_InitSha256_ex(&sha, nullptr, INVALID_DEVID), 0);
+  EXPECT_EQ(wc_Sha256Update(nullptr, Random(4, 1).data(), 4), BAD_FUNC_ARG);
+  EXPECT_EQ(wc_Sha256Update(&sha, nullptr, 4), BAD_FUNC_ARG);
+  EXPECT_EQ(wc_Sha256Update(&sha, nullptr, 0), 0);
+  EXPECT_EQ(wc_Sha256Final(&sha, nullptr), BAD_FUNC_ARG);
+  sha.buffLen = WC_SHA256_BLOCK_SIZE;  // a corrupt object: refused, nothing read past it
+  EXPECT_EQ(wc_Sha256Update(&sha, Random(4, 1).data(), 4), BUFFER_E);
+  wc_Sha256Free(&sha);
+}
+
+// HMAC (RFC 4231 cases 1 and 2) and HKDF (RFC 5869 A.1) ride on SHA-256 inside wolfSSL.
+TEST_F(CryptoOffloadTest, HmacAndHkdfKnownAnswersOverLibcryptoSha256) {
+  const uint64_t finals = GetCryptoOffloadCounts().sha256_finals;
+  struct Case {
+    Bytes key, data;
+    const char* mac;
+  };
+  const Case cases[] = {
+      {Bytes(20, 0x0b), Text("Hi There"),
+       "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"},
+      {Text("Jefe"), Text("what do ya want for nothing?"),
+       "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"}};
+  for (const Case& c : cases) {
+    Hmac hmac;
+    ASSERT_EQ(wc_HmacInit(&hmac, nullptr, INVALID_DEVID), 0);
+    ASSERT_EQ(wc_HmacSetKey(&hmac, WC_SHA256, c.key.data(), static_cast<word32>(c.key.size())),
+              0);
+    ASSERT_EQ(wc_HmacUpdate(&hmac, c.data.data(), static_cast<word32>(c.data.size())), 0);
+    byte mac[32];
+    ASSERT_EQ(wc_HmacFinal(&hmac, mac), 0);
+    wc_HmacFree(&hmac);
+    EXPECT_EQ(absl::BytesToHexString(std::string(mac, mac + 32)), c.mac);
+  }
+  const Bytes ikm(22, 0x0b);
+  const Bytes salt = Hex("000102030405060708090a0b0c");
+  const Bytes info = Hex("f0f1f2f3f4f5f6f7f8f9");
+  byte okm[42];
+  ASSERT_EQ(wc_HKDF(WC_SHA256, ikm.data(), 22, salt.data(), 13, info.data(), 10, okm, 42), 0);
+  EXPECT_EQ(absl::BytesToHexString(std::string(okm, okm + 42)),
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+            "34007208d5b887185865");
+  EXPECT_GE(GetCryptoOffloadCounts().sha256_finals, finals + 2 * 2 + 2);
 }
 
 // Every loop thread runs the device at once: per-thread contexts and key caches, freed at
