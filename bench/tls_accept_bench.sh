@@ -5,6 +5,7 @@
 #
 #   bench/tls_accept_bench.sh [--build DIR] [--runs N] [--conns N] [--messages N]
 #                             [--size BYTES] [--no-postfix] [--modes "reused new ..."]
+#                             [--compare DIR]
 #
 # Client: `ringload send --tls starttls` (its summary's messages_per_s), in three modes:
 #   reused   --messages-per-connection 0: one handshake per connection, many messages
@@ -20,6 +21,8 @@
 # `ringmaild-sw` (a second ringmaild with tls_crypto_offload = false, driven by
 # ringload --no-tls-offload: the configuration before the offload, wolfSSL's C crypto on
 # both ends) and `postfix` (driven by the default ringload). --no-sw leaves ringmaild-sw out.
+# --compare DIR adds `ringmaild-b`: the ringmaild and ringload of another build (e.g. the
+# commit before a change), offload on, in the same interleaving, for a same-run A/B.
 # ringmaild's CPU per message is read from /proc/PID/stat (utime + stime) around each run,
 # and resumed cells print the share of handshakes that resumed. Cells are
 # interleaved (for each run: every mode of every system in turn), so a ratio compares runs
@@ -38,6 +41,7 @@ SIZE=10240
 POSTFIX=1
 SW=1
 MODES="reused new resumed plain"
+COMPARE=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --build) BUILD=$2; shift 2 ;;
@@ -48,8 +52,9 @@ while [[ $# -gt 0 ]]; do
     --no-postfix) POSTFIX=0; shift ;;
     --no-sw) SW=0; shift ;;
     --modes) MODES=$2; shift 2 ;;
+    --compare) COMPARE=$2; shift 2 ;;
     *) echo "usage: $0 [--build DIR] [--runs N] [--conns N] [--messages N] [--size BYTES]" \
-            "[--no-postfix] [--no-sw] [--modes LIST]" >&2; exit 2 ;;
+            "[--no-postfix] [--no-sw] [--modes LIST] [--compare DIR]" >&2; exit 2 ;;
   esac
 done
 
@@ -59,15 +64,26 @@ RINGCTL=$BUILD/tools/ringctl/ringctl
 for b in "$RINGLOAD" "$RINGMAILD" "$RINGCTL"; do
   [[ -x $b ]] || { echo "missing $b (build ringload ringmaild ringctl)" >&2; exit 2; }
 done
+B_RINGLOAD=""
+B_RINGMAILD=""
+if [[ -n $COMPARE ]]; then
+  B_RINGLOAD=$COMPARE/tools/ringload/ringload
+  B_RINGMAILD=$COMPARE/tools/ringmaild/ringmaild
+  for b in "$B_RINGLOAD" "$B_RINGMAILD"; do
+    [[ -x $b ]] || { echo "missing $b (--compare: build ringload ringmaild)" >&2; exit 2; }
+  done
+fi
 
 WORK=$(mktemp -d /tmp/tls_accept_bench.XXXXXX)
 chmod 755 "$WORK"
 RM_PID=""
 SW_PID=""
+B_PID=""
 PF_DIR=""
 cleanup() {
   if [[ -n $RM_PID ]]; then kill "$RM_PID" 2>/dev/null; wait "$RM_PID" 2>/dev/null; fi
   if [[ -n $SW_PID ]]; then kill "$SW_PID" 2>/dev/null; wait "$SW_PID" 2>/dev/null; fi
+  if [[ -n $B_PID ]]; then kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null; fi
   [[ -n $PF_DIR ]] && "$ROOT/bench/postfix_setup.sh" stop "$PF_DIR" >/dev/null 2>&1
   rm -rf "$WORK"
 }
@@ -82,7 +98,7 @@ chmod 644 "$WORK/cert.pem" "$WORK/key.pem"
 # start_ringmaild DIR PORT EXTRA_GLOBAL: starts one in the background, its PID in LAST_PID
 # (not through $(...): the daemon must stay this shell's child, for `wait` at cleanup)
 start_ringmaild() {
-  local dir=$1 port=$2 extra=$3
+  local dir=$1 port=$2 extra=$3 binary=${4:-$RINGMAILD}
   mkdir -p "$dir/spool" "$dir/logs"
   cat > "$dir/ringmaild.conf" <<CONF
 spool_dir = "$dir/spool"
@@ -98,7 +114,7 @@ ESMTP_Listener {
 }
 Control_Listener { Listen "$dir/control.sock" { } }
 CONF
-  "$RINGMAILD" --config "$dir/ringmaild.conf" > "$dir/log" 2>&1 &
+  "$binary" --config "$dir/ringmaild.conf" > "$dir/log" 2>&1 &
   LAST_PID=$!
 }
 wait_ringmaild() {
@@ -118,6 +134,13 @@ if [[ $SW -eq 1 ]]; then
   SW_PID=$LAST_PID
   wait_ringmaild "$WORK/sw" "$SW_PORT"
 fi
+B_PORT=""
+if [[ -n $COMPARE ]]; then
+  B_PORT=$(free_port)
+  start_ringmaild "$WORK/b" "$B_PORT" "" "$B_RINGMAILD"
+  B_PID=$LAST_PID
+  wait_ringmaild "$WORK/b" "$B_PORT"
+fi
 
 PF_PORT=""
 if [[ $POSTFIX -eq 1 ]]; then
@@ -134,7 +157,7 @@ fi
 # cell SYSTEM PORT MODE -> "msgs_per_s cpu_us_per_msg resumed_pct" (cpu only for ringmaild,
 # resumed share only for the resumed mode)
 cell() {
-  local system=$1 port=$2 mode=$3 extra=() before after out pid=""
+  local system=$1 port=$2 mode=$3 extra=() before after out pid="" load=$RINGLOAD
   case $mode in
     reused) extra=(--tls starttls --messages-per-connection 0) ;;
     new) extra=(--tls starttls --messages-per-connection 1) ;;
@@ -142,12 +165,16 @@ cell() {
     plain) extra=(--messages-per-connection 0) ;;
   esac
   [[ $system == ringmaild ]] && pid=$RM_PID
+  if [[ $system == ringmaild-b ]]; then
+    pid=$B_PID
+    load=$B_RINGLOAD
+  fi
   if [[ $system == ringmaild-sw ]]; then
     pid=$SW_PID
     [[ $mode != plain ]] && extra+=(--no-tls-offload)
   fi
   [[ -n $pid ]] && before=$(proc_cpu_ticks "$pid")
-  out=$(timeout 300 "$RINGLOAD" send --target "127.0.0.1:$port" --connections "$CONNS" \
+  out=$(timeout 300 "$load" send --target "127.0.0.1:$port" --connections "$CONNS" \
     --messages "$MESSAGES" --size "$SIZE" --rcpt-template "rcpt{n}@bench.test" \
     --io-timeout 120 --json --quiet "${extra[@]}" 2>/dev/null)
   local mps
@@ -175,12 +202,14 @@ echo -e "run\tsystem\tmode\tmsgs_per_s\tcpu_us_per_msg\tresumed_pct"
 TSV=$WORK/cells.tsv
 for run in $(seq "$RUNS"); do
   for mode in $MODES; do
-    for system in ringmaild ringmaild-sw postfix; do
+    for system in ringmaild ringmaild-b ringmaild-sw postfix; do
       [[ $system == postfix && ( $POSTFIX -eq 0 || $mode == plain ) ]] && continue
       [[ $system == ringmaild-sw && $SW -eq 0 ]] && continue
+      [[ $system == ringmaild-b && -z $COMPARE ]] && continue
       port=$RM_PORT
       [[ $system == postfix ]] && port=$PF_PORT
       [[ $system == ringmaild-sw ]] && port=$SW_PORT
+      [[ $system == ringmaild-b ]] && port=$B_PORT
       read -r mps cpu resumed < <(cell "$system" "$port" "$mode")
       echo -e "$run\t$system\t$mode\t$mps\t$cpu\t$resumed" | tee -a "$TSV"
     done
@@ -191,6 +220,7 @@ echo
 echo "median over $RUNS runs: $CONNS connections, $MESSAGES messages of $SIZE bytes"
 for key in "ringmaild reused" "ringmaild new" "ringmaild resumed" "ringmaild plain" \
            "ringmaild-sw reused" "ringmaild-sw new" "ringmaild-sw resumed" "ringmaild-sw plain" \
+           "ringmaild-b reused" "ringmaild-b new" "ringmaild-b resumed" "ringmaild-b plain" \
            "postfix reused" "postfix new" "postfix resumed"; do
   set -- $key
   mps=$(awk -F'\t' -v s="$1" -v m="$2" '$2 == s && $3 == m && $4 != "-" { print $4 }' "$TSV" |
@@ -218,6 +248,13 @@ for mode in reused new resumed; do
     "$mode" "$(ratio "$(med ringmaild "$mode" 4)" "$(med postfix "$mode" 4)")" \
     "$(ratio "$(med ringmaild "$mode" 4)" "$(med ringmaild-sw "$mode" 4)")" \
     "$(ratio "$(med ringmaild "$mode" 5)" "$(med ringmaild-sw "$mode" 5)")"
+  if [[ -n $COMPARE ]]; then
+    printf "%-8s ringmaild/ringmaild-b %s   ringmaild-b/postfix %s   %s %s\n" \
+      "$mode" "$(ratio "$(med ringmaild "$mode" 4)" "$(med ringmaild-b "$mode" 4)")" \
+      "$(ratio "$(med ringmaild-b "$mode" 4)" "$(med postfix "$mode" 4)")" \
+      "cpu ringmaild/ringmaild-b" \
+      "$(ratio "$(med ringmaild "$mode" 5)" "$(med ringmaild-b "$mode" 5)")"
+  fi
 done
 printf "cpu per message, TLS reused / plain: ringmaild %s   ringmaild-sw %s\n" \
   "$(ratio "$(med ringmaild reused 5)" "$(med ringmaild plain 5)")" \
