@@ -17,8 +17,19 @@
 #include <wolfssl/wolfcrypt/random.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <iterator>
 #include <memory>
@@ -28,6 +39,7 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/tls/test_pki_util.h"
 #include "tls/session.h"
@@ -942,6 +954,144 @@ TEST(CryptoOffloadTls13Test, SmallOrderX25519KeyShareIsRefused) {
     EXPECT_EQ(after.errors - before.errors, offload ? 1u : 0u);
     EXPECT_EQ(after.x25519_zero_refused - before.x25519_zero_refused, offload ? 0u : 1u);
   }
+}
+
+// ---- a real OpenSSL client ------------------------------------------------------------------
+
+using SClientClock = std::chrono::steady_clock;
+
+int SClientMsLeft(SClientClock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - SClientClock::now());
+  return left.count() > 0 ? static_cast<int>(left.count()) : 0;
+}
+
+// Waits for `events` on fd until the deadline; false on timeout.
+bool SClientPoll(int fd, short events, SClientClock::time_point deadline) {
+  pollfd p{fd, events, 0};
+  return poll(&p, 1, SClientMsLeft(deadline)) == 1;
+}
+
+// A listening TCP socket on 127.0.0.1, port chosen by the kernel; -1 on failure.
+int SClientListen(int* port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      listen(fd, 1) != 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+// Starts argv with stdin and stdout on /dev/null and stderr into *err_fd; the pid or -1.
+pid_t SClientSpawn(const std::vector<std::string>& argv, int* err_fd) {
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) return -1;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, pipe_fds[1], 2);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  if (posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  close(pipe_fds[1]);
+  *err_fd = pipe_fds[0];
+  if (pid < 0) close(pipe_fds[0]);
+  return pid;
+}
+
+// Runs the server's handshake over the socket: feeds what arrives, sends what it makes.
+TlsResult SClientServe(TlsSession& server, int fd, SClientClock::time_point deadline) {
+  TlsResult r = TlsResult::kWantRead;
+  char buf[16384];
+  while (r == TlsResult::kWantRead && SClientPoll(fd, POLLIN, deadline)) {
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) return TlsResult::kError;
+    if (server.FeedCiphertext(std::string_view(buf, static_cast<size_t>(n))) !=
+        static_cast<size_t>(n)) {
+      return TlsResult::kError;
+    }
+    r = server.Handshake();
+    const std::string out = server.TakeCiphertext();
+    if (!out.empty() && write(fd, out.data(), out.size()) != static_cast<ssize_t>(out.size())) {
+      return TlsResult::kError;
+    }
+  }
+  return r;
+}
+
+// openssl s_client, TLS 1.3 with an X25519 key share, against a TlsSession on a loopback
+// socket: the counters prove the server's key share and secret (through the heap tag) and
+// its SHA-256 ran on libcrypto in a handshake with another TLS implementation.
+TEST(CryptoOffloadSClientTest, OpensslClientHandshakeRunsOnLibcrypto) {
+  if (access("/usr/bin/openssl", X_OK) != 0) GTEST_SKIP() << "no openssl command";
+  absl::StatusOr<tls_test::TestPki> pki = tls_test::TestPki::Create();
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  absl::StatusOr<tls_test::TestCertificate> cert = pki->IssueServer("server", {"mx.test"});
+  ASSERT_TRUE(cert.ok()) << cert.status();
+  TlsContextOptions so;
+  so.role = TlsRole::kServer;
+  so.certificate_chain_file = cert->chain_file;
+  so.private_key_file = cert->key_file;
+  auto server_ctx = TlsContext::Create(so);
+  ASSERT_TRUE(server_ctx.ok()) << server_ctx.status();
+  int port = 0;
+  const int listen_fd = SClientListen(&port);
+  ASSERT_GE(listen_fd, 0);
+  int err_fd = -1;
+  const pid_t pid = SClientSpawn(
+      {"openssl", "s_client", "-connect", absl::StrCat("127.0.0.1:", port), "-tls1_3",
+       "-groups", "X25519", "-CAfile", pki->ca_file(), "-servername", "mx.test",
+       "-verify_hostname", "mx.test", "-verify_return_error", "-brief"},
+      &err_fd);
+  ASSERT_GT(pid, 0);
+  const auto deadline = SClientClock::now() + std::chrono::seconds(20);
+  const int fd = SClientPoll(listen_fd, POLLIN, deadline) ? accept4(listen_fd, nullptr, nullptr,
+                                                                    SOCK_CLOEXEC)
+                                                          : -1;
+  close(listen_fd);
+  const CryptoOffloadCounts before = GetCryptoOffloadCounts();
+  TlsResult r = TlsResult::kError;
+  if (fd >= 0) {
+    auto server = TlsSession::NewServer(*server_ctx);
+    ASSERT_TRUE(server.ok()) << server.status();
+    r = SClientServe(**server, fd, deadline);
+    char sink[4096];  // until s_client (stdin at its end) closes
+    while (SClientPoll(fd, POLLIN, deadline) && read(fd, sink, sizeof(sink)) > 0) {
+    }
+    close(fd);
+  }
+  const CryptoOffloadCounts after = GetCryptoOffloadCounts();
+  std::string err;
+  char chunk[4096];
+  ssize_t n = 0;
+  while (SClientPoll(err_fd, POLLIN, deadline) && (n = read(err_fd, chunk, sizeof(chunk))) > 0) {
+    err.append(chunk, static_cast<size_t>(n));
+  }
+  close(err_fd);
+  if (SClientMsLeft(deadline) == 0) kill(pid, SIGKILL);  // ours, stuck: never outlives us
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_GE(fd, 0) << "s_client never connected: " << err;
+  EXPECT_EQ(r, TlsResult::kOk) << err;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << err;
+  EXPECT_NE(err.find("Protocol version: TLSv1.3"), std::string::npos) << err;
+  EXPECT_NE(err.find("Server Temp Key: X25519"), std::string::npos) << err;
+  EXPECT_NE(err.find("Verification: OK"), std::string::npos) << err;
+  EXPECT_EQ(after.x25519_routed - before.x25519_routed, 1u);
+  EXPECT_EQ(after.x25519_keygen - before.x25519_keygen, 1u);
+  EXPECT_EQ(after.x25519_shared - before.x25519_shared, 1u);
+  EXPECT_GE(after.sha256_finals - before.sha256_finals, 10u);  // transcript, HKDF, HMAC
+  EXPECT_GE(after.ecdsa_sign - before.ecdsa_sign, 1u);
 }
 
 }  // namespace
