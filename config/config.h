@@ -20,7 +20,7 @@
 //   |                                 outbound_idle_timeout, outbound_tls,
 //   |                                 tls_handshake_timeout (ESMTP_Listener inherits it),
 //   |                                 smtp_*_timeout, spool_segment_size_bytes,
-//   |                                 spool_segment_fill, log_level
+//   |                                 spool_segment_fill, spool_segment_recycle, log_level
 //   |- eventloops   : vector<EventLoopPoolConfig>   `eventloop "NAME" { concurrency }`
 //   |- thread_pools : vector<ThreadPoolConfig>      the 8 standard pools, then user pools
 //   |- esmtp        : EsmtpListenerConfig           limits, relay rules, timeouts, TLS, listen[]
@@ -103,6 +103,7 @@ struct GlobalOptions {
   absl::Duration smtp_data_term_timeout;
   uint64_t spool_segment_size_bytes = 0;
   SpoolSegmentFill spool_segment_fill = SpoolSegmentFill::kZeros;
+  bool spool_segment_recycle = true;  // reuse drained segments' files (spool/group_commit.h)
   LogLevel log_level = LogLevel::kInfo;
 };
 

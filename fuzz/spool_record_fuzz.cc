@@ -6,7 +6,10 @@
 // (fuzz/spool_fuzz_util.h FixCrcs), so the metadata decoder gets hostile but CRC-valid
 // bytes — what a buggy or malicious writer could leave on disk. Oracles: no crash and no
 // over-allocation (ASan's rss and malloc limits); a decoded record's fields respect the
-// limits of record.h; encoding it again gives exactly the same bytes.
+// limits of record.h; encoding it again gives exactly the same bytes. Every input is also
+// decoded as a format-2 record of a segment life chosen by the mode's upper bits (made
+// CRC-valid for that life under bit 0), with the same oracles, and a record valid for that
+// life must not be valid for the next one (records of an earlier life never read back).
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -48,6 +51,9 @@ void FuzzNames(std::string_view text) {
   if (std::optional<uint64_t> seq = ParseSegmentFileName(text)) {
     RM_CHECK(ParseSegmentFileName(SegmentFileName(*seq)) == seq) << "file name round trip";
   }
+  if (std::optional<uint64_t> seq = ParseRecycleFileName(text)) {
+    RM_CHECK(ParseRecycleFileName(RecycleFileName(*seq)) == seq) << "recycle name round trip";
+  }
   if (std::optional<uint32_t> loop = ParseLoopDirName(text)) {
     RM_CHECK(*loop <= kMaxLoopIndex);
     RM_CHECK(ParseLoopDirName(LoopDirName(*loop)) == loop) << "loop name round trip";
@@ -59,6 +65,22 @@ void FuzzNames(std::string_view text) {
   }
 }
 
+// The same bytes as a record of a format-2 segment life.
+void FuzzBound(std::string bytes, uint8_t mode) {
+  const SegmentId id{static_cast<uint32_t>(mode >> 4), 1u + ((mode >> 1) & 7u)};
+  const RecordLife life{kRecordVersionBound, LifeKey(id)};
+  if ((mode & 1) != 0) ringmail::fuzz::FixCrcs(&bytes, 0, life);
+  DecodedRecord record;
+  const RecordStatus status = DecodeRecord(bytes, &record, life);
+  if (!status.ok()) return;
+  CheckLimits(record, bytes);
+  ringmail::fuzz::CheckReencodes(record, bytes, life);
+  const RecordLife next{kRecordVersionBound, LifeKey(SegmentId{id.loop, id.seq + 1})};
+  DecodedRecord stale;
+  RM_CHECK(!DecodeRecord(bytes, &stale, next).ok()) << "a record read under another life";
+  RM_CHECK(!DecodeRecord(bytes, &stale).ok()) << "a format-2 record read as format 1";
+}
+
 }  // namespace
 }  // namespace ringmail::spool
 
@@ -68,6 +90,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t mode = data[size - 1];
   std::string bytes(reinterpret_cast<const char*>(data), size - 1);
   FuzzNames(bytes);
+  FuzzBound(bytes, mode);
   if ((mode & 1) != 0) ringmail::fuzz::FixCrcs(&bytes, 0);
   RecordHeader header;
   const RecordStatus header_status = DecodeRecordHeader(bytes, &header);

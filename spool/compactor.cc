@@ -189,7 +189,8 @@ void Compactor::ReadDone(SegmentRangeRead& read) {
 // Turns the record read back into a Message with the current recipient states.
 bool Compactor::Rebuild(Copy& c) {
   DecodedRecord decoded;
-  RecordStatus st = DecodeRecord(c.record, &decoded);
+  RecordStatus st =
+      DecodeRecord(c.record, &decoded, LifeOfValidatedRecord(c.from.segment, c.record));
   auto* meta = st.ok() ? std::get_if<MessageMeta>(&decoded.meta) : nullptr;
   if (meta == nullptr || meta->id != c.message_id ||
       meta->received_header_length > decoded.content.size()) {

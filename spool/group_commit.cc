@@ -35,6 +35,9 @@ static_assert(kRecordBytesMax / core::Body::kMaxChunkBytes + 16 <= kIovPerBatchM
 static_assert(SpoolWriter::kBatchRecordsLimit <= kIovPerBatchMax);
 // An oversized segment (one record bigger than segment_bytes) is rounded up to this.
 constexpr uint64_t kOversizeAlignBytes = 4096;
+// Records are encoded in format 2 with key 0 and bound to the active segment's life key in
+// BuildIovecs, once the segment they go to is known.
+constexpr RecordLife kUnboundLife{kRecordVersionBound, 0};
 // A segment name already taken (EEXIST) is skipped this many times in a row at most.
 constexpr int kNameTakenRetriesMax = 8;
 // Resubmissions of one batch after an interrupted or foreign-cancelled op.
@@ -151,7 +154,7 @@ size_t RecordIovecs(SpoolRequestLink& r) {
 
 }  // namespace
 
-class SpoolWriter::Impl {
+class SpoolWriter::Impl final : public SegmentRecycler {
  public:
   Impl(core::Loop& loop, SpoolWriterOptions options, MessageSink* sink, LiveIndex* index,
        int dir_fd);
@@ -163,6 +166,8 @@ class SpoolWriter::Impl {
   const SpoolWriterStats& stats() const { return stats_; }
   std::optional<SegmentId> active_segment() const;
   bool idle() const;
+  bool OfferForRecycling(SegmentId old, Done done, void* owner) override;
+  bool recycles() const { return options_.recycle; }
 
  private:
   // One WRITEV of the batch chain, with what it was asked to write and what it did.
@@ -208,6 +213,7 @@ class SpoolWriter::Impl {
   void FailAll(RequestQueue queue, const absl::Status& status);
   void StartCreate(uint64_t bytes, bool for_batch);
   void SegmentCreated(SegmentCreateResult& result);
+  void RecycleCreated(SegmentCreateResult& result);
   void MaybeStartSpare();
   void Activate(const SegmentFile& file);
   void SealActive();
@@ -227,6 +233,8 @@ class SpoolWriter::Impl {
   int name_taken_retries_ = 0;
   uint64_t failures_logged_at_ = 0;   // stats_.segment_errors when the last streak ended
   bool waiting_for_segment_ = false;  // the head of pending_ waits for a creation
+  SegmentRecycler::Done recycle_done_ = nullptr;  // set while a recycle runs
+  void* recycle_owner_ = nullptr;
 
   RequestQueue pending_;
   bool flush_scheduled_ = false;
@@ -329,17 +337,17 @@ bool SpoolWriter::Impl::Encode(SpoolRequestLink& request) {
     StateRequest& s = AsState(request);
     if (const auto* update = std::get_if<RecipientUpdate>(&s.record)) {
       if (update->recipient_index < kRecipientsMax) {
-        s.writer_encoded = EncodeRecipient(*update);
+        s.writer_encoded = EncodeRecipient(*update, kUnboundLife);
       } else {
         status = absl::InvalidArgumentError(
             absl::StrCat("spool record: recipient index ", update->recipient_index));
       }
     } else {
-      s.writer_encoded = EncodeDone(std::get<DoneMark>(s.record));
+      s.writer_encoded = EncodeDone(std::get<DoneMark>(s.record), kUnboundLife);
     }
   } else {
     CommitRequest& c = AsCommit(request);
-    absl::StatusOr<EncodedRecord> encoded = EncodeMessage(*c.message);
+    absl::StatusOr<EncodedRecord> encoded = EncodeMessage(*c.message, kUnboundLife);
     if (encoded.ok()) {
       c.writer_encoded = std::move(encoded).value();
     } else {
@@ -409,9 +417,13 @@ void SpoolWriter::Impl::BuildIovecs() {
   batch_.written = 0;
   batch_.retries = 0;
   uint64_t offset = batch_.offset;
+  // Each record is bound here exactly once: a batch is laid out once (a failed one is
+  // answered, never laid out again).
+  const uint32_t key = LifeKey(active_->id);
   for (SpoolRequestLink* r = batch_.requests.front(); r != nullptr; r = r->writer_next) {
     if (r->writer_is_state) {
       StateRequest& s = AsState(*r);
+      BindRecord(s.writer_encoded.data(), 0, key);
       batch_.iov.push_back(iovec{s.writer_encoded.data(), s.writer_encoded.size()});
       s.segment = active_->id;
       s.offset = offset;
@@ -419,7 +431,8 @@ void SpoolWriter::Impl::BuildIovecs() {
       continue;
     }
     CommitRequest& c = AsCommit(*r);
-    const EncodedRecord& e = c.writer_encoded;
+    EncodedRecord& e = c.writer_encoded;
+    BindRecord(e.head.data(), 0, key);
     e.AppendIovecs(&batch_.iov);
     c.location.segment = active_->id;
     c.location.record_offset = offset;
@@ -555,6 +568,7 @@ void SpoolWriter::Impl::CompleteBatch() {
   stats_.bytes += batch_.bytes;
   stats_.largest_batch = std::max<uint64_t>(stats_.largest_batch, batch_.requests.size());
   if (index_ != nullptr) index_->NoteAppended(active_->id, batch_.bytes);
+  if (options_.recycle) MaybeStartSpare();  // the fresh spare waited for half a segment
   RequestQueue done = batch_.requests.Take();
   batch_.in_flight = false;
   batch_.iov.clear();
@@ -635,6 +649,7 @@ void SpoolWriter::Impl::StartCreate(uint64_t bytes, bool for_batch) {
 }
 
 void SpoolWriter::Impl::SegmentCreated(SegmentCreateResult& result) {
+  if (recycle_done_ != nullptr) return RecycleCreated(result);
   const bool for_batch = create_for_batch_;
   if (result.status.ok()) {
     ++stats_.segments;
@@ -676,7 +691,42 @@ void SpoolWriter::Impl::SegmentCreated(SegmentCreateResult& result) {
 
 void SpoolWriter::Impl::MaybeStartSpare() {
   if (spare_.has_value() || creator_.busy() || !active_.has_value() || loop_.stopping()) return;
+  // Recycling: the first half of the active segment's life is left to a drained segment.
+  if (options_.recycle && active_->tail - kSegmentHeaderBytes < active_->capacity / 2) return;
   StartCreate(options_.segment_bytes, /*for_batch=*/false);
+}
+
+bool SpoolWriter::Impl::OfferForRecycling(SegmentId old, Done done, void* owner) {
+  RM_DCHECK(loop_.IsCurrent());
+  RM_CHECK(done != nullptr);
+  if (!options_.recycle || old.loop != options_.loop_index || old.seq >= next_seq_ ||
+      spare_.has_value() || creator_.busy() || !active_.has_value() || loop_.stopping() ||
+      (active_.has_value() && old == active_->id)) {
+    return false;
+  }
+  recycle_done_ = done;
+  recycle_owner_ = owner;
+  create_for_batch_ = false;
+  creator_.Recycle(old, next_seq_++, options_.segment_bytes);
+  return true;
+}
+
+void SpoolWriter::Impl::RecycleCreated(SegmentCreateResult& result) {
+  const SegmentRecycler::Done done = std::exchange(recycle_done_, nullptr);
+  void* owner = std::exchange(recycle_owner_, nullptr);
+  if (result.status.ok()) {
+    ++stats_.segments_recycled;
+    spare_ = result.file;
+  } else if (result.error != EINVAL) {  // EINVAL: not of the configured size; nothing wrong
+    ++stats_.recycle_failures;
+    core::LogWarning("spool: %s; unlinked instead", result.status.ToString());
+  }
+  done(owner, result.recycle_old, result.status.ok());
+  if (waiting_for_segment_) {
+    waiting_for_segment_ = false;
+    Flush();  // a batch waited while the recycle ran: the spare is there, or a creation starts
+  }
+  MaybeStartSpare();
 }
 
 void SpoolWriter::Impl::Activate(const SegmentFile& file) {
@@ -728,5 +778,8 @@ void SpoolWriter::AppendState(StateRequest& request) { impl_->AppendState(reques
 const SpoolWriterStats& SpoolWriter::stats() const { return impl_->stats(); }
 std::optional<SegmentId> SpoolWriter::active_segment() const { return impl_->active_segment(); }
 bool SpoolWriter::idle() const { return impl_->idle(); }
+SegmentRecycler* SpoolWriter::recycler() const {
+  return impl_->recycles() ? impl_.get() : nullptr;
+}
 
 }  // namespace ringmail::spool

@@ -44,6 +44,15 @@
 //   (AddSegment, SetActiveSegment) and counts appended bytes (NoteAppended). Message-level
 //   entries (AddMessage from the sink, UpdateRecipient/MarkDone from a state request's
 //   `done`, Relocate) are left to their callers, who know what a record means.
+// - Records are written in format 2 (spool/record.h): encoded unbound, and bound to the
+//   active segment's life key when the batch is laid out (BuildIovecs), after any rollover.
+// - Recycling (SpoolWriterOptions::recycle): the spare may be a drained segment's file,
+//   offered by the unlinker of this loop through recycler() (SegmentRecycler below) and
+//   reused by SegmentCreator::Recycle (the crash-safe steps are in spool/segment_writer.h).
+//   At most one spare at a time, so the other drained segments are unlinked and disk use
+//   shrinks after a burst. To give drained segments the chance, a fresh spare is not made at
+//   once after a rollover but when the active segment is half full and no recycled one came
+//   (a rollover with no spare waits for a creation, as before).
 // - Start-up: SpoolWriterOptions.first_sequence is recovery's LoopRecovery.next_seq; the
 //   writer always starts a fresh segment there, never appends to a recovered one.
 // - Stop and destruction: the loop's stop lets requests finish: its one-shot cancel of every
@@ -118,6 +127,24 @@ struct StateRequest : SpoolRequestLink {
   }
 };
 
+// The writer's half of recycling, used by the unlinker of the same loop (loop thread only).
+class SegmentRecycler {
+ public:
+  // recycled: the old segment's file is now the writer's spare under a new number, and its
+  // old records can never be read again (the old name is durably gone). !recycled: unlink
+  // it as usual (its file may be gone already: ENOENT counts as removed).
+  using Done = void (*)(void* owner, SegmentId old, bool recycled);
+
+  // Offers drained segment `old` — one the unlinker may remove now: nothing live, no pin, not
+  // active, not held — as the next spare. False: not wanted now (recycling off, another loop's
+  // directory, a spare exists or is being made, the loop is stopping); the caller unlinks it.
+  // True: `done` runs later on the loop, never from inside this call.
+  virtual bool OfferForRecycling(SegmentId old, Done done, void* owner) = 0;
+
+ protected:
+  ~SegmentRecycler() = default;
+};
+
 struct SpoolWriterOptions {
   std::string spool_dir;
   uint32_t loop_index = 0;                 // <= kMaxLoopIndex
@@ -130,6 +157,9 @@ struct SpoolWriterOptions {
   // far faster than an append into unwritten or new ones. kAllocate for copy-on-write
   // filesystems; tests use kNone to reach ENOSPC on the write path.
   SegmentFill fill = SegmentFill::kZeros;
+  // Reuse drained segments of segment_bytes as spares instead of unlinking them and making
+  // new ones (config spool_segment_recycle).
+  bool recycle = true;
 };
 
 struct SpoolWriterStats {
@@ -145,6 +175,9 @@ struct SpoolWriterStats {
   uint64_t requests_failed = 0;  // requests answered with an error (any cause)
   uint64_t segments = 0;         // segments created
   uint64_t segment_errors = 0;   // segment creations that failed
+  uint64_t segments_recycled = 0;  // spares made by reusing a drained segment's file
+  uint64_t recycle_failures = 0;   // recycles that failed (the file is unlinked instead); a
+                                   // file not of the configured size is not one
   uint64_t largest_batch = 0;    // most records in one batch
 };
 
@@ -172,6 +205,9 @@ class SpoolWriter {
   std::optional<SegmentId> active_segment() const;
   // Nothing queued, nothing in flight.
   bool idle() const;
+  // The recycling port for this loop's unlinker; nullptr when recycling is off. A const
+  // method because the unlinker holds the writer const (it only reads active_segment()).
+  SegmentRecycler* recycler() const;
 
  private:
   class Impl;

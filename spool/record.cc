@@ -34,10 +34,11 @@ void PutString(std::string* out, std::string_view s) {
 
 // Fills header bytes [8, 24) and header_crc of a record whose head (header + metadata) is
 // already in `head`, and returns the CRC-so-far over [4, head.size()).
-uint32_t FillHeader(std::string* head, RecordType type, uint32_t meta_length, uint64_t length) {
+uint32_t FillHeader(std::string* head, RecordType type, uint32_t meta_length, uint64_t length,
+                    uint8_t version) {
   std::string fields;
   internal::PutU8(&fields, static_cast<uint8_t>(type));
-  internal::PutU8(&fields, kRecordVersion);
+  internal::PutU8(&fields, version);
   internal::PutU16(&fields, 0);
   internal::PutU32(&fields, meta_length);
   internal::PutU64(&fields, length);
@@ -49,17 +50,19 @@ uint32_t FillHeader(std::string* head, RecordType type, uint32_t meta_length, ui
 
 // Encodes a record without content (RECIPIENT, DONE) whose metadata follows the header
 // placeholder in `record`.
-std::string FinishSmallRecord(std::string record, RecordType type) {
+std::string FinishSmallRecord(std::string record, RecordType type, RecordLife life) {
   uint64_t meta_length = record.size() - kRecordHeaderBytes;
   RM_CHECK(meta_length <= kMetaBytesMax);
   uint64_t length = record.size();
-  uint32_t crc = FillHeader(&record, type, static_cast<uint32_t>(meta_length), length);
+  uint32_t crc =
+      FillHeader(&record, type, static_cast<uint32_t>(meta_length), length, life.version);
   std::string_view padding(kZeros, AlignRecord(length) - length);
   record.append(padding);
   internal::StoreU32At(&record, kCrcOffset, Crc32cExtend(crc, padding));
+  BindRecord(record.data(), 0, life.key);
 #if defined(RINGMAIL_DEBUG_CHECKS)
   DecodedRecord check;
-  RM_DCHECK(DecodeRecord(record, &check).ok());
+  RM_DCHECK(DecodeRecord(record, &check, life).ok());
   RM_DCHECK(check.header.type == type);
 #endif
   return record;
@@ -213,6 +216,33 @@ RecordStatus DecodeDoneMeta(std::string_view meta, DoneMark* out) {
 
 }  // namespace
 
+uint32_t LifeKey(SegmentId id) {
+  std::string seed = "RMLIFE";
+  internal::PutU32(&seed, id.loop);
+  internal::PutU64(&seed, id.seq);
+  return Crc32c(seed);
+}
+
+RecordLife LifeOf(const SegmentHeader& header) {
+  if (header.version == kSegmentFormatVersion1) return RecordLife{};
+  return RecordLife{kRecordVersionBound, LifeKey(SegmentId{header.loop, header.seq})};
+}
+
+void BindRecord(char* record_head, uint32_t from, uint32_t to) {
+  const uint32_t x = from ^ to;
+  for (size_t at : {kCrcOffset, kHeaderCrcOffset}) {
+    uint32_t v = internal::LoadU32(record_head + at) ^ x;
+    for (int i = 0; i < 4; ++i) record_head[at + i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  }
+}
+
+RecordLife LifeOfValidatedRecord(SegmentId id, std::string_view record) {
+  if (record.size() > 9 && static_cast<uint8_t>(record[9]) == kRecordVersionBound) {
+    return RecordLife{kRecordVersionBound, LifeKey(id)};
+  }
+  return RecordLife{};
+}
+
 std::string_view RecordTypeName(RecordType type) {
   switch (type) {
     case RecordType::kMessage: return "MESSAGE";
@@ -257,7 +287,7 @@ std::string EncodedRecord::Flatten() const {
   return out;
 }
 
-absl::StatusOr<EncodedRecord> EncodeMessage(const core::Message& message) {
+absl::StatusOr<EncodedRecord> EncodeMessage(const core::Message& message, RecordLife life) {
   absl::Status limits = CheckMessageLimits(message);
   if (!limits.ok()) return limits;
   EncodedRecord rec;
@@ -276,7 +306,7 @@ absl::StatusOr<EncodedRecord> EncodeMessage(const core::Message& message) {
   }
   rec.tail = std::string_view(kZeros, AlignRecord(length) - length);
   uint32_t crc = FillHeader(&rec.head, RecordType::kMessage, static_cast<uint32_t>(meta_length),
-                            length);
+                            length, life.version);
   if (!message.received_header.empty()) rec.body_parts.push_back(message.received_header);
   for (size_t i = 0; i < message.body.chunk_count(); ++i) {
     std::string_view chunk = message.body.chunk(i);
@@ -285,17 +315,18 @@ absl::StatusOr<EncodedRecord> EncodeMessage(const core::Message& message) {
   for (std::string_view part : rec.body_parts) crc = Crc32cExtend(crc, part);
   crc = Crc32cExtend(crc, rec.tail);
   internal::StoreU32At(&rec.head, kCrcOffset, crc);
+  BindRecord(rec.head.data(), 0, life.key);
 #if defined(RINGMAIL_DEBUG_CHECKS)
   std::string flat = rec.Flatten();
   DecodedRecord check;
-  RM_DCHECK(DecodeRecord(flat, &check).ok());
+  RM_DCHECK(DecodeRecord(flat, &check, life).ok());
   RM_DCHECK(std::get<MessageMeta>(check.meta).id == message.id);
   RM_DCHECK(check.content.size() == message.content_size());
 #endif
   return rec;
 }
 
-std::string EncodeRecipient(const RecipientUpdate& update) {
+std::string EncodeRecipient(const RecipientUpdate& update, RecordLife life) {
   RM_CHECK(update.recipient_index < kRecipientsMax) << "index " << update.recipient_index;
   std::string record(kRecordHeaderBytes, '\0');
   PutId(&record, update.id);
@@ -308,31 +339,32 @@ std::string EncodeRecipient(const RecipientUpdate& update) {
   internal::PutU64(&record, update.changed_ms);
   std::string_view reply = update.reply;
   PutString(&record, reply.substr(0, std::min(reply.size(), kReplyBytesMax)));
-  return FinishSmallRecord(std::move(record), RecordType::kRecipient);
+  return FinishSmallRecord(std::move(record), RecordType::kRecipient, life);
 }
 
-std::string EncodeDone(const DoneMark& done) {
+std::string EncodeDone(const DoneMark& done, RecordLife life) {
   std::string record(kRecordHeaderBytes, '\0');
   PutId(&record, done.id);
   internal::PutU64(&record, done.done_ms);
-  return FinishSmallRecord(std::move(record), RecordType::kDone);
+  return FinishSmallRecord(std::move(record), RecordType::kDone, life);
 }
 
-RecordStatus DecodeRecordHeader(std::string_view bytes, RecordHeader* out) {
+RecordStatus DecodeRecordHeader(std::string_view bytes, RecordHeader* out, RecordLife life) {
   if (bytes.size() < kRecordHeaderBytes) return Fail(RecordError::kTruncated, "header");
   bytes = bytes.substr(0, kRecordHeaderBytes);
   if (bytes.find_first_not_of('\0') == std::string_view::npos) {
     return Fail(RecordError::kZeroHeader, "");
   }
   const char* p = bytes.data();
-  if (internal::LoadU32(p + kHeaderCrcOffset) != Crc32c(bytes.substr(kHeaderFieldsOffset))) {
+  if ((internal::LoadU32(p + kHeaderCrcOffset) ^ life.key) !=
+      Crc32c(bytes.substr(kHeaderFieldsOffset))) {
     return Fail(RecordError::kBadHeaderCrc, "");
   }
   uint8_t type = static_cast<uint8_t>(p[8]);
   if (type < 1 || type > 3) return Fail(RecordError::kBadType, "");
-  if (static_cast<uint8_t>(p[9]) != kRecordVersion) return Fail(RecordError::kBadVersion, "");
+  if (static_cast<uint8_t>(p[9]) != life.version) return Fail(RecordError::kBadVersion, "");
   if (p[10] != 0 || p[11] != 0) return Fail(RecordError::kBadFlags, "");
-  out->crc = internal::LoadU32(p + kCrcOffset);
+  out->crc = internal::LoadU32(p + kCrcOffset) ^ life.key;
   out->type = static_cast<RecordType>(type);
   out->meta_length = internal::LoadU32(p + 12);
   out->length = internal::LoadU64(p + 16);
@@ -349,9 +381,15 @@ RecordStatus DecodeRecordHeader(std::string_view bytes, RecordHeader* out) {
   return {};
 }
 
-uint32_t RecordCrcOfHeader(std::string_view header_bytes) {
+uint32_t RecordCrcOfHeader(std::string_view header_bytes, RecordLife life) {
   RM_DCHECK(header_bytes.size() >= kRecordHeaderBytes);
-  return Crc32c(header_bytes.substr(kHeaderCrcOffset, kRecordHeaderBytes - kHeaderCrcOffset));
+  // The record CRC covers the header CRC as version 1 stores it (without the life key).
+  std::string unkeyed;
+  const uint32_t stored = internal::LoadU32(header_bytes.data() + kHeaderCrcOffset);
+  internal::PutU32(&unkeyed, stored ^ life.key);
+  const std::string_view fields =
+      header_bytes.substr(kHeaderFieldsOffset, kRecordHeaderBytes - kHeaderFieldsOffset);
+  return Crc32cExtend(Crc32c(unkeyed), fields);
 }
 
 RecordStatus DecodeMeta(const RecordHeader& header, std::string_view meta, RecordMeta* out) {
@@ -367,13 +405,13 @@ RecordStatus DecodeMeta(const RecordHeader& header, std::string_view meta, Recor
   return Fail(RecordError::kBadType, "");
 }
 
-RecordStatus DecodeRecord(std::string_view bytes, DecodedRecord* out) {
-  RecordStatus s = DecodeRecordHeader(bytes, &out->header);
+RecordStatus DecodeRecord(std::string_view bytes, DecodedRecord* out, RecordLife life) {
+  RecordStatus s = DecodeRecordHeader(bytes, &out->header, life);
   if (!s.ok()) return s;
   const RecordHeader& h = out->header;
   if (bytes.size() < h.padded_length()) return Fail(RecordError::kTruncated, "record");
   std::string_view body = bytes.substr(kRecordHeaderBytes, h.padded_length() - kRecordHeaderBytes);
-  uint32_t crc = Crc32cExtend(RecordCrcOfHeader(bytes), body);
+  uint32_t crc = Crc32cExtend(RecordCrcOfHeader(bytes, life), body);
   if (crc != h.crc) return Fail(RecordError::kBadCrc, "");
   std::string_view padding = bytes.substr(h.length, h.padded_length() - h.length);
   if (padding.find_first_not_of('\0') != std::string_view::npos) {

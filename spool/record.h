@@ -7,8 +7,9 @@
 // RM_CHECK. Encoding checks its input against the same limits, and in debug builds decodes
 // what it produced (pair assertion).
 //
-// Record layout, version 1. All integers little-endian. A record starts at a multiple of
-// kRecordAlignBytes (8) within its segment and is followed by zero padding up to the next one.
+// Record layout, versions 1 and 2 (the same fields). All integers little-endian. A record
+// starts at a multiple of kRecordAlignBytes (8) within its segment and is followed by zero
+// padding up to the next one.
 //
 //   offset      size  field
 //   0           4     crc          CRC32C of bytes [4, padded_length): everything after this
@@ -17,7 +18,8 @@
 //                                  length before trusting it, and scan for the next record
 //   8           1     type         1 MESSAGE, 2 RECIPIENT, 3 DONE. 0 is never written, so the
 //                                  zeroed (preallocated, unwritten) space reads as "no record"
-//   9           1     version      kRecordVersion (1)
+//   9           1     version      the segment's RecordLife: 1 in format-1 segments, 2 in
+//                                  format-2 segments (any other value: not of this segment)
 //   10          2     flags        0 (any other value: a feature this build cannot read)
 //   12          4     meta_length  bytes of the metadata section, <= kMetaBytesMax
 //   16          8     length       unpadded record length = 24 + meta_length + content_length,
@@ -26,6 +28,15 @@
 //   24+meta     content_length     content: MESSAGE only (0 for the others) — the Received:
 //                                  header followed by the body, exactly the bytes delivered
 //   length      0..7               zero padding
+//
+// Version 2 (bound to one life of one segment): both stored CRCs are XORed with the life key,
+// LifeKey(loop, seq) of the segment the record is written to; the CRCs are computed exactly as
+// in version 1. A record left in a recycled file by an earlier life (another seq, so another
+// key; keys of one loop differ for any two seqs below 2^32, since CRC32C detects every error
+// burst of up to 32 bits) fails its header CRC under the new key and reads as the end of the
+// segment; a version-1 record there fails the version check. The key is applied by XOR so
+// that the writer can encode before it knows the segment (rollover) and bind at the write
+// (BindRecord).
 //
 // In the metadata, id = two u64 (hi, lo); str = u32 length + bytes; reserved bytes are zero.
 //   MESSAGE    id, u64 received_ms, u32 received_header_length (a prefix of the content),
@@ -39,7 +50,8 @@
 //
 // Contract with the writer (what makes "stop at the first torn record" sound): a batch is
 // acknowledged only when it and every earlier batch of the same segment are durable; the writer
-// never leaves a gap; the unwritten part of a segment reads as zeros.
+// never leaves a gap; the unwritten part of a segment reads as zeros or, in a recycled segment
+// (format 2, kSegmentFlagRecycled), as records of earlier lives, which never validate.
 #pragma once
 
 #include <sys/uio.h>
@@ -56,8 +68,31 @@
 
 namespace ringmail::spool {
 
-inline constexpr uint8_t kRecordVersion = 1;
+inline constexpr uint8_t kRecordVersion = 1;       // unbound: segment format 1
+inline constexpr uint8_t kRecordVersionBound = 2;  // bound to a life: segment format 2
 inline constexpr uint64_t kRecordHeaderBytes = 24;
+
+// Which segment life records are encoded for / decoded in. The default is version 1 (no key):
+// what the tools and tests that build records by hand use, and how format-1 segments read.
+struct RecordLife {
+  uint8_t version = kRecordVersion;
+  uint32_t key = 0;  // XORed into both CRCs; 0 for version 1
+
+  friend bool operator==(const RecordLife&, const RecordLife&) = default;
+};
+// The key of segment `id`'s life (a CRC32C of loop and seq, never depending on anything else).
+uint32_t LifeKey(SegmentId id);
+// The life of the records of a segment with this header: version 1 → {1, 0}; version 2 →
+// {2, LifeKey(loop, seq)}.
+RecordLife LifeOf(const SegmentHeader& header);
+// Re-keys an encoded record (its first 8 bytes, version 2) from life key `from` to `to`: the
+// writer encodes with key 0 and binds when it knows the segment. `record_head` holds at least
+// kRecordHeaderBytes.
+void BindRecord(char* record_head, uint32_t from, uint32_t to);
+// The life of a record at a location the LiveIndex vouches for (recovery or the writer
+// validated it there): its own version byte says which format its segment has. Never use it
+// to scan a file: a stale record would pick its own life.
+RecordLife LifeOfValidatedRecord(SegmentId id, std::string_view record);
 
 // Limits on what a record may hold. Encoding refuses more; decoding reports more as
 // kLimitExceeded. Generous against RFC 5321 (path <= 256 octets, line <= 1000) because the
@@ -171,22 +206,25 @@ struct EncodedRecord {
 // Encodes a MESSAGE record of `message` with its current recipient states. The CRC covers the
 // body, computed incrementally over the chunks; nothing of the body is copied.
 // Errors: kInvalidArgument when a field or count exceeds the limits above.
-absl::StatusOr<EncodedRecord> EncodeMessage(const core::Message& message);
+absl::StatusOr<EncodedRecord> EncodeMessage(const core::Message& message,
+                                            RecordLife life = {});
 
 // Encodes a RECIPIENT record (padded, CRC'd). reply longer than kReplyBytesMax is cut there
 // (it comes from a remote server). recipient_index must be < kRecipientsMax.
-std::string EncodeRecipient(const RecipientUpdate& update);
+std::string EncodeRecipient(const RecipientUpdate& update, RecordLife life = {});
 
 // Encodes a DONE record (padded, CRC'd).
-std::string EncodeDone(const DoneMark& done);
+std::string EncodeDone(const DoneMark& done, RecordLife life = {});
 
-// Decodes the kRecordHeaderBytes at the start of `bytes` and checks the lengths against the
-// limits (not against the bytes present: the rest may still be on disk).
-RecordStatus DecodeRecordHeader(std::string_view bytes, RecordHeader* out);
+// Decodes the kRecordHeaderBytes at the start of `bytes` as a record of `life` and checks the
+// lengths against the limits (not against the bytes present: the rest may still be on disk).
+// out->crc is the stored CRC with the life key removed.
+RecordStatus DecodeRecordHeader(std::string_view bytes, RecordHeader* out, RecordLife life = {});
 
 // The record CRC over the header's bytes [4, 24), to be extended over metadata, content and
-// padding by Crc32cExtend and compared with RecordHeader::crc.
-uint32_t RecordCrcOfHeader(std::string_view header_bytes);
+// padding by Crc32cExtend and compared with RecordHeader::crc. The stored header CRC in bytes
+// [4, 8) is first un-keyed with `life`.
+uint32_t RecordCrcOfHeader(std::string_view header_bytes, RecordLife life = {});
 
 // Decodes a metadata section whose CRC the caller has already verified.
 RecordStatus DecodeMeta(const RecordHeader& header, std::string_view meta, RecordMeta* out);
@@ -200,6 +238,6 @@ struct DecodedRecord {
 
 // Decodes the record at the start of `bytes` (which may continue with further records):
 // header, lengths, CRC, padding and metadata. kTruncated if `bytes` ends inside the record.
-RecordStatus DecodeRecord(std::string_view bytes, DecodedRecord* out);
+RecordStatus DecodeRecord(std::string_view bytes, DecodedRecord* out, RecordLife life = {});
 
 }  // namespace ringmail::spool

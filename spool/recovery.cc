@@ -68,6 +68,7 @@ struct SegmentFile {
 struct LoopListing {
   uint32_t loop = 0;
   std::vector<SegmentFile> segments;  // ascending seq
+  std::vector<uint64_t> recycling;    // <seq>.recycle files: spares in the making
 };
 
 std::string Errno(const char* what) { return absl::StrCat(what, ": ", std::strerror(errno)); }
@@ -111,6 +112,7 @@ class Recovery {
   absl::Status List(std::vector<LoopListing>* loops);
   void ListLoop(int spool_fd, const char* name, uint32_t loop, LoopListing* out);
   void ScanLoop(LoopListing* listing);
+  void DropRecycleLeftovers(const LoopListing& listing);
   void ScanSegment(SegmentId id, SegmentFile* file);
   void Collect(SegmentId id, ScannedRecord& rec, std::vector<MessageState>* messages,
                std::vector<StateRecord>* states);
@@ -178,6 +180,11 @@ void Recovery::ListLoop(int spool_fd, const char* name, uint32_t loop, LoopListi
   while (const dirent* entry = ::readdir(d)) {
     std::string_view file = entry->d_name;
     if (file == "." || file == "..") continue;
+    std::optional<uint64_t> recycle = ParseRecycleFileName(file);
+    if (recycle && *recycle != 0 && file == RecycleFileName(*recycle)) {
+      out->recycling.push_back(*recycle);
+      continue;
+    }
     std::optional<uint64_t> seq = ParseSegmentFileName(file);
     // Only the canonical spelling: "7.seg" and "000000000007.seg" must not both be segment 7.
     if (!seq || *seq == 0 || file != SegmentFileName(*seq)) {
@@ -192,11 +199,32 @@ void Recovery::ListLoop(int spool_fd, const char* name, uint32_t loop, LoopListi
 }
 
 void Recovery::ScanLoop(LoopListing* listing) {
+  DropRecycleLeftovers(*listing);
   size_t first_report = result_.report.segments.size();
   for (SegmentFile& file : listing->segments) {
     ScanSegment(SegmentId{listing->loop, file.seq}, &file);
   }
   FinishLoop(*listing, first_report);
+}
+
+// A recycle interrupted after its first rename (spool/segment_writer.h): the file is a drained
+// segment's, under a name no reader uses; its header may be old, new or torn. Never read,
+// never quarantined: removed (when the scan may write), its directory synced.
+void Recovery::DropRecycleLeftovers(const LoopListing& listing) {
+  bool removed = false;
+  for (uint64_t seq : listing.recycling) {
+    std::string path = LoopDirPath(dir_, listing.loop) + "/" + RecycleFileName(seq);
+    RecycleLeftover leftover{SegmentId{listing.loop, seq}, path, false, ""};
+    if (options_.remove_recycle_leftovers) {
+      if (::unlink(path.c_str()) == 0 || errno == ENOENT) {
+        leftover.removed = removed = true;
+      } else {
+        leftover.error = Errno("unlink");
+      }
+    }
+    result_.report.recycle_leftovers.push_back(std::move(leftover));
+  }
+  if (removed) SyncDirectory(LoopDirPath(dir_, listing.loop));
 }
 
 void Recovery::ScanSegment(SegmentId id, SegmentFile* file) {
@@ -390,6 +418,8 @@ void Recovery::FinishLoop(const LoopListing& listing, size_t first_report) {
   loop.loop = listing.loop;
   if (!listing.segments.empty()) loop.last_seq = listing.segments.back().seq;
   loop.next_seq = loop.last_seq + 1;
+  // A number a recycle had taken is not used again either.
+  for (uint64_t seq : listing.recycling) loop.next_seq = std::max(loop.next_seq, seq + 1);
   // The newest segment: the highest-numbered one that holds something (a quarantined file
   // counts, so that an older segment is never taken for the newest).
   const SegmentFile* newest = nullptr;
@@ -483,7 +513,10 @@ std::string RecoveryReport::Summary() const {
                       CountEnds(SegmentEnd::kTornTail), " torn tails, ",
                       CountEnds(SegmentEnd::kCorrupt), " corrupt, ", quarantined.size(),
                       " quarantined, ", orphan_records, " orphan records, ", inconsistencies,
-                      " inconsistencies");
+                      " inconsistencies",
+                      recycle_leftovers.empty()
+                          ? ""
+                          : absl::StrCat(", ", recycle_leftovers.size(), " interrupted recycles"));
 }
 
 absl::StatusOr<RecoveryResult> RecoverSpool(const std::string& spool_dir,

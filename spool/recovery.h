@@ -14,6 +14,10 @@
 //    in the report for the caller to log. MESSAGE records read from it before an I/O error
 //    are dropped with it (they stay in the quarantined file); its RECIPIENT/DONE records are
 //    kept, since forgetting a DONE would deliver a message twice.
+//  - <seq>.recycle files are segment files caught in the middle of being recycled (spool/
+//    segment_writer.h Recycle): never read, never quarantined, removed (when
+//    remove_recycle_leftovers) and listed in report.recycle_leftovers; their numbers are
+//    not handed out again (next_seq).
 //  - Records are read until the first one that does not validate (SegmentReader); how the
 //    segment ends — clean, torn tail, corrupt — is in its SegmentReport.
 //  - Live set: a message is live unless a DONE record for its id exists anywhere. Recipient
@@ -50,6 +54,8 @@ struct RecoveryOptions {
   bool quarantine = true;
   // Zero the torn tail of each loop's newest segment (off: read-only scan).
   bool seal_torn_tails = true;
+  // Remove <seq>.recycle files (off: read-only scan).
+  bool remove_recycle_leftovers = true;
   // Also return the messages that are done (tools).
   bool keep_done = false;
   // Called with every valid record, in scan order (tools: the history of one message).
@@ -61,6 +67,7 @@ inline RecoveryOptions ReadOnlyRecoveryOptions() {
   RecoveryOptions options;
   options.quarantine = false;
   options.seal_torn_tails = false;
+  options.remove_recycle_leftovers = false;
   return options;
 }
 
@@ -91,6 +98,13 @@ struct QuarantinedSegment {
   uint64_t messages_dropped = 0;
 };
 
+struct RecycleLeftover {
+  SegmentId id;  // the number the interrupted recycle was giving it
+  std::string path;
+  bool removed = false;
+  std::string error;  // why it could not be removed
+};
+
 struct LoopRecovery {
   uint32_t loop = 0;
   uint64_t last_seq = 0;  // highest segment number present (0: none)
@@ -109,6 +123,7 @@ struct RecoveryReport {
   uint64_t inconsistencies = 0;     // RECIPIENT index out of range, copies that disagree
   std::vector<SegmentReport> segments;  // every segment read (not quarantined), scan order
   std::vector<QuarantinedSegment> quarantined;
+  std::vector<RecycleLeftover> recycle_leftovers;
   std::vector<LoopRecovery> loops;
   std::vector<std::string> ignored;  // directory entries that are not spool files
 

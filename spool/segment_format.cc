@@ -12,7 +12,8 @@ namespace {
 
 constexpr char kMagic[8] = {'R', 'M', 'S', 'P', 'O', 'O', 'L', 0x1A};
 constexpr size_t kCrcOffset = 60;
-constexpr size_t kReservedOffset = 48;
+constexpr size_t kFlagsOffset = 48;
+constexpr size_t kReservedOffset = 52;
 
 static_assert(kCrcOffset + 4 == kSegmentHeaderBytes);
 
@@ -34,14 +35,19 @@ std::optional<uint64_t> ParseDecimal(std::string_view s, size_t max_digits, uint
 std::string SegmentId::ToString() const { return LoopDirName(loop) + "/" + SegmentFileName(seq); }
 
 std::string EncodeSegmentHeader(const SegmentHeader& header) {
+  RM_CHECK(header.version == kSegmentFormatVersion1 || header.version == kSegmentFormatVersion2)
+      << header.version;
+  RM_CHECK(header.version == kSegmentFormatVersion2 || header.flags == 0);
+  RM_CHECK((header.flags & ~kSegmentFlagRecycled) == 0) << header.flags;
   std::string out(kMagic, sizeof(kMagic));
-  internal::PutU32(&out, kSegmentFormatVersion);
+  internal::PutU32(&out, header.version);
   internal::PutU32(&out, static_cast<uint32_t>(kSegmentHeaderBytes));
   internal::PutU32(&out, header.loop);
   internal::PutU32(&out, static_cast<uint32_t>(kRecordAlignBytes));
   internal::PutU64(&out, header.seq);
   internal::PutU64(&out, header.created_ms);
   internal::PutU64(&out, header.segment_bytes);
+  internal::PutU32(&out, header.flags);
   out.append(kCrcOffset - kReservedOffset, '\0');
   RM_CHECK(out.size() == kCrcOffset);
   internal::PutU32(&out, Crc32c(out));
@@ -63,7 +69,8 @@ SegmentHeaderError DecodeSegmentHeader(std::string_view bytes, SegmentHeader* ou
   }
   // The version is read before the CRC: a newer format may checksum differently, and "newer
   // version" is the more useful thing to tell the operator.
-  if (internal::LoadU32(bytes.data() + 8) != kSegmentFormatVersion) {
+  const uint32_t version = internal::LoadU32(bytes.data() + 8);
+  if (version != kSegmentFormatVersion1 && version != kSegmentFormatVersion2) {
     return SegmentHeaderError::kBadVersion;
   }
   if (internal::LoadU32(bytes.data() + kCrcOffset) != Crc32c(bytes.substr(0, kCrcOffset))) {
@@ -77,10 +84,15 @@ SegmentHeaderError DecodeSegmentHeader(std::string_view bytes, SegmentHeader* ou
   if (reserved.find_first_not_of('\0') != std::string_view::npos) {
     return SegmentHeaderError::kBadField;
   }
+  const uint32_t flags = internal::LoadU32(bytes.data() + kFlagsOffset);
+  const uint32_t allowed = version == kSegmentFormatVersion2 ? kSegmentFlagRecycled : 0;
+  if ((flags & ~allowed) != 0) return SegmentHeaderError::kBadField;
   out->loop = internal::LoadU32(bytes.data() + 16);
   out->seq = internal::LoadU64(bytes.data() + 24);
   out->created_ms = internal::LoadU64(bytes.data() + 32);
   out->segment_bytes = internal::LoadU64(bytes.data() + 40);
+  out->version = version;
+  out->flags = flags;
   return SegmentHeaderError::kNone;
 }
 
@@ -105,6 +117,19 @@ std::string SegmentFileName(uint64_t seq) {
 
 std::optional<uint64_t> ParseSegmentFileName(std::string_view name) {
   constexpr std::string_view kSuffix(kSegmentSuffix);
+  if (name.size() <= kSuffix.size() || !name.ends_with(kSuffix)) return std::nullopt;
+  name.remove_suffix(kSuffix.size());
+  return ParseDecimal(name, 20, UINT64_MAX);
+}
+
+std::string RecycleFileName(uint64_t seq) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%012" PRIu64 "%s", seq, kRecycleSuffix);
+  return buf;
+}
+
+std::optional<uint64_t> ParseRecycleFileName(std::string_view name) {
+  constexpr std::string_view kSuffix(kRecycleSuffix);
   if (name.size() <= kSuffix.size() || !name.ends_with(kSuffix)) return std::nullopt;
   name.remove_suffix(kSuffix.size());
   return ParseDecimal(name, 20, UINT64_MAX);

@@ -14,15 +14,25 @@
 // Segment header, 64 bytes, all integers little-endian:
 //   offset size field
 //   0      8    magic           "RMSPOOL" 0x1A (the ^Z catches text-mode mangling, as in PNG)
-//   8      4    version         kSegmentFormatVersion (1)
+//   8      4    version         1 or 2 (kSegmentFormatVersion, what this build writes)
 //   12     4    header_bytes    64
 //   16     4    loop            loop index; must match the directory name
 //   20     4    record_align    8: every record starts at a multiple of this
 //   24     8    sequence        must match the file name
 //   32     8    created_ms      milliseconds since the Unix epoch
 //   40     8    segment_bytes   the size the file was preallocated to
-//   48     12   reserved        zero
+//   48     4    flags           version 2: kSegmentFlagRecycled or 0; version 1: zero
+//   52     8    reserved        zero
 //   60     4    header_crc      CRC32C of bytes [0, 60)
+//
+// Versions. 1: records of record version 1, not bound to the segment. 2: records of record
+// version 2, whose two CRCs are XORed with LifeKey(loop, seq) (spool/record.h RecordLife), so a
+// record belongs to one life of one segment file. A file may be reused for a new segment
+// (recycled: renamed to a new, larger sequence number and given a new header, see
+// spool/segment_writer.h); its records of earlier lives stay in the file but fail their CRCs
+// under the new key and read as the end of the segment. kSegmentFlagRecycled says the file
+// may hold such bytes, so a reader does not take them for a torn write of this life. This
+// build reads both versions and writes version 2.
 #pragma once
 
 #include <compare>
@@ -33,7 +43,11 @@
 
 namespace ringmail::spool {
 
-inline constexpr uint32_t kSegmentFormatVersion = 1;
+inline constexpr uint32_t kSegmentFormatVersion1 = 1;
+inline constexpr uint32_t kSegmentFormatVersion2 = 2;
+inline constexpr uint32_t kSegmentFormatVersion = kSegmentFormatVersion2;  // what is written
+// The file held earlier lives (version 2 only): bytes past the last record may be theirs.
+inline constexpr uint32_t kSegmentFlagRecycled = 1;
 inline constexpr uint64_t kSegmentHeaderBytes = 64;
 inline constexpr uint64_t kRecordAlignBytes = 8;
 inline constexpr uint64_t kDefaultSegmentBytes = 64ull << 20;
@@ -79,11 +93,15 @@ struct SegmentHeader {
   uint64_t seq = 0;
   uint64_t created_ms = 0;
   uint64_t segment_bytes = 0;
+  // Version 1 by default, so that a header built by hand (tests, tools) describes records
+  // built with the default RecordLife; the segment writer sets kSegmentFormatVersion.
+  uint32_t version = kSegmentFormatVersion1;
+  uint32_t flags = 0;  // version 2 only
 
   friend bool operator==(const SegmentHeader&, const SegmentHeader&) = default;
 };
 
-// Exactly kSegmentHeaderBytes bytes.
+// Exactly kSegmentHeaderBytes bytes. version must be 1 or 2, flags 0 for version 1 (checked).
 std::string EncodeSegmentHeader(const SegmentHeader& header);
 
 enum class SegmentHeaderError : uint8_t {
@@ -93,7 +111,7 @@ enum class SegmentHeaderError : uint8_t {
   kBadMagic,
   kBadVersion,   // a format this build cannot read (e.g. written by a newer ringmail)
   kBadCrc,
-  kBadField,     // header_bytes, record_align or reserved bytes out of place
+  kBadField,     // header_bytes, record_align, flags or reserved bytes out of place
 };
 std::string_view SegmentHeaderErrorName(SegmentHeaderError error);
 
@@ -102,6 +120,11 @@ SegmentHeaderError DecodeSegmentHeader(std::string_view bytes, SegmentHeader* ou
 
 std::string SegmentFileName(uint64_t seq);                      // "000000000017.seg"
 std::optional<uint64_t> ParseSegmentFileName(std::string_view name);
+// A segment file in the middle of being recycled into segment `seq` (spool/segment_writer.h):
+// "000000000017.recycle". Recovery removes such files unread; nothing else opens them.
+inline constexpr char kRecycleSuffix[] = ".recycle";
+std::string RecycleFileName(uint64_t seq);
+std::optional<uint64_t> ParseRecycleFileName(std::string_view name);
 std::string LoopDirName(uint32_t loop);                         // "3"
 std::optional<uint32_t> ParseLoopDirName(std::string_view name);  // at most kMaxLoopIndex
 std::string LoopDirPath(std::string_view spool_dir, uint32_t loop);

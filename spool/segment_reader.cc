@@ -36,9 +36,9 @@ bool AllZero(std::string_view s) { return s.find_first_not_of('\0') == std::stri
 
 // Cheap test of a would-be record header at p (24 bytes available): the fixed fields must be
 // plausible before the header CRC is worth computing.
-bool PlausibleHeader(const char* p) {
+bool PlausibleHeader(const char* p, uint8_t version) {
   uint8_t type = static_cast<uint8_t>(p[8]);
-  return type >= 1 && type <= 3 && static_cast<uint8_t>(p[9]) == kRecordVersion && p[10] == 0 &&
+  return type >= 1 && type <= 3 && static_cast<uint8_t>(p[9]) == version && p[10] == 0 &&
          p[11] == 0;
 }
 
@@ -75,7 +75,10 @@ SegmentOpenStatus SegmentReader::Open(const std::string& path) {
   ReadResult r = View(0, std::min<uint64_t>(kSegmentHeaderBytes, file_size_), &head);
   if (r == ReadResult::kIoError) return {SegmentOpenResult::kIoError, {}, io_error_};
   SegmentHeaderError error = DecodeSegmentHeader(head, &header_);
-  if (error == SegmentHeaderError::kNone) return {};
+  if (error == SegmentHeaderError::kNone) {
+    life_ = LifeOf(header_);
+    return {};
+  }
   if (error == SegmentHeaderError::kZero || (error == SegmentHeaderError::kTruncated &&
                                              AllZero(head))) {
     // A segment whose header never reached the disk is empty, unless data follows: then its
@@ -153,7 +156,7 @@ SegmentReader::RecordResult SegmentReader::ReadRecordAt(uint64_t pos, ScannedRec
     return RecordResult::kInvalid;
   }
   out->offset = pos;
-  *status = DecodeRecordHeader(head, &out->header);
+  *status = DecodeRecordHeader(head, &out->header, life_);
   if (!status->ok()) return RecordResult::kInvalid;
   const RecordHeader& h = out->header;
   if (h.padded_length() > file_size_ - pos) {
@@ -172,7 +175,7 @@ SegmentReader::RecordResult SegmentReader::CheckCrc(uint64_t pos, const RecordHe
                                                     RecordStatus* status) {
   std::string_view bytes;
   if (View(pos, kRecordHeaderBytes, &bytes) != ReadResult::kOk) return RecordResult::kIoError;
-  uint32_t crc = RecordCrcOfHeader(bytes);
+  uint32_t crc = RecordCrcOfHeader(bytes, life_);
   if (View(pos + kRecordHeaderBytes, h.meta_length, &bytes) != ReadResult::kOk) {
     return RecordResult::kIoError;
   }
@@ -212,6 +215,7 @@ void SegmentReader::Classify(uint64_t pos, RecordStatus cause, bool crc_valid) {
   }
   uint64_t first_nonzero = 0, next_valid = 0;
   if (!ScanRest(pos, &first_nonzero, &next_valid, true)) return;
+  const bool recycled = (header_.flags & kSegmentFlagRecycled) != 0;
   if (crc_valid) {
     end_.kind = SegmentEnd::kCorrupt;
     end_.next_valid_offset = next_valid;
@@ -220,6 +224,13 @@ void SegmentReader::Classify(uint64_t pos, RecordStatus cause, bool crc_valid) {
     end_.kind = SegmentEnd::kCorrupt;
     end_.next_valid_offset = next_valid;
     end_.detail = absl::StrCat("valid record at offset ", next_valid, " after the damage");
+  } else if (first_nonzero != UINT64_MAX && recycled && !OfThisLife(pos, cause)) {
+    // Bytes no record of this life starts with: an earlier life's, expected in a recycled
+    // file (a write of this life torn inside its first 24 bytes looks the same, and was
+    // never acknowledged either).
+    end_.kind = SegmentEnd::kClean;
+    end_.cause = {};
+    end_.detail = absl::StrCat("bytes of an earlier life from offset ", first_nonzero);
   } else if (first_nonzero != UINT64_MAX) {
     end_.kind = SegmentEnd::kTornTail;
     if (cause.error == RecordError::kZeroHeader) {
@@ -228,6 +239,20 @@ void SegmentReader::Classify(uint64_t pos, RecordStatus cause, bool crc_valid) {
   } else {
     end_.kind = SegmentEnd::kClean;
     end_.cause = {};
+  }
+}
+
+// Whether the record header at `pos` validated under this segment's life, so the failure is
+// in a record of this life (a torn or damaged write) rather than in bytes of an earlier one.
+bool SegmentReader::OfThisLife(uint64_t pos, RecordStatus cause) const {
+  switch (cause.error) {
+    case RecordError::kZeroHeader:
+    case RecordError::kBadHeaderCrc:
+      return false;
+    case RecordError::kTruncated:
+      return pos + kRecordHeaderBytes <= file_size_;  // the header itself was read
+    default:
+      return true;
   }
 }
 
@@ -264,7 +289,10 @@ bool SegmentReader::ScanRest(uint64_t from, uint64_t* first_nonzero, uint64_t* n
       uint64_t at = q + i;
       if (at == from || at + kRecordHeaderBytes > file_size_) continue;
       // A header that crosses the end of the chunk cannot be pre-filtered here; check it fully.
-      if (i + kRecordHeaderBytes <= chunk.size() && !PlausibleHeader(chunk.data() + i)) continue;
+      if (i + kRecordHeaderBytes <= chunk.size() &&
+          !PlausibleHeader(chunk.data() + i, life_.version)) {
+        continue;
+      }
       candidate = at;
       break;
     }

@@ -4,12 +4,16 @@
 // Blocking file I/O: runs on the SpoolIn thread pool (recovery) or in offline tools, never on
 // a loop thread. One reader is used by one thread at a time; it owns its file descriptor and a
 // read window (1 MiB, grown temporarily to hold a large metadata section). Bodies are streamed
-// through the CRC and never kept.
+// through the CRC and never kept. Records are read as the header's format says (spool/record.h
+// RecordLife: version 1 unbound, version 2 bound to the segment's sequence number).
 //
 // How a segment ends (SegmentEnd), decided at the first record that does not validate:
-//   kClean     zeros (unwritten preallocated space) or end of file from there on;
+//   kClean     zeros (unwritten preallocated space) or end of file from there on; in a
+//              recycled segment (kSegmentFlagRecycled) also bytes that no record of this
+//              life starts with (an earlier life's records; detail says where they start);
 //   kTornTail  damaged bytes and nothing valid after them: an interrupted write, which was
-//              never acknowledged (see the writer contract in record.h);
+//              never acknowledged (see the writer contract in record.h); in a recycled
+//              segment only a record whose header is of this life;
 //   kCorrupt   a valid record further on (so acknowledged data was damaged), or a CRC-valid
 //              record whose metadata does not parse (a writer bug);
 //   kIoError   the file could not be read.
@@ -73,6 +77,7 @@ class SegmentReader {
   SegmentOpenStatus Open(const std::string& path);
 
   const SegmentHeader& header() const { return header_; }
+  const RecordLife& life() const { return life_; }
   uint64_t file_size() const { return file_size_; }
 
   // Reads the next valid record into *out. Returns false at the end; end() then says how the
@@ -95,6 +100,7 @@ class SegmentReader {
                             bool* crc_valid);
   RecordResult CheckCrc(uint64_t pos, const RecordHeader& header, RecordStatus* status);
   void Classify(uint64_t pos, RecordStatus cause, bool crc_valid);
+  bool OfThisLife(uint64_t pos, RecordStatus cause) const;
   // Looks at [from, file end): the first non-zero byte and the first valid record strictly
   // after `from` (0 when none). Returns false on an I/O error (end_ is then set).
   bool ScanRest(uint64_t from, uint64_t* first_nonzero, uint64_t* next_valid,
@@ -106,6 +112,7 @@ class SegmentReader {
   std::string path_;
   uint64_t file_size_ = 0;
   SegmentHeader header_;
+  RecordLife life_;
   uint64_t pos_ = kSegmentHeaderBytes;
   bool done_ = false;
   bool seek_data_works_ = true;

@@ -1,10 +1,12 @@
 #include "spool/segment_writer.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -102,7 +104,32 @@ void SegmentCreator::Create(uint64_t seq, uint64_t bytes) {
   file_.id = SegmentId{loop_index_, seq};
   file_.capacity = bytes;
   name_ = SegmentFileName(seq);
-  header_ = EncodeSegmentHeader(SegmentHeader{loop_index_, seq, WallClockMs(), bytes});
+  header_ = EncodeSegmentHeader(
+      SegmentHeader{loop_index_, seq, WallClockMs(), bytes, kSegmentFormatVersion, 0});
+  recycling_ = false;
+  recycle_old_present_ = false;
+  error_ = 0;
+  retries_ = 0;
+  stage_ = Stage::kOpen;
+  SubmitOpen();
+}
+
+void SegmentCreator::Recycle(SegmentId old, uint64_t seq, uint64_t bytes) {
+  RM_CHECK(stage_ == Stage::kIdle) << "two segment creations at once";
+  RM_CHECK(done_ != nullptr);
+  RM_CHECK(old.loop == loop_index_ && old.seq < seq) << old.ToString() << " as " << seq;
+  RM_CHECK(bytes >= kMinSegmentBytes && bytes <= kMaxSegmentBytes) << bytes;
+  file_ = SegmentFile{};
+  file_.id = SegmentId{loop_index_, seq};
+  file_.capacity = bytes;
+  name_ = SegmentFileName(seq);
+  old_name_ = SegmentFileName(old.seq);
+  recycle_name_ = RecycleFileName(seq);
+  header_ = EncodeSegmentHeader(SegmentHeader{loop_index_, seq, WallClockMs(), bytes,
+                                              kSegmentFormatVersion, kSegmentFlagRecycled});
+  recycling_ = true;
+  recycle_old_ = old;
+  recycle_old_present_ = true;
   error_ = 0;
   retries_ = 0;
   stage_ = Stage::kOpen;
@@ -111,6 +138,10 @@ void SegmentCreator::Create(uint64_t seq, uint64_t bytes) {
 
 void SegmentCreator::SubmitOpen() {
   io_uring_sqe* sqe = loop_.Prepare(open_op_);
+  if (recycling_) {
+    io_uring_prep_openat(sqe, dir_fd_, old_name_.c_str(), O_WRONLY | O_CLOEXEC, 0);
+    return;
+  }
   io_uring_prep_openat(sqe, dir_fd_, name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 }
 
@@ -126,7 +157,69 @@ void SegmentCreator::OpenDone(core::Operation&, core::IoResult result) {
     return;
   }
   file_.fd = result.res;
-  SubmitSetUp();
+  if (!recycling_) {
+    SubmitSetUp();
+    return;
+  }
+  struct stat st {};
+  if (::fstat(file_.fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<uint64_t>(st.st_size) != file_.capacity) {
+    // Not a file of the configured size (an oversized segment, a changed configuration):
+    // not for reuse. Nothing was changed.
+    Close(std::exchange(file_.fd, -1));
+    Finish(EINVAL);
+    return;
+  }
+  SubmitRecycle();
+}
+
+void SegmentCreator::SubmitRecycle() {
+  stage_ = Stage::kSetUp;
+  chain_used_ = 0;
+  for (ChainKind kind : {ChainKind::kRenameAway, ChainKind::kDirSync, ChainKind::kHeader,
+                         ChainKind::kDataSync, ChainKind::kRenameHome, ChainKind::kDirSync}) {
+    ChainOp& c = chain_[chain_used_++];
+    c.kind = kind;
+    c.res = 0;
+    c.offset = c.length = 0;
+  }
+  ReserveSqes(loop_, static_cast<unsigned>(chain_used_));
+  chain_pending_ = 0;
+  for (size_t i = 0; i < chain_used_; ++i) {
+    io_uring_sqe* sqe = loop_.Prepare(chain_[i].op);
+    PrepareChainOp(chain_[i], sqe);
+    if (i + 1 < chain_used_) sqe->flags |= IOSQE_IO_LINK;
+    ++chain_pending_;
+  }
+}
+
+// The recycle chain completed: done, or undone as far as it matters (see the header).
+void SegmentCreator::RecycleFinished() {
+  for (size_t i = 0; i < chain_used_; ++i) {
+    const ChainOp& c = chain_[i];
+    const bool short_header =
+        c.kind == ChainKind::kHeader && c.res >= 0 && static_cast<size_t>(c.res) != header_.size();
+    if (c.res >= 0 && !short_header) continue;
+    const int error = short_header ? EIO : -c.res;
+    if (i == 0) {  // the rename failed: the old file is where it was, untouched
+      Close(std::exchange(file_.fd, -1));
+      Finish(error);
+      return;
+    }
+    recycle_old_present_ = false;
+    // Only the last op (the directory sync) failing leaves the file at its new name.
+    RecycleCleanUp(error, /*at_new_name=*/i + 1 == chain_used_);
+    return;
+  }
+  recycle_old_present_ = false;
+  Finish(0);
+}
+
+void SegmentCreator::RecycleCleanUp(int error, bool at_new_name) {
+  if (!at_new_name) name_ = recycle_name_;  // CleanUp unlinks name_
+  core::LogWarning("spool: recycling %s as %s failed: %s; the file is removed",
+                   recycle_old_.ToString(), file_.id.ToString(), std::strerror(error));
+  CleanUp(error);
 }
 
 void SegmentCreator::SubmitSetUp() {
@@ -186,6 +279,17 @@ void SegmentCreator::PrepareChainOp(ChainOp& c, io_uring_sqe* sqe) {
     case ChainKind::kFileSync:
       io_uring_prep_fsync(sqe, file_.fd, 0);
       break;
+    case ChainKind::kDataSync:
+      io_uring_prep_fsync(sqe, file_.fd, IORING_FSYNC_DATASYNC);
+      break;
+    case ChainKind::kRenameAway:
+      io_uring_prep_renameat(sqe, dir_fd_, old_name_.c_str(), dir_fd_, recycle_name_.c_str(),
+                             RENAME_NOREPLACE);
+      break;
+    case ChainKind::kRenameHome:
+      io_uring_prep_renameat(sqe, dir_fd_, recycle_name_.c_str(), dir_fd_, name_.c_str(),
+                             RENAME_NOREPLACE);
+      break;
     case ChainKind::kDirSync:
       io_uring_prep_fsync(sqe, dir_fd_, 0);
       break;
@@ -198,7 +302,13 @@ void SegmentCreator::ChainDone(core::Operation& op, core::IoResult result) {
     if (&chain_[i].op == &op) chain_[i].res = result.res;
   }
   RM_DCHECK(chain_pending_ > 0);
-  if (--chain_pending_ == 0) SetUpFinished();
+  if (--chain_pending_ == 0) {
+    if (recycling_) {
+      RecycleFinished();
+    } else {
+      SetUpFinished();
+    }
+  }
 }
 
 void SegmentCreator::SetUpFinished() {
@@ -264,9 +374,16 @@ void SegmentCreator::CleanUpDone(core::Operation& op, core::IoResult result) {
 void SegmentCreator::Finish(int error) {
   SegmentCreateResult result;
   result.error = error;
+  if (recycling_) {
+    result.recycled = error == 0;
+    result.recycle_old = recycle_old_;
+    result.recycle_old_present = recycle_old_present_;
+  }
   if (error != 0) {
-    result.status =
-        SpoolIoError(error, absl::StrCat("creating spool segment ", file_.id.ToString()));
+    result.status = SpoolIoError(
+        error, recycling_ ? absl::StrCat("recycling spool segment ", recycle_old_.ToString(),
+                                         " as ", file_.id.ToString())
+                          : absl::StrCat("creating spool segment ", file_.id.ToString()));
   } else {
     result.file = file_;
   }

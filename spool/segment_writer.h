@@ -40,6 +40,41 @@
 //   On failure the half-made file (if OPENAT made one) is closed and unlinked first, so a
 //   failed creation leaves no file behind — unless the unlink itself fails, and then recovery
 //   reads the file as empty or as a clean segment with no record, both harmless.
+// - Recycle(old, seq, bytes): instead of making a new file, reuses drained segment `old` (same
+//   loop directory) as segment `seq` (> every sequence number ever used there): its blocks
+//   are written already (zeros, then records), so appends to it stay pure overwrites and it
+//   costs no zero fill. Ring ops:
+//     OPENAT  <dir>/<old>.seg  O_WRONLY|O_CLOEXEC, then fstat: a regular file of exactly
+//             `bytes` bytes, or no recycling (oversized segments, other configured sizes)
+//     then one linked chain:
+//       (1) RENAMEAT <old>.seg → <seq>.recycle  (RENAME_NOREPLACE)
+//       (2) FSYNC(loop directory)
+//       (3) WRITE(64-byte header at 0: format 2, sequence `seq`, kSegmentFlagRecycled)
+//       (4) FSYNC(file, DATASYNC): an overwrite inside the file's size: no metadata needed
+//       (5) RENAMEAT <seq>.recycle → <seq>.seg  (RENAME_NOREPLACE)
+//       (6) FSYNC(loop directory)
+//   Crash points (what recovery finds, spool/recovery.h):
+//     before (2) completes: <old>.seg with its old header and records, or <seq>.recycle.
+//       <old>.seg is read as the drained segment it was: every message in it is done and
+//       every segment holding their DONE/RECIPIENT records is pinned to it (LiveIndex), so
+//       replaying it changes nothing — as for an unlink that was not yet durable.
+//     after (2), before (6) completes: <seq>.recycle (header old, torn, or new), or
+//       <seq>.seg with the new header and no record of its life (when (5) reached the disk).
+//       A *.recycle file is a spare in the making: recovery removes it unread (never
+//       quarantined; a torn header is only ever written under that name, which is why (2)
+//       comes before (3)). <seq>.seg reads as an empty segment: the old records fail their
+//       CRCs under the new life key (spool/record.h) and end the segment cleanly.
+//     after (6): <seq>.seg, durable under its name, with its header durable before the
+//       rename ((4) before (5)), so no acknowledged record of life `seq` can sit in a file
+//       recovery would discard. The writer appends to it only after (6).
+//   The old segment's records are unreadable from (2) on; the caller (the unlinker) counts
+//   the old segment removed (LiveIndex::RemoveSegment) only on success. Failure: OPENAT or
+//   fstat or (1) failing leaves <old>.seg as it was (result.recycle_old_present); a later
+//   step failing unlinks whichever name the file has then (<seq>.recycle, or <seq>.seg when
+//   only (6) failed: it holds no record). Either way the caller unlinks <old>.seg as usual
+//   (ENOENT counts as removed, after a directory sync). No retries: the chain is not
+//   idempotent, and a failed recycle costs only the zero fill it meant to save.
+//   The fstat is a plain syscall on the loop thread: metadata of an inode just opened.
 // - Close(fd): hands an fd the writer is done with to a ring CLOSE (no op may use it any more).
 // - The owner must not destroy the creator while ops_in_flight() > 0 (checked).
 #pragma once
@@ -73,6 +108,11 @@ struct SegmentCreateResult {
                         // kAlreadyExists, others → kUnavailable
   int error = 0;        // the errno behind a failure
   SegmentFile file;     // valid when status is OK
+  // Recycle() only: the drained segment it reused, and (on failure) whether its file is
+  // still there under its old name.
+  bool recycled = false;
+  SegmentId recycle_old;
+  bool recycle_old_present = false;
 };
 
 class SegmentCreator {
@@ -93,6 +133,8 @@ class SegmentCreator {
 
   // Starts creating segment `seq` holding `bytes` (header included). Only when !busy().
   void Create(uint64_t seq, uint64_t bytes);
+  // Starts reusing drained segment `old` (this loop directory) as `seq`. Only when !busy().
+  void Recycle(SegmentId old, uint64_t seq, uint64_t bytes);
   void Close(int fd);
 
   bool busy() const { return stage_ != Stage::kIdle; }
@@ -102,7 +144,9 @@ class SegmentCreator {
  private:
   enum class Stage : uint8_t { kIdle, kOpen, kSetUp, kCleanUp };
   // One op of the set-up chain, with the result it came back with.
-  enum class ChainKind : uint8_t { kFallocate, kZeros, kHeader, kFileSync, kDirSync };
+  enum class ChainKind : uint8_t {
+    kFallocate, kZeros, kHeader, kFileSync, kDirSync, kDataSync, kRenameAway, kRenameHome
+  };
   struct ChainOp {
     core::Operation op;
     ChainKind kind = ChainKind::kHeader;
@@ -118,10 +162,14 @@ class SegmentCreator {
   // the size is not whole MiB; the config allows 4 GiB at most), header, two FSYNCs.
   static constexpr size_t kZeroOpsMax = 5;
   static constexpr size_t kChainOpsMax = kZeroOpsMax + 4;
+  static_assert(kChainOpsMax >= 6, "the recycle chain");
 
   void SubmitOpen();
   void OpenDone(core::Operation& op, core::IoResult result);
   void SubmitSetUp();
+  void SubmitRecycle();
+  void RecycleFinished();
+  void RecycleCleanUp(int error, bool at_new_name);
   void PrepareChainOp(ChainOp& c, io_uring_sqe* sqe);
   void ChainDone(core::Operation& op, core::IoResult result);
   void SetUpFinished();
@@ -140,7 +188,12 @@ class SegmentCreator {
 
   Stage stage_ = Stage::kIdle;
   SegmentFile file_;    // the segment being made
-  std::string name_;    // its file name, alive while OPENAT/UNLINKAT may read it
+  std::string name_;    // its file name, alive while OPENAT/UNLINKAT/RENAMEAT may read it
+  bool recycling_ = false;
+  bool recycle_old_present_ = false;
+  SegmentId recycle_old_;
+  std::string old_name_;      // Recycle: <old>.seg
+  std::string recycle_name_;  // Recycle: <seq>.recycle
   std::string header_;  // its header bytes, alive while the WRITE may read them
   core::Operation open_op_;
   ChainOp chain_[kChainOpsMax];

@@ -82,6 +82,7 @@ Unlinker::Unlinker(core::Loop& loop, LiveIndex& index, const SpoolWriter& writer
 
 Unlinker::~Unlinker() {
   RM_CHECK(!running_) << "unlinker destroyed with ring ops in flight";
+  RM_CHECK(!recycling_.has_value()) << "unlinker destroyed with a recycle in flight";
   for (auto& [loop, fd] : dir_fds_) ::close(fd);
 }
 
@@ -139,8 +140,13 @@ void Unlinker::Run() {
   ++stats_.runs;
   std::vector<SegmentId> to_pool;
   std::vector<SegmentId> to_ring;
+  bool offered = false;
   for (SegmentId id : picked) {
     in_progress_.insert(id);
+    if (!offered && OfferForRecycling(id)) {
+      offered = true;
+      continue;
+    }
     (ring_ok_ && DirFd(id.loop) >= 0 ? to_ring : to_pool).push_back(id);
   }
   if (!to_pool.empty()) SubmitToPool(std::move(to_pool));
@@ -228,6 +234,40 @@ void Unlinker::SyncDone(core::Operation& operation, core::IoResult r) {
   running_ = false;
   Removed(removed, /*via_ring=*/true);
   if (std::exchange(again_, false) || !removed.empty()) Kick();
+}
+
+// One offer per run, of the oldest candidate of our own directory; the writer keeps at most
+// one spare, so the rest are unlinked.
+bool Unlinker::OfferForRecycling(SegmentId id) {
+  SegmentRecycler* recycler = writer_.recycler();
+  if (recycler == nullptr || recycling_.has_value() || id.loop != options_.loop_index ||
+      not_recycled_.contains(id)) {
+    return false;
+  }
+  if (!recycler->OfferForRecycling(id, &Unlinker::RecycleDone, this)) return false;
+  recycling_ = id;
+  return true;
+}
+
+void Unlinker::RecycleDone(void* raw, SegmentId old, bool recycled) {
+  Unlinker* self = static_cast<Unlinker*>(raw);
+  RM_CHECK(self->recycling_.has_value() && *self->recycling_ == old) << old.ToString();
+  self->recycling_.reset();
+  if (recycled) {
+    // The old name is durably gone and its records unreadable: removed for the index.
+    self->in_progress_.erase(old);
+    const LiveIndex::SegmentStats* s = self->index_.FindSegment(old);
+    // Offered with nothing live; nothing is ever added to a segment that is not active.
+    RM_CHECK(s != nullptr && s->live_messages == 0) << "recycled " << old.ToString();
+    self->index_.RemoveSegment(old);
+    ++self->stats_.recycled;
+    ++self->stats_.unlinked;
+    if (self->removed_fn_ != nullptr) self->removed_fn_(self->removed_owner_);
+  } else {
+    self->in_progress_.erase(old);
+    self->not_recycled_.insert(old);
+  }
+  self->Kick();
 }
 
 void Unlinker::SubmitToPool(std::vector<SegmentId> ids) {

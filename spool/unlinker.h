@@ -14,6 +14,22 @@
 //   (the directory is synced on segment remove, never per message). Only when that fsync
 //   succeeded does LiveIndex::RemoveSegment run, so a pin is never released before the
 //   removal it waited for is durable.
+// - Recycling: when the writer has a recycler() (SpoolWriterOptions::recycle), each run first
+//   offers one picked segment of this loop's own directory to it (SegmentRecycler); if taken,
+//   that segment is not unlinked: its file becomes the writer's spare under a new number
+//   (spool/segment_writer.h Recycle, crash-safe) and LiveIndex::RemoveSegment runs when the
+//   recycle is complete, at which point the old name is durably gone. A recycle that fails,
+//   and every segment the writer does not want (it keeps one spare at most), is unlinked as
+//   below. Only segments picked here are offered, so only what may be unlinked now is
+//   recycled.
+//   Who may still read a recycled file's old bytes, and why that is safe: nothing live, no
+//   pin and no hold (the delivery engine's compaction holds) remain in it; the delivery
+//   engine's BodyFiles cache keeps fds by path, and no path of a drained segment is asked for
+//   again (sequence numbers are never reused), so a cached fd only waits for its idle close;
+//   a body read still in flight for a transaction already reported is discarded with that
+//   transaction. An offline `ringmail-spool`/ringctl scan that races a recycle sees a
+//   *.recycle name (ignored), or a header/name pair of one life, whose records validate only
+//   under that life's key.
 // - Fallback: UNLINKAT answered EINVAL/EOPNOTSUPP/ENOSYS (the op is unsupported: the ring is
 //   not used again) or a retryable error (EINTR, EAGAIN, EBUSY, ENOMEM, a foreign cancel)
 //   sends the segment to a thread pool: `Unlink` for one, `Batch_Unlink` for several, via
@@ -29,6 +45,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -59,7 +76,9 @@ struct UnlinkerOptions {
 
 struct UnlinkerStats {
   uint64_t runs = 0;
-  uint64_t unlinked = 0;       // segments removed (unlink and directory sync durable)
+  uint64_t unlinked = 0;       // segments removed: unlinked (unlink and directory sync
+                               // durable), or recycled (the old name durably gone)
+  uint64_t recycled = 0;       // of which the file was reused as the writer's spare
   uint64_t ring_unlinks = 0;   // of which through IORING_OP_UNLINKAT
   uint64_t pool_unlinks = 0;   // of which through a thread pool
   uint64_t pool_rejected = 0;  // TrySubmit answered "backlog full"
@@ -90,7 +109,9 @@ class Unlinker {
     removed_owner_ = owner;
   }
 
-  bool busy() const { return running_ || pool_jobs_ > 0 || kick_scheduled_; }
+  bool busy() const {
+    return running_ || pool_jobs_ > 0 || kick_scheduled_ || recycling_.has_value();
+  }
   const UnlinkerStats& stats() const { return stats_; }
 
  private:
@@ -109,6 +130,8 @@ class Unlinker {
   void PoolDone(std::vector<Result> results);
   void Removed(const std::vector<SegmentId>& ids, bool via_ring);
   void Failed(SegmentId id, int error, const char* what);
+  bool OfferForRecycling(SegmentId id);
+  static void RecycleDone(void* self, SegmentId old, bool recycled);
   int DirFd(uint32_t loop) const;
 
   core::Loop& loop_;
@@ -118,6 +141,8 @@ class Unlinker {
   absl::flat_hash_map<uint32_t, int> dir_fds_;
   absl::flat_hash_set<SegmentId> in_progress_;  // in a ring run or a pool job
   absl::flat_hash_set<SegmentId> failed_;       // hard errors: skipped until RetryFailed
+  absl::flat_hash_set<SegmentId> not_recycled_;  // refused by a failed recycle: unlink only
+  std::optional<SegmentId> recycling_;          // offered and taken; the writer has it
   bool ring_ok_ = true;
   bool running_ = false;   // a ring run (unlinks, then directory syncs) is in flight
   bool again_ = false;     // kicked during a run

@@ -223,7 +223,7 @@ TEST_F(SegmentReaderTest, OpenClassifiesHeaders) {
   testing::WriteFileBytes(path, std::string(100, 'G'));
   EXPECT_EQ(Scan(path).open.header_error, SegmentHeaderError::kBadMagic);
   std::string header = EncodeSegmentHeader(SegmentHeader{0, 1, 0, 0});
-  header[8] = 2;  // a newer format version
+  header[8] = 3;  // a newer format version
   testing::WriteFileBytes(path, header);
   EXPECT_EQ(Scan(path).open.header_error, SegmentHeaderError::kBadVersion);
   EXPECT_EQ(Scan(dir_.path() + "/missing.seg").open.result, SegmentOpenResult::kIoError);

@@ -263,6 +263,9 @@ Response Daemon::Metrics(const std::vector<LoopSnapshot>& loops) {
           [](const LoopSnapshot& s) { return s.esmtp.commit_errors; });
   counter("ringmail_spool_batches_total", "Group-commit batches (one fdatasync each).",
           [](const LoopSnapshot& s) { return s.spool.batches; });
+  counter("ringmail_spool_segments_recycled_total",
+          "Drained segments whose file was reused as the next segment (not unlinked).",
+          [](const LoopSnapshot& s) { return s.spool.segments_recycled; });
   counter("ringmail_recipients_delivered_total", "Recipients delivered.",
           [](const LoopSnapshot& s) { return s.engine.delivered; });
   counter("ringmail_recipients_deferred_total", "Delivery attempts deferred (4xx).",

@@ -107,6 +107,7 @@ absl::Status Daemon::OpenLedgerAndSpool(LoopParts& parts) {
                 static_cast<int>(config::SpoolSegmentFill::kNone) ==
                     static_cast<int>(spool::SegmentFill::kNone));
   so.fill = static_cast<spool::SegmentFill>(config_->global.spool_segment_fill);
+  so.recycle = config_->global.spool_segment_recycle;
   so.first_sequence =
       loop.index() < next_segment_seq_.size() ? next_segment_seq_[loop.index()] : 1;
   RM_ASSIGN_OR_RETURN(parts.spool, spool::SpoolWriter::Open(loop, so, parts.ledger.get(),

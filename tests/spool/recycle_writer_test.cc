@@ -1,0 +1,320 @@
+// Segment recycling, the live side: a SpoolWriter, a LiveIndex and an Unlinker on a real loop
+// and real files, rolling over many small (1 MiB) segments while the messages of each round
+// are marked done. With recycling the drained files come back as spares (the number of files
+// stays bounded and fresh segments are rarely made), at most one per loop at a time, with no
+// unwritten extent; what recovery reads afterwards is exactly the messages still live.
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "spool/group_commit.h"
+#include "spool/live_index.h"
+#include "spool/segment_reader.h"
+#include "spool/unlinker.h"
+#include "tests/spool/spool_test_util.h"
+#include "tests/spool/writer_test_harness.h"
+
+namespace ringmail::spool::recycle_writer_test {
+namespace {
+
+using testing::Committer;
+using testing::ExpectationOf;
+using testing::Expected;
+using testing::LoopThread;
+using testing::NewMessage;
+using testing::TempDir;
+
+constexpr uint32_t kLoopIndex = 0;
+constexpr uint64_t kSegmentBytes = 1ull << 20;
+constexpr size_t kPerRound = 8;
+constexpr size_t kBodyBytes = 60 * 1024;  // a round is ~half a segment
+
+// Registers every committed message in the index, as the ledger does.
+class IndexSink : public MessageSink {
+ public:
+  explicit IndexSink(LiveIndex* index) : index_(index) {}
+  void Committed(CommittedMessage&& message) override { index_->AddMessage(message); }
+
+ private:
+  LiveIndex* index_;
+};
+
+// DONE records for a round; each durable one leaves the index (loop thread).
+class DoneMarker {
+ public:
+  DoneMarker(size_t n, LiveIndex* index) : requests_(n), index_(index) {
+    for (StateRequest& r : requests_) r.Bind<&DoneMarker::Done>(this);
+  }
+  StateRequest& at(size_t i) { return requests_[i]; }
+  size_t failed() const { return failed_; }
+  size_t done() const { return done_; }
+
+ private:
+  void Done(StateRequest& r) {
+    ++done_;
+    if (!r.status.ok()) {
+      ++failed_;
+      return;
+    }
+    index_->MarkDone(std::get<DoneMark>(r.record).id, r.segment);
+  }
+  std::vector<StateRequest> requests_;
+  LiveIndex* index_;
+  size_t done_ = 0;  // loop thread only
+  size_t failed_ = 0;
+};
+
+size_t CountSegmentFiles(const std::string& dir) {
+  size_t n = 0;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return 0;
+  while (const dirent* e = ::readdir(d)) {
+    if (ParseSegmentFileName(e->d_name).has_value()) ++n;
+  }
+  ::closedir(d);
+  return n;
+}
+
+// Unwritten (fallocated, never written) extents of a file; nullopt where FIEMAP cannot tell.
+std::optional<size_t> UnwrittenExtents(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  constexpr size_t kMax = 512;
+  std::vector<char> buf(sizeof(fiemap) + kMax * sizeof(fiemap_extent));
+  auto* fm = reinterpret_cast<fiemap*>(buf.data());
+  fm->fm_length = FIEMAP_MAX_OFFSET;
+  fm->fm_flags = FIEMAP_FLAG_SYNC;
+  fm->fm_extent_count = kMax;
+  int rc = ::ioctl(fd, FS_IOC_FIEMAP, fm);
+  ::close(fd);
+  if (rc != 0 || fm->fm_mapped_extents == 0) return std::nullopt;
+  size_t unwritten = 0;
+  for (uint32_t i = 0; i < fm->fm_mapped_extents; ++i) {
+    if (fm->fm_extents[i].fe_flags & FIEMAP_EXTENT_UNWRITTEN) ++unwritten;
+  }
+  return unwritten;
+}
+
+class RecycleWriterTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(lt_.started()); }
+  // The loop stops first (it waits for every op); then the owners of those ops go.
+  void TearDown() override {
+    lt_.Stop();
+    unlinker_.reset();
+    writer_.reset();
+  }
+
+  std::string SpoolDir() const { return dir_.path() + "/spool"; }
+  std::string LoopDir() const { return LoopDirPath(SpoolDir(), kLoopIndex); }
+
+  void Open(bool recycle) {
+    lt_.Run([&] {
+      SpoolWriterOptions o;
+      o.spool_dir = SpoolDir();
+      o.loop_index = kLoopIndex;
+      o.segment_bytes = kSegmentBytes;
+      o.recycle = recycle;
+      auto w = SpoolWriter::Open(lt_.loop(), o, &sink_, &index_);
+      ASSERT_TRUE(w.ok()) << w.status();
+      writer_ = std::move(w).value();
+      UnlinkerOptions uo;
+      uo.spool_dir = SpoolDir();
+      uo.loop_index = kLoopIndex;
+      auto u = Unlinker::Create(lt_.loop(), index_, *writer_, std::move(uo));
+      ASSERT_TRUE(u.ok()) << u.status();
+      unlinker_ = std::move(u).value();
+    });
+    ASSERT_NE(unlinker_, nullptr);
+  }
+
+  // Commits `count` messages numbered from `first` in one turn and waits for them.
+  void CommitRound(uint64_t first, size_t count, size_t body_bytes = kBodyBytes) {
+    auto c = std::make_unique<Committer>(count);
+    std::vector<std::unique_ptr<core::Message>> messages;
+    for (size_t i = 0; i < count; ++i) {
+      messages.push_back(NewMessage(first + i, body_bytes));
+      live_[messages.back()->id.ToHex()] = ExpectationOf(*messages.back());
+    }
+    lt_.Run([&] {
+      for (size_t i = 0; i < count; ++i) {
+        c->at(i).message = std::move(messages[i]);
+        writer_->Commit(c->at(i));
+      }
+    });
+    ASSERT_TRUE(c->WaitFor(count));
+    for (size_t i = 0; i < count; ++i) ASSERT_TRUE(c->at(i).status.ok()) << c->at(i).status;
+  }
+
+  // Appends DONE for messages [first, first + count), then lets the unlinker run until
+  // nothing removable is left.
+  void FinishRound(uint64_t first, size_t count) {
+    DoneMarker marker(count, &index_);
+    lt_.Run([&] {
+      for (size_t i = 0; i < count; ++i) {
+        marker.at(i).record = DoneMark{testing::TestId(first + i), 1000};
+        writer_->AppendState(marker.at(i));
+      }
+    });
+    WaitOnLoop([&] { return marker.done() == count; });
+    lt_.Run([&] { EXPECT_EQ(marker.failed(), 0u); });
+    for (size_t i = 0; i < count; ++i) live_.erase(testing::TestId(first + i).ToHex());
+    lt_.Run([&] { unlinker_->Kick(); });
+    WaitOnLoop([&] {
+      if (unlinker_->busy()) return false;
+      std::optional<SegmentId> active = writer_->active_segment();
+      for (SegmentId id : index_.RemovableSegments()) {
+        if (!active.has_value() || id != *active) return false;
+      }
+      return true;
+    });
+    max_files_ = std::max(max_files_, CountSegmentFiles(LoopDir()));
+  }
+
+  // Asks `done` on the loop thread until it holds: each ask is a round trip that lets the
+  // loop complete what it has in flight. A minute at most.
+  template <typename F>
+  void WaitOnLoop(F done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    bool held = false;
+    while (!held && std::chrono::steady_clock::now() < deadline) {
+      lt_.Run([&] { held = done(); });
+      if (!held) std::this_thread::yield();
+    }
+    ASSERT_TRUE(held) << "the loop did not get there within a minute";
+  }
+
+  void Rounds(size_t rounds) {
+    for (size_t r = 0; r < rounds; ++r) {
+      const uint64_t first = 1 + r * kPerRound;
+      CommitRound(first, kPerRound);
+      ASSERT_FALSE(HasFatalFailure());
+      FinishRound(first, kPerRound);
+      ASSERT_FALSE(HasFatalFailure());
+    }
+  }
+
+  SpoolWriterStats WriterStats() {
+    SpoolWriterStats s;
+    lt_.Run([&] { s = writer_->stats(); });
+    return s;
+  }
+  UnlinkerStats UnlinkStats() {
+    UnlinkerStats s;
+    lt_.Run([&] { s = unlinker_->stats(); });
+    return s;
+  }
+
+  TempDir dir_;
+  LoopThread lt_;
+  LiveIndex index_;
+  IndexSink sink_{&index_};
+  std::unique_ptr<SpoolWriter> writer_;
+  std::unique_ptr<Unlinker> unlinker_;
+  std::map<std::string, Expected> live_;
+  size_t max_files_ = 0;
+};
+
+TEST_F(RecycleWriterTest, RolloversReuseDrainedFilesAndTheirNumberStaysBounded) {
+  Open(/*recycle=*/true);
+  Rounds(40);  // ~20 MiB through 1 MiB segments
+  ASSERT_FALSE(HasFatalFailure());
+  const SpoolWriterStats ws = WriterStats();
+  const UnlinkerStats us = UnlinkStats();
+  RecordProperty("created", static_cast<int>(ws.segments));
+  RecordProperty("recycled", static_cast<int>(ws.segments_recycled));
+  EXPECT_GE(ws.segments + ws.segments_recycled, 15u);  // it did roll over many times
+  EXPECT_GE(ws.segments_recycled, 10u);
+  EXPECT_LE(ws.segments, 5u) << "fresh segments made although drained ones were there";
+  EXPECT_EQ(us.recycled, ws.segments_recycled);
+  EXPECT_EQ(ws.recycle_failures, 0u);
+  EXPECT_LE(max_files_, 4u);
+  EXPECT_EQ(ws.errors, 0u);
+
+  // The active segment is a recycled file by now: format 2, flagged, no unwritten extent.
+  std::optional<SegmentId> active;
+  lt_.Run([&] { active = writer_->active_segment(); });
+  ASSERT_TRUE(active.has_value());
+  const std::string path = SegmentPath(SpoolDir(), *active);
+  SegmentReader reader;
+  ASSERT_EQ(reader.Open(path).result, SegmentOpenResult::kOk);
+  EXPECT_EQ(reader.header().version, kSegmentFormatVersion2);
+  EXPECT_EQ(reader.header().flags, kSegmentFlagRecycled);
+  std::optional<size_t> unwritten = UnwrittenExtents(path);
+  if (unwritten.has_value()) {
+    EXPECT_EQ(*unwritten, 0u);
+  } else {
+    RecordProperty("fiemap", "unsupported");
+  }
+
+  // Messages still live when the loop stops come back, exactly, and nothing else.
+  CommitRound(10000, 5, 3000);
+  ASSERT_FALSE(HasFatalFailure());
+  lt_.Stop();
+  RecoveryResult r = testing::ExpectRecovered(SpoolDir(), live_);
+  EXPECT_TRUE(r.report.quarantined.empty()) << r.report.Summary();
+  EXPECT_TRUE(r.report.recycle_leftovers.empty());
+}
+
+// A burst: six segments drain at once. One becomes the spare (at most one per loop), the rest
+// are unlinked, so the disk use shrinks back.
+TEST_F(RecycleWriterTest, ABurstKeepsOneSpareAndUnlinksTheRest) {
+  Open(/*recycle=*/true);
+  CommitRound(1, 96);  // ~6 MiB
+  ASSERT_FALSE(HasFatalFailure());
+  const size_t files_before = CountSegmentFiles(LoopDir());
+  EXPECT_GE(files_before, 6u);
+  const uint64_t recycled_before = WriterStats().segments_recycled;
+  FinishRound(1, 96);
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_LE(WriterStats().segments_recycled, recycled_before + 1);
+  EXPECT_LE(CountSegmentFiles(LoopDir()), 3u);
+  EXPECT_GE(UnlinkStats().unlinked - UnlinkStats().recycled, 4u);
+}
+
+// The contrast, and the switch: with recycling off every rollover makes a fresh segment.
+TEST_F(RecycleWriterTest, OffMeansEveryRolloverCreates) {
+  Open(/*recycle=*/false);
+  Rounds(20);
+  ASSERT_FALSE(HasFatalFailure());
+  const SpoolWriterStats ws = WriterStats();
+  EXPECT_EQ(ws.segments_recycled, 0u);
+  EXPECT_EQ(UnlinkStats().recycled, 0u);
+  EXPECT_GE(ws.segments, 8u);
+  EXPECT_LE(max_files_, 4u);
+}
+
+// An oversized segment (one message bigger than a segment) is never reused: unlinked as
+// before, and the writer goes on.
+TEST_F(RecycleWriterTest, OversizedSegmentsAreUnlinkedNotReused) {
+  Open(/*recycle=*/true);
+  CommitRound(1, 1, kSegmentBytes + 4096);
+  ASSERT_FALSE(HasFatalFailure());
+  CommitRound(2, 1, 100);  // rolls over from the oversized segment
+  ASSERT_FALSE(HasFatalFailure());
+  FinishRound(1, 2);
+  ASSERT_FALSE(HasFatalFailure());
+  Rounds(6);
+  ASSERT_FALSE(HasFatalFailure());
+  lt_.Run([&] {
+    // Nothing of the oversized segment's size is around any more.
+    for (SegmentId id : index_.RemovableSegments()) ADD_FAILURE() << id.ToString();
+  });
+  EXPECT_EQ(WriterStats().recycle_failures, 0u);
+  EXPECT_GE(UnlinkStats().unlinked - UnlinkStats().recycled, 1u);
+}
+
+}  // namespace
+}  // namespace ringmail::spool::recycle_writer_test
