@@ -25,6 +25,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -323,6 +324,43 @@ TEST_F(ControlDaemonTest, InvalidReloadKeepsTheOldGenerationAndNamesFileLineColu
   ASSERT_TRUE(c.Connect(daemon_.port()).ok());
   ASSERT_TRUE(c.Hello());
   EXPECT_EQ(c.Command("MAIL FROM:<a@example.org>").code, 250);
+}
+
+// Reloads are prepared off the master loop, one at a time: requests that arrive while one
+// runs (ringctl from several shells, SIGHUP from a service manager) share the next one, and
+// every request is answered with the generation that runs afterwards.
+TEST_F(ControlDaemonTest, ConcurrentReloadsAreAllAnsweredOneAtATime) {
+  DaemonConfig config;
+  config.esmtp_extra = "max_connections = 50\n";
+  StartDaemon(config);
+  const uint64_t generation = Counter("config_generation");
+  RewriteEsmtp("max_connections = 9\n");
+  constexpr int kClients = 4;
+  std::vector<RunResult> results(kClients);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back([this, &results, i] {
+      results[i] = Ringctl({"--json", "config", "reload"});
+    });
+  }
+  daemon_.Signal(SIGHUP);
+  RunResult check = Ringctl({"config", "check", daemon_.config_path()});
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+  EXPECT_THAT(check.out, HasSubstr("configuration OK"));
+  std::set<uint64_t> answered;
+  for (const RunResult& r : results) {
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    answered.insert(Number(r.out, "generation"));
+  }
+  // Each answer names a generation made by a reload that read the file after the request
+  // was made; the SIGHUP's reload may still be running, so poll for the last one.
+  ASSERT_TRUE(PollUntil(kWait, [&] {
+    return Counter("config_generation") >= *answered.rbegin();
+  }));
+  EXPECT_GT(*answered.begin(), generation);
+  EXPECT_LE(Counter("config_generation"), generation + kClients + 1);
+  EXPECT_EQ(ConfigValue("ESMTP_Listener.max_connections"), "9");
 }
 
 TEST_F(ControlDaemonTest, SighupDoesWhatConfigReloadDoes) {

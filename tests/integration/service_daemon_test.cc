@@ -16,12 +16,14 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -247,6 +249,51 @@ TEST_F(ServiceDaemonTest, NotifySequenceAcrossStartReloadsAndStop) {
   std::optional<int> status = daemon_.WaitExit(kBound);
   ASSERT_TRUE(status.has_value());
   EXPECT_EQ(DescribeWaitStatus(*status), "exit 0");
+}
+
+// A reload reads its files on an IO pool worker, never on the master loop: a CA file that is
+// a FIFO nobody writes to holds the reload open (RELOADING sent, no READY), and meanwhile the
+// master still answers the control socket. Opening the FIFO's other end lets the reload end
+// (refused: a FIFO is no certificate file) and READY follows.
+TEST_F(ServiceDaemonTest, AReloadWaitingOnAFileLeavesTheMasterLoopAnswering) {
+  NotifyReceiver rx;
+  ASSERT_TRUE(rx.Bind(UniqueAbstractName()).ok());
+  DaemonConfig config;
+  {
+    ScopedNotifyEnv env(rx.address());
+    absl::Status s = daemon_.Start(config);
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  Expect(rx, "READY");
+  const std::string fifo = dir_.Sub("ca.fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << strerror(errno);
+  config.global_extra = absl::StrCat("tls_ca_file = \"", fifo, "\"\n");
+  ASSERT_TRUE(WriteFile(daemon_.config_path(), daemon_.ConfigText(config)).ok());
+
+  RunResult reload;
+  std::atomic<bool> reloaded{false};
+  std::thread reloader([&] {
+    reload = Ringctl(Socket(), {"config", "reload"});
+    reloaded = true;
+  });
+  Expect(rx, "RELOADING");
+  RunResult summary = Ringctl(Socket(), {"summary"});
+  EXPECT_FALSE(summary.timed_out) << "the master loop is blocked by the reload";
+  EXPECT_EQ(summary.exit_code, 0) << summary.out << summary.err;
+  EXPECT_THAT(summary.out, HasSubstr("config generation"));
+
+  // Each time a reader (the reload's worker) has the FIFO half open, a writer's open
+  // completes it (ENXIO: no reader yet); the reload may open the file more than once.
+  EXPECT_TRUE(PollUntil(kBound, [&] {
+    int writer = open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (writer >= 0) close(writer);
+    return reloaded.load();
+  }));
+  reloader.join();
+  EXPECT_EQ(reload.exit_code, 1) << reload.out << reload.err;
+  EXPECT_THAT(reload.err, HasSubstr("reload refused"));
+  EXPECT_THAT(Field(Expect(rx, "READY").text, "STATUS").value_or(""),
+              HasSubstr("generation 1"));
 }
 
 TEST_F(ServiceDaemonTest, UnusableNotifySocketIsAWarningNotAFailure) {

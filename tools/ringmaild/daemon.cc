@@ -226,12 +226,12 @@ void Daemon::SignalDone(core::Operation&, core::IoResult r) {
         reception_log_->Reopen();
         if (delivery_log_ != nullptr) delivery_log_->Reopen();
         break;
-      case SIGHUP: {
-        control::Response r = Reload(false);
-        (r.ok ? core::LogLine(core::LogLevel::kInfo, r.body)
-              : core::LogLine(core::LogLevel::kWarning, r.body));
+      case SIGHUP:
+        Reload(false, [](control::Response r) {
+          (r.ok ? core::LogLine(core::LogLevel::kInfo, r.body)
+                : core::LogLine(core::LogLevel::kWarning, r.body));
+        });
         break;
-      }
       default:
         break;
     }
@@ -453,14 +453,6 @@ std::string Daemon::QueuesJson(const std::vector<LoopSnapshot>& loops) const {
                       "\",\"messages_spooled\":", messages, ",\"bytes_spooled\":", bytes,
                       ",\"spool_errors\":", errors, ",\"loops\":[", absl::StrJoin(items, ","),
                       "]}\n");
-}
-
-absl::StatusOr<std::shared_ptr<const listeners::http::HttpSettings>> Daemon::HttpSettingsFor(
-    std::shared_ptr<const config::Config> next) const {
-  if (http_settings_ == nullptr || !next->http.has_value()) {
-    return std::shared_ptr<const listeners::http::HttpSettings>();  // nothing to update
-  }
-  return listeners::http::HttpSettings::FromConfig(std::move(next));
 }
 
 void Daemon::UpdateHttpSettings(std::shared_ptr<const listeners::http::HttpSettings> settings) {

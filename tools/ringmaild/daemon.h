@@ -70,10 +70,7 @@ class Daemon {
   absl::Status StartHttpListeners();
   void AnswerHttpHook(listeners::http::HookReply reply, bool metrics);
   std::string QueuesJson(const std::vector<LoopSnapshot>& loops) const;
-  // Reload: the next generation's HTTP settings (null when no HTTP listener runs),
-  // then handing them to the listeners once the reload is committed.
-  absl::StatusOr<std::shared_ptr<const listeners::http::HttpSettings>> HttpSettingsFor(
-      std::shared_ptr<const config::Config> next) const;
+  // Reload: hands the next generation's HTTP settings to the listeners (null: none run).
   void UpdateHttpSettings(std::shared_ptr<const listeners::http::HttpSettings> settings);
   // ---- delivery (daemon_delivery.cc) ----
   absl::Status StartDelivery();  // engines on the delivery_pool loops
@@ -109,8 +106,22 @@ class Daemon {
   control::Response ThreadPoolSet(const std::vector<std::string>& words);
   control::Response LicenseShow(bool json);
   control::Response ConfigShow(const std::vector<std::string>& words, bool json);
-  control::Response ConfigCheck(const std::vector<std::string>& words);
-  control::Response Reload(bool json);
+  // `config check FILE` and `config reload` (also SIGHUP): answered later, from the master,
+  // once an IO pool worker has read and built everything (daemon_reload.cc).
+  void ConfigCheck(const std::vector<std::string>& words, Reply reply);
+  void Reload(bool json, Reply reply);
+  using OffLoopJob = absl::AnyInvocable<void(bool accepted) &&>;
+  void RunOffLoop(OffLoopJob job);
+  struct ReloadInputs;
+  struct ReloadPlan;
+  struct ReloadRequest {
+    bool json = false;
+    Reply reply;
+  };
+  static ReloadPlan PrepareReload(const ReloadInputs& in);  // an IO pool worker
+  void StartReload();
+  void FinishReload(ReloadPlan plan);
+  void ApplyReload(const ReloadPlan& plan);
 
   config::GenerationStore generations_;
   std::shared_ptr<const config::Config> config_;
@@ -141,6 +152,8 @@ class Daemon {
   int exit_status_ = 0;
   uint64_t started_ms_ = 0;
   uint64_t reloads_ = 0;
+  std::vector<ReloadRequest> reload_running_;  // answered by the reload being prepared
+  std::vector<ReloadRequest> reload_waiting_;  // made meanwhile: answered by the next one
   std::unique_ptr<control::ControlListener> control_;
   std::vector<std::string> control_dirs_created_;  // handed to `user` with the sockets
   RunAs run_as_;                                    // resolved in Prepare()

@@ -141,9 +141,11 @@ void Daemon::HandleControl(const control::Request& request, Reply reply) {
   } else if (is({"config", "show"})) {
     r = ConfigShow(w, json);
   } else if (is({"config", "check"})) {
-    r = ConfigCheck(w);
+    ConfigCheck(w, std::move(reply));
+    return;
   } else if (is({"config", "reload"})) {
-    r = Reload(json);
+    Reload(json, std::move(reply));
+    return;
   } else if (is({"log", "reopen"})) {
     reception_log_->Reopen();
     if (delivery_log_ != nullptr) delivery_log_->Reopen();

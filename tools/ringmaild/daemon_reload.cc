@@ -2,7 +2,6 @@
 // SIGHUP): parse → validate → diff → publish the new generation and hand what changed to
 // the loops. Sessions in progress keep the Settings (and so the generation) they started
 // with; new connections get the new ones. Restart-only changes are reported, not applied.
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -68,60 +67,194 @@ Response Daemon::ConfigShow(const std::vector<std::string>& w, bool json) {
   return Response{true, absl::StrCat(absl::StrJoin(lines, "\n"), "\n")};
 }
 
-Response Daemon::ConfigCheck(const std::vector<std::string>& w) {
-  if (w.size() != 3) return Response{false, "usage: config check FILE\n"};
-  std::vector<config::ConfigError> errors;
-  auto loaded = config::LoadConfigFile(w[2], &errors);
-  if (!loaded.ok()) return Response{false, ErrorsText(loaded.status(), errors) + "\n"};
-  absl::Status s = config::ValidateConcurrency(**loaded, cpus_, license_.licensed_concurrency);
-  if (!s.ok()) return Response{false, absl::StrCat(w[2], ": ", s.message(), "\n")};
-  return Response{true, absl::StrCat(w[2], ": configuration OK\n")};
+// A reload's or check's file reads, parsing and TLS contexts (certificates, keys, the CA
+// store: milliseconds, or more on a slow disk) run on an IO pool worker, never on the master
+// loop, which runs delivery and the control socket meanwhile. The job reads only what it is
+// given: the master's state is touched again only by the result's task, on the master.
+void Daemon::ConfigCheck(const std::vector<std::string>& w, Reply reply) {
+  if (w.size() != 3) {
+    std::move(reply)(Response{false, "usage: config check FILE\n"});
+    return;
+  }
+  const int cpus = cpus_;
+  const int licensed = license_.licensed_concurrency;
+  core::Loop* master = &loops_->master();
+  RunOffLoop([path = w[2], cpus, licensed, master, reply = std::move(reply)](
+                 bool accepted) mutable {
+    if (!accepted) {  // still on the master
+      std::move(reply)(Response{false, "config check: the IO thread pool is busy\n"});
+      return;
+    }
+    std::vector<config::ConfigError> errors;
+    Response r;
+    auto loaded = config::LoadConfigFile(path, &errors);
+    if (!loaded.ok()) {
+      r = Response{false, ErrorsText(loaded.status(), errors) + "\n"};
+    } else if (absl::Status s = config::ValidateConcurrency(**loaded, cpus, licensed); !s.ok()) {
+      r = Response{false, absl::StrCat(path, ": ", s.message(), "\n")};
+    } else {
+      r = Response{true, absl::StrCat(path, ": configuration OK\n")};
+    }
+    // A stopping master drops the answer with its control connections.
+    (void)master->Post([reply = std::move(reply), r = std::move(r)]() mutable {
+      std::move(reply)(std::move(r));
+    });
+  });
 }
 
-Response Daemon::Reload(bool json) {
-  if (config_->source == config::kDefaultConfigName) {
-    return Response{false, "running on the embedded default configuration: there is no "
-                           "file to reload (start with --config FILE)\n"};
+// Runs `job(true)` on an IO pool worker, or `job(false)` here when the pool cannot take it
+// (its backlog is full, or it is stopping): the job then answers "busy" instead of reading
+// files on the master.
+void Daemon::RunOffLoop(OffLoopJob job) {
+  auto holder = std::make_shared<OffLoopJob>(std::move(job));
+  absl::AnyInvocable<void() &&> run = [holder] { std::move (*holder)(true); };
+  core::ThreadPool* pool = thread_pools_->Find(core::kIoPool);
+  if (pool == nullptr || pool->TrySubmit(std::move(run)) != core::SubmitResult::kAccepted) {
+    std::move (*holder)(false);
   }
+}
+
+// Everything a reload reads and builds before anything changes: made by PrepareReload on an
+// IO pool worker from copies, applied by FinishReload on the master.
+struct Daemon::ReloadPlan {
+  std::string refusal;  // non-empty: refused, the running configuration stays
+  std::shared_ptr<const config::Config> next;
+  std::vector<config::ConfigChange> changes;
+  std::shared_ptr<const listeners::esmtp::Settings> esmtp;
+  std::shared_ptr<const listeners::http::HttpSettings> http;  // null: no HTTP listener
+  std::shared_ptr<const tls::TlsContext> tls_client;
+};
+
+struct Daemon::ReloadInputs {
+  std::shared_ptr<const config::Config> current;
+  int cpus = 1;
+  int licensed = 1;
+  bool http_running = false;
+  const core::LoopSet* loops = nullptr;  // its pools are fixed after start: read-only here
+};
+
+Daemon::ReloadPlan Daemon::PrepareReload(const ReloadInputs& in) {
+  ReloadPlan plan;
+  std::vector<config::ConfigError> errors;
+  auto loaded = config::LoadConfigFile(in.current->source, &errors);
+  if (!loaded.ok()) {
+    plan.refusal = absl::StrCat("reload refused, the running configuration is unchanged:\n",
+                                ErrorsText(loaded.status(), errors), "\n");
+    return plan;
+  }
+  std::shared_ptr<const config::Config> next = *std::move(loaded);
+  absl::Status s = config::ValidateConcurrency(*next, in.cpus, in.licensed);
+  if (!s.ok()) {
+    plan.refusal = absl::StrCat("reload refused: ", s.message(), "\n");
+    return plan;
+  }
+  const core::LoopPool* pool = in.loops->pool(next->esmtp.event_loop);
+  auto esmtp = listeners::esmtp::Settings::FromConfig(
+      next, pool != nullptr ? static_cast<int>(pool->size()) : 1);
+  if (!esmtp.ok()) {
+    plan.refusal = absl::StrCat("reload refused: ", esmtp.status().message(), "\n");
+    return plan;
+  }
+  if (in.http_running && next->http.has_value()) {
+    auto http = listeners::http::HttpSettings::FromConfig(next);
+    if (!http.ok()) {
+      plan.refusal = absl::StrCat("reload refused: ", http.status().message(), "\n");
+      return plan;
+    }
+    plan.http = *std::move(http);
+  }
+  auto tls_client = delivery::MakeOutboundTlsContext(next->global);
+  if (!tls_client.ok()) {
+    plan.refusal = absl::StrCat("reload refused: outbound TLS: ",
+                                tls_client.status().message(), "\n");
+    return plan;
+  }
+  plan.changes = config::DiffConfigs(*in.current, *next);
+  plan.next = std::move(next);
+  plan.esmtp = *std::move(esmtp);
+  plan.tls_client = *std::move(tls_client);
+  return plan;
+}
+
+void Daemon::Reload(bool json, Reply reply) {
+  if (config_->source == config::kDefaultConfigName) {
+    std::move(reply)(Response{false, "running on the embedded default configuration: there "
+                                     "is no file to reload (start with --config FILE)\n"});
+    return;
+  }
+  // One reload at a time; requests made while one runs share the next one, which reads the
+  // file again (it may have changed since the running one read it).
+  reload_waiting_.push_back(ReloadRequest{json, std::move(reply)});
+  if (reload_running_.empty()) StartReload();
+}
+
+void Daemon::StartReload() {
+  reload_running_ = std::move(reload_waiting_);
+  reload_waiting_.clear();
   // The service manager sees RELOADING=1 … READY=1 around every attempt (refused or not);
   // READY's STATUS names the generation that runs afterwards.
   notifier_.Reloading(absl::StrCat("reloading ", config_->source));
-  absl::Cleanup ready = [this] {
-    notifier_.Ready(absl::StrCat("accepting mail; config generation ",
-                                 generations_.generation()));
-  };
-  std::vector<config::ConfigError> errors;
-  auto loaded = config::LoadConfigFile(config_->source, &errors);
-  if (!loaded.ok()) {
-    return Response{false, absl::StrCat("reload refused, the running configuration is "
-                                        "unchanged:\n", ErrorsText(loaded.status(), errors),
-                                        "\n")};
+  ReloadInputs in;
+  in.current = config_;
+  in.cpus = cpus_;
+  in.licensed = license_.licensed_concurrency;
+  in.http_running = http_settings_ != nullptr;
+  in.loops = loops_.get();
+  core::Loop* master = &loops_->master();
+  RunOffLoop([this, in, master](bool accepted) {
+    if (!accepted) {  // still on the master
+      ReloadPlan refused;
+      refused.refusal = "reload refused: the IO thread pool is busy; try again\n";
+      FinishReload(std::move(refused));
+      return;
+    }
+    ReloadPlan plan = PrepareReload(in);
+    // The Daemon outlives its loops and pools; a stopping master drops the reload.
+    (void)master->Post([this, plan = std::move(plan)]() mutable {
+      FinishReload(std::move(plan));
+    });
+  });
+}
+
+void Daemon::FinishReload(ReloadPlan plan) {
+  std::vector<ReloadRequest> answered = std::move(reload_running_);
+  reload_running_.clear();
+  Response text;
+  Response json;
+  if (!plan.refusal.empty()) {
+    text = json = Response{false, plan.refusal};
+  } else {
+    ApplyReload(plan);
+    std::vector<std::string> lines;
+    std::vector<std::string> items;
+    for (const config::ConfigChange& c : plan.changes) {
+      lines.push_back(absl::StrCat(c.path, ": ", c.old_value, " -> ", c.new_value,
+                                   c.applies_live ? " (applied)" : " (needs restart)"));
+      items.push_back(absl::StrCat("{\"key\":", JsonStr(c.path), ",\"old\":",
+                                   JsonStr(c.old_value), ",\"new\":", JsonStr(c.new_value),
+                                   ",\"applied\":", c.applies_live ? "true" : "false", "}"));
+    }
+    core::LogInfo("config reload: generation %d, %d change(s)", generations_.generation(),
+                  plan.changes.size());
+    json = Response{true, absl::StrCat("{\"generation\":", generations_.generation(),
+                                       ",\"changes\":[", absl::StrJoin(items, ","), "]}\n")};
+    text = lines.empty() ? Response{true, "configuration reloaded: no changes\n"}
+                         : Response{true, absl::StrCat("configuration reloaded (generation ",
+                                                       generations_.generation(), "):\n",
+                                                       absl::StrJoin(lines, "\n"), "\n")};
   }
-  std::shared_ptr<const config::Config> next = *std::move(loaded);
-  absl::Status s = config::ValidateConcurrency(*next, cpus_, license_.licensed_concurrency);
-  if (!s.ok()) return Response{false, absl::StrCat("reload refused: ", s.message(), "\n")};
-  const std::vector<config::ConfigChange> changes = config::DiffConfigs(*config_, *next);
-  const core::LoopPool* pool = loops_->pool(next->esmtp.event_loop);
-  auto settings = listeners::esmtp::Settings::FromConfig(
-      next, pool != nullptr ? static_cast<int>(pool->size()) : 1);
-  if (!settings.ok()) return Response{false, absl::StrCat("reload refused: ",
-                                                          settings.status().message(), "\n")};
-  auto http_settings = HttpSettingsFor(next);
-  if (!http_settings.ok()) {
-    return Response{false,
-                    absl::StrCat("reload refused: ", http_settings.status().message(), "\n")};
-  }
-  // Outbound TLS trust anchors are re-read here, on the master (blocking file reads).
-  auto tls_client = delivery::MakeOutboundTlsContext(next->global);
-  if (!tls_client.ok()) {
-    return Response{false, absl::StrCat("reload refused: outbound TLS: ",
-                                        tls_client.status().message(), "\n")};
-  }
-  // Live from here on: the new generation, the listeners' settings, pool concurrency.
-  config_ = next;
-  generations_.Publish(next);
+  notifier_.Ready(absl::StrCat("accepting mail; config generation ",
+                               generations_.generation()));
+  for (ReloadRequest& r : answered) std::move(r.reply)(r.json ? json : text);
+  if (!reload_waiting_.empty()) StartReload();
+}
+
+// Live from here on: the new generation, the listeners' settings, pool concurrency.
+void Daemon::ApplyReload(const ReloadPlan& plan) {
+  config_ = plan.next;
+  generations_.Publish(plan.next);
   ++reloads_;
-  esmtp_settings_ = *settings;
+  esmtp_settings_ = plan.esmtp;
   for (auto& parts : parts_) {
     LoopParts* p = parts.get();
     auto st = esmtp_settings_;
@@ -130,30 +263,11 @@ Response Daemon::Reload(bool json) {
       core::LogWarning("reload: loop %s busy; it keeps its old settings", p->loop->name());
     }
   }
-  UpdateHttpSettings(*std::move(http_settings));
-  UpdateEngines(engines_, topology_, next, *tls_client);
-  for (const config::ThreadPoolConfig& tp : next->thread_pools) {
+  UpdateHttpSettings(plan.http);
+  UpdateEngines(engines_, topology_, plan.next, plan.tls_client);
+  for (const config::ThreadPoolConfig& tp : plan.next->thread_pools) {
     (void)thread_pools_->SetConcurrency(tp.name, static_cast<uint32_t>(tp.concurrency));
   }
-  std::vector<std::string> lines;
-  std::vector<std::string> items;
-  for (const config::ConfigChange& c : changes) {
-    lines.push_back(absl::StrCat(c.path, ": ", c.old_value, " -> ", c.new_value,
-                                 c.applies_live ? " (applied)" : " (needs restart)"));
-    items.push_back(absl::StrCat("{\"key\":", JsonStr(c.path), ",\"old\":", JsonStr(c.old_value),
-                                 ",\"new\":", JsonStr(c.new_value), ",\"applied\":",
-                                 c.applies_live ? "true" : "false", "}"));
-  }
-  core::LogInfo("config reload: generation %d, %d change(s)", generations_.generation(),
-                changes.size());
-  if (json) {
-    return Response{true, absl::StrCat("{\"generation\":", generations_.generation(),
-                                       ",\"changes\":[", absl::StrJoin(items, ","), "]}\n")};
-  }
-  if (lines.empty()) return Response{true, "configuration reloaded: no changes\n"};
-  return Response{true, absl::StrCat("configuration reloaded (generation ",
-                                     generations_.generation(), "):\n",
-                                     absl::StrJoin(lines, "\n"), "\n")};
 }
 
 }  // namespace ringmail::daemon
