@@ -23,6 +23,12 @@
 #   ringmaild-allocate  ringmaild with spool_segment_fill = "allocate" (fallocate only, the
 #             default before session 4), smtp-source cells only: the A/B of zero-filled
 #             segments in the same run
+#   ringmaild-drain, ringmaild-drain-allocate, ringmaild-drain-norecycle  smtp-source cells
+#             only: ringmaild with bench.test routed to an smtp-sink on 127.0.0.1 instead of
+#             suspended, so accepted mail is delivered and segments drain during the cell —
+#             the only way drained segments can be recycled (spool_segment_recycle). Zeros
+#             with recycling (the defaults), fallocate only, and zeros without recycling.
+#             Still counted at the client: acceptance while the daemon also delivers.
 # --smtp-source-only runs only the smtp-source cells (issue #3's measure), not ringload's.
 # Messages/s are counted by the client over its wall-clock time (process start to exit),
 # the same way for smtp-source and ringload. Results go to bench/RESULTS.md between the
@@ -48,6 +54,9 @@ WRITE=1
 SECTION=ringload-matrix
 SOURCE_ONLY=0
 FILL=zeros
+RECYCLE=true
+DRAIN=0
+DRAIN_PID=""
 CELL_TIMEOUT=180
 
 while [[ $# -gt 0 ]]; do
@@ -118,7 +127,7 @@ count_for() {
   # messages in 0.2-0.35 s, a third of the rate the same load reaches over 2000 messages.
   case $system in
     *postfix) base=$((base / 20)) ;;
-    *ringmaild | *ringmaild_alloc) base=$((base / 2)) ;;
+    *ringmaild | *ringmaild_alloc | *ringmaild_drain*) base=$((base / 2)) ;;
   esac
   base=$(awk -v b="$base" -v s="$SCALE" 'BEGIN { printf "%d", b * s }')
   local floor=$((conns * 3))
@@ -130,6 +139,11 @@ stop_server() {
     kill "$SERVER_PID" 2>/dev/null
     wait "$SERVER_PID" 2>/dev/null
     SERVER_PID=""
+  fi
+  if [[ -n $DRAIN_PID ]]; then
+    kill "$DRAIN_PID" 2>/dev/null
+    wait "$DRAIN_PID" 2>/dev/null
+    DRAIN_PID=""
   fi
 }
 
@@ -156,10 +170,22 @@ start_ringmaild() {
   local loops listener_loop=""
   loops=$(loops_conf "$LOOPS" esmtp delivery)
   [[ $LOOPS -gt 1 ]] && listener_loop='event_loop = "esmtp"'
+  local drain_conf=""
+  if [[ $DRAIN == 1 ]]; then
+    local drain_port
+    drain_port=$(free_port)
+    smtp-sink -u nobody -m 1100 "127.0.0.1:$drain_port" 2048 >/dev/null 2>&1 &
+    DRAIN_PID=$!
+    wait_port "$drain_port" 100 || return 1
+    drain_conf="outbound_tls = off
+Domain \"bench.test\" { routes = \"[127.0.0.1]:$drain_port\" }"
+  fi
   cat > "$WORK/ringmaild/ringmaild.conf" <<CONF
 spool_dir = "$WORK/ringmaild/spool"
 spool_segment_fill = "$FILL"
+spool_segment_recycle = $RECYCLE
 log_dir = "$WORK/ringmaild/logs"
+$drain_conf
 $loops
 ESMTP_Listener {
   $listener_loop
@@ -175,10 +201,14 @@ CONF
   wait_port "$PORT" 100 || return 1
   # Hold what is accepted (see the header): the domain every client here sends to.
   for _ in $(seq 100); do [[ -S $WORK/ringmaild/control.sock ]] && break; sleep 0.05; done
+  [[ $DRAIN == 1 ]] && return 0  # delivered to the smtp-sink: segments drain
   "$RINGCTL" --socket "$WORK/ringmaild/control.sock" domain suspend bench.test >/dev/null
 }
 
 start_ringmaild_allocate() { FILL=allocate start_ringmaild; }
+start_ringmaild_drain() { DRAIN=1 start_ringmaild; }
+start_ringmaild_drain_allocate() { DRAIN=1 FILL=allocate start_ringmaild; }
+start_ringmaild_drain_norecycle() { DRAIN=1 RECYCLE=false start_ringmaild; }
 
 # Clients: print "seconds" (wall clock) or nothing on failure.
 client_smtp_source() {
@@ -238,6 +268,9 @@ label() {
     rlpipe_rlsink) echo "ringload send --pipelining → ringload sink" ;;
     src_ringmaild) echo "smtp-source → ringmaild (acceptance)" ;;
     src_ringmaild_alloc) echo "smtp-source → ringmaild, fallocate-only segments" ;;
+    src_ringmaild_drain) echo "smtp-source → ringmaild delivering (zeros, recycling)" ;;
+    src_ringmaild_drain_alloc) echo "smtp-source → ringmaild delivering (fallocate only)" ;;
+    src_ringmaild_drain_norec) echo "smtp-source → ringmaild delivering (zeros, no recycling)" ;;
     rl_ringmaild) echo "ringload send → ringmaild (acceptance)" ;;
     rlpipe_ringmaild) echo "ringload send --pipelining → ringmaild (acceptance)" ;;
     src_postfix) echo "smtp-source → Postfix (acceptance)" ;;
@@ -267,6 +300,17 @@ run_system_cell() {
     ringmaild-allocate)
       run_cell "$run" src_ringmaild_alloc "$size" "$conns" ringmaild_allocate smtp_source
       ;;
+    ringmaild-drain)
+      run_cell "$run" src_ringmaild_drain "$size" "$conns" ringmaild_drain smtp_source
+      ;;
+    ringmaild-drain-allocate)
+      run_cell "$run" src_ringmaild_drain_alloc "$size" "$conns" ringmaild_drain_allocate \
+        smtp_source
+      ;;
+    ringmaild-drain-norecycle)
+      run_cell "$run" src_ringmaild_drain_norec "$size" "$conns" ringmaild_drain_norecycle \
+        smtp_source
+      ;;
     postfix)
       run_cell "$run" src_postfix "$size" "$conns" postfix smtp_source
       [[ $SOURCE_ONLY == 1 ]] && return
@@ -282,7 +326,7 @@ main_runs() {
   local system run size conns active=()
   for system in $SYSTEMS; do
     case $system in
-      ringmaild | ringmaild-allocate)
+      ringmaild | ringmaild-allocate | ringmaild-drain*)
         if [[ ! -x $RINGMAILD ]]; then
           echo "ringmaild: skipped, $RINGMAILD not built yet" | tee -a "$NOTES"
           continue
@@ -397,7 +441,9 @@ markdown() {
               "src_rlsink src_smtpsink ringload sink / smtp-sink (fed by smtp-source)" \
               "src_ringmaild src_postfix ringmaild / Postfix acceptance (smtp-source)" \
               "src_ringmaild src_smtpsink ringmaild / smtp-sink (smtp-source)" \
-              "src_ringmaild src_ringmaild_alloc ringmaild zero-filled / fallocate-only segments"; do
+              "src_ringmaild src_ringmaild_alloc ringmaild zero-filled / fallocate-only segments" \
+              "src_ringmaild_drain src_ringmaild_drain_alloc delivering: recycling / fallocate-only" \
+              "src_ringmaild_drain src_ringmaild_drain_norec delivering: recycling / no recycling"; do
     read -r a b name <<< "$pair"
     grep -q "^$a	" "$WORK/summary.tsv" && grep -q "^$b	" "$WORK/summary.tsv" || continue
     for size in $SIZES; do
