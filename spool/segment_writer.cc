@@ -173,11 +173,26 @@ void SegmentCreator::OpenDone(core::Operation&, core::IoResult result) {
   SubmitRecycle();
 }
 
+// The recycle runs as three linked pairs, each submitted only once the one before it has
+// completed in full: a failing RENAMEAT, FALLOCATE or UNLINKAT does not break an io_uring
+// link (Linux 6.18 runs the linked ops after it regardless; only read/write/open-style
+// failures cancel them — tests/spool/ring_link_test.cc pins this), so a header WRITE linked
+// after a refused rename would overwrite the old, still-named segment's header.
+//   step 0: (1) RENAMEAT away, (2) FSYNC(dir)   — (2) is harmless whatever (1) did
+//   step 1: (3) WRITE header,  (4) FSYNC(DATASYNC) — a failed write does cancel (4)
+//   step 2: (5) RENAMEAT home, (6) FSYNC(dir)
 void SegmentCreator::SubmitRecycle() {
   stage_ = Stage::kSetUp;
+  recycle_step_ = 0;
+  SubmitRecycleStep();
+}
+
+void SegmentCreator::SubmitRecycleStep() {
+  static constexpr ChainKind kSteps[3][2] = {{ChainKind::kRenameAway, ChainKind::kDirSync},
+                                             {ChainKind::kHeader, ChainKind::kDataSync},
+                                             {ChainKind::kRenameHome, ChainKind::kDirSync}};
   chain_used_ = 0;
-  for (ChainKind kind : {ChainKind::kRenameAway, ChainKind::kDirSync, ChainKind::kHeader,
-                         ChainKind::kDataSync, ChainKind::kRenameHome, ChainKind::kDirSync}) {
+  for (ChainKind kind : kSteps[recycle_step_]) {
     ChainOp& c = chain_[chain_used_++];
     c.kind = kind;
     c.res = 0;
@@ -193,7 +208,8 @@ void SegmentCreator::SubmitRecycle() {
   }
 }
 
-// The recycle chain completed: done, or undone as far as it matters (see the header).
+// One step of the recycle completed: the next step, done, or undone as far as it matters
+// (see the header).
 void SegmentCreator::RecycleFinished() {
   for (size_t i = 0; i < chain_used_; ++i) {
     const ChainOp& c = chain_[i];
@@ -201,14 +217,18 @@ void SegmentCreator::RecycleFinished() {
         c.kind == ChainKind::kHeader && c.res >= 0 && static_cast<size_t>(c.res) != header_.size();
     if (c.res >= 0 && !short_header) continue;
     const int error = short_header ? EIO : -c.res;
-    if (i == 0) {  // the rename failed: the old file is where it was, untouched
+    if (recycle_step_ == 0 && i == 0) {  // the rename failed: the old file is untouched
       Close(std::exchange(file_.fd, -1));
       Finish(error);
       return;
     }
     recycle_old_present_ = false;
     // Only the last op (the directory sync) failing leaves the file at its new name.
-    RecycleCleanUp(error, /*at_new_name=*/i + 1 == chain_used_);
+    RecycleCleanUp(error, /*at_new_name=*/recycle_step_ == 2 && i == 1);
+    return;
+  }
+  if (++recycle_step_ < 3) {
+    SubmitRecycleStep();
     return;
   }
   recycle_old_present_ = false;

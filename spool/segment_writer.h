@@ -15,7 +15,9 @@
 //   appended (DESIGN.md "Rollover": the directory is synced on create/remove only). A full
 //   fsync (not datasync) of the file, because its size and extents are metadata.
 //   The chain is prepared whole after checking the SQ has room: a link never spans two
-//   submissions (STYLE.md anti-patterns).
+//   submissions (STYLE.md anti-patterns). A failed FALLOCATE does not cancel the ops linked
+//   after it (Linux runs them anyway); harmless here: the set-up's result is read only when
+//   the whole chain is done, and a failure removes the file.
 // - SegmentFill says how the space is made (SpoolWriterOptions::fill):
 //     kZeros     FALLOCATE, then zeros written over the whole file (the default). fallocate
 //                alone leaves "unwritten" extents: the first append into each of them must
@@ -46,13 +48,16 @@
 //   costs no zero fill. Ring ops:
 //     OPENAT  <dir>/<old>.seg  O_WRONLY|O_CLOEXEC, then fstat: a regular file of exactly
 //             `bytes` bytes, or no recycling (oversized segments, other configured sizes)
-//     then one linked chain:
+//     then three linked pairs, each submitted only after the pair before it succeeded:
 //       (1) RENAMEAT <old>.seg → <seq>.recycle  (RENAME_NOREPLACE)
 //       (2) FSYNC(loop directory)
 //       (3) WRITE(64-byte header at 0: format 2, sequence `seq`, kSegmentFlagRecycled)
 //       (4) FSYNC(file, DATASYNC): an overwrite inside the file's size: no metadata needed
 //       (5) RENAMEAT <seq>.recycle → <seq>.seg  (RENAME_NOREPLACE)
 //       (6) FSYNC(loop directory)
+//   Not one chain: a failed RENAMEAT (or FALLOCATE, UNLINKAT, FSYNC) does not cancel the ops
+//   linked after it — Linux runs them anyway (tests/spool/segment_creator_test.cc) — so a
+//   refused (1) would have let (3) rewrite the old segment's header under its old name.
 //   Crash points (what recovery finds, spool/recovery.h):
 //     before (2) completes: <old>.seg with its old header and records, or <seq>.recycle.
 //       <old>.seg is read as the drained segment it was: every message in it is done and
@@ -168,6 +173,7 @@ class SegmentCreator {
   void OpenDone(core::Operation& op, core::IoResult result);
   void SubmitSetUp();
   void SubmitRecycle();
+  void SubmitRecycleStep();
   void RecycleFinished();
   void RecycleCleanUp(int error, bool at_new_name);
   void PrepareChainOp(ChainOp& c, io_uring_sqe* sqe);
@@ -190,6 +196,7 @@ class SegmentCreator {
   SegmentFile file_;    // the segment being made
   std::string name_;    // its file name, alive while OPENAT/UNLINKAT/RENAMEAT may read it
   bool recycling_ = false;
+  int recycle_step_ = 0;  // 0 rename away, 1 header, 2 rename home (SubmitRecycle)
   bool recycle_old_present_ = false;
   SegmentId recycle_old_;
   std::string old_name_;      // Recycle: <old>.seg
