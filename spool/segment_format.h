@@ -2,11 +2,13 @@
 // its self-describing header, and the constants of its size.
 //
 // Pure functions and value types, no I/O; usable from any thread. The segment writer (lead's
-// spool/segment_writer) writes EncodeSegmentHeader() at offset 0 of a fresh preallocated file and
-// appends records (spool/record.h) from kSegmentHeaderBytes on; recovery and the tools decode.
+// spool/segment_writer) writes EncodeSegmentHeader() at offset 0 of a fresh preallocated file (or
+// of a drained segment's file it recycles) and appends records (spool/record.h) from
+// kSegmentHeaderBytes on; recovery and the tools decode.
 //
 // Directory layout:   <spool_dir>/<loop>/<seq>.seg      e.g. spool/3/000000000017.seg
 //                     <spool_dir>/quarantine/<loop>-<seq>.seg[.N]   (segments recovery set aside)
+//                     <spool_dir>/<loop>/<seq>.recycle   (a segment file being recycled)
 // <loop> is the decimal loop index without padding; <seq> is the decimal sequence number
 // zero-padded to 12 digits so names sort like numbers (parsing accepts 1..20 digits). Sequence
 // numbers start at 1 and only grow within a loop directory.

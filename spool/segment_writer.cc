@@ -176,7 +176,7 @@ void SegmentCreator::OpenDone(core::Operation&, core::IoResult result) {
 // The recycle runs as three linked pairs, each submitted only once the one before it has
 // completed in full: a failing RENAMEAT, FALLOCATE or UNLINKAT does not break an io_uring
 // link (Linux 6.18 runs the linked ops after it regardless; only read/write/open-style
-// failures cancel them — tests/spool/ring_link_test.cc pins this), so a header WRITE linked
+// failures cancel them — tests/spool/segment_creator_test.cc pins this), so a header WRITE linked
 // after a refused rename would overwrite the old, still-named segment's header.
 //   step 0: (1) RENAMEAT away, (2) FSYNC(dir)   — (2) is harmless whatever (1) did
 //   step 1: (3) WRITE header,  (4) FSYNC(DATASYNC) — a failed write does cancel (4)

@@ -318,6 +318,7 @@ void Unlinker::PoolDone(std::vector<Result> results) {
 void Unlinker::Removed(const std::vector<SegmentId>& ids, bool via_ring) {
   for (SegmentId id : ids) {
     in_progress_.erase(id);
+    not_recycled_.erase(id);
     const LiveIndex::SegmentStats* s = index_.FindSegment(id);
     // Picked with nothing live; nothing is ever added to a segment that is not active.
     RM_CHECK(s != nullptr && s->live_messages == 0) << "unlinked " << id.ToString();
