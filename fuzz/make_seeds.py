@@ -110,9 +110,9 @@ def pad8(n):
     return (n + 7) & ~7
 
 
-def record(rtype, meta, content=b""):
+def record(rtype, meta, content=b"", version=1):
     length = 24 + len(meta) + len(content)
-    fields = struct.pack("<BBHIQ", rtype, 1, 0, len(meta), length)
+    fields = struct.pack("<BBHIQ", rtype, version, 0, len(meta), length)
     body = meta + content + b"\0" * (pad8(length) - length)
     header_crc = crc32c(fields)
     crc = crc32c(struct.pack("<I", header_crc) + fields + body)
@@ -123,7 +123,7 @@ def string(s):
     return struct.pack("<I", len(s)) + s
 
 
-def message_record():
+def message_record(version=1):
     received = b"Received: from c ([192.0.2.9]) by mx; now\r\n"
     meta = struct.pack("<QQQII", 0x1234, 0x5678, 1700000000000, len(received), 2)
     meta += string(b"a@b.example") + string(b"SIZE=10") + string(b"c.example")
@@ -131,16 +131,16 @@ def message_record():
     meta += struct.pack("<BBHIQ", 0, 0, 0, 0, 0) + string(b"x@example.com") + string(b"")
     meta += struct.pack("<BBHIQ", 2, 0, 0, 3, 1700000060000) + string(b"y@example.net")
     meta += string(b"NOTIFY=NEVER")
-    return record(1, meta, received + b"Subject: hi\r\n\r\nbody\r\n")
+    return record(1, meta, received + b"Subject: hi\r\n\r\nbody\r\n", version)
 
 
-def recipient_record():
+def recipient_record(version=1):
     meta = struct.pack("<QQIBBHIQQ", 0x1234, 0x5678, 1, 1, 0, 0, 1, 0, 1700000070000)
-    return record(2, meta + string(b"250 2.0.0 ok"))
+    return record(2, meta + string(b"250 2.0.0 ok"), version=version)
 
 
-def done_record():
-    return record(3, struct.pack("<QQQ", 0x1234, 0x5678, 1700000080000))
+def done_record(version=1):
+    return record(3, struct.pack("<QQQ", 0x1234, 0x5678, 1700000080000), version=version)
 
 
 def segment_header(loop=3, seq=17):
@@ -168,6 +168,14 @@ def spool():
           + b"\x01")
     write("segment_reader", "zero_header", b"\0" * 64 + done_record() + b"\x00")
     write("segment_reader", "hole", records + b"\xff" * 8 + done_record() + b"\x0b")
+    # Format 2 (record version 2; the target keys the CRCs): fresh, recycled with one record
+    # of this life before an earlier life's, recycled with only an earlier life's records.
+    bound = message_record(2) + recipient_record(2) + done_record(2)
+    write("segment_reader", "format2_fixed", bound + b"\x13")
+    write("segment_reader", "recycled_one_current", bound + b"\x23")
+    write("segment_reader", "recycled_all_earlier", bound + b"\x33")
+    for name, rec in (("message", message_record(2)), ("done", done_record(2))):
+        write("spool_record", name + "_bound_fixcrc", rec + b"\x01")
 
 
 # ---- control_protocol: bytes + mode (bit 0: responses) ----------------------------------------

@@ -8,6 +8,10 @@
 //   bit 2  append 4 KiB of zeros (the unwritten, preallocated tail of a live segment);
 //   bit 3  where the (fixed) records stop, leave a hole of 1 MiB + 8 * (mode >> 4) bytes
 //          and go on with the rest of the input (and its records) after it.
+//   bits 4-5 (with bit 0, without bit 3): the header's format: 0 format 1; 1 format 2;
+//          2 format 2 recycled, the records fixed for an earlier life (seq 16) and then the
+//          first one for this life (seq 17): one record of this life, then an earlier
+//          life's bytes; 3 the same with every record of the earlier life.
 // Oracles: no crash; every record the reader returns is exactly what the pure decoder
 // (DecodeRecord) finds at that offset, in order, with nothing skipped; ReadAt returns the
 // content the decoder saw; the end (clean / torn tail / corrupt, offset, next valid record)
@@ -51,11 +55,14 @@ void WriteFile(std::string_view file, size_t hole_at, size_t hole_bytes) {
            static_cast<ssize_t>(after.size()));
 }
 
-// Makes the CRCs of the records from `at` on right; returns where the walk stopped.
-size_t FixRecords(std::string* file, size_t at) {
-  while (const uint64_t n = fuzz::FixCrcs(file, at)) at += n;
+// Makes the CRCs of the records from `at` on right for `life`; returns where the walk stopped.
+size_t FixRecords(std::string* file, size_t at, RecordLife life) {
+  while (const uint64_t n = fuzz::FixCrcs(file, at, life)) at += n;
   return at;
 }
+
+constexpr SegmentId kFuzzSegment{3, 17};
+constexpr SegmentId kEarlierLife{3, 16};
 
 struct BuiltFile {
   std::string bytes;
@@ -65,17 +72,31 @@ struct BuiltFile {
 
 BuiltFile BuildFile(std::string_view input, uint8_t mode) {
   BuiltFile f;
-  if ((mode & 1) != 0) {
-    f.bytes = EncodeSegmentHeader(SegmentHeader{3, 17, 1700000000000, kMinSegmentBytes});
-  }
+  const uint8_t format = (mode & 8) != 0 ? 0 : (mode >> 4) & 3;
+  SegmentHeader header{kFuzzSegment.loop, kFuzzSegment.seq, 1700000000000, kMinSegmentBytes};
+  if (format != 0) header.version = kSegmentFormatVersion2;
+  if (format >= 2) header.flags = kSegmentFlagRecycled;
+  if ((mode & 1) != 0) f.bytes = EncodeSegmentHeader(header);
   f.bytes.append(input);
   if (f.bytes.size() < kSegmentHeaderBytes) return f;
-  size_t stop = (mode & 2) != 0 ? FixRecords(&f.bytes, kSegmentHeaderBytes) : kSegmentHeaderBytes;
+  SegmentHeader decoded;
+  const RecordLife life = DecodeSegmentHeader(f.bytes, &decoded) == SegmentHeaderError::kNone
+                              ? LifeOf(decoded)
+                              : RecordLife{};
+  size_t stop = kSegmentHeaderBytes;
+  if ((mode & 2) != 0 && (mode & 1) != 0 && format >= 2) {
+    const RecordLife earlier = LifeOf(SegmentHeader{kEarlierLife.loop, kEarlierLife.seq, 0,
+                                                    kMinSegmentBytes, kSegmentFormatVersion2});
+    FixRecords(&f.bytes, kSegmentHeaderBytes, earlier);
+    if (format == 2) fuzz::FixCrcs(&f.bytes, kSegmentHeaderBytes, life);
+    return f;
+  }
+  if ((mode & 2) != 0) stop = FixRecords(&f.bytes, kSegmentHeaderBytes, life);
   if ((mode & 8) != 0) {  // a hole larger than the reader's window where the records stop
     f.hole_at = stop;
     f.hole_bytes = SegmentReader::kWindowBytes + kRecordAlignBytes * (mode >> 4);
     f.bytes.insert(stop, f.hole_bytes, '\0');
-    if ((mode & 2) != 0) FixRecords(&f.bytes, stop + f.hole_bytes);
+    if ((mode & 2) != 0) FixRecords(&f.bytes, stop + f.hole_bytes, life);
   }
   if ((mode & 4) != 0) f.bytes.append(4096, '\0');
   return f;
@@ -83,12 +104,14 @@ BuiltFile BuildFile(std::string_view input, uint8_t mode) {
 
 // Whether the bytes at `at` are a record whose CRC and padding are right but whose metadata
 // does not parse (the reader calls that corrupt, never a torn tail).
-bool CrcValidButBad(std::string_view file, uint64_t at) {
+bool CrcValidButBad(std::string_view file, uint64_t at, RecordLife life) {
   RecordHeader h;
-  if (!DecodeRecordHeader(file.substr(at), &h).ok()) return false;
+  if (!DecodeRecordHeader(file.substr(at), &h, life).ok()) return false;
   if (file.size() - at < h.padded_length()) return false;
   const std::string_view record = file.substr(at, h.padded_length());
-  if (Crc32c(record.substr(4)) != h.crc) return false;
+  const uint32_t crc =
+      Crc32cExtend(RecordCrcOfHeader(record, life), record.substr(kRecordHeaderBytes));
+  if (crc != h.crc) return false;
   if (record.substr(h.length).find_first_not_of('\0') != std::string_view::npos) return false;
   RecordMeta meta;
   return !DecodeMeta(h, record.substr(kRecordHeaderBytes, h.meta_length), &meta).ok();
@@ -110,7 +133,17 @@ size_t NextNonZero(std::string_view file, size_t from) {
   return std::string_view::npos;
 }
 
-SegmentEndInfo ReferenceEnd(std::string_view file, uint64_t pos) {
+// In a recycled segment: whether the bytes at `pos` start with a record header of this life
+// (a torn write of this life) rather than with anything else (an earlier life's bytes).
+bool HeaderOfThisLife(std::string_view file, uint64_t pos, RecordLife life) {
+  RecordHeader h;
+  const RecordError e = DecodeRecordHeader(file.substr(pos), &h, life).error;
+  if (e == RecordError::kZeroHeader || e == RecordError::kBadHeaderCrc) return false;
+  return e != RecordError::kTruncated || pos + kRecordHeaderBytes <= file.size();
+}
+
+SegmentEndInfo ReferenceEnd(std::string_view file, uint64_t pos, const SegmentHeader& header) {
+  const RecordLife life = LifeOf(header);
   SegmentEndInfo end;
   end.offset = pos;
   if (pos == file.size()) return end;
@@ -119,31 +152,35 @@ SegmentEndInfo ReferenceEnd(std::string_view file, uint64_t pos) {
        q != std::string_view::npos && q + kRecordHeaderBytes <= file.size();
        q = NextNonZero(file, q + kRecordAlignBytes)) {
     DecodedRecord probe;
-    if (DecodeRecord(file.substr(q), &probe).ok()) {
+    if (DecodeRecord(file.substr(q), &probe, life).ok()) {
       next_valid = q;
       break;
     }
   }
-  if (CrcValidButBad(file, pos) || next_valid != 0) {
+  const bool recycled = (header.flags & kSegmentFlagRecycled) != 0;
+  if (CrcValidButBad(file, pos, life) || next_valid != 0) {
     end.kind = SegmentEnd::kCorrupt;
     end.next_valid_offset = next_valid;
-  } else if (NextNonZero(file, pos) != std::string_view::npos) {
+  } else if (NextNonZero(file, pos) != std::string_view::npos &&
+             (!recycled || HeaderOfThisLife(file, pos, life))) {
     end.kind = SegmentEnd::kTornTail;
   }
   return end;
 }
 
-void ReadRecords(SegmentReader& reader, std::string_view file) {
+void ReadRecords(SegmentReader& reader, std::string_view file, const SegmentHeader& header) {
+  const RecordLife life = LifeOf(header);
   uint64_t pos = kSegmentHeaderBytes;
   ScannedRecord scanned;
   for (size_t count = 0; reader.Next(&scanned); ++count) {
     RM_CHECK(count <= file.size() / kRecordAlignBytes) << "more records than room";
     RM_CHECK(scanned.offset == pos) << "a record was skipped";
     DecodedRecord expected;
-    RM_CHECK(DecodeRecord(file.substr(pos), &expected).ok()) << "reader accepts a bad record";
+    RM_CHECK(DecodeRecord(file.substr(pos), &expected, life).ok())
+        << "reader accepts a bad record";
     RM_CHECK(scanned.header.padded_length() == expected.header.padded_length());
     RM_CHECK(scanned.meta.index() == expected.meta.index());
-    fuzz::CheckReencodes(expected, file.substr(pos));
+    fuzz::CheckReencodes(expected, file.substr(pos), life);
     std::string content;
     RM_CHECK(
         reader.ReadAt(scanned.content_offset(), scanned.header.content_length(), &content).ok());
@@ -152,8 +189,9 @@ void ReadRecords(SegmentReader& reader, std::string_view file) {
     RM_CHECK(reader.valid_end() == pos);
   }
   DecodedRecord next;
-  RM_CHECK(!DecodeRecord(file.substr(pos), &next).ok()) << "reader stopped at a good record";
-  const SegmentEndInfo expected = ReferenceEnd(file, pos);
+  RM_CHECK(!DecodeRecord(file.substr(pos), &next, life).ok())
+      << "reader stopped at a good record";
+  const SegmentEndInfo expected = ReferenceEnd(file, pos, header);
   const SegmentEndInfo& end = reader.end();
   RM_CHECK(end.kind == expected.kind)
       << SegmentEndName(end.kind) << " vs " << SegmentEndName(expected.kind) << " at " << pos;
@@ -186,6 +224,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   RM_CHECK(header_error == SegmentHeaderError::kNone && reader.header() == header);
   RM_CHECK(reader.file_size() == file.size());
-  ReadRecords(reader, file);
+  ReadRecords(reader, file, header);
   return 0;
 }
