@@ -568,7 +568,9 @@ void SpoolWriter::Impl::CompleteBatch() {
   stats_.bytes += batch_.bytes;
   stats_.largest_batch = std::max<uint64_t>(stats_.largest_batch, batch_.requests.size());
   if (index_ != nullptr) index_->NoteAppended(active_->id, batch_.bytes);
-  if (options_.recycle) MaybeStartSpare();  // the fresh spare waited for half a segment
+  // With recycling the fresh spare waited for half a segment; not while creations fail (a
+  // full disk is retried by the batch that needs a segment, not by every batch).
+  if (options_.recycle && stats_.segment_errors == failures_logged_at_) MaybeStartSpare();
   RequestQueue done = batch_.requests.Take();
   batch_.in_flight = false;
   batch_.iov.clear();
