@@ -442,8 +442,8 @@ markdown() {
               "src_ringmaild src_postfix ringmaild / Postfix acceptance (smtp-source)" \
               "src_ringmaild src_smtpsink ringmaild / smtp-sink (smtp-source)" \
               "src_ringmaild src_ringmaild_alloc ringmaild zero-filled / fallocate-only segments" \
-              "src_ringmaild_drain src_ringmaild_drain_alloc delivering: recycling / fallocate-only" \
-              "src_ringmaild_drain src_ringmaild_drain_norec delivering: recycling / no recycling"; do
+              "src_ringmaild_drain src_ringmaild_drain_alloc delivering: recycling / fallocate" \
+              "src_ringmaild_drain src_ringmaild_drain_norec delivering: recycling / none"; do
     read -r a b name <<< "$pair"
     grep -q "^$a	" "$WORK/summary.tsv" && grep -q "^$b	" "$WORK/summary.tsv" || continue
     for size in $SIZES; do
