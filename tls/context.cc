@@ -4,6 +4,7 @@
 // every other wolfSSL header reads them (struct layouts depend on them).
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 #include <mutex>
 
@@ -185,5 +186,7 @@ absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::Create(
 }
 
 TlsContext::~TlsContext() { wolfSSL_CTX_free(ctx_); }
+
+void ReleaseThreadEccCache() { wc_ecc_fp_free(); }
 
 }  // namespace ringmail::tls

@@ -126,4 +126,10 @@ class TlsContext {
 // wolfSSL's text for an error code (negative wolfSSL/wolfCrypt codes), for messages.
 std::string WolfSslErrorText(int code);
 
+// Frees the calling thread's wolfSSL fixed-point ECC cache. Debian's wolfSSL keeps one per
+// thread (FP_ECC with thread-local storage) that only this call on that thread releases: a
+// pool thread that built a context (loading an ECC key fills it) and then does other work, or
+// ends, calls it; otherwise its memory stays until exit (LeakSanitizer reports it).
+void ReleaseThreadEccCache();
+
 }  // namespace ringmail::tls

@@ -10,6 +10,7 @@
 #include "config/diff.h"
 #include "config/render.h"
 #include "core/log.h"
+#include "tls/context.h"
 #include "tools/ringmaild/daemon.h"
 
 namespace ringmail::daemon {
@@ -209,6 +210,9 @@ void Daemon::StartReload() {
       return;
     }
     ReloadPlan plan = PrepareReload(in);
+    // Loading the new certificates' ECC keys filled this worker's ECC cache; the worker goes
+    // on serving other jobs.
+    tls::ReleaseThreadEccCache();
     // The Daemon outlives its loops and pools; a stopping master drops the reload.
     (void)master->Post([this, plan = std::move(plan)]() mutable {
       FinishReload(std::move(plan));
