@@ -13,8 +13,7 @@
 #include "base/check.h"
 #include "base/string_view.h"
 #include "core/log.h"
-#include "wolfssl/options.h"  // first: the build's configuration
-#include "wolfssl/wolfcrypt/ecc.h"
+#include "tls/context.h"
 
 namespace ringmail::delivery {
 namespace {
@@ -57,16 +56,6 @@ void ReserveSqes(core::Loop& loop, unsigned count) {
         << "io_uring_submit failed: " << std::strerror(-rc);
     RM_CHECK(attempt < 1000) << "the SQ stays full";
   }
-}
-
-// Debian's wolfSSL keeps a fixed-point ECC cache per thread (FP_ECC, HAVE_THREAD_LS) that
-// only wc_ecc_fp_free() on that thread releases: arranged once per thread that handshakes,
-// it runs when the thread ends (a stopped loop), so no cache outlives its thread.
-void ReleaseEccCacheAtThreadExit() {
-  thread_local struct Release {
-    ~Release() { wc_ecc_fp_free(); }
-  } release;
-  (void)release;
 }
 
 // TLS error texts into a diagnostic: printable ASCII, no CR/LF, bounded.
@@ -297,7 +286,6 @@ void SmtpClient::ConnectTimeoutDone(core::Operation&, core::IoResult) {
   // -ENOENT: the connect finished first. Only the close path waits for it.
   if (phase_ == Phase::kDisconnecting) MaybeFinishDisconnect();
 }
-
 
 // ---- the session
 
@@ -554,7 +542,7 @@ void SmtpClient::StartTls() {
     return;
   }
   tls_ = *std::move(session);
-  ReleaseEccCacheAtThreadExit();
+  tls::ReleaseThreadEccCacheAtExit();
   StepTls();
 }
 

@@ -189,4 +189,11 @@ TlsContext::~TlsContext() { wolfSSL_CTX_free(ctx_); }
 
 void ReleaseThreadEccCache() { wc_ecc_fp_free(); }
 
+void ReleaseThreadEccCacheAtExit() {
+  thread_local struct Release {
+    ~Release() { ReleaseThreadEccCache(); }
+  } release;
+  (void)release;
+}
+
 }  // namespace ringmail::tls

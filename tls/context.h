@@ -131,5 +131,8 @@ std::string WolfSslErrorText(int code);
 // pool thread that built a context (loading an ECC key fills it) and then does other work, or
 // ends, calls it; otherwise its memory stays until exit (LeakSanitizer reports it).
 void ReleaseThreadEccCache();
+// Arranges ReleaseThreadEccCache() for when the calling thread ends (once per thread; later
+// calls do nothing): what a loop thread that handshakes calls, so no cache outlives its loop.
+void ReleaseThreadEccCacheAtExit();
 
 }  // namespace ringmail::tls

@@ -6,8 +6,7 @@
 #include "absl/time/clock.h"
 #include "core/log.h"
 #include "listeners/http/listener.h"
-#include "wolfssl/options.h"  // first: the build's configuration
-#include "wolfssl/wolfcrypt/ecc.h"
+#include "tls/context.h"
 
 namespace ringmail::listeners::http {
 namespace {
@@ -22,16 +21,6 @@ constexpr size_t kOutputBytesMax = 1 << 20;
 constexpr size_t kStashCompactBytes = 64 * 1024;
 
 uint64_t WallMs() { return static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())); }
-
-// Debian's wolfSSL keeps a fixed-point ECC cache per thread (FP_ECC, HAVE_THREAD_LS) that
-// only wc_ecc_fp_free() on that thread releases: arranged once per thread that handshakes,
-// it runs when the thread ends (a stopped loop), so no cache outlives its thread.
-void ReleaseEccCacheAtThreadExit() {
-  thread_local struct Release {
-    ~Release() { wc_ecc_fp_free(); }
-  } release;
-  (void)release;
-}
 
 }  // namespace
 
@@ -53,7 +42,7 @@ Connection::Connection(HttpListener& listener, uint64_t id, int fd, std::string 
   if (tls && settings_->tls_server != nullptr) {
     auto session = tls::TlsSession::NewServer(settings_->tls_server);
     if (session.ok()) tls_ = *std::move(session);
-    ReleaseEccCacheAtThreadExit();
+    tls::ReleaseThreadEccCacheAtExit();
   }
   tls_wanted_ = tls;
 }

@@ -3,23 +3,12 @@
 #include <algorithm>
 #include <utility>
 
-#include "wolfssl/options.h"  // first: the build's configuration
-#include "wolfssl/wolfcrypt/ecc.h"
+#include "tls/context.h"
 
 namespace ringmail::ringload {
 namespace {
 
 constexpr size_t kPlainChunkBytes = 64 * 1024;  // decrypted per TlsSession::Read
-
-// Debian's wolfSSL keeps a fixed-point ECC cache per thread (FP_ECC, HAVE_THREAD_LS) that
-// only wc_ecc_fp_free() on that thread releases: arranged once per thread that handshakes,
-// it runs when the thread ends (a stopped loop), so no cache outlives its thread.
-void ReleaseEccCacheAtThreadExit() {
-  thread_local struct Release {
-    ~Release() { wc_ecc_fp_free(); }
-  } release;
-  (void)release;
-}
 
 }  // namespace
 
@@ -41,7 +30,7 @@ absl::StatusOr<std::unique_ptr<TlsClientStream>> TlsClientStream::Start(
   o.resume = std::move(resume);
   auto session = tls::TlsSession::NewClient(std::move(context), o);
   if (!session.ok()) return session.status();
-  ReleaseEccCacheAtThreadExit();
+  tls::ReleaseThreadEccCacheAtExit();
   std::unique_ptr<TlsClientStream> s(new TlsClientStream(*std::move(session)));
   tls::TlsResult r = s->session_->Handshake();  // the ClientHello
   if (r == tls::TlsResult::kError || r == tls::TlsResult::kClosed) {
