@@ -33,10 +33,12 @@ class CreatorHarness {
     loop_ = std::make_unique<core::Loop>(o);
     started_ = loop_->Start().ok();
   }
+  // The loop's stop waits for the creator's last ops (a CLOSE may still be in flight after
+  // a result); the creator goes only then.
   ~CreatorHarness() {
-    loop_->Post([this] { creator_.reset(); });
     loop_->RequestStop();
     loop_->Join();
+    creator_.reset();
     if (dir_fd_ >= 0) close(dir_fd_);
   }
   bool ok() const { return started_ && dir_fd_ >= 0; }
@@ -66,7 +68,7 @@ class CreatorHarness {
   int dir_fd_ = -1;
   bool started_ = false;
   std::unique_ptr<core::Loop> loop_;
-  std::unique_ptr<SegmentCreator> creator_;  // loop thread only
+  std::unique_ptr<SegmentCreator> creator_;  // loop thread only, until the loop stopped
   absl::Notification* done_ = nullptr;
   SegmentCreateResult result_;
 };
