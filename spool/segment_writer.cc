@@ -198,14 +198,7 @@ void SegmentCreator::SubmitRecycleStep() {
     c.res = 0;
     c.offset = c.length = 0;
   }
-  ReserveSqes(loop_, static_cast<unsigned>(chain_used_));
-  chain_pending_ = 0;
-  for (size_t i = 0; i < chain_used_; ++i) {
-    io_uring_sqe* sqe = loop_.Prepare(chain_[i].op);
-    PrepareChainOp(chain_[i], sqe);
-    if (i + 1 < chain_used_) sqe->flags |= IOSQE_IO_LINK;
-    ++chain_pending_;
-  }
+  SubmitChain();
 }
 
 // One step of the recycle completed: the next step, done, or undone as far as it matters
@@ -267,6 +260,12 @@ void SegmentCreator::SubmitSetUp() {
   add(ChainKind::kHeader);
   add(ChainKind::kFileSync);
   add(ChainKind::kDirSync);
+  SubmitChain();
+}
+
+// Prepares chain_[0, chain_used_) as one linked chain, after making room for all of it in the
+// SQ: a link never spans two submissions.
+void SegmentCreator::SubmitChain() {
   ReserveSqes(loop_, static_cast<unsigned>(chain_used_));
   chain_pending_ = 0;
   for (size_t i = 0; i < chain_used_; ++i) {

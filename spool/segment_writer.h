@@ -176,6 +176,7 @@ class SegmentCreator {
   void SubmitRecycleStep();
   void RecycleFinished();
   void RecycleCleanUp(int error, bool at_new_name);
+  void SubmitChain();
   void PrepareChainOp(ChainOp& c, io_uring_sqe* sqe);
   void ChainDone(core::Operation& op, core::IoResult result);
   void SetUpFinished();
