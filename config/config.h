@@ -103,7 +103,7 @@ struct GlobalOptions {
   absl::Duration smtp_data_term_timeout;
   uint64_t spool_segment_size_bytes = 0;
   SpoolSegmentFill spool_segment_fill = SpoolSegmentFill::kZeros;
-  bool spool_segment_recycle = false;  // reuse drained segments' files (spool/group_commit.h)
+  bool spool_segment_recycle = true;  // reuse drained segments' files (spool/group_commit.h)
   LogLevel log_level = LogLevel::kInfo;
 };
 

@@ -257,9 +257,9 @@ constexpr KeySpec kKeys[] = {
     Key<kG, VT::kEnum, &G::spool_segment_fill>("spool_segment_fill", "zeros", 0, 0, kRestart,
         "new segments: zeros over fallocated space (appends sync fastest), fallocate only "
         "(copy-on-write filesystems), or neither", "zeros|allocate|none"),
-    Key<kG, VT::kBool, &G::spool_segment_recycle>("spool_segment_recycle", "false", 0, 0,
+    Key<kG, VT::kBool, &G::spool_segment_recycle>("spool_segment_recycle", "true", 0, 0,
         kRestart, "reuse a drained segment's file as the next segment instead of unlinking "
-        "it and writing a new one (opt-in while a disk-full recovery flake is open)"),
+        "it and writing a new one"),
     Key<kG, VT::kEnum, &G::log_level>("log_level", "info", 0, 0, kLive,
         "least severe event logged", "debug|info|notice|warning|error"),
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -72,7 +73,28 @@ void BodyFiles::Release(File* file, uint64_t now_ms) {
   RM_CHECK(file->pins > 0) << "segment file " << file->path << " released twice";
   --file->pins;
   file->last_used_ms = now_ms;
+  if (file->forgotten && file->pins == 0) {
+    auto it = std::find_if(lru_.begin(), lru_.end(), [file](const File& f) { return &f == file; });
+    RM_CHECK(it != lru_.end()) << "segment file " << file->path << " not in the cache";
+    ++forgotten_;
+    Close(it);
+    return;
+  }
   EvictBeyondLimit();
+}
+
+void BodyFiles::Forget(const std::string& path) {
+  auto found = by_path_.find(path);
+  if (found == by_path_.end()) return;
+  auto it = found->second;
+  if (it->pins == 0) {
+    ++forgotten_;
+    Close(it);
+    return;
+  }
+  // A read in flight keeps its descriptor; nothing new joins it.
+  it->forgotten = true;
+  by_path_.erase(found);
 }
 
 void BodyFiles::EvictBeyondLimit() {
@@ -96,7 +118,7 @@ void BodyFiles::Close(std::list<File>::iterator it) {
   } else {
     ::close(it->fd);
   }
-  by_path_.erase(it->path);
+  if (!it->forgotten) by_path_.erase(it->path);  // a forgotten file's path may be open anew
   lru_.erase(it);
 }
 

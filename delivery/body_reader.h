@@ -55,12 +55,19 @@ class BodyFiles {
   void Release(File* file, uint64_t now_ms);
   static int fd(const File* file);
 
+  // The segment at `path` was removed (unlinked or recycled by its owner loop): its file is
+  // closed now, or at its last Release if a read still pins it, so that an unlinked
+  // segment's blocks return to the filesystem at once rather than at the idle sweep (on a
+  // nearly full disk those blocks are what the next segment needs). A later Acquire of the
+  // same path opens it again. Unknown paths are ignored.
+  void Forget(const std::string& path);
   // Closes unpinned files idle for at least `idle_ms`.
   void CloseIdle(uint64_t now_ms, uint64_t idle_ms);
   // Closes every unpinned file (the loop is stopping).
   void CloseAllUnpinned();
 
   size_t open_files() const { return lru_.size(); }
+  uint64_t forgotten() const { return forgotten_; }  // files closed early by Forget()
   uint64_t opens() const { return opens_; }
 
  private:
@@ -72,6 +79,7 @@ class BodyFiles {
   std::list<File> lru_;  // front: most recently used
   absl::flat_hash_map<std::string, std::list<File>::iterator> by_path_;
   uint64_t opens_ = 0;
+  uint64_t forgotten_ = 0;
 };
 
 struct BodyFiles::File {
@@ -79,6 +87,7 @@ struct BodyFiles::File {
   int fd = -1;
   uint32_t pins = 0;
   uint64_t last_used_ms = 0;
+  bool forgotten = false;  // Forget() while pinned: no longer in by_path_, closed at 0 pins
 };
 
 class BodyReader {

@@ -282,6 +282,11 @@ void Engine::DomainTimerFired(Domain& d) {
 
 // ---- submitting and operating
 
+void Engine::SegmentsRemoved(const std::vector<std::string>& paths) {
+  RM_DCHECK(loop_.IsCurrent());
+  for (const std::string& path : paths) files_.Forget(path);
+}
+
 void Engine::Submit(DeliveryJob&& job) {
   RM_DCHECK(loop_.IsCurrent());
   if (stopping_ || job.recipients.empty()) return;
@@ -372,6 +377,7 @@ size_t Engine::FlushAll() {
 
 EngineStats Engine::stats() const {
   EngineStats s = stats_;
+  s.segment_files_released = files_.forgotten();
   SmtpClientStats c = closed_clients_;
   for (const auto& [raw, entry] : clients_) {
     c.connects += raw->stats().connects;

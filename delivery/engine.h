@@ -205,6 +205,7 @@ struct EngineStats {
   uint64_t idle_evictions = 0;  // parked connections closed to make room for other domains
   uint64_t shared_reuses = 0;   // parked connections of another domain (same key) woken
   uint64_t shared_takes = 0;    // connections that went on with another domain's Work
+  uint64_t segment_files_released = 0;  // body files closed because their segment was removed
   // Gauges.
   uint64_t open_connections = 0;
   uint64_t domains = 0;
@@ -232,6 +233,9 @@ class Engine final : private SmtpClient::Owner {
   // A new outbound TLS context (after a reload); connections already open keep theirs.
   // Changes the route keys: connections opened before are not shared with new ones.
   void SetTlsClient(std::shared_ptr<const tls::TlsContext> context);
+  // Spool segments an owner loop has just removed (their paths): their descriptors are
+  // closed now, or when the read that pins one ends (BodyFiles::Forget).
+  void SegmentsRemoved(const std::vector<std::string>& paths);
 
   // Operator hooks. Domain names in any case, trailing dot allowed.
   std::vector<DomainSummary> QueueSummary() const;  // sorted by domain

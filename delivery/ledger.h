@@ -128,6 +128,10 @@ struct LedgerOptions {
   bool unlink_with_ring = true;  // false: always the pools (tests of the fallback)
   // Wall clock in Unix ms (RECIPIENT/DONE times, DSN dates); empty: absl::Now().
   absl::AnyInvocable<uint64_t()> unix_now_ms;
+  // Called on the loop with segments just removed (unlinked or recycled). ringmaild tells
+  // the delivery engines, whose open descriptors would otherwise keep an unlinked segment's
+  // disk space until their idle sweep. May be empty.
+  absl::AnyInvocable<void(const std::vector<spool::SegmentId>&)> segments_removed;
   // Called on the loop after something the ledger tracks changed (a state record durable,
   // a message done, a DSN committed, segments unlinked, a compaction run ended, the brake
   // flipped). Tests await on it; production leaves it empty.
@@ -284,7 +288,7 @@ class Ledger final : public spool::MessageSink, private spool::CompactionHost {
 
   // Maintenance (ledger_maintenance.cc).
   void MaintenanceTimerFired(core::Timer& timer);
-  static void SegmentsRemoved(void* self);
+  static void SegmentsRemoved(void* self, const std::vector<spool::SegmentId>& ids);
   static void CompactionRunDone(void* self);
   bool Held(spool::SegmentId segment) const;
   void CompactionMovable(spool::SegmentId segment, size_t max,

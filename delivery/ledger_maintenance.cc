@@ -52,7 +52,11 @@ void Ledger::RunMaintenance() {
   compactor_->RunOnce();
 }
 
-void Ledger::SegmentsRemoved(void* self) { static_cast<Ledger*>(self)->Progress(); }
+void Ledger::SegmentsRemoved(void* raw, const std::vector<spool::SegmentId>& ids) {
+  Ledger* self = static_cast<Ledger*>(raw);
+  if (self->options_.segments_removed) self->options_.segments_removed(ids);
+  self->Progress();
+}
 
 void Ledger::CompactionRunDone(void* self) {
   Ledger* ledger = static_cast<Ledger*>(self);

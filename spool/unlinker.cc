@@ -262,7 +262,7 @@ void Unlinker::RecycleDone(void* raw, SegmentId old, bool recycled) {
     self->index_.RemoveSegment(old);
     ++self->stats_.recycled;
     ++self->stats_.unlinked;
-    if (self->removed_fn_ != nullptr) self->removed_fn_(self->removed_owner_);
+    if (self->removed_fn_ != nullptr) self->removed_fn_(self->removed_owner_, {old});
   } else {
     self->in_progress_.erase(old);
     self->not_recycled_.insert(old);
@@ -326,7 +326,7 @@ void Unlinker::Removed(const std::vector<SegmentId>& ids, bool via_ring) {
     ++stats_.unlinked;
     ++(via_ring ? stats_.ring_unlinks : stats_.pool_unlinks);
   }
-  if (!ids.empty() && removed_fn_ != nullptr) removed_fn_(removed_owner_);
+  if (!ids.empty() && removed_fn_ != nullptr) removed_fn_(removed_owner_, ids);
 }
 
 void Unlinker::Failed(SegmentId id, int error, const char* what) {

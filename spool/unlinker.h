@@ -103,8 +103,11 @@ class Unlinker {
   void Kick();
   // Segments whose removal failed with a hard error may be tried again.
   void RetryFailed();
-  // Called on the loop after segments were removed (the owner's stats, tests). May be empty.
-  void SetRemoved(void (*fn)(void* owner), void* owner) {
+  // Called on the loop with the segments just removed (unlinked, or recycled: the old name
+  // durably gone), for the owner's stats and for readers that must drop their descriptors.
+  // May be empty.
+  using RemovedFn = void (*)(void* owner, const std::vector<SegmentId>& ids);
+  void SetRemoved(RemovedFn fn, void* owner) {
     removed_fn_ = fn;
     removed_owner_ = owner;
   }
@@ -156,7 +159,7 @@ class Unlinker {
   std::vector<SegmentId> unlinked_;  // this run, waiting for their directory sync
   std::vector<SegmentId> fallback_;  // this run, for the pools
   UnlinkerStats stats_;
-  void (*removed_fn_)(void* owner) = nullptr;
+  RemovedFn removed_fn_ = nullptr;
   void* removed_owner_ = nullptr;
 };
 

@@ -240,7 +240,7 @@ TEST(SchemaValuesTest, QuotedNumbersBoolsAndLoneListItems) {
   std::shared_ptr<const Config> c = Loaded(
       "spool_segment_size = \"128MB\"\n"
       "spool_segment_fill = allocate\n"
-      "spool_segment_recycle = yes\n"
+      "spool_segment_recycle = no\n"
       "retry_interval = 90\n"  // bare integer: seconds
       "completion_wait = 250us\n"
       "resolvers = \"[::1]\"\n"
@@ -248,7 +248,7 @@ TEST(SchemaValuesTest, QuotedNumbersBoolsAndLoneListItems) {
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->global.spool_segment_size_bytes, uint64_t{128} << 20);
   EXPECT_EQ(c->global.spool_segment_fill, SpoolSegmentFill::kAllocate);
-  EXPECT_TRUE(c->global.spool_segment_recycle);
+  EXPECT_FALSE(c->global.spool_segment_recycle);
   EXPECT_EQ(c->global.retry_interval, absl::Seconds(90));
   EXPECT_EQ(c->global.completion_wait, absl::Microseconds(250));
   ASSERT_EQ(c->global.resolvers.size(), 1u);

@@ -91,6 +91,39 @@ TEST_F(BodyFilesTest, ClosesIdleFiles) {
   EXPECT_EQ(files.open_files(), 0u);
 }
 
+TEST_F(BodyFilesTest, ForgetClosesARemovedSegmentNowOrAtItsLastRelease) {
+  BodyFiles files(nullptr, 8);
+  auto idle = files.Acquire(paths_[0], 1);
+  auto read = files.Acquire(paths_[1], 1);
+  ASSERT_TRUE(idle.ok() && read.ok());
+  const int fd_idle = BodyFiles::fd(*idle);
+  const int fd_read = BodyFiles::fd(*read);
+  files.Release(*idle, 2);
+  files.Pin(*read);  // a body read in flight holds its own pin
+  files.Forget(paths_[0]);
+  EXPECT_FALSE(IsOpen(fd_idle)) << "an unpinned removed segment is closed at once";
+  EXPECT_EQ(files.forgotten(), 1u);
+  files.Forget(paths_[1]);
+  EXPECT_TRUE(IsOpen(fd_read)) << "a pinned one stays open for the reads that hold it";
+  // Nothing new joins the forgotten file: the same path is opened anew.
+  auto again = files.Acquire(paths_[1], 3);
+  ASSERT_TRUE(again.ok());
+  EXPECT_NE(BodyFiles::fd(*again), fd_read);
+  EXPECT_EQ(files.opens(), 3u);
+  EXPECT_EQ(files.open_files(), 2u);
+  files.Release(*read, 4);
+  EXPECT_TRUE(IsOpen(fd_read));
+  files.Release(*read, 5);
+  EXPECT_FALSE(IsOpen(fd_read)) << "closed at its last release";
+  EXPECT_EQ(files.forgotten(), 2u);
+  EXPECT_EQ(files.open_files(), 1u);
+  files.Forget(dir_ + "/never-opened.seg");  // unknown: ignored
+  EXPECT_EQ(files.open_files(), 1u);
+  files.Release(*again, 6);
+  files.CloseAllUnpinned();
+  EXPECT_EQ(files.open_files(), 0u);
+}
+
 TEST_F(BodyFilesTest, MissingFileIsNotFound) {
   BodyFiles files(nullptr, 8);
   auto f = files.Acquire(dir_ + "/gone.seg", 1);

@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/string_view.h"
 
 namespace ringmail::integration {
 
@@ -113,6 +114,25 @@ std::string HeaderValue(const std::string& content, const std::string& name) {
     pos = eol + 2;
   }
   return "";
+}
+
+int64_t MetricSum(const std::string& metrics, std::string_view name) {
+  int64_t sum = -1;
+  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
+    if (!absl::StartsWith(line, absl::StrCat(ToAbsl(name), "{"))) continue;
+    int64_t value = 0;
+    size_t space = line.rfind(' ');
+    if (space == absl::string_view::npos || !absl::SimpleAtoi(line.substr(space + 1), &value)) {
+      return -1;
+    }
+    sum = (sum < 0 ? 0 : sum) + value;
+  }
+  return sum;
+}
+
+std::string Metrics(const std::string& socket) {
+  RunResult r = RunProgram({RingctlPath(), "--socket", socket, "metrics"}, Millis(10'000));
+  return r.exit_code == 0 ? r.out : std::string();
 }
 
 std::map<std::string, uint64_t> Summary(const std::string& socket) {

@@ -15,6 +15,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -60,6 +61,12 @@ std::string HeaderValue(const std::string& content, const std::string& name);
 
 // `ringctl --socket SOCKET --json summary` as key → number (flat object); empty on failure.
 std::map<std::string, uint64_t> Summary(const std::string& socket);
+
+// The sum over every loop of one counter in `ringctl metrics` output (Prometheus text:
+// `NAME{loop="..."} VALUE` lines); -1 when no line has that name.
+int64_t MetricSum(const std::string& metrics, std::string_view name);
+// `ringctl metrics` from the daemon on `socket`; empty when ringctl fails.
+std::string Metrics(const std::string& socket);
 
 // A UDP port on 127.0.0.1 that was free a moment ago (bound to port 0, read, closed); 0 on
 // failure.

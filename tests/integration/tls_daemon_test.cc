@@ -29,22 +29,6 @@
 namespace ringmail::integration {
 namespace {
 
-// The sum over every loop of one counter in `ringctl metrics` output (Prometheus text:
-// `NAME{loop="..."} VALUE` lines); -1 when no line has that name.
-int64_t MetricSum(const std::string& metrics, std::string_view name) {
-  int64_t sum = -1;
-  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
-    if (!absl::StartsWith(line, absl::StrCat(ToAbsl(name), "{"))) continue;
-    int64_t value = 0;
-    size_t space = line.rfind(' ');
-    if (space == absl::string_view::npos || !absl::SimpleAtoi(line.substr(space + 1), &value)) {
-      return -1;
-    }
-    sum = (sum < 0 ? 0 : sum) + value;
-  }
-  return sum;
-}
-
 using ::testing::HasSubstr;
 using tls_test::TestCertificate;
 using tls_test::TestPki;

@@ -3,12 +3,7 @@
 // oversized records must work, and state records must take the same path.
 #include "spool/group_commit.h"
 
-#include <fcntl.h>
-#include <linux/fiemap.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <map>
 #include <optional>
@@ -493,32 +488,6 @@ TEST_F(GroupCommitTest, SegmentFilesAreOwnerOnlyAndPreallocated) {
   EXPECT_EQ(st.st_mode & 0777, 0700u);
 }
 
-// The extents of a file, by FIEMAP: how many there are and how many are still "unwritten"
-// (allocated by fallocate, never written). nullopt where the filesystem cannot tell.
-struct ExtentCount {
-  size_t extents = 0;
-  size_t unwritten = 0;
-};
-std::optional<ExtentCount> CountExtents(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  constexpr size_t kMax = 512;
-  std::vector<char> buf(sizeof(fiemap) + kMax * sizeof(fiemap_extent));
-  auto* fm = reinterpret_cast<fiemap*>(buf.data());
-  fm->fm_length = FIEMAP_MAX_OFFSET;
-  fm->fm_flags = FIEMAP_FLAG_SYNC;
-  fm->fm_extent_count = kMax;
-  int rc = ::ioctl(fd, FS_IOC_FIEMAP, fm);
-  ::close(fd);
-  if (rc != 0 || fm->fm_mapped_extents == 0) return std::nullopt;
-  ExtentCount count;
-  for (uint32_t i = 0; i < fm->fm_mapped_extents; ++i) {
-    ++count.extents;
-    if (fm->fm_extents[i].fe_flags & FIEMAP_EXTENT_UNWRITTEN) ++count.unwritten;
-  }
-  return count;
-}
-
 // The default fill writes zeros over the whole segment, so that no append has to convert an
 // unwritten extent (a journal commit per sync); kAllocate leaves them unwritten. Every byte
 // after the header reads as zero either way: recovery's "zeros mean no record" holds.
@@ -528,7 +497,7 @@ TEST_F(GroupCommitTest, ZeroFilledSegmentsHaveNoUnwrittenExtent) {
   ASSERT_EQ(o.fill, SegmentFill::kZeros);  // the default
   const std::string path = CommitOneAndCheckTheTail(o);
   ASSERT_FALSE(HasFatalFailure());
-  std::optional<ExtentCount> extents = CountExtents(path);
+  std::optional<testing::FileExtents> extents = testing::CountFileExtents(path);
   if (!extents.has_value()) GTEST_SKIP() << "FIEMAP does not describe " << path;
   EXPECT_EQ(extents->unwritten, 0u) << "of " << extents->extents << " extents";
 }
@@ -540,7 +509,7 @@ TEST_F(GroupCommitTest, AllocateOnlySegmentsKeepUnwrittenExtents) {
   o.fill = SegmentFill::kAllocate;
   const std::string path = CommitOneAndCheckTheTail(o);
   ASSERT_FALSE(HasFatalFailure());
-  std::optional<ExtentCount> extents = CountExtents(path);
+  std::optional<testing::FileExtents> extents = testing::CountFileExtents(path);
   if (!extents.has_value() || extents->unwritten == 0) {
     GTEST_SKIP() << "the filesystem of " << path << " does not report unwritten extents";
   }

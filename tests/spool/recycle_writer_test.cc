@@ -4,11 +4,6 @@
 // stays bounded and fresh segments are rarely made), at most one per loop at a time, with no
 // unwritten extent; what recovery reads afterwards is exactly the messages still live.
 #include <dirent.h>
-#include <fcntl.h>
-#include <linux/fiemap.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <map>
@@ -87,26 +82,6 @@ size_t CountSegmentFiles(const std::string& dir) {
   return n;
 }
 
-// Unwritten (fallocated, never written) extents of a file; nullopt where FIEMAP cannot tell.
-std::optional<size_t> UnwrittenExtents(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  constexpr size_t kMax = 512;
-  std::vector<char> buf(sizeof(fiemap) + kMax * sizeof(fiemap_extent));
-  auto* fm = reinterpret_cast<fiemap*>(buf.data());
-  fm->fm_length = FIEMAP_MAX_OFFSET;
-  fm->fm_flags = FIEMAP_FLAG_SYNC;
-  fm->fm_extent_count = kMax;
-  int rc = ::ioctl(fd, FS_IOC_FIEMAP, fm);
-  ::close(fd);
-  if (rc != 0 || fm->fm_mapped_extents == 0) return std::nullopt;
-  size_t unwritten = 0;
-  for (uint32_t i = 0; i < fm->fm_mapped_extents; ++i) {
-    if (fm->fm_extents[i].fe_flags & FIEMAP_EXTENT_UNWRITTEN) ++unwritten;
-  }
-  return unwritten;
-}
-
 class RecycleWriterTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(lt_.started()); }
@@ -169,6 +144,7 @@ class RecycleWriterTest : public ::testing::Test {
       }
     });
     WaitOnLoop([&] { return marker.done() == count; });
+    ASSERT_FALSE(HasFatalFailure());
     lt_.Run([&] { EXPECT_EQ(marker.failed(), 0u); });
     for (size_t i = 0; i < count; ++i) live_.erase(testing::TestId(first + i).ToHex());
     lt_.Run([&] { unlinker_->Kick(); });
@@ -183,17 +159,24 @@ class RecycleWriterTest : public ::testing::Test {
     max_files_ = std::max(max_files_, CountSegmentFiles(LoopDir()));
   }
 
-  // Asks `done` on the loop thread until it holds: each ask is a round trip that lets the
-  // loop complete what it has in flight. A minute at most.
+  // Asks `done` on the loop thread until it holds, a minute at most. The condition spans
+  // several ops (writes, unlinks, directory syncs, a recycle), so it is polled, with a pause
+  // between asks: back-to-back asks (they used to be separated by a bare yield) kept this
+  // thread and the loop waking each other so fast that, on a PREEMPT_NONE kernel under
+  // load, the io-wq worker the loop waits for (and kernel threads) were starved for the
+  // whole minute (an RCU stall report in CI). On failure the loop is stopped first, so that
+  // nothing in flight outlives the requests of the caller's frame.
   template <typename F>
   void WaitOnLoop(F done) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     bool held = false;
     while (!held && std::chrono::steady_clock::now() < deadline) {
       lt_.Run([&] { held = done(); });
-      if (!held) std::this_thread::yield();
+      if (!held) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    ASSERT_TRUE(held) << "the loop did not get there within a minute";
+    if (held) return;
+    lt_.Stop();
+    FAIL() << "the loop did not get there within a minute";
   }
 
   void Rounds(size_t rounds) {
@@ -252,9 +235,9 @@ TEST_F(RecycleWriterTest, RolloversReuseDrainedFilesAndTheirNumberStaysBounded) 
   ASSERT_EQ(reader.Open(path).result, SegmentOpenResult::kOk);
   EXPECT_EQ(reader.header().version, kSegmentFormatVersion2);
   EXPECT_EQ(reader.header().flags, kSegmentFlagRecycled);
-  std::optional<size_t> unwritten = UnwrittenExtents(path);
-  if (unwritten.has_value()) {
-    EXPECT_EQ(*unwritten, 0u);
+  std::optional<testing::FileExtents> extents = testing::CountFileExtents(path);
+  if (extents.has_value()) {
+    EXPECT_EQ(extents->unwritten, 0u) << "of " << extents->extents << " extents";
   } else {
     RecordProperty("fiemap", "unsupported");
   }

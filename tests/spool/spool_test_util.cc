@@ -1,12 +1,16 @@
 #include "tests/spool/spool_test_util.h"
 
 #include <fcntl.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <system_error>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "spool/crc32c.h"
@@ -158,6 +162,26 @@ void MakeDirs(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   ASSERT_FALSE(ec) << path << ": " << ec.message();
+}
+
+std::optional<FileExtents> CountFileExtents(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  constexpr size_t kMaxExtents = 512;
+  std::vector<char> buf(sizeof(fiemap) + kMaxExtents * sizeof(fiemap_extent));
+  auto* fm = reinterpret_cast<fiemap*>(buf.data());
+  fm->fm_length = FIEMAP_MAX_OFFSET;
+  fm->fm_flags = FIEMAP_FLAG_SYNC;
+  fm->fm_extent_count = kMaxExtents;
+  int rc = ::ioctl(fd, FS_IOC_FIEMAP, fm);
+  ::close(fd);
+  if (rc != 0 || fm->fm_mapped_extents == 0) return std::nullopt;
+  FileExtents count;
+  for (uint32_t i = 0; i < fm->fm_mapped_extents; ++i) {
+    ++count.extents;
+    if (fm->fm_extents[i].fe_flags & FIEMAP_EXTENT_UNWRITTEN) ++count.unwritten;
+  }
+  return count;
 }
 
 }  // namespace ringmail::spool::testing

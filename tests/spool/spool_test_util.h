@@ -3,7 +3,9 @@
 // real spool directories without the ring-based writer).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -69,5 +71,15 @@ void OverwriteAt(const std::string& path, uint64_t offset, std::string_view byte
 void FlipByte(const std::string& path, uint64_t offset);
 bool FileExists(const std::string& path);
 void MakeDirs(const std::string& path);
+
+// The extents of a file as FIEMAP reports them (after syncing it): how many there are and how
+// many are still "unwritten" (allocated by fallocate, never written). Looks at the first 512.
+struct FileExtents {
+  size_t extents = 0;
+  size_t unwritten = 0;
+};
+// nullopt where the filesystem cannot tell: the file does not open, FIEMAP fails, or it maps
+// no extent at all (tests then skip or record "unsupported" rather than pass vacuously).
+std::optional<FileExtents> CountFileExtents(const std::string& path);
 
 }  // namespace ringmail::spool::testing

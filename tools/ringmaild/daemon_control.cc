@@ -289,6 +289,9 @@ Response Daemon::Metrics(const std::vector<LoopSnapshot>& loops) {
           [](const LoopSnapshot& s) { return s.ledger.bounces_sent; });
   counter("ringmail_spool_segments_unlinked_total", "Drained segments removed.",
           [](const LoopSnapshot& s) { return s.ledger.segments_unlinked; });
+  counter("ringmail_delivery_segment_files_released_total",
+          "Spool segments open for reading that delivery closed as soon as they were removed.",
+          [](const LoopSnapshot& s) { return s.engine.segment_files_released; });
   counter("ringmail_loop_completions_total", "Ring completions handled.",
           [](const LoopSnapshot& s) { return s.loop.completions; });
   absl::StrAppend(&out, "# HELP ringmail_esmtp_connections Open inbound connections.\n",

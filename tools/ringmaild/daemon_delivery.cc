@@ -1,11 +1,16 @@
 // Outbound delivery wiring: an Engine on each loop of the delivery_pool, a Ledger beside
 // each loop's SpoolWriter (the spool's MessageSink), the topology that lets them reach each
 // other, and the hand-off of what start-up recovery found.
+#include <memory>
+#include <string>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "base/status_macros.h"
 #include "core/log.h"
 #include "core/thread_pool_registry.h"
+#include "spool/segment_format.h"
 #include "tools/ringmaild/daemon.h"
 
 namespace ringmail::daemon {
@@ -90,6 +95,17 @@ delivery::LedgerOptions Daemon::LedgerOptionsFor(core::Loop&) {
                                    [engine](delivery::DeliveryJob&& j) {
                                      engine->Submit(std::move(j));
                                    });
+  };
+  // Every engine may hold a removed segment open for reading: each is told (a full inbox
+  // only delays the close to the engine's idle sweep).
+  o.segments_removed = [topology, dir = o.spool_dir](const std::vector<spool::SegmentId>& ids) {
+    auto paths = std::make_shared<std::vector<std::string>>();
+    for (spool::SegmentId id : ids) paths->push_back(spool::SegmentPath(dir, id));
+    for (size_t i = 0; i < topology->engines.size(); ++i) {
+      delivery::Engine* engine = topology->engines[i];
+      if (engine == nullptr) continue;
+      topology->delivery_loops[i]->Post([engine, paths] { engine->SegmentsRemoved(*paths); });
+    }
   };
   return o;
 }
