@@ -30,6 +30,23 @@ std::optional<uint64_t> ParseDecimal(std::string_view s, size_t max_digits, uint
   return v;
 }
 
+// The one spelling of a per-loop sequence-numbered file: the number zero-padded to 12 digits,
+// then `suffix` (".seg", ".recycle").
+std::string SeqFileName(uint64_t seq, const char* suffix) {
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "%012" PRIu64 "%s", seq, suffix);
+  return buf;
+}
+
+// The inverse, and the only parser of such names: "<1..20 decimal digits><suffix>", the
+// number at most UINT64_MAX. Accepts unpadded spellings ("7.seg"); callers that need the
+// canonical one compare against SeqFileName (recovery does).
+std::optional<uint64_t> ParseSeqFileName(std::string_view name, std::string_view suffix) {
+  if (name.size() <= suffix.size() || !name.ends_with(suffix)) return std::nullopt;
+  name.remove_suffix(suffix.size());
+  return ParseDecimal(name, 20, UINT64_MAX);
+}
+
 }  // namespace
 
 std::string SegmentId::ToString() const { return LoopDirName(loop) + "/" + SegmentFileName(seq); }
@@ -109,30 +126,16 @@ std::string_view SegmentHeaderErrorName(SegmentHeaderError error) {
   return "unknown";
 }
 
-std::string SegmentFileName(uint64_t seq) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%012" PRIu64 "%s", seq, kSegmentSuffix);
-  return buf;
-}
+std::string SegmentFileName(uint64_t seq) { return SeqFileName(seq, kSegmentSuffix); }
 
 std::optional<uint64_t> ParseSegmentFileName(std::string_view name) {
-  constexpr std::string_view kSuffix(kSegmentSuffix);
-  if (name.size() <= kSuffix.size() || !name.ends_with(kSuffix)) return std::nullopt;
-  name.remove_suffix(kSuffix.size());
-  return ParseDecimal(name, 20, UINT64_MAX);
+  return ParseSeqFileName(name, kSegmentSuffix);
 }
 
-std::string RecycleFileName(uint64_t seq) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%012" PRIu64 "%s", seq, kRecycleSuffix);
-  return buf;
-}
+std::string RecycleFileName(uint64_t seq) { return SeqFileName(seq, kRecycleSuffix); }
 
 std::optional<uint64_t> ParseRecycleFileName(std::string_view name) {
-  constexpr std::string_view kSuffix(kRecycleSuffix);
-  if (name.size() <= kSuffix.size() || !name.ends_with(kSuffix)) return std::nullopt;
-  name.remove_suffix(kSuffix.size());
-  return ParseDecimal(name, 20, UINT64_MAX);
+  return ParseSeqFileName(name, kRecycleSuffix);
 }
 
 std::string LoopDirName(uint32_t loop) { return std::to_string(loop); }
