@@ -199,8 +199,14 @@ void EventLog::Reopen() {
 }
 
 void EventLog::Flush() {
-  uint64_t target = appended_.load(std::memory_order_acquire);
-  while (written_.load(std::memory_order_acquire) < target) std::this_thread::yield();
+  // Sleeps on written_ (the writer notifies after each batch) rather than spinning with
+  // sched_yield, which on a loaded PREEMPT_NONE kernel can starve the very thread it waits
+  // for (see tests/spool/recycle_writer_test.cc WaitOnLoop).
+  const uint64_t target = appended_.load(std::memory_order_acquire);
+  for (uint64_t w = written_.load(std::memory_order_acquire); w < target;
+       w = written_.load(std::memory_order_acquire)) {
+    written_.wait(w, std::memory_order_acquire);
+  }
 }
 
 size_t EventLog::DrainOnce(std::string* batch) {
@@ -222,6 +228,7 @@ size_t EventLog::DrainOnce(std::string* batch) {
   if (n > 0) {
     if (!batch->empty()) WriteAll(fd_, *batch);
     written_.fetch_add(n, std::memory_order_release);
+    written_.notify_all();  // Flush(); no syscall when nobody waits
   }
   return n;
 }
