@@ -42,7 +42,8 @@ constexpr char kUsage[] =
     "  show    envelope, recipient states, state history and message headers\n"
     "          --body  print the whole content (Received: header and body)\n"
     "  verify  check every segment and record; exit 1 on damage other than the\n"
-    "          torn tail of a loop's newest segment (an interrupted, unacknowledged write)\n"
+    "          torn tail of a loop's newest segment (an interrupted, unacknowledged write);\n"
+    "          interrupted recycles (<seq>.recycle files) are listed, not damage\n"
     "          --quiet print only problems and the summary\n";
 
 int Usage(std::string_view error) {
@@ -286,6 +287,21 @@ bool ReportSegment(const SegmentReport& s, bool quiet) {
   return problem;
 }
 
+// <seq>.recycle files: a drained segment caught while it was being turned into the spare
+// segment <seq> (spool/segment_writer.h Recycle). Neither damage nor messages: the daemon's
+// recovery removes them unread; this read-only scan only names them. Part of the summary, so
+// printed with --quiet too.
+void ReportRecycleLeftovers(const std::vector<RecycleLeftover>& leftovers) {
+  if (leftovers.empty()) return;
+  std::string line = absl::StrCat(leftovers.size(), " interrupted recycle(s): ");
+  for (size_t i = 0; i < leftovers.size(); ++i) {
+    absl::StrAppend(&line, i == 0 ? "" : ", ", leftovers[i].path, " (would become segment ",
+                    leftovers[i].id.ToString(), ")");
+  }
+  line += " — not damage, no messages; the daemon's recovery removes them";
+  std::printf("%s\n", line.c_str());
+}
+
 int Verify(const Args& args) {
   if (args.positional.size() != 1) return Usage("verify takes one SPOOL_DIR");
   bool quiet = args.Has("--quiet");
@@ -308,6 +324,7 @@ int Verify(const Args& args) {
   for (const std::string& name : report.ignored) {
     if (!quiet) std::printf("note: ignored %s (not a spool file)\n", name.c_str());
   }
+  ReportRecycleLeftovers(report.recycle_leftovers);
   std::printf("%s\n", report.Summary().c_str());
   std::printf("%s\n", problems == 0 ? "OK" : absl::StrCat("DAMAGED: ", problems,
                                                           " problem(s)").c_str());
