@@ -296,6 +296,72 @@ TEST_F(ServiceDaemonTest, AReloadWaitingOnAFileLeavesTheMasterLoopAnswering) {
               HasSubstr("generation 1"));
 }
 
+// The IO pool full: a request that needs it is answered "busy" at once by the master,
+// neither queued without bound nor read on the master. One worker and a backlog of one: a
+// reload waiting on a FIFO holds the worker, a check of a second FIFO waits in the backlog,
+// and a third request finds the pool full. Opening the FIFOs' other ends lets both finish.
+TEST_F(ServiceDaemonTest, AFullIoPoolAnswersBusyAndTheMasterKeepsServing) {
+  NotifyReceiver rx;
+  ASSERT_TRUE(rx.Bind(UniqueAbstractName()).ok());
+  DaemonConfig config;
+  config.global_extra = "ThreadPool \"IO\" { Concurrency = 1  Backlog = 1 }\n";
+  {
+    ScopedNotifyEnv env(rx.address());
+    absl::Status s = daemon_.Start(config);
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  Expect(rx, "READY");
+  const std::string ca_fifo = dir_.Sub("ca.fifo");
+  const std::string check_fifo = dir_.Sub("check.fifo");
+  ASSERT_EQ(mkfifo(ca_fifo.c_str(), 0600), 0) << strerror(errno);
+  ASSERT_EQ(mkfifo(check_fifo.c_str(), 0600), 0) << strerror(errno);
+  config.global_extra += absl::StrCat("tls_ca_file = \"", ca_fifo, "\"\n");
+  ASSERT_TRUE(WriteFile(daemon_.config_path(), daemon_.ConfigText(config)).ok());
+  // The IO pool's state, from `ringctl --json threadpool list`.
+  auto io_pool = [&](const std::string& field, int value) {
+    return absl::StrContains(Ringctl(Socket(), {"--json", "threadpool", "list"}).out,
+                             absl::StrCat("\"name\":\"IO\",\"concurrency\":1,", field, value));
+  };
+
+  RunResult reload, check;
+  std::atomic<bool> reloaded{false}, checked{false};
+  std::thread reloader([&] {
+    reload = Ringctl(Socket(), {"config", "reload"});
+    reloaded = true;
+  });
+  // The reload's worker blocks opening the CA FIFO (no writer yet).
+  EXPECT_TRUE(PollUntil(kBound, [&] { return io_pool("\"busy\":", 1); }));
+  std::thread checker([&] {
+    check = Ringctl(Socket(), {"config", "check", check_fifo});
+    checked = true;
+  });
+  EXPECT_TRUE(PollUntil(kBound, [&] { return io_pool("\"busy\":1,\"queued\":", 1); }))
+      << "the check never waited in the IO pool's backlog: "
+      << Ringctl(Socket(), {"threadpool", "list"}).out;
+
+  RunResult busy = Ringctl(Socket(), {"config", "check", daemon_.config_path()});
+  EXPECT_FALSE(busy.timed_out);
+  EXPECT_EQ(busy.exit_code, 1) << busy.out << busy.err;
+  EXPECT_THAT(busy.out + busy.err, HasSubstr("IO thread pool is busy"));
+  RunResult summary = Ringctl(Socket(), {"summary"});
+  EXPECT_EQ(summary.exit_code, 0) << summary.out << summary.err;
+
+  // Each writer's open completes a reader's open (ENXIO while there is none).
+  EXPECT_TRUE(PollUntil(kBound, [&] {
+    for (const std::string& fifo : {ca_fifo, check_fifo}) {
+      int writer = open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+      if (writer >= 0) close(writer);
+    }
+    return reloaded.load() && checked.load();
+  }));
+  reloader.join();
+  checker.join();
+  EXPECT_EQ(reload.exit_code, 1) << reload.out << reload.err;
+  EXPECT_THAT(reload.err, HasSubstr("reload refused"));
+  EXPECT_FALSE(check.timed_out);
+  EXPECT_THAT(check.out + check.err, Not(HasSubstr("busy")));
+}
+
 TEST_F(ServiceDaemonTest, UnusableNotifySocketIsAWarningNotAFailure) {
   absl::Status s;
   {
