@@ -213,8 +213,9 @@ void Recovery::ScanLoop(LoopListing* listing) {
 void Recovery::DropRecycleLeftovers(const LoopListing& listing) {
   bool removed = false;
   for (uint64_t seq : listing.recycling) {
-    std::string path = LoopDirPath(dir_, listing.loop) + "/" + RecycleFileName(seq);
-    RecycleLeftover leftover{SegmentId{listing.loop, seq}, path, false, ""};
+    const SegmentId id{listing.loop, seq};
+    std::string path = RecyclePath(dir_, id);
+    RecycleLeftover leftover{id, path, false, ""};
     if (options_.remove_recycle_leftovers) {
       if (::unlink(path.c_str()) == 0 || errno == ENOENT) {
         leftover.removed = removed = true;

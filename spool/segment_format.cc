@@ -159,6 +159,10 @@ std::string SegmentPath(std::string_view spool_dir, SegmentId id) {
   return LoopDirPath(spool_dir, id.loop) + "/" + SegmentFileName(id.seq);
 }
 
+std::string RecyclePath(std::string_view spool_dir, SegmentId id) {
+  return LoopDirPath(spool_dir, id.loop) + "/" + RecycleFileName(id.seq);
+}
+
 std::string QuarantineDirPath(std::string_view spool_dir) {
   std::string path(spool_dir);
   path += '/';

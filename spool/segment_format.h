@@ -131,6 +131,8 @@ std::string LoopDirName(uint32_t loop);                         // "3"
 std::optional<uint32_t> ParseLoopDirName(std::string_view name);  // at most kMaxLoopIndex
 std::string LoopDirPath(std::string_view spool_dir, uint32_t loop);
 std::string SegmentPath(std::string_view spool_dir, SegmentId id);
+// <spool_dir>/<loop>/<seq>.recycle: where segment `id` stands while a recycle makes it.
+std::string RecyclePath(std::string_view spool_dir, SegmentId id);
 std::string QuarantineDirPath(std::string_view spool_dir);
 
 // Rounds up to kRecordAlignBytes.

@@ -261,7 +261,7 @@ TEST_F(RecoveryTest, EmptySegmentsAndIgnoredEntries) {
   testing::MakeDirs(dir_.path() + "/1");
   testing::MakeDirs(dir_.path() + "/notaloop");
   testing::WriteFileBytes(dir_.path() + "/README", "hi");
-  testing::WriteFileBytes(dir_.path() + "/1/000000000007.seg", std::string(4096, '\0'));
+  testing::WriteFileBytes(SegmentPath(dir_.path(), SegmentId{1, 7}), std::string(4096, '\0'));
   testing::WriteFileBytes(dir_.path() + "/1/7.seg", "not canonical");
   testing::WriteFileBytes(dir_.path() + "/1/000000000008.seg.tmp", "temp");
   RecoveryResult r = Recover(dir_.path());

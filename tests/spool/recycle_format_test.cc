@@ -147,6 +147,7 @@ TEST(SegmentHeaderV2Test, FlagsAndVersionsRoundTrip) {
   EXPECT_EQ(ParseRecycleFileName("000000000017.recycle"), 17u);
   EXPECT_EQ(ParseRecycleFileName("000000000017.seg"), std::nullopt);
   EXPECT_EQ(ParseRecycleFileName(".recycle"), std::nullopt);
+  EXPECT_EQ(RecyclePath("/var/spool", SegmentId{2, 5}), "/var/spool/2/000000000005.recycle");
 }
 
 class RecycledFileTest : public ::testing::Test {
@@ -250,7 +251,7 @@ class RecycleCrashTest : public ::testing::Test {
 
   std::string Seg(uint64_t seq) { return SegmentPath(spool_, SegmentId{kLoop, seq}); }
   std::string Recycling(uint64_t seq) {
-    return LoopDirPath(spool_, kLoop) + "/" + RecycleFileName(seq);
+    return RecyclePath(spool_, SegmentId{kLoop, seq});
   }
   void Rename(const std::string& from, const std::string& to) {
     ASSERT_EQ(::rename(from.c_str(), to.c_str()), 0) << from;

@@ -192,12 +192,13 @@ TEST_F(SpoolToolTest, VerifyFindsTornTailOfAnOlderSegmentAndBadFiles) {
   EXPECT_NE(r.out.find("not the newest segment"), std::string::npos) << r.out;
 
   TempDir other;
-  testing::MakeDirs(other.path() + "/0");
-  testing::WriteFileBytes(other.path() + "/0/000000000001.seg", "garbage, not a segment");
+  const std::string garbage = SegmentPath(other.path(), SegmentId{0, 1});
+  testing::MakeDirs(LoopDirPath(other.path(), 0));
+  testing::WriteFileBytes(garbage, "garbage, not a segment");
   r = Run({"verify", other.path()});
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_NE(r.out.find("would be quarantined"), std::string::npos) << r.out;
-  EXPECT_TRUE(testing::FileExists(other.path() + "/0/000000000001.seg"));  // read-only
+  EXPECT_TRUE(testing::FileExists(garbage));  // read-only
 }
 
 // A recycle interrupted by a stop (spool/segment_writer.h Recycle): a drained segment renamed
@@ -211,7 +212,7 @@ TEST_F(SpoolToolTest, VerifyListsInterruptedRecyclesWithoutCallingThemDamage) {
     SegmentFileWriter drained(spool_.path(), SegmentId{0, 3});
     drained.AppendMessage(stale);
   }
-  const std::string recycle = LoopDirPath(spool_.path(), 0) + "/" + RecycleFileName(4);
+  const std::string recycle = RecyclePath(spool_.path(), SegmentId{0, 4});
   ASSERT_EQ(::rename(SegmentPath(spool_.path(), SegmentId{0, 3}).c_str(), recycle.c_str()), 0);
 
   RunResult r = Run({"verify", spool_.path()});
