@@ -24,7 +24,8 @@
 # --compare DIR adds `ringmaild-b`: the ringmaild and ringload of another build (e.g. the
 # commit before a change), offload on, in the same interleaving, for a same-run A/B.
 # ringmaild's CPU per message is read from /proc/PID/stat (utime + stime) around each run,
-# and resumed cells print the share of handshakes that resumed. Cells are
+# the client's (ringload: its half of every handshake shares the same cores) from
+# /usr/bin/time, and resumed cells print the share of handshakes that resumed. Cells are
 # interleaved (for each run: every mode of every system in turn), so a ratio compares runs
 # made under the same machine load. Prints one TSV line per cell and a median summary.
 # The certificate is a throwaway ECDSA P-256 one made with openssl in a temporary directory.
@@ -154,8 +155,8 @@ if [[ $POSTFIX -eq 1 ]]; then
   wait_port "$PF_PORT" 100 || { echo "postfix did not start"; exit 1; }
 fi
 
-# cell SYSTEM PORT MODE -> "msgs_per_s cpu_us_per_msg resumed_pct" (cpu only for ringmaild,
-# resumed share only for the resumed mode)
+# cell SYSTEM PORT MODE -> "msgs_per_s cpu_us_per_msg resumed_pct client_cpu_us_per_msg" (cpu
+# only for ringmaild, resumed share only for the resumed mode)
 cell() {
   local system=$1 port=$2 mode=$3 extra=() before after out pid="" load=$RINGLOAD
   case $mode in
@@ -174,14 +175,19 @@ cell() {
     [[ $mode != plain ]] && extra+=(--no-tls-offload)
   fi
   [[ -n $pid ]] && before=$(proc_cpu_ticks "$pid")
-  out=$(timeout 300 "$load" send --target "127.0.0.1:$port" --connections "$CONNS" \
+  out=$(/usr/bin/time -f "%U %S" -o "$WORK/client.time" \
+    timeout 300 "$load" send --target "127.0.0.1:$port" --connections "$CONNS" \
     --messages "$MESSAGES" --size "$SIZE" --rcpt-template "rcpt{n}@bench.test" \
     --io-timeout 120 --json --quiet "${extra[@]}" 2>/dev/null)
   local mps
   mps=$(sed -n 's/.*"messages_per_s":\([0-9.]*\).*/\1/p' <<<"$out")
   local errors
   errors=$(sed -n 's/.*"errors":\([0-9]*\).*/\1/p' <<<"$out")
-  [[ -z $mps || ${errors:-1} != 0 ]] && { echo "- - -"; return; }
+  [[ -z $mps || ${errors:-1} != 0 ]] && { echo "- - - -"; return; }
+  local ccpu
+  ccpu=$(awk -v n="$MESSAGES" 'NF == 2 && $1 ~ /^[0-9.]+$/ { c = ($1 + $2) * 1e6 / n }
+                               END { if (c != "") printf "%.1f", c; else print "-" }' \
+         "$WORK/client.time")
   local cpu=- resumed=-
   if [[ -n $pid ]]; then
     after=$(proc_cpu_ticks "$pid")
@@ -195,10 +201,10 @@ cell() {
       -v r="$(sed -n 's/.*"tls_resumed":\([0-9]*\).*/\1/p' <<<"$out")" \
       'BEGIN { printf "%.0f", (h > 0 ? 100 * r / h : 0) }')
   fi
-  echo "$mps $cpu $resumed"
+  echo "$mps $cpu $resumed $ccpu"
 }
 
-echo -e "run\tsystem\tmode\tmsgs_per_s\tcpu_us_per_msg\tresumed_pct"
+echo -e "run\tsystem\tmode\tmsgs_per_s\tcpu_us_per_msg\tresumed_pct\tclient_cpu_us_per_msg"
 TSV=$WORK/cells.tsv
 for run in $(seq "$RUNS"); do
   for mode in $MODES; do
@@ -210,8 +216,8 @@ for run in $(seq "$RUNS"); do
       [[ $system == postfix ]] && port=$PF_PORT
       [[ $system == ringmaild-sw ]] && port=$SW_PORT
       [[ $system == ringmaild-b ]] && port=$B_PORT
-      read -r mps cpu resumed < <(cell "$system" "$port" "$mode")
-      echo -e "$run\t$system\t$mode\t$mps\t$cpu\t$resumed" | tee -a "$TSV"
+      read -r mps cpu resumed ccpu < <(cell "$system" "$port" "$mode")
+      echo -e "$run\t$system\t$mode\t$mps\t$cpu\t$resumed\t$ccpu" | tee -a "$TSV"
     done
   done
 done
@@ -229,8 +235,11 @@ for key in "ringmaild reused" "ringmaild new" "ringmaild resumed" "ringmaild pla
         median)
   resumed=$(awk -F'\t' -v s="$1" -v m="$2" '$2 == s && $3 == m && $6 != "-" { print $6 }' \
             "$TSV" | median)
+  ccpu=$(awk -F'\t' -v s="$1" -v m="$2" '$2 == s && $3 == m && $7 != "-" { print $7 }' "$TSV" |
+         median)
   if [[ -n $mps ]]; then  # (not `&&`: a skipped last row would be the script's status)
-    printf "%-12s %-8s %10s msg/s   ringmaild cpu %s us/msg%s\n" "$1" "$2" "$mps" "${cpu:--}" \
+    printf "%-12s %-8s %10s msg/s   ringmaild cpu %s us/msg   client cpu %s us/msg%s\n" \
+      "$1" "$2" "$mps" "${cpu:--}" "${ccpu:--}" \
       "${resumed:+   resumed ${resumed}% of handshakes}"
   fi
 done
@@ -254,6 +263,8 @@ for mode in reused new resumed; do
       "$(ratio "$(med ringmaild-b "$mode" 4)" "$(med postfix "$mode" 4)")" \
       "cpu ringmaild/ringmaild-b" \
       "$(ratio "$(med ringmaild "$mode" 5)" "$(med ringmaild-b "$mode" 5)")"
+    printf "%-8s client cpu ringmaild/ringmaild-b %s\n" "$mode" \
+      "$(ratio "$(med ringmaild "$mode" 7)" "$(med ringmaild-b "$mode" 7)")"
   fi
 done
 printf "cpu per message, TLS reused / plain: ringmaild %s   ringmaild-sw %s\n" \

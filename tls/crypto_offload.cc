@@ -12,6 +12,8 @@
 #include <openssl/sha.h>
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <sys/random.h>
 
 // wolfSSL after OpenSSL: Debian's wolfssl/options.h defines OPENSSL_NO_EC (for its own
 // compatibility layer), which would empty openssl/ec.h. options.h first among wolfSSL's:
@@ -22,6 +24,7 @@
 #include <wolfssl/wolfcrypt/curve25519.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/random.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 #include <wolfssl/wolfcrypt/wc_port.h>
 
@@ -69,7 +72,7 @@ struct alignas(64) Counter {
 struct Counters {
   Counter gcm_enc, gcm_dec, gcm_auth_fail, ecc_keygen, ecdh, ecdsa_sign, ecdsa_verify,
       x25519_keygen, x25519_shared, x25519_routed, x25519_zero_refused, sha256_finals,
-      declined, errors;
+      seeds, declined, errors;
 };
 Counters g_counts;
 
@@ -732,6 +735,7 @@ CryptoOffloadCounts GetCryptoOffloadCounts() {
   c.x25519_routed = g_counts.x25519_routed.Get();
   c.x25519_zero_refused = g_counts.x25519_zero_refused.Get();
   c.sha256_finals = g_counts.sha256_finals.Get();
+  c.seeds = g_counts.seeds.Get();
   c.declined = g_counts.declined.Get();
   c.errors = g_counts.errors.Get();
   return c;
@@ -901,3 +905,36 @@ extern "C" int wc_Sha256Final(wc_Sha256* sha256, byte* hash) {
 }
 
 #pragma GCC diagnostic pop
+
+// ---- DRBG seeds ------------------------------------------------------------------------
+//
+// wolfSSL instantiates a Hash-DRBG for every WOLFSSL object (so for every connection, on
+// both ends) and seeds it from wc_GenerateSeed, which in Debian's build opens /dev/urandom,
+// reads and closes it: three system calls per instantiation (two instantiations per
+// connection in a TLS 1.3 client). getrandom(2) reads the same kernel generator in one
+// call, without a file descriptor (and, unlike the device, waits for the generator's first
+// seeding at boot). libwolfssl.so calls wc_GenerateSeed through its PLT; on any failure of
+// getrandom wolfSSL's own source runs.
+
+namespace ringmail::tls {
+namespace {
+using GenerateSeedFn = int (*)(OS_Seed*, byte*, word32);
+}  // namespace
+}  // namespace ringmail::tls
+
+extern "C" int wc_GenerateSeed(OS_Seed* os, byte* output, word32 sz) {
+  using namespace ringmail::tls;
+  static const GenerateSeedFn own = WolfSslOwn<GenerateSeedFn>("wc_GenerateSeed");
+  if (output == nullptr) return own(os, output, sz);
+  word32 done = 0;
+  while (done < sz) {
+    const ssize_t n = getrandom(output + done, sz - done, 0);
+    if (n > 0) {
+      done += static_cast<word32>(n);
+    } else if (n < 0 && errno != EINTR) {
+      return own(os, output, sz);  // no getrandom (ENOSYS, a seccomp filter): the device
+    }
+  }
+  g_counts.seeds.Add();
+  return 0;
+}

@@ -35,6 +35,9 @@
 //   (TLS transcripts, HMAC/HKDF, the Hash-DRBG, certificates) while the process switch is on:
 //   libcrypto's SHA-256 (SHA extensions/AVX2) continues wolfSSL's own hash state in place, so
 //   the object stays exactly what wolfSSL's C would have left.
+// - DRBG seeds: wc_GenerateSeed likewise, for every wolfSSL random generator in the process
+//   (one per connection): getrandom(2) instead of opening, reading and closing /dev/urandom
+//   (the same kernel generator, one system call), wolfSSL's own if getrandom fails.
 #pragma once
 
 #include <cstdint>
@@ -72,6 +75,7 @@ struct CryptoOffloadCounts {
   uint64_t x25519_routed = 0;       // wolfSSL's device-less X25519 keys given the device
   uint64_t x25519_zero_refused = 0;  // X25519 results refused as all-zero (any caller)
   uint64_t sha256_finals = 0;        // SHA-256 hashes finished on libcrypto (any caller)
+  uint64_t seeds = 0;                // DRBG seeds read with getrandom(2) (any caller)
   uint64_t declined = 0;  // calls answered CRYPTOCB_UNAVAILABLE (wolfSSL's software ran)
   uint64_t errors = 0;    // libcrypto failures reported to wolfSSL as errors
 };

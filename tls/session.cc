@@ -286,7 +286,7 @@ TlsResult TlsSession::Read(std::string* out, size_t max_bytes) {
   }
   char buf[kRecordPlaintextMax];
   size_t got = 0;
-  while (got < max_bytes) {
+  while (got < max_bytes && !NothingToRead()) {
     const int want = static_cast<int>(std::min(sizeof(buf), max_bytes - got));
     const int n = wolfSSL_read(ssl_, buf, want);
     if (n > 0) {
@@ -311,6 +311,7 @@ TlsResult TlsSession::ReadView(std::string_view* plain) {
     const TlsResult r = Handshake();
     if (r != TlsResult::kOk) return r;
   }
+  if (NothingToRead()) return TlsResult::kWantRead;
   // One record's plaintext at most; shared by the thread's sessions (see the header), so
   // an idle connection holds no plaintext buffer of its own.
   thread_local char buf[kRecordPlaintextMax];
@@ -323,6 +324,16 @@ TlsResult TlsSession::ReadView(std::string_view* plain) {
   if (failed_) return TlsResult::kError;
   if (closed_) return TlsResult::kClosed;
   return TlsResult::kWantRead;
+}
+
+// wolfSSL (TLS, no read-ahead) asks the receive callback for exactly the bytes of the record
+// it is reading, so it holds at most part of one record: with nothing in in_, no end of
+// stream and no decrypted bytes pending, wolfSSL_read can only answer WANT_READ. Such an
+// answer is not free in Debian's build (OPENSSL_EXTRA): WOLFSSL_ERROR_LINE takes the error
+// queue's global mutex and formats a message for every WANT_READ, once per received batch on
+// every connection, so Read and ReadView do not ask.
+bool TlsSession::NothingToRead() const {
+  return ciphertext_in_bytes() == 0 && !eof_ && wolfSSL_pending(ssl_) == 0;
 }
 
 bool TlsSession::HasBufferedInput() const {

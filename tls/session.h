@@ -187,6 +187,7 @@ class TlsSession {
   void ReadStopped(int n);
   void Established();
   void CompactIn();
+  bool NothingToRead() const;  // wolfSSL_read could only answer WANT_READ
 
   static int RecvCallback(WOLFSSL* ssl, char* buf, int size, void* self);
   static int SendCallback(WOLFSSL* ssl, char* buf, int size, void* self);

@@ -1094,5 +1094,24 @@ TEST(CryptoOffloadSClientTest, OpensslClientHandshakeRunsOnLibcrypto) {
   EXPECT_GE(after.ecdsa_sign - before.ecdsa_sign, 1u);
 }
 
+// wolfSSL seeds every DRBG through wc_GenerateSeed, which this process answers with
+// getrandom(2): a generator made by wolfSSL counts a seed, and the seeds are not constant.
+TEST(CryptoOffloadSeedTest, WolfSslDrbgsAreSeededWithGetrandom) {
+  const uint64_t before = GetCryptoOffloadCounts().seeds;
+  WC_RNG rng;
+  ASSERT_EQ(wc_InitRng(&rng), 0);
+  byte block[32] = {};
+  EXPECT_EQ(wc_RNG_GenerateBlock(&rng, block, sizeof(block)), 0);
+  EXPECT_EQ(wc_FreeRng(&rng), 0);
+  EXPECT_GE(GetCryptoOffloadCounts().seeds, before + 1);
+  byte a[64] = {};
+  byte b[64] = {};
+  OS_Seed os = {};
+  ASSERT_EQ(wc_GenerateSeed(&os, a, sizeof(a)), 0);
+  ASSERT_EQ(wc_GenerateSeed(&os, b, sizeof(b)), 0);
+  EXPECT_NE(std::memcmp(a, b, sizeof(a)), 0);
+  EXPECT_GE(GetCryptoOffloadCounts().seeds, before + 3);
+}
+
 }  // namespace
 }  // namespace ringmail::tls

@@ -241,6 +241,58 @@ TEST_F(TlsSessionTest, ReadHandsOutAtMostWhatIsAsked) {
   EXPECT_FALSE(server->HasBufferedInput());
 }
 
+// Read and ReadView skip wolfSSL_read when nothing is buffered (session.cc NothingToRead):
+// records fed a byte at a time, and several records fed at once, all come out, so wolfSSL
+// holds no complete record that the engine would not offer it again.
+TEST_F(TlsSessionTest, RecordsFedInPiecesAndTogetherAllComeOut) {
+  auto server = Server(ServerContext(*server_cert_));
+  auto client = Client(ClientContext(), "mx.test", VerifyMode::kRecord);
+  ASSERT_TRUE(server && client);
+  TlsResult cr, sr;
+  Handshake(*client, *server, &cr, &sr);
+  ASSERT_EQ(sr, TlsResult::kOk);
+  size_t used = 0;
+  ASSERT_EQ(client->Write("first record\r\n", &used), TlsResult::kOk);
+  const std::string one = client->TakeCiphertext();
+  std::string got;
+  std::string_view view;
+  for (char c : one) {
+    EXPECT_TRUE(got.empty());
+    ASSERT_EQ(server->FeedCiphertext(std::string_view(&c, 1)), 1u);
+    const TlsResult r = server->ReadView(&view);
+    if (r == TlsResult::kOk) got.append(view);
+    ASSERT_TRUE(r == TlsResult::kOk || r == TlsResult::kWantRead) << server->error();
+  }
+  EXPECT_EQ(got, "first record\r\n");
+  EXPECT_EQ(server->ReadView(&view), TlsResult::kWantRead);
+  std::string three;
+  for (const char* text : {"a\r\n", "b\r\n", "c\r\n"}) {
+    ASSERT_EQ(client->Write(text, &used), TlsResult::kOk);
+    three += client->TakeCiphertext();
+  }
+  ASSERT_EQ(server->FeedCiphertext(three), three.size());
+  got.clear();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(server->ReadView(&view), TlsResult::kOk) << i;
+    got.append(view);
+  }
+  EXPECT_EQ(got, "a\r\nb\r\nc\r\n");
+  EXPECT_EQ(server->ReadView(&view), TlsResult::kWantRead);
+  // The same through Read, in one call.
+  three.clear();
+  for (const char* text : {"d\r\n", "e\r\n", "f\r\n"}) {
+    ASSERT_EQ(client->Write(text, &used), TlsResult::kOk);
+    three += client->TakeCiphertext();
+  }
+  ASSERT_EQ(server->FeedCiphertext(three), three.size());
+  got.clear();
+  ASSERT_EQ(server->Read(&got, 100), TlsResult::kOk);
+  EXPECT_EQ(got, "d\r\ne\r\nf\r\n");
+  // An end of stream is still reported with nothing buffered.
+  server->FeedEof();
+  EXPECT_EQ(server->ReadView(&view), TlsResult::kClosed);
+}
+
 TEST_F(TlsSessionTest, UntrustedCertificateFailsWhenRequired) {
   auto server = Server(ServerContext(*rogue_cert_));
   auto client = Client(ClientContext(), "mx.test", VerifyMode::kRequire);
