@@ -46,10 +46,7 @@ void Acceptor::Close() {
   if (closed_) return;
   closed_ = true;
   loop_.timers().Cancel(retry_);
-  if (!op_.idle()) {
-    io_uring_prep_cancel64(loop_.ring().PrepareUntracked(), reinterpret_cast<uint64_t>(&op_),
-                           0);
-  }
+  loop_.ring().Cancel(op_);
 }
 
 void Acceptor::StopListening() {

@@ -133,6 +133,11 @@ io_uring_sqe* Ring::PrepareUntracked() {
   return sqe;
 }
 
+void Ring::Cancel(const Operation& op) {
+  if (op.idle()) return;
+  io_uring_prep_cancel64(PrepareUntracked(), reinterpret_cast<uint64_t>(&op), 0);
+}
+
 int Ring::SubmitAndWait(unsigned wait_nr, int64_t timeout_ns) {
   int rc;
   if (timeout_ns < 0) {

@@ -96,6 +96,10 @@ class Ring {
   io_uring_sqe* Prepare(Operation& op);
   // An SQE whose completion is ignored (fire-and-forget: cancels, MSG_RING wakes).
   io_uring_sqe* PrepareUntracked();
+  // Asks the kernel to cancel `op` if it is in flight, matched by its user_data (the fd it
+  // uses may already be another socket's). Fire-and-forget: `op`'s own completion still
+  // arrives (-ECANCELED, or its result if it finished first). Nothing when `op` is idle.
+  void Cancel(const Operation& op);
 
   // Submits queued SQEs and waits for at least `wait_nr` completions or `timeout_ns`
   // (negative: no timeout). Returns the number submitted, or a negative errno

@@ -205,10 +205,7 @@ void BodyReader::TakeEncoded(std::string* out) {
 
 void BodyReader::Cancel(core::Loop& loop) {
   cancelled_ = true;
-  if (!read_op_.idle()) {
-    io_uring_prep_cancel64(loop.ring().PrepareUntracked(), reinterpret_cast<uint64_t>(&read_op_),
-                           0);
-  }
+  loop.ring().Cancel(read_op_);
 }
 
 void BodyReader::Reset() {

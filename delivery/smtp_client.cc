@@ -65,11 +65,6 @@ std::string Printable(std::string_view text) {
   return out;
 }
 
-void CancelOp(core::Loop& loop, const core::Operation& op) {
-  if (op.idle()) return;
-  io_uring_prep_cancel64(loop.ring().PrepareUntracked(), reinterpret_cast<uint64_t>(&op), 0);
-}
-
 }  // namespace
 
 SmtpClient::SmtpClient(core::Loop& loop, dns::Resolver& resolver, BodyFiles& files,
@@ -771,10 +766,10 @@ void SmtpClient::Disconnect(bool final) {
   loop_.timers().Cancel(deadline_);
   if (mx_lookup_.pending()) resolver_.Cancel(mx_lookup_);
   if (host_lookup_.pending()) resolver_.Cancel(host_lookup_);
-  CancelOp(loop_, connect_op_);
-  CancelOp(loop_, connect_timeout_op_);
-  CancelOp(loop_, recv_op_);
-  CancelOp(loop_, send_op_);  // a peer that does not read must not hold the connection
+  loop_.ring().Cancel(connect_op_);
+  loop_.ring().Cancel(connect_timeout_op_);
+  loop_.ring().Cancel(recv_op_);
+  loop_.ring().Cancel(send_op_);  // a peer that does not read must not hold the connection
   body_.Cancel(loop_);
   MaybeFinishDisconnect();
 }

@@ -241,12 +241,8 @@ void Channel::SockState(int fd, bool readable, bool writable) {
 void Channel::Retire(std::unique_ptr<SocketWatch> watch) {
   watch->retired = true;
   ++stats_.sockets_closed;
-  for (core::Operation* op : {&watch->read_op, &watch->write_op}) {
-    if (op->idle()) continue;
-    // By user_data: the fd number may already belong to another socket.
-    io_uring_sqe* sqe = loop_.ring().PrepareUntracked();
-    io_uring_prep_cancel64(sqe, reinterpret_cast<uintptr_t>(op), 0);
-  }
+  // By user_data (Ring::Cancel): the fd number may already belong to another socket.
+  for (core::Operation* op : {&watch->read_op, &watch->write_op}) loop_.ring().Cancel(*op);
   retired_.push_back(std::move(watch));
 }
 

@@ -110,12 +110,8 @@ class ControlListener::Connection {
     }
     closing_ = true;
     loop().timers().Cancel(idle_);
-    for (core::Operation* op : {&recv_op_, &send_op_}) {
-      if (!op->idle()) {
-        io_uring_prep_cancel64(loop().ring().PrepareUntracked(),
-                               reinterpret_cast<uint64_t>(op), 0);
-      }
-    }
+    loop().ring().Cancel(recv_op_);
+    loop().ring().Cancel(send_op_);
     MaybeFinishClose();
   }
   void MaybeFinishClose() {

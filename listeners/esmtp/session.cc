@@ -216,8 +216,7 @@ void Session::FeedBytes(std::string_view bytes) {
 void Session::StopReading() {
   if (!recv_armed_ || recv_cancel_sent_) return;
   // The client must wait for our replies (TCP back-pressure); Pump re-arms the recv.
-  io_uring_sqe* sqe = listener_.loop().ring().PrepareUntracked();
-  io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&recv_op_), 0);
+  listener_.loop().ring().Cancel(recv_op_);
   recv_cancel_sent_ = true;
 }
 
@@ -481,12 +480,8 @@ void Session::BeginClose() {
     slot_ = SlotState::kNone;
   }
   core::Ring& ring = listener_.loop().ring();
-  if (!recv_op_.idle()) {
-    io_uring_prep_cancel64(ring.PrepareUntracked(), reinterpret_cast<uint64_t>(&recv_op_), 0);
-  }
-  if (!send_op_.idle()) {  // a client that does not read must not hold the session
-    io_uring_prep_cancel64(ring.PrepareUntracked(), reinterpret_cast<uint64_t>(&send_op_), 0);
-  }
+  ring.Cancel(recv_op_);
+  ring.Cancel(send_op_);  // a client that does not read must not hold the session
   MaybeFinishClose();
 }
 

@@ -379,8 +379,7 @@ void Connection::ArmRecv() {
 
 void Connection::StopReading() {
   if (!recv_armed_ || recv_cancel_sent_ || recv_op_.idle()) return;
-  io_uring_sqe* sqe = listener_.loop().ring().PrepareUntracked();
-  io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&recv_op_), 0);
+  listener_.loop().ring().Cancel(recv_op_);
   recv_cancel_sent_ = true;
 }
 
@@ -551,12 +550,8 @@ void Connection::BeginClose() {
   closing_ = true;
   listener_.loop().timers().Cancel(deadline_);
   core::Ring& ring = listener_.loop().ring();
-  if (!recv_op_.idle()) {
-    io_uring_prep_cancel64(ring.PrepareUntracked(), reinterpret_cast<uint64_t>(&recv_op_), 0);
-  }
-  if (!send_op_.idle()) {  // a client that does not read must not hold the connection
-    io_uring_prep_cancel64(ring.PrepareUntracked(), reinterpret_cast<uint64_t>(&send_op_), 0);
-  }
+  ring.Cancel(recv_op_);
+  ring.Cancel(send_op_);  // a client that does not read must not hold the connection
   MaybeFinishClose();
 }
 
