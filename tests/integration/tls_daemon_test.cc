@@ -529,6 +529,8 @@ TEST_F(TlsDaemonTest, RingloadSinkOffersStartTls) {
                            kTlsToolTimeout);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("TLS TLSv1.3 "));
+  // The sink answers 250 and then writes its dump file off the reply path.
+  EXPECT_TRUE(PollUntil(Millis(10'000), [&] { return sink.DumpCount() >= 1; }));
   EXPECT_EQ(sink.DumpCount(), 1u);
   // Plaintext pipelined behind STARTTLS is discarded there too.
   SmtpClient c;
