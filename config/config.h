@@ -13,9 +13,9 @@
 //   |- global : GlobalOptions        spool_dir, log_dir, license, user, group, hostname,
 //   |                                 postmaster, resolvers, dns_timeout, dns_cache_entries,
 //   |                                 retry_interval, max_retry_interval, message_expiration,
-//   |                                 completion_wait, delivery_pool, maintainer_pool,
-//   |                                 remote_smtp_port, default_route, max_outbound_connections,
-//   |                                 domain_max_outbound_connections,
+//   |                                 completion_wait, pin_event_loops, delivery_pool,
+//   |                                 maintainer_pool, remote_smtp_port, default_route,
+//   |                                 max_outbound_connections, domain_max_outbound_connections,
 //   |                                 max_deliveries_per_connection,
 //   |                                 outbound_idle_timeout, outbound_tls,
 //   |                                 tls_handshake_timeout (ESMTP_Listener inherits it),
@@ -83,6 +83,7 @@ struct GlobalOptions {
   absl::Duration max_retry_interval;
   absl::Duration message_expiration;
   absl::Duration completion_wait;  // per loop turn: extra wait for more completions
+  bool pin_event_loops = true;      // each loop thread on one CPU (core/loop_pool.h)
   std::string delivery_pool;       // canonical eventloop pool name; empty: the master loop
   std::string maintainer_pool;
   uint16_t remote_smtp_port = 25;

@@ -213,6 +213,10 @@ constexpr KeySpec kKeys[] = {
         kLive, "age at which undelivered recipients bounce"),
     Key<kG, VT::kDuration, &G::completion_wait>("completion_wait", "0", 0, Ms(100), kRestart,
         "per loop turn, extra wait for more completions to batch; 0: none"),
+    Key<kG, VT::kBool, &G::pin_event_loops>("pin_event_loops", "true", 0, 0, kRestart,
+        "pin each event loop thread to one CPU; false leaves loops, and the io-wq workers "
+        "doing their spool writes and syncs (which share a pinned loop's CPU), to the "
+        "scheduler"),
     Key<kG, VT::kString, &G::delivery_pool>("delivery_pool", "\"\"", 0, 0, kRestart,
         "eventloop pool owning domains and outbound sessions; empty: master loop"),
     Key<kG, VT::kString, &G::maintainer_pool>("maintainer_pool", "\"\"", 0, 0, kRestart,

@@ -64,6 +64,7 @@ TEST(LoadTest, EmptyFileGivesEveryDefault) {
   EXPECT_EQ(g.max_retry_interval, absl::Hours(1));
   EXPECT_EQ(g.message_expiration, absl::Hours(24 * 5));
   EXPECT_EQ(g.completion_wait, absl::ZeroDuration());
+  EXPECT_TRUE(g.pin_event_loops);
   EXPECT_EQ(g.delivery_pool, "");
   EXPECT_EQ(g.remote_smtp_port, 25);
   EXPECT_TRUE(g.default_route.empty());

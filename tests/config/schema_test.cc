@@ -243,6 +243,7 @@ TEST(SchemaValuesTest, QuotedNumbersBoolsAndLoneListItems) {
       "spool_segment_recycle = no\n"
       "retry_interval = 90\n"  // bare integer: seconds
       "completion_wait = 250us\n"
+      "pin_event_loops = off\n"
       "resolvers = \"[::1]\"\n"
       "ESMTP_Listener { require_tls = no  relay_domains = \"Example.COM.\" }\n");
   ASSERT_NE(c, nullptr);
@@ -251,6 +252,7 @@ TEST(SchemaValuesTest, QuotedNumbersBoolsAndLoneListItems) {
   EXPECT_FALSE(c->global.spool_segment_recycle);
   EXPECT_EQ(c->global.retry_interval, absl::Seconds(90));
   EXPECT_EQ(c->global.completion_wait, absl::Microseconds(250));
+  EXPECT_FALSE(c->global.pin_event_loops);
   ASSERT_EQ(c->global.resolvers.size(), 1u);
   EXPECT_EQ(c->global.resolvers[0].ToString(), "[::1]:53");
   EXPECT_FALSE(c->esmtp.require_tls);

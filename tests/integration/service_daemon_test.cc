@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <optional>
@@ -26,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -360,6 +362,56 @@ TEST_F(ServiceDaemonTest, AFullIoPoolAnswersBusyAndTheMasterKeepsServing) {
   EXPECT_THAT(reload.err, HasSubstr("reload refused"));
   EXPECT_FALSE(check.timed_out);
   EXPECT_THAT(check.out + check.err, Not(HasSubstr("busy")));
+}
+
+// The CPUs each thread of `pid` may run on (/proc/PID/task/*/status Cpus_allowed_list), by
+// thread name.
+std::vector<std::pair<std::string, std::string>> ThreadCpus(pid_t pid) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::error_code ec;
+  const std::string tasks = absl::StrCat("/proc/", pid, "/task");
+  for (const auto& e : std::filesystem::directory_iterator(tasks, ec)) {
+    absl::StatusOr<std::string> status = ReadFile(e.path().string() + "/status");
+    if (!status.ok()) continue;
+    std::string name, cpus;
+    for (absl::string_view line : absl::StrSplit(*status, '\n')) {
+      if (absl::ConsumePrefix(&line, "Name:")) name = std::string(absl::StripAsciiWhitespace(line));
+      if (absl::ConsumePrefix(&line, "Cpus_allowed_list:")) {
+        cpus = std::string(absl::StripAsciiWhitespace(line));
+      }
+    }
+    out.emplace_back(name, cpus);
+  }
+  return out;
+}
+
+// pin_event_loops: by default every loop is on one CPU (`eventloop list` names it, and the
+// thread's affinity says so); `pin_event_loops = false` leaves every thread on all CPUs.
+TEST_F(ServiceDaemonTest, PinEventLoopsFalseLeavesLoopsToTheScheduler) {
+  if (sysconf(_SC_NPROCESSORS_ONLN) < 2) GTEST_SKIP() << "one CPU: pinned looks like unpinned";
+  const std::string all_cpus = ThreadCpus(getpid()).front().second;
+  DaemonConfig config;
+  ASSERT_TRUE(daemon_.Start(config).ok()) << daemon_.StderrText();
+  RunResult pinned = Ringctl(Socket(), {"--json", "eventloop", "list"});
+  ASSERT_EQ(pinned.exit_code, 0) << pinned.err;
+  EXPECT_THAT(pinned.out, HasSubstr("\"cpu\":0"));
+  EXPECT_THAT(pinned.out, Not(HasSubstr("\"cpu\":-1")));
+  std::vector<std::pair<std::string, std::string>> threads = ThreadCpus(daemon_.pid());
+  EXPECT_TRUE(std::any_of(threads.begin(), threads.end(), [&](const auto& t) {
+    return t.second != all_cpus;
+  })) << "no thread of the daemon is pinned";
+  ASSERT_TRUE(daemon_.Stop().ok());
+
+  config.global_extra = "pin_event_loops = false\n";
+  ASSERT_TRUE(daemon_.Start(config).ok()) << daemon_.StderrText();
+  RunResult unpinned = Ringctl(Socket(), {"--json", "eventloop", "list"});
+  ASSERT_EQ(unpinned.exit_code, 0) << unpinned.err;
+  EXPECT_THAT(unpinned.out, HasSubstr("\"cpu\":-1"));
+  EXPECT_THAT(unpinned.out, Not(HasSubstr("\"cpu\":0")));
+  EXPECT_FALSE(SendOne(daemon_.port()).empty());
+  for (const auto& [name, cpus] : ThreadCpus(daemon_.pid())) {
+    EXPECT_EQ(cpus, all_cpus) << "thread " << name;
+  }
 }
 
 TEST_F(ServiceDaemonTest, UnusableNotifySocketIsAWarningNotAFailure) {

@@ -117,6 +117,7 @@ absl::Status Daemon::Prepare() {
     lo.pools.push_back(core::LoopPoolSpec{lc.pool, lc.loops});
   }
   lo.available_cpus = cpus_;
+  lo.pin = config_->global.pin_event_loops;
   lo.completion_wait_us = absl::ToInt64Microseconds(config_->global.completion_wait);
   loops_ = std::make_unique<core::LoopSet>(lo);
   return absl::OkStatus();
