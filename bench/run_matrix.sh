@@ -23,6 +23,8 @@
 #   ringmaild-allocate  ringmaild with spool_segment_fill = "allocate" (fallocate only, the
 #             default before session 4), smtp-source cells only: the A/B of zero-filled
 #             segments in the same run
+#   ringmaild-unpinned  ringmaild with pin_event_loops = false, smtp-source cells only: the
+#             A/B of pinned loops (whose io-wq workers share their one CPU) in the same run
 #   ringmaild-drain, ringmaild-drain-allocate, ringmaild-drain-norecycle  smtp-source cells
 #             only: ringmaild with bench.test routed to an smtp-sink on 127.0.0.1 instead of
 #             suspended, so accepted mail is delivered and segments drain during the cell —
@@ -55,6 +57,7 @@ SECTION=ringload-matrix
 SOURCE_ONLY=0
 FILL=zeros
 RECYCLE=true
+PIN=true
 DRAIN=0
 DRAIN_PID=""
 CELL_TIMEOUT=180
@@ -127,7 +130,7 @@ count_for() {
   # messages in 0.2-0.35 s, a third of the rate the same load reaches over 2000 messages.
   case $system in
     *postfix) base=$((base / 20)) ;;
-    *ringmaild | *ringmaild_alloc | *ringmaild_drain*) base=$((base / 2)) ;;
+    *ringmaild | *ringmaild_alloc | *ringmaild_unpin* | *ringmaild_drain*) base=$((base / 2)) ;;
   esac
   base=$(awk -v b="$base" -v s="$SCALE" 'BEGIN { printf "%d", b * s }')
   local floor=$((conns * 3))
@@ -184,6 +187,7 @@ Domain \"bench.test\" { routes = \"[127.0.0.1]:$drain_port\" }"
 spool_dir = "$WORK/ringmaild/spool"
 spool_segment_fill = "$FILL"
 spool_segment_recycle = $RECYCLE
+pin_event_loops = $PIN
 log_dir = "$WORK/ringmaild/logs"
 $drain_conf
 $loops
@@ -209,6 +213,7 @@ start_ringmaild_allocate() { FILL=allocate start_ringmaild; }
 start_ringmaild_drain() { DRAIN=1 start_ringmaild; }
 start_ringmaild_drain_allocate() { DRAIN=1 FILL=allocate start_ringmaild; }
 start_ringmaild_drain_norecycle() { DRAIN=1 RECYCLE=false start_ringmaild; }
+start_ringmaild_unpinned() { PIN=false start_ringmaild; }
 
 # Clients: print "seconds" (wall clock) or nothing on failure.
 client_smtp_source() {
@@ -268,6 +273,7 @@ label() {
     rlpipe_rlsink) echo "ringload send --pipelining → ringload sink" ;;
     src_ringmaild) echo "smtp-source → ringmaild (acceptance)" ;;
     src_ringmaild_alloc) echo "smtp-source → ringmaild, fallocate-only segments" ;;
+    src_ringmaild_unpin) echo "smtp-source → ringmaild, pin_event_loops = false" ;;
     src_ringmaild_drain) echo "smtp-source → ringmaild delivering (zeros, recycling)" ;;
     src_ringmaild_drain_alloc) echo "smtp-source → ringmaild delivering (fallocate only)" ;;
     src_ringmaild_drain_norec) echo "smtp-source → ringmaild delivering (zeros, no recycling)" ;;
@@ -300,6 +306,9 @@ run_system_cell() {
     ringmaild-allocate)
       run_cell "$run" src_ringmaild_alloc "$size" "$conns" ringmaild_allocate smtp_source
       ;;
+    ringmaild-unpinned)
+      run_cell "$run" src_ringmaild_unpin "$size" "$conns" ringmaild_unpinned smtp_source
+      ;;
     ringmaild-drain)
       run_cell "$run" src_ringmaild_drain "$size" "$conns" ringmaild_drain smtp_source
       ;;
@@ -326,7 +335,7 @@ main_runs() {
   local system run size conns active=()
   for system in $SYSTEMS; do
     case $system in
-      ringmaild | ringmaild-allocate | ringmaild-drain*)
+      ringmaild | ringmaild-allocate | ringmaild-unpinned | ringmaild-drain*)
         if [[ ! -x $RINGMAILD ]]; then
           echo "ringmaild: skipped, $RINGMAILD not built yet" | tee -a "$NOTES"
           continue
@@ -442,6 +451,9 @@ markdown() {
               "src_ringmaild src_postfix ringmaild / Postfix acceptance (smtp-source)" \
               "src_ringmaild src_smtpsink ringmaild / smtp-sink (smtp-source)" \
               "src_ringmaild src_ringmaild_alloc ringmaild zero-filled / fallocate-only segments" \
+              "src_ringmaild_unpin src_ringmaild ringmaild unpinned / pinned loops" \
+              "src_ringmaild_unpin src_postfix ringmaild unpinned / Postfix (smtp-source)" \
+              "src_ringmaild_unpin src_smtpsink ringmaild unpinned / smtp-sink (smtp-source)" \
               "src_ringmaild_drain src_ringmaild_drain_alloc delivering: recycling / fallocate" \
               "src_ringmaild_drain src_ringmaild_drain_norec delivering: recycling / none"; do
     read -r a b name <<< "$pair"
