@@ -16,6 +16,7 @@
 #include "base/status_macros.h"
 #include "base/string_view.h"
 #include "config/diff.h"
+#include "core/run_on_loop.h"
 #include "spool/recovery.h"
 #include "tls/crypto_offload.h"
 
@@ -176,22 +177,10 @@ absl::Status Daemon::StartListeners() {
   for (core::Loop* loop : pool->loops()) {
     auto parts = std::make_unique<LoopParts>();
     parts->loop = loop;
-    absl::Status status;
-    if (loop->IsCurrent()) {
-      status = SetUpOnLoop(*parts, addresses);
-    } else {
-      // Start-up only: the master waits for each loop to set itself up.
-      absl::Notification done;
-      loop->Post([&] {
-        status = SetUpOnLoop(*parts, addresses);
-        done.Notify();
-      });
-      // A post from a loop sends its MSG_RING wake-up with that loop's next submit, and this
-      // (master) loop blocks below: submit now, or the pool loop never wakes.
-      loops_->master().ring().Submit();
-      done.WaitForNotification();
-    }
-    if (!status.ok()) return status;
+    // Start-up only: the master waits for each loop to set itself up.
+    RM_RETURN_IF_ERROR(core::RunOnLoopAndWait(*loop, [&] {
+      return SetUpOnLoop(*parts, addresses);
+    }));
     // Port 0 (tests): every loop listens on the port the first one got.
     const std::vector<uint16_t>& ports = parts->esmtp->bound_ports();
     for (size_t i = 0; i < addresses.size(); ++i) addresses[i].port = ports[i];
@@ -354,27 +343,6 @@ int Daemon::Run() {
 // an HttpListener beside (or instead of) the ESMTP one, sharing that loop's SpoolWriter;
 // a loop that serves no ESMTP gets its own ledger and writer here.
 
-namespace {
-
-// Runs `fn` on `loop` and waits for it (start-up only: the master blocks meanwhile).
-absl::Status RunOnLoopAndWait(core::Loop& loop, core::Loop& master,
-                              absl::AnyInvocable<absl::Status()> fn) {
-  if (loop.IsCurrent()) return fn();
-  absl::Status status;
-  absl::Notification done;
-  if (loop.Post([&] {
-        status = fn();
-        done.Notify();
-      }) != core::PostResult::kOk) {
-    return absl::UnavailableError(absl::StrCat("loop ", loop.name(), " is not running"));
-  }
-  master.ring().Submit();  // the post's MSG_RING wake-up leaves with the master's submit
-  done.WaitForNotification();
-  return status;
-}
-
-}  // namespace
-
 absl::Status Daemon::StartHttpListeners() {
   if (!config_->http.has_value() || config_->http->listen.empty()) return absl::OkStatus();
   const config::HttpListenerConfig& hc = *config_->http;
@@ -395,7 +363,7 @@ absl::Status Daemon::StartHttpListeners() {
       parts = parts_.back().get();
       parts->loop = loop;
     }
-    RM_RETURN_IF_ERROR(RunOnLoopAndWait(*loop, loops_->master(), [&]() -> absl::Status {
+    RM_RETURN_IF_ERROR(core::RunOnLoopAndWait(*loop, [&]() -> absl::Status {
       if (parts->spool == nullptr) RM_RETURN_IF_ERROR(OpenLedgerAndSpool(*parts));
       parts->http = std::make_unique<listeners::http::HttpListener>(
           *loop, http_shared_, *parts->spool, reception_log_.get(), http_settings_, http_hooks_);

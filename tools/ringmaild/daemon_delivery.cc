@@ -6,36 +6,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "base/status_macros.h"
 #include "core/log.h"
+#include "core/run_on_loop.h"
 #include "core/thread_pool_registry.h"
 #include "spool/segment_format.h"
 #include "tools/ringmaild/daemon.h"
 
 namespace ringmail::daemon {
-namespace {
-
-// Runs `fn` on `loop` and waits (start-up only: the master waits for each loop).
-absl::Status RunOn(core::Loop& loop, absl::AnyInvocable<absl::Status()> fn) {
-  if (loop.IsCurrent()) return fn();
-  absl::Status status;
-  absl::Notification done;
-  if (loop.Post([&] {
-        status = fn();
-        done.Notify();
-      }) != core::PostResult::kOk) {
-    return absl::UnavailableError(absl::StrCat("loop ", loop.name(), " is not running"));
-  }
-  // A post made on a loop (the master) sends its MSG_RING wake-up with that loop's next
-  // submit, which never comes while it blocks here: submit now, or the target loop runs
-  // the task only when something else wakes it (seen: ~10 s for the recovery hand-off).
-  if (core::Loop* self = core::Loop::Current()) self->ring().Submit();
-  done.WaitForNotification();
-  return status;
-}
-
-}  // namespace
 
 absl::Status Daemon::StartDelivery() {
   const core::LoopPool* pool = loops_->pool(config_->global.delivery_pool);
@@ -53,7 +31,7 @@ absl::Status Daemon::StartDelivery() {
   }
   for (size_t i = 0; i < pool->size(); ++i) {
     core::Loop& loop = pool->loop(i);
-    RM_RETURN_IF_ERROR(RunOn(loop, [&, i]() -> absl::Status {
+    RM_RETURN_IF_ERROR(core::RunOnLoopAndWait(loop, [&, i]() -> absl::Status {
       delivery::EngineOptions o;
       o.config = config_;
       o.topology = &topology_;
@@ -151,7 +129,7 @@ void Daemon::AdoptRecovered() {
     if (topology_.ledgers[i] == nullptr) continue;
     delivery::Ledger* ledger = topology_.ledgers[i];
     auto adoption = std::make_shared<delivery::LedgerAdoption>(std::move((*split)[i]));
-    absl::Status s = RunOn(*topology_.owner_loops[i], [ledger, adoption] {
+    absl::Status s = core::RunOnLoopAndWait(*topology_.owner_loops[i], [ledger, adoption] {
       ledger->Adopt(std::move(*adoption));
       return absl::OkStatus();
     });
