@@ -1,6 +1,6 @@
 // RunOnLoopAndWait: a blocking call onto another loop, from a plain thread and from another
 // loop's thread (where the poster's pending wake-up must leave before it blocks), inline on
-// the loop's own thread, and refused by a stopped loop.
+// the loop's own thread, and refused by a loop whose inbox is full or that has stopped.
 #include "core/run_on_loop.h"
 
 #include <memory>
@@ -80,6 +80,23 @@ TEST_F(RunOnLoopTest, OnTheLoopItselfRunsInline) {
   }), PostResult::kOk);
   done.WaitForNotification();
   EXPECT_TRUE(inline_run);
+}
+
+TEST_F(RunOnLoopTest, AFullInboxIsUnavailableAndNothingRuns) {
+  LoopOptions o;
+  o.name = "full";
+  o.inbox_capacity = 8;
+  Loop full(o);  // not started: nothing drains its inbox
+  while (full.Post([] {}) == PostResult::kOk) {
+  }
+  bool ran = false;
+  absl::Status s = RunOnLoopAndWait(full, [&] {
+    ran = true;
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_NE(s.message().find("full inbox"), absl::string_view::npos) << s;
+  EXPECT_FALSE(ran);
 }
 
 TEST_F(RunOnLoopTest, AStoppedLoopIsUnavailable) {
