@@ -5,7 +5,8 @@
 #
 #   bench/tls_accept_bench.sh [--build DIR] [--runs N] [--conns N] [--messages N]
 #                             [--size BYTES] [--no-postfix] [--modes "reused new ..."]
-#                             [--compare DIR]
+#                             [--compare DIR] [--loops N] [--alt-loops M]
+#                             [--client-threads N]
 #
 # Client: `ringload send --tls starttls` (its summary's messages_per_s), in three modes:
 #   reused   --messages-per-connection 0: one handshake per connection, many messages
@@ -23,7 +24,14 @@
 # both ends) and `postfix` (driven by the default ringload). --no-sw leaves ringmaild-sw out.
 # --compare DIR adds `ringmaild-b`: the ringmaild and ringload of another build (e.g. the
 # commit before a change), offload on, in the same interleaving, for a same-run A/B.
-# ringmaild's CPU per message is read from /proc/PID/stat (utime + stime) around each run,
+# Every ringmaild runs --loops event loops (default 2, licensed by the test license as in
+# bench/run_matrix.sh: an operator runs it licensed for their cores; 1 is the unlicensed
+# default), its ESMTP listener in that pool (one SO_REUSEPORT socket per loop). --alt-loops M
+# adds `ringmaild-alt`: the same build with M loops, in the same interleaving, for a same-run
+# loops A/B. ringload runs --client-threads loops (default 2: one per core; the same client
+# settings drive every system of a run).
+# ringmaild's CPU per message is read from /proc/PID/stat (utime + stime: the whole process,
+# every loop thread and io-wq worker, exited ones too) around each run,
 # the client's (ringload: its half of every handshake shares the same cores) from
 # /usr/bin/time, and resumed cells print the share of handshakes that resumed. Cells are
 # interleaved (for each run: every mode of every system in turn), so a ratio compares runs
@@ -43,6 +51,9 @@ POSTFIX=1
 SW=1
 MODES="reused new resumed plain"
 COMPARE=""
+LOOPS=2
+ALT_LOOPS=""
+CLIENT_THREADS=2
 while [[ $# -gt 0 ]]; do
   case $1 in
     --build) BUILD=$2; shift 2 ;;
@@ -54,8 +65,12 @@ while [[ $# -gt 0 ]]; do
     --no-sw) SW=0; shift ;;
     --modes) MODES=$2; shift 2 ;;
     --compare) COMPARE=$2; shift 2 ;;
+    --loops) LOOPS=$2; shift 2 ;;
+    --alt-loops) ALT_LOOPS=$2; shift 2 ;;
+    --client-threads) CLIENT_THREADS=$2; shift 2 ;;
     *) echo "usage: $0 [--build DIR] [--runs N] [--conns N] [--messages N] [--size BYTES]" \
-            "[--no-postfix] [--no-sw] [--modes LIST] [--compare DIR]" >&2; exit 2 ;;
+            "[--no-postfix] [--no-sw] [--modes LIST] [--compare DIR] [--loops N]" \
+            "[--alt-loops M] [--client-threads N]" >&2; exit 2 ;;
   esac
 done
 
@@ -80,11 +95,13 @@ chmod 755 "$WORK"
 RM_PID=""
 SW_PID=""
 B_PID=""
+ALT_PID=""
 PF_DIR=""
 cleanup() {
   if [[ -n $RM_PID ]]; then kill "$RM_PID" 2>/dev/null; wait "$RM_PID" 2>/dev/null; fi
   if [[ -n $SW_PID ]]; then kill "$SW_PID" 2>/dev/null; wait "$SW_PID" 2>/dev/null; fi
   if [[ -n $B_PID ]]; then kill "$B_PID" 2>/dev/null; wait "$B_PID" 2>/dev/null; fi
+  if [[ -n $ALT_PID ]]; then kill "$ALT_PID" 2>/dev/null; wait "$ALT_PID" 2>/dev/null; fi
   [[ -n $PF_DIR ]] && "$ROOT/bench/postfix_setup.sh" stop "$PF_DIR" >/dev/null 2>&1
   rm -rf "$WORK"
 }
@@ -94,18 +111,21 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -subj /CN=bench.localdomain -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 chmod 644 "$WORK/cert.pem" "$WORK/key.pem"
 
-# ringmaild on one loop (the unlicensed default), TLS offered; the recipients' domain is
-# suspended so accepted mail stays queued (acceptance only, like Postfix's hold queue).
-# start_ringmaild DIR PORT EXTRA_GLOBAL: starts one in the background, its PID in LAST_PID
-# (not through $(...): the daemon must stay this shell's child, for `wait` at cleanup)
+# ringmaild on LOOPS loops, TLS offered; the recipients' domain is suspended so accepted
+# mail stays queued (acceptance only, like Postfix's hold queue; still spooled durably).
+# start_ringmaild DIR PORT EXTRA_GLOBAL [BINARY] [LOOPS]: starts one in the background, its
+# PID in LAST_PID (not through $(...): the daemon must stay this shell's child, for `wait`)
 start_ringmaild() {
-  local dir=$1 port=$2 extra=$3 binary=${4:-$RINGMAILD}
+  local dir=$1 port=$2 extra=$3 binary=${4:-$RINGMAILD} loops=${5:-$LOOPS} listener_loop=""
   mkdir -p "$dir/spool" "$dir/logs"
+  [[ $loops -gt 1 ]] && listener_loop='event_loop = "esmtp"'
   cat > "$dir/ringmaild.conf" <<CONF
 spool_dir = "$dir/spool"
 log_dir = "$dir/logs"
 $extra
+$(loops_conf "$loops" esmtp)
 ESMTP_Listener {
+  $listener_loop
   max_connections = 2000
   max_connections_per_ip = 2000
   relay_hosts = ( "127.0.0.0/8" )
@@ -143,6 +163,14 @@ if [[ -n $COMPARE ]]; then
   wait_ringmaild "$WORK/b" "$B_PORT"
 fi
 
+ALT_PORT=""
+if [[ -n $ALT_LOOPS ]]; then
+  ALT_PORT=$(free_port)
+  start_ringmaild "$WORK/alt" "$ALT_PORT" "" "$RINGMAILD" "$ALT_LOOPS"
+  ALT_PID=$LAST_PID
+  wait_ringmaild "$WORK/alt" "$ALT_PORT"
+fi
+
 PF_PORT=""
 if [[ $POSTFIX -eq 1 ]]; then
   PF_DIR=$WORK/postfix
@@ -166,6 +194,7 @@ cell() {
     plain) extra=(--messages-per-connection 0) ;;
   esac
   [[ $system == ringmaild ]] && pid=$RM_PID
+  [[ $system == ringmaild-alt ]] && pid=$ALT_PID
   if [[ $system == ringmaild-b ]]; then
     pid=$B_PID
     load=$B_RINGLOAD
@@ -177,8 +206,9 @@ cell() {
   [[ -n $pid ]] && before=$(proc_cpu_ticks "$pid")
   out=$(/usr/bin/time -f "%U %S" -o "$WORK/client.time" \
     timeout 300 "$load" send --target "127.0.0.1:$port" --connections "$CONNS" \
-    --messages "$MESSAGES" --size "$SIZE" --rcpt-template "rcpt{n}@bench.test" \
-    --io-timeout 120 --json --quiet "${extra[@]}" 2>/dev/null)
+    --messages "$MESSAGES" --size "$SIZE" --threads "$CLIENT_THREADS" \
+    --rcpt-template "rcpt{n}@bench.test" --io-timeout 120 --json --quiet "${extra[@]}" \
+    2>/dev/null)
   local mps
   mps=$(sed -n 's/.*"messages_per_s":\([0-9.]*\).*/\1/p' <<<"$out")
   local errors
@@ -208,14 +238,16 @@ echo -e "run\tsystem\tmode\tmsgs_per_s\tcpu_us_per_msg\tresumed_pct\tclient_cpu_
 TSV=$WORK/cells.tsv
 for run in $(seq "$RUNS"); do
   for mode in $MODES; do
-    for system in ringmaild ringmaild-b ringmaild-sw postfix; do
+    for system in ringmaild ringmaild-alt ringmaild-b ringmaild-sw postfix; do
       [[ $system == postfix && ( $POSTFIX -eq 0 || $mode == plain ) ]] && continue
       [[ $system == ringmaild-sw && $SW -eq 0 ]] && continue
       [[ $system == ringmaild-b && -z $COMPARE ]] && continue
+      [[ $system == ringmaild-alt && -z $ALT_LOOPS ]] && continue
       port=$RM_PORT
       [[ $system == postfix ]] && port=$PF_PORT
       [[ $system == ringmaild-sw ]] && port=$SW_PORT
       [[ $system == ringmaild-b ]] && port=$B_PORT
+      [[ $system == ringmaild-alt ]] && port=$ALT_PORT
       read -r mps cpu resumed ccpu < <(cell "$system" "$port" "$mode")
       echo -e "$run\t$system\t$mode\t$mps\t$cpu\t$resumed\t$ccpu" | tee -a "$TSV"
     done
@@ -223,10 +255,14 @@ for run in $(seq "$RUNS"); do
 done
 
 echo
-echo "median over $RUNS runs: $CONNS connections, $MESSAGES messages of $SIZE bytes"
+echo "median over $RUNS runs: $CONNS connections, $MESSAGES messages of $SIZE bytes," \
+  "ringmaild $LOOPS loops${ALT_LOOPS:+ (ringmaild-alt $ALT_LOOPS)}," \
+  "ringload $CLIENT_THREADS threads"
 for key in "ringmaild reused" "ringmaild new" "ringmaild resumed" "ringmaild plain" \
            "ringmaild-sw reused" "ringmaild-sw new" "ringmaild-sw resumed" "ringmaild-sw plain" \
            "ringmaild-b reused" "ringmaild-b new" "ringmaild-b resumed" "ringmaild-b plain" \
+           "ringmaild-alt reused" "ringmaild-alt new" "ringmaild-alt resumed" \
+           "ringmaild-alt plain" \
            "postfix reused" "postfix new" "postfix resumed"; do
   set -- $key
   mps=$(awk -F'\t' -v s="$1" -v m="$2" '$2 == s && $3 == m && $4 != "-" { print $4 }' "$TSV" |
@@ -266,7 +302,16 @@ for mode in reused new resumed; do
     printf "%-8s client cpu ringmaild/ringmaild-b %s\n" "$mode" \
       "$(ratio "$(med ringmaild "$mode" 7)" "$(med ringmaild-b "$mode" 7)")"
   fi
+  if [[ -n $ALT_LOOPS ]]; then
+    printf "%-8s ringmaild/ringmaild-alt (%s/%s loops) %s   ringmaild-alt/postfix %s   %s %s\n" \
+      "$mode" "$LOOPS" "$ALT_LOOPS" \
+      "$(ratio "$(med ringmaild "$mode" 4)" "$(med ringmaild-alt "$mode" 4)")" \
+      "$(ratio "$(med ringmaild-alt "$mode" 4)" "$(med postfix "$mode" 4)")" \
+      "cpu ringmaild/ringmaild-alt" \
+      "$(ratio "$(med ringmaild "$mode" 5)" "$(med ringmaild-alt "$mode" 5)")"
+  fi
 done
-printf "cpu per message, TLS reused / plain: ringmaild %s   ringmaild-sw %s\n" \
+printf "cpu per message, TLS reused / plain: ringmaild %s   ringmaild-sw %s   ringmaild-alt %s\n" \
   "$(ratio "$(med ringmaild reused 5)" "$(med ringmaild plain 5)")" \
-  "$(ratio "$(med ringmaild-sw reused 5)" "$(med ringmaild-sw plain 5)")"
+  "$(ratio "$(med ringmaild-sw reused 5)" "$(med ringmaild-sw plain 5)")" \
+  "$(ratio "$(med ringmaild-alt reused 5)" "$(med ringmaild-alt plain 5)")"
