@@ -25,6 +25,11 @@
 #             segments in the same run
 #   ringmaild-unpinned  ringmaild with pin_event_loops = false, smtp-source cells only: the
 #             A/B of pinned loops (whose io-wq workers share their one CPU) in the same run
+#   ringmaild-tmpfs  ringmaild with its spool on /dev/shm (tmpfs: NOT durable — a sync there
+#             writes nothing to a device), smtp-source cells only: a diagnostic, never a result.
+#             Everything else is the same as `ringmaild`, so ringmaild-tmpfs / ringmaild is what
+#             the device's durable writes cost, and ringmaild-tmpfs / smtp-sink compares the
+#             daemon's own path (sessions, parsing, spool records, ring I/O) with smtp-sink's.
 #   ringmaild-drain, ringmaild-drain-allocate, ringmaild-drain-norecycle  smtp-source cells
 #             only: ringmaild with bench.test routed to an smtp-sink on 127.0.0.1 instead of
 #             suspended, so accepted mail is delivered and segments drain during the cell —
@@ -61,6 +66,7 @@ PIN=true
 DRAIN=0
 DRAIN_PID=""
 CELL_TIMEOUT=180
+SPOOL_ROOT=""  # set: the spool goes there (ringmaild-tmpfs) instead of under $WORK
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -100,8 +106,9 @@ POSTFIX_PORT=""
 cleanup() {
   stop_server
   [[ -n $POSTFIX_DIR ]] && "$ROOT/bench/postfix_setup.sh" stop "$POSTFIX_DIR"
-  rm -rf "$WORK"
+  rm -rf "$WORK" "$SHM_DIR"
 }
+SHM_DIR=""
 trap cleanup EXIT
 
 ensure_packages() {
@@ -130,7 +137,8 @@ count_for() {
   # messages in 0.2-0.35 s, a third of the rate the same load reaches over 2000 messages.
   case $system in
     *postfix) base=$((base / 20)) ;;
-    *ringmaild | *ringmaild_alloc | *ringmaild_unpin* | *ringmaild_drain*) base=$((base / 2)) ;;
+    *ringmaild | *ringmaild_alloc | *ringmaild_unpin* | *ringmaild_tmpfs | *ringmaild_drain*)
+      base=$((base / 2)) ;;
   esac
   base=$(awk -v b="$base" -v s="$SCALE" 'BEGIN { printf "%d", b * s }')
   local floor=$((conns * 3))
@@ -168,8 +176,9 @@ start_ringload_sink() {
 
 start_ringmaild() {
   PORT=$(free_port)
-  rm -rf "$WORK/ringmaild/spool"  # each run starts on an empty spool: no recovery time
-  mkdir -p "$WORK/ringmaild/spool" "$WORK/ringmaild/logs"
+  local spool=${SPOOL_ROOT:-$WORK/ringmaild}/spool
+  rm -rf "$spool"  # each run starts on an empty spool: no recovery time
+  mkdir -p "$spool" "$WORK/ringmaild/logs"
   local loops listener_loop=""
   loops=$(loops_conf "$LOOPS" esmtp delivery)
   [[ $LOOPS -gt 1 ]] && listener_loop='event_loop = "esmtp"'
@@ -184,7 +193,7 @@ start_ringmaild() {
 Domain \"bench.test\" { routes = \"[127.0.0.1]:$drain_port\" }"
   fi
   cat > "$WORK/ringmaild/ringmaild.conf" <<CONF
-spool_dir = "$WORK/ringmaild/spool"
+spool_dir = "$spool"
 spool_segment_fill = "$FILL"
 spool_segment_recycle = $RECYCLE
 pin_event_loops = $PIN
@@ -214,6 +223,10 @@ start_ringmaild_drain() { DRAIN=1 start_ringmaild; }
 start_ringmaild_drain_allocate() { DRAIN=1 FILL=allocate start_ringmaild; }
 start_ringmaild_drain_norecycle() { DRAIN=1 RECYCLE=false start_ringmaild; }
 start_ringmaild_unpinned() { PIN=false start_ringmaild; }
+start_ringmaild_tmpfs() {
+  [[ -n $SHM_DIR ]] || SHM_DIR=$(mktemp -d /dev/shm/run_matrix.XXXXXX) || return 1
+  SPOOL_ROOT=$SHM_DIR start_ringmaild
+}
 
 # Clients: print "seconds" (wall clock) or nothing on failure.
 client_smtp_source() {
@@ -274,6 +287,7 @@ label() {
     src_ringmaild) echo "smtp-source → ringmaild (acceptance)" ;;
     src_ringmaild_alloc) echo "smtp-source → ringmaild, fallocate-only segments" ;;
     src_ringmaild_unpin) echo "smtp-source → ringmaild, pin_event_loops = false" ;;
+    src_ringmaild_tmpfs) echo "smtp-source → ringmaild, spool on tmpfs (not durable)" ;;
     src_ringmaild_drain) echo "smtp-source → ringmaild delivering (zeros, recycling)" ;;
     src_ringmaild_drain_alloc) echo "smtp-source → ringmaild delivering (fallocate only)" ;;
     src_ringmaild_drain_norec) echo "smtp-source → ringmaild delivering (zeros, no recycling)" ;;
@@ -309,6 +323,9 @@ run_system_cell() {
     ringmaild-unpinned)
       run_cell "$run" src_ringmaild_unpin "$size" "$conns" ringmaild_unpinned smtp_source
       ;;
+    ringmaild-tmpfs)
+      run_cell "$run" src_ringmaild_tmpfs "$size" "$conns" ringmaild_tmpfs smtp_source
+      ;;
     ringmaild-drain)
       run_cell "$run" src_ringmaild_drain "$size" "$conns" ringmaild_drain smtp_source
       ;;
@@ -335,7 +352,7 @@ main_runs() {
   local system run size conns active=()
   for system in $SYSTEMS; do
     case $system in
-      ringmaild | ringmaild-allocate | ringmaild-unpinned | ringmaild-drain*)
+      ringmaild | ringmaild-allocate | ringmaild-unpinned | ringmaild-tmpfs | ringmaild-drain*)
         if [[ ! -x $RINGMAILD ]]; then
           echo "ringmaild: skipped, $RINGMAILD not built yet" | tee -a "$NOTES"
           continue
@@ -454,6 +471,8 @@ markdown() {
               "src_ringmaild_unpin src_ringmaild ringmaild unpinned / pinned loops" \
               "src_ringmaild_unpin src_postfix ringmaild unpinned / Postfix (smtp-source)" \
               "src_ringmaild_unpin src_smtpsink ringmaild unpinned / smtp-sink (smtp-source)" \
+              "src_ringmaild_tmpfs src_ringmaild ringmaild tmpfs spool / disk spool" \
+              "src_ringmaild_tmpfs src_smtpsink ringmaild tmpfs spool / smtp-sink (smtp-source)" \
               "src_ringmaild_drain src_ringmaild_drain_alloc delivering: recycling / fallocate" \
               "src_ringmaild_drain src_ringmaild_drain_norec delivering: recycling / none"; do
     read -r a b name <<< "$pair"
