@@ -26,7 +26,8 @@
 # commit before a change), offload on, in the same interleaving, for a same-run A/B.
 # Every ringmaild runs --loops event loops (default 2, licensed by the test license as in
 # bench/run_matrix.sh: an operator runs it licensed for their cores; 1 is the unlicensed
-# default), its ESMTP listener in that pool (one SO_REUSEPORT socket per loop). --alt-loops M
+# default), its ESMTP listener and its domain records (delivery_pool) in that pool (one
+# SO_REUSEPORT socket per loop; the suspended domain's record on one of them). --alt-loops M
 # adds `ringmaild-alt`: the same build with M loops, in the same interleaving, for a same-run
 # loops A/B. ringload runs --client-threads loops (default 2: one per core; the same client
 # settings drive every system of a run).
@@ -123,7 +124,7 @@ start_ringmaild() {
 spool_dir = "$dir/spool"
 log_dir = "$dir/logs"
 $extra
-$(loops_conf "$loops" esmtp)
+$(loops_conf "$loops" esmtp delivery)
 ESMTP_Listener {
   $listener_loop
   max_connections = 2000
