@@ -360,6 +360,15 @@ TEST_F(HttpDaemonTest, HealthzNeedsNoTokenMetricsAndQueuesDo) {
     EXPECT_THAT(m.body, HasSubstr(name));
   }
   EXPECT_THAT(m.body, HasSubstr("\nringmail_http_messages_injected_total 1\n"));
+  // The writer made its first segment (and maybe its spare): counted, per loop.
+  uint64_t created = 0;
+  for (absl::string_view line : absl::StrSplit(m.body, '\n')) {
+    if (!absl::StartsWith(line, "ringmail_spool_segments_created_total{")) continue;
+    uint64_t n = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(line.substr(line.rfind(' ') + 1), &n)) << line;
+    created += n;
+  }
+  EXPECT_GE(created, 1u) << m.body;
   CurlResult q = Curl({Url("/api/v1/queues")});
   ASSERT_EQ(q.status, 200);
   EXPECT_THAT(q.head, HasSubstr("Content-Type: application/json"));

@@ -265,6 +265,9 @@ Response Daemon::Metrics(const std::vector<LoopSnapshot>& loops) {
           [](const LoopSnapshot& s) { return s.esmtp.commit_errors; });
   counter("ringmail_spool_batches_total", "Group-commit batches (one fdatasync each).",
           [](const LoopSnapshot& s) { return s.spool.batches; });
+  counter("ringmail_spool_segments_created_total",
+          "Spool segments made new (preallocated, and zero-filled by default).",
+          [](const LoopSnapshot& s) { return s.spool.segments; });
   counter("ringmail_spool_segments_recycled_total",
           "Drained segments whose file was reused as the next segment (not unlinked).",
           [](const LoopSnapshot& s) { return s.spool.segments_recycled; });
