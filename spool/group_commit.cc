@@ -18,6 +18,7 @@
 #include "base/string_view.h"
 #include "core/log.h"
 #include "spool/segment_writer.h"
+#include "spool/spare_timing.h"
 
 namespace ringmail::spool {
 namespace {
@@ -235,6 +236,7 @@ class SpoolWriter::Impl final : public SegmentRecycler {
   bool waiting_for_segment_ = false;  // the head of pending_ waits for a creation
   SegmentRecycler::Done recycle_done_ = nullptr;  // set while a recycle runs
   void* recycle_owner_ = nullptr;
+  SpareTiming spare_timing_;  // recycling: when the fresh spare may wait no longer
 
   RequestQueue pending_;
   bool flush_scheduled_ = false;
@@ -372,6 +374,7 @@ bool SpoolWriter::Impl::EnsureRoom(uint64_t need) {
       MaybeStartSpare();
       return true;
     }
+    if (active_.has_value() && !waiting_for_segment_) ++stats_.rollover_waits;
   } else {
     bytes = AlignUp(kSegmentHeaderBytes + need, kOversizeAlignBytes);
   }
@@ -568,7 +571,8 @@ void SpoolWriter::Impl::CompleteBatch() {
   stats_.bytes += batch_.bytes;
   stats_.largest_batch = std::max<uint64_t>(stats_.largest_batch, batch_.requests.size());
   if (index_ != nullptr) index_->NoteAppended(active_->id, batch_.bytes);
-  // With recycling the fresh spare waited for half a segment; not while creations fail (a
+  spare_timing_.Appended(batch_.bytes, loop_.now_us());
+  // With recycling the fresh spare waited (spool/spare_timing.h); not while creations fail (a
   // full disk is retried by the batch that needs a segment, not by every batch).
   if (options_.recycle && stats_.segment_errors == failures_logged_at_) MaybeStartSpare();
   RequestQueue done = batch_.requests.Take();
@@ -647,6 +651,7 @@ void SpoolWriter::Impl::FailAll(RequestQueue queue, const absl::Status& status) 
 void SpoolWriter::Impl::StartCreate(uint64_t bytes, bool for_batch) {
   create_for_batch_ = for_batch;
   create_bytes_ = bytes;
+  if (bytes == options_.segment_bytes) spare_timing_.CreationStarted(loop_.now_us());
   creator_.Create(next_seq_++, bytes);
 }
 
@@ -656,6 +661,7 @@ void SpoolWriter::Impl::SegmentCreated(SegmentCreateResult& result) {
   if (result.status.ok()) {
     ++stats_.segments;
     name_taken_retries_ = 0;
+    if (create_bytes_ == options_.segment_bytes) spare_timing_.CreationSucceeded(loop_.now_us());
     if (stats_.segment_errors != failures_logged_at_) {
       core::LogInfo("spool: segment %s created after %d failed attempts", result.file.id.ToString(),
                     stats_.segment_errors - failures_logged_at_);
@@ -693,8 +699,12 @@ void SpoolWriter::Impl::SegmentCreated(SegmentCreateResult& result) {
 
 void SpoolWriter::Impl::MaybeStartSpare() {
   if (spare_.has_value() || creator_.busy() || !active_.has_value() || loop_.stopping()) return;
-  // Recycling: the first half of the active segment's life is left to a drained segment.
-  if (options_.recycle && active_->tail - kSegmentHeaderBytes < active_->capacity / 2) return;
+  // Recycling: a drained segment may still come; wait while there is time to make one.
+  if (options_.recycle &&
+      !spare_timing_.FreshSpareDue(active_->tail - kSegmentHeaderBytes,
+                                   active_->capacity - kSegmentHeaderBytes)) {
+    return;
+  }
   StartCreate(options_.segment_bytes, /*for_batch=*/false);
 }
 

@@ -51,8 +51,10 @@
 //   reused by SegmentCreator::Recycle (the crash-safe steps are in spool/segment_writer.h).
 //   At most one spare at a time, so the other drained segments are unlinked and disk use
 //   shrinks after a burst. To give drained segments the chance, a fresh spare is not made at
-//   once after a rollover but when the active segment is half full and no recycled one came
-//   (a rollover with no spare waits for a creation, as before).
+//   once after a rollover but only when no recycled one came and the active segment is
+//   nearly full — at its recent append rate, a few creations' time from full
+//   (spool/spare_timing.h; at half full when nothing is measured yet). A rollover with no
+//   spare waits for a creation, as before, and counts in stats().rollover_waits.
 // - Start-up: SpoolWriterOptions.first_sequence is recovery's LoopRecovery.next_seq; the
 //   writer always starts a fresh segment there, never appends to a recovered one.
 // - Stop and destruction: the loop's stop lets requests finish: its one-shot cancel of every
@@ -179,6 +181,7 @@ struct SpoolWriterStats {
   uint64_t recycle_failures = 0;   // recycles that failed (the file is unlinked instead); a
                                    // file not of the configured size is not one
   uint64_t largest_batch = 0;    // most records in one batch
+  uint64_t rollover_waits = 0;   // rollovers that found no spare and waited for a creation
 };
 
 class SpoolWriter {

@@ -299,5 +299,19 @@ TEST_F(RecycleWriterTest, OversizedSegmentsAreUnlinkedNotReused) {
   EXPECT_GE(UnlinkStats().unlinked - UnlinkStats().recycled, 1u);
 }
 
+// A burst of more than a segment in one turn: the fresh spare starts once the first batch has
+// taken the segment past half (nothing drained can come in time), cannot be ready for the
+// rollover that follows in the same turn, and that wait is counted
+// (ringmail_spool_rollover_waits_total). Every message still becomes durable.
+TEST_F(RecycleWriterTest, ARolloverWithNoSpareReadyIsCountedAsAWait) {
+  Open(/*recycle=*/true);
+  CommitRound(1, 3 * kSegmentBytes / (2 * kBodyBytes));  // 1.5 segments at once
+  ASSERT_FALSE(HasFatalFailure());
+  const SpoolWriterStats ws = WriterStats();
+  EXPECT_EQ(ws.rollover_waits, 1u);
+  EXPECT_EQ(ws.segments_recycled, 0u);
+  EXPECT_EQ(ws.errors, 0u);
+}
+
 }  // namespace
 }  // namespace ringmail::spool::recycle_writer_test

@@ -268,6 +268,9 @@ Response Daemon::Metrics(const std::vector<LoopSnapshot>& loops) {
   counter("ringmail_spool_segments_created_total",
           "Spool segments made new (preallocated, and zero-filled by default).",
           [](const LoopSnapshot& s) { return s.spool.segments; });
+  counter("ringmail_spool_rollover_waits_total",
+          "Segment rollovers that found no spare ready and waited for one to be made.",
+          [](const LoopSnapshot& s) { return s.spool.rollover_waits; });
   counter("ringmail_spool_segments_recycled_total",
           "Drained segments whose file was reused as the next segment (not unlinked).",
           [](const LoopSnapshot& s) { return s.spool.segments_recycled; });
