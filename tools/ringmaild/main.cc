@@ -1,6 +1,7 @@
 // ringmaild — the ringmail daemon. See DESIGN.md "Programs".
 //
 //   ringmaild [--config FILE] [--check-config] [--version] [--help]
+#include <malloc.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -59,6 +60,12 @@ int ParseFlags(int argc, char** argv, Flags* flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // glibc malloc grows each thread's arena by M_TOP_PAD at a time and keeps that much at the
+  // top when it trims (128 KiB by default). With the default, every loop's arena grew and
+  // shrank back and forth under load: ~0.14 mprotect calls per accepted message (strace, 2
+  // loops, 1 KiB at 10 sessions), a system call on the hot path. 4 MiB per arena: 0.000.
+  // Mapped, not touched: resident memory only grows by what is really used.
+  mallopt(M_TOP_PAD, 4 << 20);
   Flags flags;
   int rc = ParseFlags(argc, argv, &flags);
   if (rc >= 0) return rc;
