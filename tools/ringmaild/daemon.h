@@ -102,6 +102,10 @@ class Daemon {
   control::Response Summary(const std::vector<LoopSnapshot>& loops, bool json);
   control::Response EventLoopList(const std::vector<LoopSnapshot>& loops, bool json);
   control::Response Metrics(const std::vector<LoopSnapshot>& loops);
+  // The gauges of the metrics page (open connections, queued pool jobs), appended to `out`.
+  static void AppendMetricGauges(const std::vector<LoopSnapshot>& loops,
+                                 const std::vector<core::ThreadPoolStats>& pools,
+                                 std::string* out);
   control::Response ThreadPoolList(bool json);
   control::Response ThreadPoolSet(const std::vector<std::string>& words);
   control::Response LicenseShow(bool json);

@@ -300,24 +300,30 @@ Response Daemon::Metrics(const std::vector<LoopSnapshot>& loops) {
           [](const LoopSnapshot& s) { return s.engine.segment_files_released; });
   counter("ringmail_loop_completions_total", "Ring completions handled.",
           [](const LoopSnapshot& s) { return s.loop.completions; });
-  absl::StrAppend(&out, "# HELP ringmail_esmtp_connections Open inbound connections.\n",
+  AppendMetricGauges(loops, thread_pools_->ListStats(), &out);
+  return Ok(out);
+}
+
+void Daemon::AppendMetricGauges(const std::vector<LoopSnapshot>& loops,
+                                const std::vector<core::ThreadPoolStats>& pools,
+                                std::string* out) {
+  absl::StrAppend(out, "# HELP ringmail_esmtp_connections Open inbound connections.\n",
                   "# TYPE ringmail_esmtp_connections gauge\n");
   for (const LoopSnapshot& s : loops) {
-    absl::StrAppend(&out, "ringmail_esmtp_connections{loop=\"", s.name, "\"} ",
+    absl::StrAppend(out, "ringmail_esmtp_connections{loop=\"", s.name, "\"} ",
                     s.esmtp_sessions, "\n");
   }
-  absl::StrAppend(&out, "# HELP ringmail_outbound_connections Open outbound connections.\n",
+  absl::StrAppend(out, "# HELP ringmail_outbound_connections Open outbound connections.\n",
                   "# TYPE ringmail_outbound_connections gauge\n");
   for (const LoopSnapshot& s : loops) {
-    absl::StrAppend(&out, "ringmail_outbound_connections{loop=\"", s.name, "\"} ",
+    absl::StrAppend(out, "ringmail_outbound_connections{loop=\"", s.name, "\"} ",
                     s.engine.open_connections, "\n");
   }
-  absl::StrAppend(&out, "# HELP ringmail_threadpool_queued Jobs waiting in a thread pool.\n",
+  absl::StrAppend(out, "# HELP ringmail_threadpool_queued Jobs waiting in a thread pool.\n",
                   "# TYPE ringmail_threadpool_queued gauge\n");
-  for (const core::ThreadPoolStats& t : thread_pools_->ListStats()) {
-    absl::StrAppend(&out, "ringmail_threadpool_queued{pool=\"", t.name, "\"} ", t.queued, "\n");
+  for (const core::ThreadPoolStats& t : pools) {
+    absl::StrAppend(out, "ringmail_threadpool_queued{pool=\"", t.name, "\"} ", t.queued, "\n");
   }
-  return Ok(out);
 }
 
 Response Daemon::ThreadPoolList(bool json) {
