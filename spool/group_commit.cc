@@ -193,6 +193,7 @@ class SpoolWriter::Impl final : public SegmentRecycler {
     size_t chain_pending = 0;
     int32_t fsync_res = 0;
     int retries = 0;  // resubmissions after EINTR/EAGAIN/ECANCELED
+    uint64_t submitted_us = 0;  // the loop's clock when its first WRITEV was prepared
   };
 
   void Enqueue(SpoolRequestLink& request);
@@ -305,6 +306,7 @@ void SpoolWriter::Impl::Enqueue(SpoolRequestLink& request) {
   RM_DCHECK(loop_.IsCurrent());
   RM_CHECK(!request.writer_queued) << "spool request submitted again before its done";
   request.writer_queued = true;
+  request.writer_enqueued_us = loop_.now_us();
   pending_.Push(&request);
   ScheduleFlush();
 }
@@ -419,6 +421,7 @@ void SpoolWriter::Impl::BuildIovecs() {
   batch_.iov_next = 0;
   batch_.written = 0;
   batch_.retries = 0;
+  batch_.submitted_us = loop_.now_us();
   uint64_t offset = batch_.offset;
   // Each record is bound here exactly once: a batch is laid out once (a failed one is
   // answered, never laid out again).
@@ -570,6 +573,8 @@ void SpoolWriter::Impl::CompleteBatch() {
   stats_.state_records += batch_.states;
   stats_.bytes += batch_.bytes;
   stats_.largest_batch = std::max<uint64_t>(stats_.largest_batch, batch_.requests.size());
+  const uint64_t now_us = loop_.now_us();
+  stats_.sync_latency.Record(now_us - std::min(now_us, batch_.submitted_us));
   if (index_ != nullptr) index_->NoteAppended(active_->id, batch_.bytes);
   spare_timing_.Appended(batch_.bytes, loop_.now_us());
   // With recycling the fresh spare waited (spool/spare_timing.h); not while creations fail (a
@@ -588,6 +593,7 @@ void SpoolWriter::Impl::CompleteBatch() {
       s.writer_encoded = std::string();
       s.done(s.owner, s);
     } else {
+      stats_.commit_latency.Record(now_us - std::min(now_us, r->writer_enqueued_us));
       CompleteMessage(AsCommit(*r));
     }
   }

@@ -73,6 +73,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/latency_histogram.h"
 #include "core/loop.h"
 #include "core/message.h"
 #include "spool/live_index.h"
@@ -89,6 +90,7 @@ struct SpoolRequestLink {
   SpoolRequestLink* writer_next = nullptr;
   bool writer_queued = false;    // between Commit/AppendState and done: catches double use
   bool writer_is_state = false;  // StateRequest rather than CommitRequest
+  uint64_t writer_enqueued_us = 0;  // the loop's clock at Commit/AppendState
 };
 
 struct CommitRequest : SpoolRequestLink {
@@ -182,6 +184,12 @@ struct SpoolWriterStats {
                                    // file not of the configured size is not one
   uint64_t largest_batch = 0;    // most records in one batch
   uint64_t rollover_waits = 0;   // rollovers that found no spare and waited for a creation
+  // Per batch made durable: from its first WRITEV's submission to the sync's completion
+  // (what the disk takes). Per MESSAGE record made durable: from Commit() to `done` (what the
+  // client's 250 waits for: a batch ahead of it, a segment to roll over to, the sync).
+  // Both on the loop's cached clock (turn granularity).
+  core::LatencyHistogram sync_latency;
+  core::LatencyHistogram commit_latency;
 };
 
 class SpoolWriter {

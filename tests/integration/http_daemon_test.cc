@@ -369,6 +369,27 @@ TEST_F(HttpDaemonTest, HealthzNeedsNoTokenMetricsAndQueuesDo) {
     created += n;
   }
   EXPECT_GE(created, 1u) << m.body;
+  // The injected message's durable write is in both spool latency histograms (Prometheus
+  // form: cumulative buckets, then _sum and _count, per loop).
+  for (const char* name : {"ringmail_spool_sync_seconds", "ringmail_spool_commit_seconds"}) {
+    EXPECT_THAT(m.body, HasSubstr(absl::StrCat("# TYPE ", name, " histogram\n")));
+    uint64_t count = 0;
+    uint64_t inf = 0;
+    for (absl::string_view line : absl::StrSplit(m.body, '\n')) {
+      uint64_t n = 0;
+      absl::string_view value = line.substr(line.rfind(' ') + 1);
+      if (absl::StartsWith(line, absl::StrCat(name, "_count{"))) {
+        ASSERT_TRUE(absl::SimpleAtoi(value, &n)) << line;
+        count += n;
+      } else if (absl::StartsWith(line, absl::StrCat(name, "_bucket{")) &&
+                 absl::StrContains(line, "le=\"+Inf\"")) {
+        ASSERT_TRUE(absl::SimpleAtoi(value, &n)) << line;
+        inf += n;
+      }
+    }
+    EXPECT_GE(count, 1u) << name;
+    EXPECT_EQ(inf, count) << name;
+  }
   CurlResult q = Curl({Url("/api/v1/queues")});
   ASSERT_EQ(q.status, 200);
   EXPECT_THAT(q.head, HasSubstr("Content-Type: application/json"));

@@ -102,6 +102,10 @@ class Daemon {
   control::Response Summary(const std::vector<LoopSnapshot>& loops, bool json);
   control::Response EventLoopList(const std::vector<LoopSnapshot>& loops, bool json);
   control::Response Metrics(const std::vector<LoopSnapshot>& loops);
+  // One Prometheus histogram, per loop, of the LatencyHistogram `field` picks.
+  static void AppendLatencyHistogram(
+      const char* name, const char* help, const std::vector<LoopSnapshot>& loops,
+      const core::LatencyHistogram& (*field)(const LoopSnapshot&), std::string* out);
   // The gauges of the metrics page (open connections, queued pool jobs), appended to `out`.
   static void AppendMetricGauges(const std::vector<LoopSnapshot>& loops,
                                  const std::vector<core::ThreadPoolStats>& pools,

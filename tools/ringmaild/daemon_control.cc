@@ -301,7 +301,41 @@ Response Daemon::Metrics(const std::vector<LoopSnapshot>& loops) {
   counter("ringmail_loop_completions_total", "Ring completions handled.",
           [](const LoopSnapshot& s) { return s.loop.completions; });
   AppendMetricGauges(loops, thread_pools_->ListStats(), &out);
+  AppendLatencyHistogram(
+      "ringmail_spool_sync_seconds",
+      "Spool batches: from the write's submission to the completion of its sync (the disk).",
+      loops, [](const LoopSnapshot& s) -> const core::LatencyHistogram& {
+        return s.spool.sync_latency;
+      }, &out);
+  AppendLatencyHistogram(
+      "ringmail_spool_commit_seconds",
+      "Messages: from the commit request to durable, what a 250 waits for the spool.",
+      loops, [](const LoopSnapshot& s) -> const core::LatencyHistogram& {
+        return s.spool.commit_latency;
+      }, &out);
   return Ok(out);
+}
+
+void Daemon::AppendLatencyHistogram(
+    const char* name, const char* help, const std::vector<LoopSnapshot>& loops,
+    const core::LatencyHistogram& (*field)(const LoopSnapshot&), std::string* out) {
+  using H = core::LatencyHistogram;
+  absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " histogram\n");
+  for (const LoopSnapshot& s : loops) {
+    const H& h = field(s);
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < H::kBuckets; ++i) {
+      cumulative += h.bucket(i);
+      const std::string le = i < H::kBoundsUs.size()
+                                 ? absl::StrCat(static_cast<double>(H::kBoundsUs[i]) / 1e6)
+                                 : std::string("+Inf");
+      absl::StrAppend(out, name, "_bucket{loop=\"", s.name, "\",le=\"", le, "\"} ", cumulative,
+                      "\n");
+    }
+    absl::StrAppend(out, name, "_sum{loop=\"", s.name, "\"} ",
+                    static_cast<double>(h.sum_us()) / 1e6, "\n", name, "_count{loop=\"", s.name,
+                    "\"} ", h.count(), "\n");
+  }
 }
 
 void Daemon::AppendMetricGauges(const std::vector<LoopSnapshot>& loops,
