@@ -20,6 +20,9 @@
 #   relay     ringmaild relaying to ringload sink: measured by bench/relay_bench.sh, side by
 #             side with Postfix relaying to the same sink
 #   postfix   Postfix acceptance into its hold queue (bench/postfix_setup.sh)
+#   ringmaild-zeros  ringmaild with spool_segment_fill = "zeros" (every new segment zero-filled,
+#             the default of sessions 4-6), smtp-source cells only: the A/B of "auto" (the
+#             default since session 7: zeros only while batches are small) in the same run
 #   ringmaild-allocate  ringmaild with spool_segment_fill = "allocate" (fallocate only, the
 #             default before session 4), smtp-source cells only: the A/B of zero-filled
 #             segments in the same run
@@ -60,7 +63,7 @@ LOOPS=2
 WRITE=1
 SECTION=ringload-matrix
 SOURCE_ONLY=0
-FILL=zeros
+FILL=auto  # the daemon's default
 RECYCLE=true
 PIN=true
 DRAIN=0
@@ -137,7 +140,8 @@ count_for() {
   # messages in 0.2-0.35 s, a third of the rate the same load reaches over 2000 messages.
   case $system in
     *postfix) base=$((base / 20)) ;;
-    *ringmaild | *ringmaild_alloc | *ringmaild_unpin* | *ringmaild_tmpfs | *ringmaild_drain*)
+    *ringmaild | *ringmaild_alloc | *ringmaild_zeros | *ringmaild_unpin* | *ringmaild_tmpfs | \
+      *ringmaild_drain*)
       base=$((base / 2)) ;;
   esac
   base=$(awk -v b="$base" -v s="$SCALE" 'BEGIN { printf "%d", b * s }')
@@ -219,6 +223,7 @@ CONF
 }
 
 start_ringmaild_allocate() { FILL=allocate start_ringmaild; }
+start_ringmaild_zeros() { FILL=zeros start_ringmaild; }
 start_ringmaild_drain() { DRAIN=1 start_ringmaild; }
 start_ringmaild_drain_allocate() { DRAIN=1 FILL=allocate start_ringmaild; }
 start_ringmaild_drain_norecycle() { DRAIN=1 RECYCLE=false start_ringmaild; }
@@ -286,6 +291,7 @@ label() {
     rlpipe_rlsink) echo "ringload send --pipelining → ringload sink" ;;
     src_ringmaild) echo "smtp-source → ringmaild (acceptance)" ;;
     src_ringmaild_alloc) echo "smtp-source → ringmaild, fallocate-only segments" ;;
+    src_ringmaild_zeros) echo "smtp-source → ringmaild, zero-filled segments" ;;
     src_ringmaild_unpin) echo "smtp-source → ringmaild, pin_event_loops = false" ;;
     src_ringmaild_tmpfs) echo "smtp-source → ringmaild, spool on tmpfs (not durable)" ;;
     src_ringmaild_drain) echo "smtp-source → ringmaild delivering (zeros, recycling)" ;;
@@ -320,6 +326,9 @@ run_system_cell() {
     ringmaild-allocate)
       run_cell "$run" src_ringmaild_alloc "$size" "$conns" ringmaild_allocate smtp_source
       ;;
+    ringmaild-zeros)
+      run_cell "$run" src_ringmaild_zeros "$size" "$conns" ringmaild_zeros smtp_source
+      ;;
     ringmaild-unpinned)
       run_cell "$run" src_ringmaild_unpin "$size" "$conns" ringmaild_unpinned smtp_source
       ;;
@@ -352,7 +361,8 @@ main_runs() {
   local system run size conns active=()
   for system in $SYSTEMS; do
     case $system in
-      ringmaild | ringmaild-allocate | ringmaild-unpinned | ringmaild-tmpfs | ringmaild-drain*)
+      ringmaild | ringmaild-allocate | ringmaild-zeros | ringmaild-unpinned | ringmaild-tmpfs | \
+      ringmaild-drain*)
         if [[ ! -x $RINGMAILD ]]; then
           echo "ringmaild: skipped, $RINGMAILD not built yet" | tee -a "$NOTES"
           continue
@@ -467,7 +477,8 @@ markdown() {
               "src_rlsink src_smtpsink ringload sink / smtp-sink (fed by smtp-source)" \
               "src_ringmaild src_postfix ringmaild / Postfix acceptance (smtp-source)" \
               "src_ringmaild src_smtpsink ringmaild / smtp-sink (smtp-source)" \
-              "src_ringmaild src_ringmaild_alloc ringmaild zero-filled / fallocate-only segments" \
+              "src_ringmaild src_ringmaild_alloc ringmaild / fallocate-only segments" \
+              "src_ringmaild src_ringmaild_zeros ringmaild (auto fill) / zero-filled segments" \
               "src_ringmaild_unpin src_ringmaild ringmaild unpinned / pinned loops" \
               "src_ringmaild_unpin src_postfix ringmaild unpinned / Postfix (smtp-source)" \
               "src_ringmaild_unpin src_smtpsink ringmaild unpinned / smtp-sink (smtp-source)" \

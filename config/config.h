@@ -60,7 +60,7 @@ enum class LogLevel : uint8_t { kDebug, kInfo, kNotice, kWarning, kError };
 // accept it, normalising to CRLF.
 enum class BareLf : uint8_t { kReject, kNormalize };
 // How a new spool segment's space is made: spool/segment_writer.h SegmentFill, same order.
-enum class SpoolSegmentFill : uint8_t { kZeros, kAllocate, kNone };
+enum class SpoolSegmentFill : uint8_t { kZeros, kAllocate, kNone, kAuto };
 // TLS on a listening socket: plain (STARTTLS offered when a certificate is configured) or
 // implicit TLS from the first byte (SMTPS, HTTPS).
 enum class ListenTls : uint8_t { kNone, kImplicit };
@@ -103,7 +103,7 @@ struct GlobalOptions {
   absl::Duration smtp_data_block_timeout;
   absl::Duration smtp_data_term_timeout;
   uint64_t spool_segment_size_bytes = 0;
-  SpoolSegmentFill spool_segment_fill = SpoolSegmentFill::kZeros;
+  SpoolSegmentFill spool_segment_fill = SpoolSegmentFill::kAuto;
   bool spool_segment_recycle = true;  // reuse drained segments' files (spool/group_commit.h)
   LogLevel log_level = LogLevel::kInfo;
 };

@@ -258,9 +258,10 @@ constexpr KeySpec kKeys[] = {
         Hours(1), kLive, "outbound: reply to the final dot (4.5.3.2.6)"),
     Key<kG, VT::kSize, &G::spool_segment_size_bytes>("spool_segment_size", "64MB", MiB(1),
         GiB(4), kRestart, "preallocated size of one spool segment"),
-    Key<kG, VT::kEnum, &G::spool_segment_fill>("spool_segment_fill", "zeros", 0, 0, kRestart,
-        "new segments: zeros over fallocated space (appends sync fastest), fallocate only "
-        "(copy-on-write filesystems), or neither", "zeros|allocate|none"),
+    Key<kG, VT::kEnum, &G::spool_segment_fill>("spool_segment_fill", "auto", 0, 0, kRestart,
+        "new segments: zeros over fallocated space (small appends sync fastest), fallocate "
+        "only (copy-on-write filesystems), neither, or auto: zeros while recent batches "
+        "average under 128 KiB, fallocate only above", "zeros|allocate|none|auto"),
     Key<kG, VT::kBool, &G::spool_segment_recycle>("spool_segment_recycle", "true", 0, 0,
         kRestart, "reuse a drained segment's file as the next segment instead of unlinking "
         "it and writing a new one"),

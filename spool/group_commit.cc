@@ -18,7 +18,7 @@
 #include "base/string_view.h"
 #include "core/log.h"
 #include "spool/segment_writer.h"
-#include "spool/spare_timing.h"
+#include "spool/spare_planner.h"
 
 namespace ringmail::spool {
 namespace {
@@ -237,7 +237,7 @@ class SpoolWriter::Impl final : public SegmentRecycler {
   bool waiting_for_segment_ = false;  // the head of pending_ waits for a creation
   SegmentRecycler::Done recycle_done_ = nullptr;  // set while a recycle runs
   void* recycle_owner_ = nullptr;
-  SpareTiming spare_timing_;  // recycling: when the fresh spare may wait no longer
+  SparePlanner planner_;  // when the next fresh segment starts, and whether it gets zeros
 
   RequestQueue pending_;
   bool flush_scheduled_ = false;
@@ -576,8 +576,8 @@ void SpoolWriter::Impl::CompleteBatch() {
   const uint64_t now_us = loop_.now_us();
   stats_.sync_latency.Record(now_us - std::min(now_us, batch_.submitted_us));
   if (index_ != nullptr) index_->NoteAppended(active_->id, batch_.bytes);
-  spare_timing_.Appended(batch_.bytes, loop_.now_us());
-  // With recycling the fresh spare waited (spool/spare_timing.h); not while creations fail (a
+  planner_.Appended(batch_.bytes, loop_.now_us());
+  // With recycling the fresh spare waited (spool/spare_planner.h); not while creations fail (a
   // full disk is retried by the batch that needs a segment, not by every batch).
   if (options_.recycle && stats_.segment_errors == failures_logged_at_) MaybeStartSpare();
   RequestQueue done = batch_.requests.Take();
@@ -657,7 +657,11 @@ void SpoolWriter::Impl::FailAll(RequestQueue queue, const absl::Status& status) 
 void SpoolWriter::Impl::StartCreate(uint64_t bytes, bool for_batch) {
   create_for_batch_ = for_batch;
   create_bytes_ = bytes;
-  if (bytes == options_.segment_bytes) spare_timing_.CreationStarted(loop_.now_us());
+  if (options_.fill == SegmentFill::kAuto) {
+    creator_.set_zero_fill(planner_.ZeroFillPays());
+    if (!creator_.zero_filling()) ++stats_.segments_unfilled;
+  }
+  if (bytes == options_.segment_bytes) planner_.CreationStarted(loop_.now_us());
   creator_.Create(next_seq_++, bytes);
 }
 
@@ -667,7 +671,7 @@ void SpoolWriter::Impl::SegmentCreated(SegmentCreateResult& result) {
   if (result.status.ok()) {
     ++stats_.segments;
     name_taken_retries_ = 0;
-    if (create_bytes_ == options_.segment_bytes) spare_timing_.CreationSucceeded(loop_.now_us());
+    if (create_bytes_ == options_.segment_bytes) planner_.CreationSucceeded(loop_.now_us());
     if (stats_.segment_errors != failures_logged_at_) {
       core::LogInfo("spool: segment %s created after %d failed attempts", result.file.id.ToString(),
                     stats_.segment_errors - failures_logged_at_);
@@ -707,7 +711,7 @@ void SpoolWriter::Impl::MaybeStartSpare() {
   if (spare_.has_value() || creator_.busy() || !active_.has_value() || loop_.stopping()) return;
   // Recycling: a drained segment may still come; wait while there is time to make one.
   if (options_.recycle &&
-      !spare_timing_.FreshSpareDue(active_->tail - kSegmentHeaderBytes,
+      !planner_.FreshSpareDue(active_->tail - kSegmentHeaderBytes,
                                    active_->capacity - kSegmentHeaderBytes)) {
     return;
   }

@@ -53,7 +53,7 @@
 //   shrinks after a burst. To give drained segments the chance, a fresh spare is not made at
 //   once after a rollover but only when no recycled one came and the active segment is
 //   nearly full — at its recent append rate, a few creations' time from full
-//   (spool/spare_timing.h; at half full when nothing is measured yet). A rollover with no
+//   (spool/spare_planner.h; at half full when nothing is measured yet). A rollover with no
 //   spare waits for a creation, as before, and counts in stats().rollover_waits.
 // - Start-up: SpoolWriterOptions.first_sequence is recovery's LoopRecovery.next_seq; the
 //   writer always starts a fresh segment there, never appends to a recovered one.
@@ -157,8 +157,10 @@ struct SpoolWriterOptions {
   size_t batch_messages_max = 1024;        // records per batch, 1..kBatchRecordsLimit
   uint64_t batch_bytes_max = 16ull << 20;  // bytes per batch (>= 4 KiB)
   // How a segment's space is made before its first record (spool/segment_writer.h): zeros
-  // written over fallocated space by default, since an overwrite of written blocks syncs
-  // far faster than an append into unwritten or new ones. kAllocate for copy-on-write
+  // written over fallocated space, since an overwrite of written blocks syncs faster than an
+  // append into unwritten or new ones — while batches are small; kAuto (config "auto", the
+  // daemon's default) drops the zeros for segments made while batches are big, where they
+  // only double the bytes written (spool/spare_planner.h). kAllocate for copy-on-write
   // filesystems; tests use kNone to reach ENOSPC on the write path.
   SegmentFill fill = SegmentFill::kZeros;
   // Reuse drained segments of segment_bytes as spares instead of unlinking them and making
@@ -184,6 +186,7 @@ struct SpoolWriterStats {
                                    // file not of the configured size is not one
   uint64_t largest_batch = 0;    // most records in one batch
   uint64_t rollover_waits = 0;   // rollovers that found no spare and waited for a creation
+  uint64_t segments_unfilled = 0;  // kAuto: creations started without zeros (big batches)
   // Per batch made durable: from its first WRITEV's submission to the sync's completion
   // (what the disk takes). Per MESSAGE record made durable: from Commit() to `done` (what the
   // client's 250 waits for: a batch ahead of it, a segment to roll over to, the sync).

@@ -74,8 +74,9 @@ SegmentCreator::SegmentCreator(core::Loop& loop, uint32_t loop_index, int dir_fd
     : loop_(loop),
       loop_index_(loop_index),
       dir_fd_(dir_fd),
+      fill_(fill),
       preallocate_(fill != SegmentFill::kNone),
-      zero_fill_(fill == SegmentFill::kZeros) {
+      zero_fill_(fill == SegmentFill::kZeros || fill == SegmentFill::kAuto) {
   open_op_.Bind<&SegmentCreator::OpenDone>(this, "segment openat");
   for (ChainOp& c : chain_) c.op.Bind<&SegmentCreator::ChainDone>(this, "segment set-up");
   cleanup_close_op_.Bind<&SegmentCreator::CleanUpDone>(this, "segment close (failed create)");

@@ -106,7 +106,9 @@ struct SegmentFile {
   uint64_t room() const { return capacity > tail ? capacity - tail : 0; }
 };
 
-enum class SegmentFill : uint8_t { kZeros, kAllocate, kNone };
+// kAuto: kZeros or kAllocate, chosen by the writer per fresh segment (spool/spare_planner.h);
+// the creator starts out zero-filling and follows set_zero_fill().
+enum class SegmentFill : uint8_t { kZeros, kAllocate, kNone, kAuto };
 
 struct SegmentCreateResult {
   absl::Status status;  // errno mapped: ENOSPC/EDQUOT → kResourceExhausted, EEXIST →
@@ -145,6 +147,10 @@ class SegmentCreator {
   bool busy() const { return stage_ != Stage::kIdle; }
   size_t ops_in_flight() const;
   bool preallocating() const { return preallocate_; }
+  // Whether later creations write zeros over their space (as kZeros or as kAllocate from
+  // here on); nothing for a kNone creator, which never makes space ahead.
+  void set_zero_fill(bool on) { zero_fill_ = on && fill_ != SegmentFill::kNone; }
+  bool zero_filling() const { return zero_fill_; }
 
  private:
   enum class Stage : uint8_t { kIdle, kOpen, kSetUp, kCleanUp };
@@ -188,6 +194,7 @@ class SegmentCreator {
   core::Loop& loop_;
   uint32_t loop_index_;
   int dir_fd_;
+  const SegmentFill fill_;
   bool preallocate_;
   bool zero_fill_;
   Done done_ = nullptr;

@@ -73,6 +73,7 @@ TEST(LoadTest, EmptyFileGivesEveryDefault) {
   EXPECT_EQ(g.outbound_idle_timeout, absl::Seconds(2));
   EXPECT_EQ(g.spool_segment_size_bytes, uint64_t{64} << 20);
   EXPECT_TRUE(g.spool_segment_recycle);
+  EXPECT_EQ(g.spool_segment_fill, SpoolSegmentFill::kAuto);
   EXPECT_EQ(g.log_level, LogLevel::kInfo);
   EXPECT_TRUE(c->eventloops.empty());
   EXPECT_FALSE(c->http.has_value());

@@ -157,7 +157,7 @@ TEST(SchemaErrorsTest, WrongType) {
                           "\"drop\""));
   EXPECT_THAT(LoadFails("spool_segment_fill = sparse\n"),
               ElementsAre("t.conf:1:22: spool_segment_fill must be one of \"zeros\", "
-                          "\"allocate\", \"none\"; got 'sparse'"));
+                          "\"allocate\", \"none\", \"auto\"; got 'sparse'"));
   EXPECT_THAT(LoadFails("spool_segment_size = \"12XB\"\n"),
               ElementsAre("t.conf:1:22: spool_segment_size: unknown unit 'XB' in '12XB' (sizes: "
                           "B, K, KB, KiB, M, MB, MiB, G, GB, GiB, T, TB, TiB; durations: us, ms, "

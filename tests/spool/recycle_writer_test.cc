@@ -95,13 +95,14 @@ class RecycleWriterTest : public ::testing::Test {
   std::string SpoolDir() const { return dir_.path() + "/spool"; }
   std::string LoopDir() const { return LoopDirPath(SpoolDir(), kLoopIndex); }
 
-  void Open(bool recycle) {
+  void Open(bool recycle, SegmentFill fill = SegmentFill::kZeros) {
     lt_.Run([&] {
       SpoolWriterOptions o;
       o.spool_dir = SpoolDir();
       o.loop_index = kLoopIndex;
       o.segment_bytes = kSegmentBytes;
       o.recycle = recycle;
+      o.fill = fill;
       auto w = SpoolWriter::Open(lt_.loop(), o, &sink_, &index_);
       ASSERT_TRUE(w.ok()) << w.status();
       writer_ = std::move(w).value();
@@ -311,6 +312,36 @@ TEST_F(RecycleWriterTest, ARolloverWithNoSpareReadyIsCountedAsAWait) {
   EXPECT_EQ(ws.rollover_waits, 1u);
   EXPECT_EQ(ws.segments_recycled, 0u);
   EXPECT_EQ(ws.errors, 0u);
+}
+
+// spool_segment_fill = "auto" (spool/spare_planner.h): segments made once batches average
+// 128 KiB or more get no zeros (they would double the bytes written); the first ones, made
+// before any batch, do. Every message is still durable and recovered.
+TEST_F(RecycleWriterTest, AutoFillDropsZerosWhileBatchesAreBig) {
+  Open(/*recycle=*/false, SegmentFill::kAuto);
+  for (uint64_t r = 0; r < 6; ++r) {
+    CommitRound(1 + r * 8, 8);  // 8 x 60 KiB in one turn: ~480 KiB a batch
+    ASSERT_FALSE(HasFatalFailure());
+  }
+  const SpoolWriterStats ws = WriterStats();
+  EXPECT_GE(ws.segments_unfilled, 1u);
+  EXPECT_LE(ws.segments_unfilled + 2, ws.segments);  // the first segment and spare: zeros
+  EXPECT_EQ(ws.errors, 0u);
+  lt_.Stop();
+  RecoveryResult r = testing::ExpectRecovered(SpoolDir(), live_);
+  EXPECT_TRUE(r.report.quarantined.empty()) << r.report.Summary();
+}
+
+// The contrast: small batches keep the zeros on every segment.
+TEST_F(RecycleWriterTest, AutoFillKeepsZerosWhileBatchesAreSmall) {
+  Open(/*recycle=*/false, SegmentFill::kAuto);
+  for (uint64_t r = 0; r < 320; ++r) {
+    CommitRound(1 + r, 1, 4096);  // one 4 KiB message a batch: 1 MiB segments roll over
+    ASSERT_FALSE(HasFatalFailure());
+  }
+  const SpoolWriterStats ws = WriterStats();
+  EXPECT_GE(ws.segments, 3u);
+  EXPECT_EQ(ws.segments_unfilled, 0u);
 }
 
 }  // namespace

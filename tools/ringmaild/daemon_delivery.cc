@@ -99,7 +99,9 @@ absl::Status Daemon::OpenLedgerAndSpool(LoopParts& parts) {
   static_assert(static_cast<int>(config::SpoolSegmentFill::kZeros) ==
                     static_cast<int>(spool::SegmentFill::kZeros) &&
                 static_cast<int>(config::SpoolSegmentFill::kNone) ==
-                    static_cast<int>(spool::SegmentFill::kNone));
+                    static_cast<int>(spool::SegmentFill::kNone) &&
+                static_cast<int>(config::SpoolSegmentFill::kAuto) ==
+                    static_cast<int>(spool::SegmentFill::kAuto));
   so.fill = static_cast<spool::SegmentFill>(config_->global.spool_segment_fill);
   so.recycle = config_->global.spool_segment_recycle;
   so.first_sequence =

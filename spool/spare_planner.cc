@@ -1,11 +1,14 @@
-// spool/spare_timing.cc — see spare_timing.h for the rule and why.
-#include "spool/spare_timing.h"
+// spool/spare_planner.cc — see spare_planner.h for the rules and why.
+#include "spool/spare_planner.h"
 
 #include <algorithm>
 
 namespace ringmail::spool {
 
-void SpareTiming::Appended(uint64_t bytes, uint64_t now_us) {
+void SparePlanner::Appended(uint64_t bytes, uint64_t now_us) {
+  // The first batch sets the average; later ones move it by 1/16.
+  batch_bytes_ = batches_++ == 0 ? static_cast<double>(bytes)
+                                 : batch_bytes_ + (static_cast<double>(bytes) - batch_bytes_) / 16;
   if (window_start_us_ == 0 || now_us < window_start_us_) {
     window_start_us_ = now_us;  // the first window opens here: what came before is not in it
     window_bytes_ = 0;
@@ -23,7 +26,7 @@ void SpareTiming::Appended(uint64_t bytes, uint64_t now_us) {
   window_bytes_ = 0;
 }
 
-void SpareTiming::CreationSucceeded(uint64_t now_us) {
+void SparePlanner::CreationSucceeded(uint64_t now_us) {
   if (creation_started_us_ == 0 || now_us < creation_started_us_) return;
   const uint64_t took = std::max<uint64_t>(now_us - creation_started_us_, 1);
   // A slower creation counts at once, a faster one halfway: the disk's load varies.
@@ -31,7 +34,7 @@ void SpareTiming::CreationSucceeded(uint64_t now_us) {
   creation_started_us_ = 0;
 }
 
-bool SpareTiming::FreshSpareDue(uint64_t used, uint64_t capacity) const {
+bool SparePlanner::FreshSpareDue(uint64_t used, uint64_t capacity) const {
   if (capacity == 0 || used >= capacity) return true;
   if (used < capacity / 2) return false;
   const uint64_t left = capacity - used;
