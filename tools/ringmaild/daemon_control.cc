@@ -266,7 +266,7 @@ Response Daemon::Metrics(const std::vector<LoopSnapshot>& loops) {
   counter("ringmail_spool_batches_total", "Group-commit batches (one fdatasync each).",
           [](const LoopSnapshot& s) { return s.spool.batches; });
   counter("ringmail_spool_segments_created_total",
-          "Spool segments made new (preallocated, and zero-filled by default).",
+          "Spool segments made new (preallocated; zero-filled as spool_segment_fill says).",
           [](const LoopSnapshot& s) { return s.spool.segments; });
   counter("ringmail_spool_rollover_waits_total",
           "Segment rollovers that found no spare ready and waited for one to be made.",
