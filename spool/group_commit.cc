@@ -576,7 +576,7 @@ void SpoolWriter::Impl::CompleteBatch() {
   const uint64_t now_us = loop_.now_us();
   stats_.sync_latency.Record(now_us - std::min(now_us, batch_.submitted_us));
   if (index_ != nullptr) index_->NoteAppended(active_->id, batch_.bytes);
-  planner_.Appended(batch_.bytes, loop_.now_us());
+  planner_.Appended(batch_.bytes, now_us);
   // With recycling the fresh spare waited (spool/spare_planner.h); not while creations fail (a
   // full disk is retried by the batch that needs a segment, not by every batch).
   if (options_.recycle && stats_.segment_errors == failures_logged_at_) MaybeStartSpare();
@@ -712,7 +712,7 @@ void SpoolWriter::Impl::MaybeStartSpare() {
   // Recycling: a drained segment may still come; wait while there is time to make one.
   if (options_.recycle &&
       !planner_.FreshSpareDue(active_->tail - kSegmentHeaderBytes,
-                                   active_->capacity - kSegmentHeaderBytes)) {
+                              active_->capacity - kSegmentHeaderBytes)) {
     return;
   }
   StartCreate(options_.segment_bytes, /*for_batch=*/false);
