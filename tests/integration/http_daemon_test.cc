@@ -337,6 +337,20 @@ std::string Sha256Hex(const std::string& python, const std::string& data) {
   return r.out.substr(0, 64);
 }
 
+// The sum over a metrics page's lines that start with `prefix` (and contain `also`, when given)
+// of their values: one series summed over its loops. A value that does not parse fails.
+uint64_t SumMetricSeries(absl::string_view body, absl::string_view prefix,
+                         absl::string_view also = "") {
+  uint64_t sum = 0;
+  for (absl::string_view line : absl::StrSplit(body, '\n')) {
+    if (!absl::StartsWith(line, prefix) || !absl::StrContains(line, also)) continue;
+    uint64_t n = 0;
+    EXPECT_TRUE(absl::SimpleAtoi(line.substr(line.rfind(' ') + 1), &n)) << line;
+    sum += n;
+  }
+  return sum;
+}
+
 TEST_F(HttpDaemonTest, HealthzNeedsNoTokenMetricsAndQueuesDo) {
   StartDaemon();
   CurlResult h = Curl({Url("/healthz")}, /*token=*/false);
@@ -361,34 +375,15 @@ TEST_F(HttpDaemonTest, HealthzNeedsNoTokenMetricsAndQueuesDo) {
   }
   EXPECT_THAT(m.body, HasSubstr("\nringmail_http_messages_injected_total 1\n"));
   // The writer made its first segment (and maybe its spare): counted, per loop.
-  uint64_t created = 0;
-  for (absl::string_view line : absl::StrSplit(m.body, '\n')) {
-    if (!absl::StartsWith(line, "ringmail_spool_segments_created_total{")) continue;
-    uint64_t n = 0;
-    ASSERT_TRUE(absl::SimpleAtoi(line.substr(line.rfind(' ') + 1), &n)) << line;
-    created += n;
-  }
-  EXPECT_GE(created, 1u) << m.body;
+  EXPECT_GE(SumMetricSeries(m.body, "ringmail_spool_segments_created_total{"), 1u) << m.body;
   // The injected message's durable write is in both spool latency histograms (Prometheus
   // form: cumulative buckets, then _sum and _count, per loop).
   for (const char* name : {"ringmail_spool_sync_seconds", "ringmail_spool_commit_seconds"}) {
     EXPECT_THAT(m.body, HasSubstr(absl::StrCat("# TYPE ", name, " histogram\n")));
-    uint64_t count = 0;
-    uint64_t inf = 0;
-    for (absl::string_view line : absl::StrSplit(m.body, '\n')) {
-      uint64_t n = 0;
-      absl::string_view value = line.substr(line.rfind(' ') + 1);
-      if (absl::StartsWith(line, absl::StrCat(name, "_count{"))) {
-        ASSERT_TRUE(absl::SimpleAtoi(value, &n)) << line;
-        count += n;
-      } else if (absl::StartsWith(line, absl::StrCat(name, "_bucket{")) &&
-                 absl::StrContains(line, "le=\"+Inf\"")) {
-        ASSERT_TRUE(absl::SimpleAtoi(value, &n)) << line;
-        inf += n;
-      }
-    }
+    const uint64_t count = SumMetricSeries(m.body, absl::StrCat(name, "_count{"));
     EXPECT_GE(count, 1u) << name;
-    EXPECT_EQ(inf, count) << name;
+    EXPECT_EQ(SumMetricSeries(m.body, absl::StrCat(name, "_bucket{"), "le=\"+Inf\""), count)
+        << name;
   }
   CurlResult q = Curl({Url("/api/v1/queues")});
   ASSERT_EQ(q.status, 200);
