@@ -92,7 +92,7 @@ sh -c "echo \$\$ > $CG_R/cgroup.procs && exec $RINGMAILD --config $WORK/r/ringma
   > "$WORK/r/daemon.log" 2>&1 &
 DAEMON_PID=$!
 wait_port "$R_PORT" || { echo "ringmaild did not start" >&2; cat "$WORK/r/daemon.log" >&2; exit 1; }
-for _ in $(seq 100); do [[ -S $WORK/r/control.sock ]] && break; sleep 0.1; done
+wait_socket "$WORK/r/control.sock"
 "$RINGCTL" --socket "$WORK/r/control.sock" domain suspend bench.test >/dev/null
 
 count_for() {  # SIZE

@@ -81,7 +81,7 @@ CONF
   "$RINGMAILD" --config "$dir/ringmaild.conf" > "$dir/log" 2>&1 &
   SERVER_PID=$!
   wait_port "$port" 100 || { echo "ringmaild did not start:"; cat "$dir/log"; exit 1; }
-  for _ in $(seq 100); do [[ -S $dir/control.sock ]] && break; sleep 0.05; done
+  wait_socket "$dir/control.sock"
   "$RINGCTL" --socket "$dir/control.sock" domain suspend bench.test >/dev/null
   local rate
   rate=$(client "$2" "$port")

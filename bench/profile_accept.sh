@@ -120,7 +120,7 @@ if [[ $RELAY -eq 0 ]]; then
   # Acceptance only: the recipients' domain is suspended, so accepted mail stays queued
   # (as Postfix's hold queue does in bench/postfix_setup.sh) instead of being tried and
   # bounced for want of a route, which would add delivery work to the figures.
-  for _ in $(seq 100); do [[ -S $WORK/control.sock ]] && break; sleep 0.1; done
+  wait_socket "$WORK/control.sock"
   "$RINGCTL" --socket "$WORK/control.sock" domain suspend bench.test >/dev/null
 fi
 

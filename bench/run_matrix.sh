@@ -217,7 +217,7 @@ CONF
   SERVER_PID=$!
   wait_port "$PORT" 100 || return 1
   # Hold what is accepted (see the header): the domain every client here sends to.
-  for _ in $(seq 100); do [[ -S $WORK/ringmaild/control.sock ]] && break; sleep 0.05; done
+  wait_socket "$WORK/ringmaild/control.sock"
   [[ $DRAIN == 1 ]] && return 0  # delivered to the smtp-sink: segments drain
   "$RINGCTL" --socket "$WORK/ringmaild/control.sock" domain suspend bench.test >/dev/null
 }

@@ -142,7 +142,7 @@ CONF
 wait_ringmaild() {
   local dir=$1 port=$2
   wait_port "$port" 100 || { echo "ringmaild did not start:"; cat "$dir/log"; exit 1; }
-  for _ in $(seq 100); do [[ -S $dir/control.sock ]] && break; sleep 0.05; done
+  wait_socket "$dir/control.sock"
   "$RINGCTL" --socket "$dir/control.sock" domain suspend bench.test >/dev/null
 }
 RM_PORT=$(free_port)

@@ -21,6 +21,18 @@ wait_port() {
   return 1
 }
 
+# wait_socket PATH [TRIES]: until the Unix socket PATH exists (ringmaild's control socket,
+# made a moment after its listeners), polling every 0.05 s at most TRIES times (default 200:
+# 10 s). Fails when it never appeared.
+wait_socket() {
+  local path=$1 tries=${2:-200}
+  for _ in $(seq "$tries"); do
+    [[ -S $path ]] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
 # wait_line FILE PREFIX [TRIES] [PID]: prints what follows PREFIX on the first line of FILE
 # that starts with it ("ready esmtp=", "listening 127.0.0.1:"), polling every 0.1 s at most
 # TRIES times (default 200: 20 s). Fails at once when PID is given and that process is gone.
