@@ -22,20 +22,16 @@ constexpr int kRetriesMax = 8;
 bool Retryable(int error) { return error == EINTR || error == EAGAIN || error == ECANCELED; }
 
 // Zeros for the segment fill: in .bss and never written, so reading it (the kernel copies from
-// it) maps the shared zero page and costs no memory. One WRITEV points every iovec here.
-constexpr size_t kZeroBlockBytes = 1u << 20;
-constexpr size_t kZeroIovecs = 1024;  // IOV_MAX
-constexpr uint64_t kZeroOpBytes = uint64_t{kZeroBlockBytes} * kZeroIovecs;  // 1 GiB
-alignas(4096) char zero_block[kZeroBlockBytes];
-
-const iovec* ZeroIovecs() {
-  static const auto* iovecs = [] {
-    auto* v = new iovec[kZeroIovecs];
-    for (size_t i = 0; i < kZeroIovecs; ++i) v[i] = iovec{zero_block, kZeroBlockBytes};
-    return v;
-  }();
-  return iovecs;
-}
+// it) maps the shared zero page and costs no memory. Every zero WRITE points here.
+//
+// Why 64 KiB writes and not one big WRITEV: the length of a buffered write decides the size of
+// the page-cache folios it creates (Linux 6.18 ext4, large folios), and those folios stay for
+// the segment's life. Each later append of a record into a folio walks every 4 KiB block of it
+// (write_begin, commit_write, and the writeback that builds the sync's bio), so over 1 MiB
+// folios (what a 1 MiB write made) a small RWF_DSYNC append cost ~24 us of CPU and ~80 us of
+// latency, over 64 KiB folios ~18 and ~68 (notes in bench/RESULTS.md, session 8).
+constexpr size_t kZeroWriteBytes = 64u << 10;
+alignas(4096) char zero_block[kZeroWriteBytes];
 
 uint64_t WallClockMs() {
   timespec ts{};
@@ -81,7 +77,6 @@ SegmentCreator::SegmentCreator(core::Loop& loop, uint32_t loop_index, int dir_fd
   for (ChainOp& c : chain_) c.op.Bind<&SegmentCreator::ChainDone>(this, "segment set-up");
   cleanup_close_op_.Bind<&SegmentCreator::CleanUpDone>(this, "segment close (failed create)");
   cleanup_unlink_op_.Bind<&SegmentCreator::CleanUpDone>(this, "segment unlink (failed create)");
-  ZeroIovecs();  // built once per process, off the hot path
 }
 
 SegmentCreator::~SegmentCreator() {
@@ -238,6 +233,14 @@ void SegmentCreator::RecycleCleanUp(int error, bool at_new_name) {
 
 void SegmentCreator::SubmitSetUp() {
   stage_ = Stage::kSetUp;
+  zeros_next_ = zero_fill_ ? 0 : file_.capacity;
+  SubmitSetUpRound(/*first=*/true);
+}
+
+// One round of the set-up: FALLOCATE (first round only), the next kZeroWritesPerRound zero
+// writes, and once the zeros reach the end, header and both syncs. Rounds keep a chain within
+// the SQ however large the segment; each is submitted when the one before it succeeded.
+void SegmentCreator::SubmitSetUpRound(bool first) {
   chain_used_ = 0;
   auto add = [this](ChainKind kind, uint64_t offset = 0, uint64_t length = 0) {
     RM_CHECK(chain_used_ < kChainOpsMax);
@@ -247,20 +250,17 @@ void SegmentCreator::SubmitSetUp() {
     c.offset = offset;
     c.length = length;
   };
-  if (preallocate_) add(ChainKind::kFallocate);
-  // Segments beyond kZeroOpsMax ops (over 4 GiB, above what the config allows) are only
-  // preallocated.
-  if (zero_fill_ && file_.capacity <= (kZeroOpsMax - 1) * kZeroOpBytes) {
-    for (uint64_t off = 0; off < file_.capacity; off += kZeroOpBytes) {
-      const uint64_t length = std::min(kZeroOpBytes, file_.capacity - off);
-      const uint64_t whole = length / kZeroBlockBytes * kZeroBlockBytes;
-      if (whole != 0) add(ChainKind::kZeros, off, whole);
-      if (whole != length) add(ChainKind::kZeros, off + whole, length - whole);
-    }
+  if (first && preallocate_) add(ChainKind::kFallocate);
+  for (size_t i = 0; i < kZeroWritesPerRound && zeros_next_ < file_.capacity; ++i) {
+    const uint64_t length = std::min<uint64_t>(kZeroWriteBytes, file_.capacity - zeros_next_);
+    add(ChainKind::kZeros, zeros_next_, length);
+    zeros_next_ += length;
   }
-  add(ChainKind::kHeader);
-  add(ChainKind::kFileSync);
-  add(ChainKind::kDirSync);
+  if (zeros_next_ == file_.capacity) {
+    add(ChainKind::kHeader);
+    add(ChainKind::kFileSync);
+    add(ChainKind::kDirSync);
+  }
   SubmitChain();
 }
 
@@ -283,13 +283,7 @@ void SegmentCreator::PrepareChainOp(ChainOp& c, io_uring_sqe* sqe) {
       io_uring_prep_fallocate(sqe, file_.fd, 0, 0, static_cast<off_t>(file_.capacity));
       break;
     case ChainKind::kZeros:
-      if (c.length % kZeroBlockBytes == 0) {
-        io_uring_prep_writev(sqe, file_.fd, ZeroIovecs(),
-                             static_cast<unsigned>(c.length / kZeroBlockBytes), c.offset);
-      } else {  // the last part of a size that is not whole MiB: less than one block
-        io_uring_prep_write(sqe, file_.fd, zero_block, static_cast<unsigned>(c.length),
-                            c.offset);
-      }
+      io_uring_prep_write(sqe, file_.fd, zero_block, static_cast<unsigned>(c.length), c.offset);
       sqe->flags |= IOSQE_ASYNC;
       break;
     case ChainKind::kHeader:
@@ -366,6 +360,10 @@ void SegmentCreator::SetUpFinished() {
       }
       return;
     }
+  }
+  if (chain_[chain_used_ - 1].kind != ChainKind::kDirSync) {  // zeros left for a next round
+    SubmitSetUpRound(/*first=*/false);
+    return;
   }
   Finish(0);
 }

@@ -8,16 +8,20 @@
 //   loop.Prepare, so the loop's stop waits for it.
 // - Create(seq, bytes): one creation at a time (busy() says whether one runs). Ring ops:
 //     OPENAT  <dir>/<seq>.seg  O_WRONLY|O_CREAT|O_EXCL|O_CLOEXEC, mode 0600
-//     then one linked chain:  FALLOCATE(0, bytes) → WRITEV(zeros over [0, bytes)), 1..5 ops
-//                             → WRITE(64-byte header at 0) → FSYNC(file)
-//                             → FSYNC(loop directory)
+//     then linked chains, in rounds:  FALLOCATE(0, bytes) → WRITE(64 KiB of zeros) × up to
+//                             64 per round, each round submitted when the one before it
+//                             succeeded, the last one ending → WRITE(64-byte header at 0)
+//                             → FSYNC(file) → FSYNC(loop directory)
 //   so the file, its size, its header and its name are durable before the first record is
 //   appended (DESIGN.md "Rollover": the directory is synced on create/remove only). A full
 //   fsync (not datasync) of the file, because its size and extents are metadata.
-//   The chain is prepared whole after checking the SQ has room: a link never spans two
-//   submissions (STYLE.md anti-patterns). A failed FALLOCATE does not cancel the ops linked
-//   after it (Linux runs them anyway); harmless here: the set-up's result is read only when
-//   the whole chain is done, and a failure removes the file.
+//   Each chain is prepared whole after checking the SQ has room: a link never spans two
+//   submissions (STYLE.md anti-patterns). Rounds bound a chain whatever the segment's size.
+//   The zeros go in 64 KiB writes because a buffered write's length sets the page-cache folio
+//   size of its range, which every later append into it pays for (segment_writer.cc).
+//   A failed FALLOCATE does not cancel the ops linked after it (Linux runs them anyway);
+//   harmless here: a round's result is read only when its whole chain is done, and a failure
+//   removes the file.
 // - SegmentFill says how the space is made (SpoolWriterOptions::fill):
 //     kZeros     FALLOCATE, then zeros written over the whole file (the default). fallocate
 //                alone leaves "unwritten" extents: the first append into each of them must
@@ -169,15 +173,16 @@ class SegmentCreator {
     core::Operation op;
     int fd = -1;
   };
-  // FALLOCATE, up to kZeroOpsMax zero writes (1 GiB each, and a last one under 1 MiB when
-  // the size is not whole MiB; the config allows 4 GiB at most), header, two FSYNCs.
-  static constexpr size_t kZeroOpsMax = 5;
-  static constexpr size_t kChainOpsMax = kZeroOpsMax + 4;
+  // A set-up round: FALLOCATE (the first round), up to kZeroWritesPerRound zero writes of
+  // 64 KiB (4 MiB a round), and in the last round header and two FSYNCs.
+  static constexpr size_t kZeroWritesPerRound = 64;
+  static constexpr size_t kChainOpsMax = kZeroWritesPerRound + 4;
   static_assert(kChainOpsMax >= 6, "the recycle chain");
 
   void SubmitOpen();
   void OpenDone(core::Operation& op, core::IoResult result);
   void SubmitSetUp();
+  void SubmitSetUpRound(bool first);
   void SubmitRecycle();
   void SubmitRecycleStep();
   void RecycleFinished();
@@ -210,6 +215,7 @@ class SegmentCreator {
   std::string old_name_;      // Recycle: <old>.seg
   std::string recycle_name_;  // Recycle: <seq>.recycle
   std::string header_;  // its header bytes, alive while the WRITE may read them
+  uint64_t zeros_next_ = 0;  // set-up: where the next round's zero writes start
   core::Operation open_op_;
   ChainOp chain_[kChainOpsMax];
   size_t chain_used_ = 0;  // ops of the current chain, from chain_[0]

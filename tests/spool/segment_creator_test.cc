@@ -5,10 +5,17 @@
 // found by FaultCampaign.ReadOnlySpoolDefersAndRecoversWhenWritable). The kernel behaviour
 // itself is pinned too, so that the day it changes is seen.
 #include <fcntl.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 #include <liburing.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/synchronization/notification.h"
@@ -26,7 +33,8 @@ constexpr uint64_t kCreatorSegmentBytes = kMinSegmentBytes;
 // Runs the creator's operations on a loop thread, one at a time.
 class CreatorHarness {
  public:
-  explicit CreatorHarness(const std::string& dir) {
+  explicit CreatorHarness(const std::string& dir, SegmentFill fill = SegmentFill::kAllocate)
+      : fill_(fill) {
     dir_fd_ = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     core::LoopOptions o;
     o.name = "creator";
@@ -49,7 +57,7 @@ class CreatorHarness {
     absl::Notification done;
     loop_->Post([&] {
       if (creator_ == nullptr) {
-        creator_ = std::make_unique<SegmentCreator>(*loop_, 0, dir_fd_, SegmentFill::kAllocate);
+        creator_ = std::make_unique<SegmentCreator>(*loop_, 0, dir_fd_, fill_);
         creator_->Bind<&CreatorHarness::Done>(this);
       }
       done_ = &done;
@@ -65,6 +73,7 @@ class CreatorHarness {
     if (r.status.ok()) creator_->Close(r.file.fd);
     done_->Notify();
   }
+  SegmentFill fill_;
   int dir_fd_ = -1;
   bool started_ = false;
   std::unique_ptr<core::Loop> loop_;
@@ -84,6 +93,36 @@ std::optional<SegmentHeader> ReadHeader(const std::string& path) {
     return std::nullopt;
   }
   return h;
+}
+
+// The file's extents over [0, bytes) from FIEMAP: how many bytes they map, and how many of
+// those are still "unwritten" (fallocated, never written). nullopt where the filesystem
+// cannot say.
+struct ExtentBytes {
+  uint64_t mapped = 0;
+  uint64_t unwritten = 0;
+};
+std::optional<ExtentBytes> MappedExtents(const std::string& path, uint64_t bytes) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  constexpr unsigned kExtentsMax = 512;
+  auto* map = static_cast<fiemap*>(
+      std::calloc(1, sizeof(fiemap) + kExtentsMax * sizeof(fiemap_extent)));
+  map->fm_length = bytes;
+  map->fm_flags = FIEMAP_FLAG_SYNC;
+  map->fm_extent_count = kExtentsMax;
+  std::optional<ExtentBytes> out;
+  if (ioctl(fd, FS_IOC_FIEMAP, map) == 0 && map->fm_mapped_extents < kExtentsMax) {
+    out.emplace();
+    for (unsigned i = 0; i < map->fm_mapped_extents; ++i) {
+      const fiemap_extent& e = map->fm_extents[i];
+      out->mapped += e.fe_length;
+      if (e.fe_flags & FIEMAP_EXTENT_UNWRITTEN) out->unwritten += e.fe_length;
+    }
+  }
+  std::free(map);
+  close(fd);
+  return out;
 }
 
 class SegmentCreatorTest : public ::testing::Test {
@@ -164,6 +203,42 @@ TEST_F(SegmentCreatorTest, AFailedRenameDoesNotBreakAnIoUringLink) {
     GTEST_SKIP() << "this kernel cancels after a failed RENAMEAT; the recycle steps stay safe";
   }
   EXPECT_EQ(results[2], 1);
+}
+
+// A zero-filled segment is set up in rounds of 64 KiB writes (a round is one linked chain);
+// one whose size needs several rounds and ends in a partial write is written over its whole
+// length: no byte is left an unwritten extent, which is what would make each append's sync
+// wait for a journal commit. The fallocate-only segment beside it is the control: its extents
+// stay unwritten, so the check below can tell.
+TEST_F(SegmentCreatorTest, AZeroFilledSegmentIsWrittenToItsEndAcrossRounds) {
+  constexpr uint64_t kBytes = 2 * (4ull << 20) + (64u << 10) + 1000;  // three rounds
+  CreatorHarness zeros(tmp_.path(), SegmentFill::kZeros);
+  ASSERT_TRUE(zeros.ok());
+  SegmentCreateResult made = zeros.Run([](SegmentCreator& c) { c.Create(3, kBytes); });
+  ASSERT_TRUE(made.status.ok()) << made.status;
+  EXPECT_EQ(made.file.capacity, kBytes);
+  const std::string path = tmp_.path() + "/" + SegmentFileName(3);
+  struct stat st {};
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), kBytes);
+  std::optional<SegmentHeader> header = ReadHeader(path);
+  ASSERT_TRUE(header.has_value());
+  EXPECT_EQ(header->seq, 3u);
+  EXPECT_EQ(header->segment_bytes, kBytes);
+
+  CreatorHarness allocate(tmp_.path(), SegmentFill::kAllocate);
+  ASSERT_TRUE(allocate.ok());
+  made = allocate.Run([](SegmentCreator& c) { c.Create(4, kBytes); });
+  ASSERT_TRUE(made.status.ok()) << made.status;
+
+  std::optional<ExtentBytes> zeroed = MappedExtents(path, kBytes);
+  std::optional<ExtentBytes> allocated =
+      MappedExtents(tmp_.path() + "/" + SegmentFileName(4), kBytes);
+  if (!zeroed || !allocated || allocated->unwritten == 0) {
+    GTEST_SKIP() << "this filesystem does not report unwritten extents through FIEMAP";
+  }
+  EXPECT_GE(zeroed->mapped, kBytes);
+  EXPECT_EQ(zeroed->unwritten, 0u) << "part of the segment was left unwritten";
 }
 
 }  // namespace
