@@ -4,7 +4,7 @@
 #   bench/run_matrix.sh [--build DIR] [--runs N] [--sizes "1024 10240 102400"]
 #                       [--conns "1 10 100 1000"] [--systems "tools ringmaild relay postfix"]
 #                       [--scale F] [--loops N] [--section NAME] [--no-write]
-#                       [--smtp-source-only]
+#                       [--smtp-source-only] [--new-connections]
 #
 # Systems (each cell: one client run against one server, a fixed message count sized so a
 # cell takes a few seconds; several runs; median and min–max):
@@ -40,6 +40,9 @@
 #             with recycling (the defaults), fallocate only, and zeros without recycling.
 #             Still counted at the client: acceptance while the daemon also delivers.
 # --smtp-source-only runs only the smtp-source cells (issue #3's measure), not ringload's.
+# --new-connections: smtp-source opens a new connection for every message (no -d), issue #3's
+# first measure ("per new connection"); without it sessions are reused (-d). With it the
+# ringload cells use --messages-per-connection 1, so both clients connect per message.
 # Messages/s are counted by the client over its wall-clock time (process start to exit),
 # the same way for smtp-source and ringload. Results go to bench/RESULTS.md between the
 # ringload markers (the rest of the file is kept), the raw runs to
@@ -63,6 +66,7 @@ LOOPS=2
 WRITE=1
 SECTION=ringload-matrix
 SOURCE_ONLY=0
+NEWCONN=0
 FILL=auto  # the daemon's default
 RECYCLE=true
 PIN=true
@@ -83,8 +87,10 @@ while [[ $# -gt 0 ]]; do
     --section) SECTION=$2; shift 2 ;;
     --no-write) WRITE=0; shift ;;
     --smtp-source-only) SOURCE_ONLY=1; shift ;;
+    --new-connections) NEWCONN=1; shift ;;
     *) echo "usage: $0 [--build DIR] [--runs N] [--sizes LIST] [--conns LIST]" \
-            "[--systems LIST] [--scale F] [--loops N] [--section NAME] [--no-write]" >&2; exit 2 ;;
+            "[--systems LIST] [--scale F] [--loops N] [--section NAME] [--no-write]" \
+            "[--smtp-source-only] [--new-connections]" >&2; exit 2 ;;
   esac
 done
 
@@ -235,9 +241,11 @@ start_ringmaild_tmpfs() {
 
 # Clients: print "seconds" (wall clock) or nothing on failure.
 client_smtp_source() {
-  local port=$1 n=$2 size=$3 conns=$4 t0 t1
+  local port=$1 n=$2 size=$3 conns=$4 reuse=-d t0 t1
+  [[ $NEWCONN -eq 0 ]] || reuse=""
   t0=$(now_ns)
-  timeout "$CELL_TIMEOUT" smtp-source -s "$conns" -m "$n" -l "$size" -d -M bench.test \
+  # shellcheck disable=SC2086  # $reuse: -d or nothing
+  timeout "$CELL_TIMEOUT" smtp-source -s "$conns" -m "$n" -l "$size" $reuse -M bench.test \
     -f bench@ringload.test -t rcpt@bench.test "127.0.0.1:$port" >/dev/null 2>&1 || return 1
   t1=$(now_ns)
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", (b - a) / 1e9 }'
@@ -250,6 +258,7 @@ client_ringload() {
   # smtp-source -l L sends L payload bytes plus ~112 bytes of headers; ringload's --size
   # counts the whole message, so ask for the same total.
   size=$((size + 112))
+  [[ $NEWCONN -eq 0 ]] || extra+=" --messages-per-connection 1"
   t0=$(now_ns)
   # shellcheck disable=SC2086
   timeout "$CELL_TIMEOUT" "$RINGLOAD" send --target "127.0.0.1:$port" --messages "$n" \
@@ -450,6 +459,11 @@ markdown() {
   echo "Sizes are smtp-source's \`-l SIZE\` (payload; its messages are SIZE + ~112 header bytes);"
   echo "ringload is given \`--size SIZE+112\` so both send messages of the same total size."
   echo "smtp-source never pipelines; compare it with plain \`ringload send\`."
+  if [[ $NEWCONN -eq 1 ]]; then
+    echo "**A new connection for every message** (smtp-source without \`-d\`)."
+  else
+    echo "Connections are reused (smtp-source \`-d\`)."
+  fi
   for size in $SIZES; do
     echo
     echo "#### $(size_name "$size") messages"
@@ -559,6 +573,8 @@ write_results() {
 
 ARGS="--runs $RUNS --sizes \"$SIZES\" --conns \"$CONNS\" --systems \"$SYSTEMS\" --scale $SCALE"
 ARGS+=" --loops $LOOPS"
+[[ $SOURCE_ONLY -eq 0 ]] || ARGS+=" --smtp-source-only"
+[[ $NEWCONN -eq 0 ]] || ARGS+=" --new-connections"
 [[ $SECTION == ringload-matrix ]] || ARGS+=" --section $SECTION"
 ulimit -n 65536 2>/dev/null || true
 ensure_packages
