@@ -35,18 +35,11 @@ trap cleanup EXIT
 # The client needs a descriptor per connection too.
 ulimit -n "$(ulimit -Hn)"
 mkdir -p "$WORK/spool" "$WORK/log"
-listener_loop=""
-[[ $LOOPS -gt 1 ]] && listener_loop='event_loop = "esmtp"'
 cat > "$WORK/ringmaild.conf" <<CONF
 spool_dir = "$WORK/spool"
 log_dir = "$WORK/log"
 $(loops_conf "$LOOPS" esmtp delivery)
-ESMTP_Listener {
-  $listener_loop
-  max_connections = $((CONNS * 2))
-  max_connections_per_ip = $((CONNS * 2))
-  Listen "127.0.0.1:0" { }
-}
+$(esmtp_listener_conf "$LOOPS" 0 $((CONNS * 2)))
 CONF
 "$RINGMAILD" --config "$WORK/ringmaild.conf" > "$WORK/daemon.out" 2> "$WORK/daemon.err" &
 DAEMON_PID=$!

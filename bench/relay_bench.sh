@@ -98,21 +98,14 @@ start_ringmaild() {
   PORT=$(free_port)
   rm -rf "$WORK/ringmaild"
   mkdir -p "$WORK/ringmaild/spool" "$WORK/ringmaild/log"
-  local loops listener_loop=""
+  local loops
   loops=$(loops_conf "$LOOPS" esmtp delivery)
-  [[ $LOOPS -gt 1 ]] && listener_loop='event_loop = "esmtp"'
   cat > "$WORK/ringmaild/ringmaild.conf" <<CONF
 spool_dir = "$WORK/ringmaild/spool"
 log_dir = "$WORK/ringmaild/log"
 $loops
 default_route = "[127.0.0.1]:$SINK_PORT"
-ESMTP_Listener {
-  $listener_loop
-  max_connections = 4000
-  max_connections_per_ip = 4000
-  relay_hosts = ( "127.0.0.0/8" )
-  Listen "127.0.0.1:$PORT" { }
-}
+$(esmtp_listener_conf "$LOOPS" "$PORT" 4000)
 Control_Listener { Listen "$WORK/ringmaild/control.sock" { } }
 CONF
   "$RINGMAILD" --config "$WORK/ringmaild/ringmaild.conf" > "$WORK/ringmaild/daemon.log" 2>&1 &

@@ -189,9 +189,8 @@ start_ringmaild() {
   local spool=${SPOOL_ROOT:-$WORK/ringmaild}/spool
   rm -rf "$spool"  # each run starts on an empty spool: no recovery time
   mkdir -p "$spool" "$WORK/ringmaild/logs"
-  local loops listener_loop=""
+  local loops
   loops=$(loops_conf "$LOOPS" esmtp delivery)
-  [[ $LOOPS -gt 1 ]] && listener_loop='event_loop = "esmtp"'
   local drain_conf=""
   if [[ $DRAIN == 1 ]]; then
     local drain_port
@@ -210,13 +209,7 @@ pin_event_loops = $PIN
 log_dir = "$WORK/ringmaild/logs"
 $drain_conf
 $loops
-ESMTP_Listener {
-  $listener_loop
-  max_connections = 2000
-  max_connections_per_ip = 2000
-  relay_hosts = ( "127.0.0.0/8" )
-  Listen "127.0.0.1:$PORT" { }
-}
+$(esmtp_listener_conf "$LOOPS" "$PORT")
 Control_Listener { Listen "$WORK/ringmaild/control.sock" { } }
 CONF
   "$RINGMAILD" --config "$WORK/ringmaild/ringmaild.conf" > "$WORK/ringmaild/log" 2>&1 &

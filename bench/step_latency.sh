@@ -105,11 +105,7 @@ cat > "$WORK/ringmaild.conf" <<CONF
 spool_dir = "$SPOOL_DIR/spool"
 log_dir = "$WORK/log"
 $(loops_conf "$LOOPS" esmtp delivery)
-ESMTP_Listener {
-  $([[ $LOOPS -gt 1 ]] && echo 'event_loop = "esmtp"')
-  relay_hosts = ( "127.0.0.0/8" )
-  Listen "127.0.0.1:$PORT" { }
-}
+$(esmtp_listener_conf "$LOOPS" "$PORT")
 Control_Listener { Listen "$WORK/control.sock" { } }
 CONF
 "$RINGMAILD" --config "$WORK/ringmaild.conf" > "$WORK/ringmaild.log" 2>&1 &

@@ -68,6 +68,21 @@ loops_conf() {
   [[ ${3:-} != delivery ]] || echo "delivery_pool = \"$2\""
 }
 
+# esmtp_listener_conf LOOPS PORT [MAX_CONNECTIONS]: the benches' ESMTP_Listener block: on the
+# pool "esmtp" of `loops_conf LOOPS esmtp` when LOOPS > 1, relaying for 127.0.0.0/8, listening
+# on 127.0.0.1:PORT (0: a free port, which the daemon prints), MAX_CONNECTIONS (default 2000) in
+# all and per client IP (every bench client is 127.0.0.1).
+esmtp_listener_conf() {
+  local max=${3:-2000}
+  echo "ESMTP_Listener {"
+  if [[ $1 -gt 1 ]]; then echo '  event_loop = "esmtp"'; fi
+  echo "  max_connections = $max"
+  echo "  max_connections_per_ip = $max"
+  echo '  relay_hosts = ( "127.0.0.0/8" )'
+  echo "  Listen \"127.0.0.1:$2\" { }"
+  echo "}"
+}
+
 # stop_pid PID [SECONDS]: SIGTERM, wait for the exit (at most SECONDS, default 60), then
 # SIGKILL; reaps it when it is this shell's child. An empty PID is nothing to do.
 stop_pid() {
