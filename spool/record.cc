@@ -114,6 +114,19 @@ void PutMessageMeta(std::string* out, const core::Message& m) {
   }
 }
 
+// The exact number of bytes PutMessageMeta appends, so that a record's head is allocated
+// once instead of growing through each of the envelope's fields.
+size_t MessageMetaBytes(const core::Message& m) {
+  constexpr size_t kPrefix = 4;  // PutString's length
+  const core::Envelope& env = m.envelope;
+  size_t n = 16 + 8 + 4 + 4 + 4 * kPrefix;  // id, received_ms, two counts, four strings
+  n += env.mail_from.size() + env.mail_params.size() + env.helo.size() + env.peer.size();
+  for (const core::Recipient& r : env.recipients) {
+    n += 16 + 2 * kPrefix + r.address.size() + r.params.size();
+  }
+  return n;
+}
+
 RecordStatus Fail(RecordError error, const char* detail) { return RecordStatus{error, detail}; }
 
 // Turns a failed reader into the right error: a length over its limit, or bytes missing.
@@ -291,8 +304,11 @@ absl::StatusOr<EncodedRecord> EncodeMessage(const core::Message& message, Record
   absl::Status limits = CheckMessageLimits(message);
   if (!limits.ok()) return limits;
   EncodedRecord rec;
+  const size_t meta_bytes = MessageMetaBytes(message);
+  rec.head.reserve(kRecordHeaderBytes + meta_bytes);
   rec.head.assign(kRecordHeaderBytes, '\0');
   PutMessageMeta(&rec.head, message);
+  RM_DCHECK(rec.head.size() == kRecordHeaderBytes + meta_bytes) << rec.head.size();
   uint64_t meta_length = rec.head.size() - kRecordHeaderBytes;
   if (meta_length > kMetaBytesMax) {
     return absl::InvalidArgumentError(absl::StrCat("spool record: envelope is ", meta_length,
