@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# bench/cpu_per_message.sh — CPU time per accepted message, ringmaild vs Postfix, counted by
-# the kernel for every thread and process of each MTA (a cpuacct cgroup each, so Postfix's
+# bench/cpu_per_message.sh — CPU time per accepted message, ringmaild vs Postfix (and
+# smtp-sink, which keeps nothing: the floor of an SMTP server's cost), counted by the kernel
+# for every thread and process of each (a cpuacct cgroup each, so Postfix's
 # smtpd/cleanup/... processes are all counted, also those that exit during the run).
 #
 #   bench/cpu_per_message.sh [--build DIR] [--runs N] [--sizes "1024 102400"]
-#                            [--conns "10 100"] [--loops 2]
+#                            [--conns "10 100"] [--loops 2] [--new-connections]
 #
 # Why: on this shared 2-CPU machine the other engineers' builds take most of the CPU, and a
 # throughput ratio then mostly measures how the scheduler shares the CPUs (Postfix's many
@@ -13,6 +14,8 @@
 # time does. Each run: `smtp-source -d` sends N messages over C connections into the MTA
 # (ringmaild: --loops licensed loops, recipients' domain suspended; Postfix: hold queue, as
 # in bench/run_matrix.sh), the cgroup's cpuacct.usage before and after, divided by N.
+# --new-connections: smtp-source without -d, a new connection per message, so the difference
+# to a run without it is what a connection costs each server.
 # Needs root and the cgroup v1 cpuacct hierarchy at /sys/fs/cgroup/cpuacct. Loopback only.
 set -uo pipefail
 
@@ -23,6 +26,7 @@ RUNS=3
 SIZES="1024 102400"
 CONNS="10 100"
 LOOPS=2
+REUSE=-d
 CG=/sys/fs/cgroup/cpuacct
 
 while [[ $# -gt 0 ]]; do
@@ -32,7 +36,9 @@ while [[ $# -gt 0 ]]; do
     --sizes) SIZES=$2; shift 2 ;;
     --conns) CONNS=$2; shift 2 ;;
     --loops) LOOPS=$2; shift 2 ;;
-    *) echo "usage: $0 [--build DIR] [--runs N] [--sizes LIST] [--conns LIST] [--loops N]" >&2
+    --new-connections) REUSE=""; shift ;;
+    *) echo "usage: $0 [--build DIR] [--runs N] [--sizes LIST] [--conns LIST] [--loops N]" \
+            "[--new-connections]" >&2
        exit 2 ;;
   esac
 done
@@ -48,17 +54,20 @@ chmod 755 "$WORK"
 NAME=$(basename "$WORK")
 CG_R=$CG/$NAME-ringmaild
 CG_P=$CG/$NAME-postfix
-mkdir "$CG_R" "$CG_P"
+CG_S=$CG/$NAME-smtp-sink
+mkdir "$CG_R" "$CG_P" "$CG_S"
 DAEMON_PID=""
+SINK_PID=""
 POSTFIX_DIR=""
 
 cleanup() {
   stop_pid "$DAEMON_PID" 30
+  stop_pid "$SINK_PID" 30
   [[ -n $POSTFIX_DIR ]] && "$ROOT/bench/postfix_setup.sh" stop "$POSTFIX_DIR"
   # The cgroups can go once their processes have (Postfix's exit shortly after the stop).
   for _ in $(seq 50); do
-    rmdir "$CG_R" "$CG_P" 2>/dev/null
-    [[ -d $CG_R || -d $CG_P ]] || break
+    rmdir "$CG_R" "$CG_P" "$CG_S" 2>/dev/null
+    [[ -d $CG_R || -d $CG_P || -d $CG_S ]] || break
     sleep 0.2
   done
   rm -rf "$WORK"
@@ -76,16 +85,8 @@ mkdir -p "$WORK/r/spool" "$WORK/r/log"
 cat > "$WORK/r/ringmaild.conf" <<CONF
 spool_dir = "$WORK/r/spool"
 log_dir = "$WORK/r/log"
-license = "$ROOT/tests/testdata/license/valid.license"
-eventloop "esmtp" { concurrency = $LOOPS }
-delivery_pool = "esmtp"
-ESMTP_Listener {
-  event_loop = "esmtp"
-  max_connections = 4000
-  max_connections_per_ip = 4000
-  relay_hosts = ( "127.0.0.0/8" )
-  Listen "127.0.0.1:$R_PORT" { }
-}
+$(loops_conf "$LOOPS" esmtp delivery)
+$(esmtp_listener_conf "$LOOPS" "$R_PORT" 4000)
 Control_Listener { Listen "$WORK/r/control.sock" { } }
 CONF
 sh -c "echo \$\$ > $CG_R/cgroup.procs && exec $RINGMAILD --config $WORK/r/ringmaild.conf" \
@@ -94,6 +95,13 @@ DAEMON_PID=$!
 wait_port "$R_PORT" || { echo "ringmaild did not start" >&2; cat "$WORK/r/daemon.log" >&2; exit 1; }
 wait_socket "$WORK/r/control.sock"
 "$RINGCTL" --socket "$WORK/r/control.sock" domain suspend bench.test >/dev/null
+
+# smtp-sink in its own cgroup (it runs as nobody: the work directory must be readable).
+S_PORT=$(free_port)
+sh -c "echo \$\$ > $CG_S/cgroup.procs && exec smtp-sink -u nobody 127.0.0.1:$S_PORT 4000" \
+  > "$WORK/sink.log" 2>&1 &
+SINK_PID=$!
+wait_port "$S_PORT" || { echo "smtp-sink did not start" >&2; exit 1; }
 
 count_for() {  # SIZE
   case $1 in 1024) echo 4000 ;; 10240) echo 2000 ;; *) echo 600 ;; esac
@@ -105,7 +113,8 @@ one() {
   n=$(count_for "$size")
   u0=$(cat "$cg/cpuacct.usage")
   t0=$(date +%s%N)
-  timeout 300 smtp-source -s "$conns" -m "$n" -l "$size" -d -M bench.test \
+  # shellcheck disable=SC2086  # $REUSE: -d or nothing
+  timeout 300 smtp-source -s "$conns" -m "$n" -l "$size" $REUSE -M bench.test \
     -f bench@ringload.test -t rcpt@bench.test "127.0.0.1:$port" >/dev/null 2>&1 \
     || echo "  ($system size=$size conns=$conns run $run: smtp-source failed)"
   t1=$(date +%s%N)
@@ -122,13 +131,16 @@ for run in $(seq "$RUNS"); do
     for conns in $CONNS; do
       one ringmaild "$R_PORT" "$CG_R" "$size" "$conns" "$run"
       one postfix "$P_PORT" "$CG_P" "$size" "$conns" "$run"
+      one smtp-sink "$S_PORT" "$CG_S" "$size" "$conns" "$run"
     done
   done
 done | tee "$WORK/runs.tsv"
 echo
-echo "median CPU per message (µs) and ratio Postfix / ringmaild:"
-echo "| size | connections | ringmaild µs/msg | Postfix µs/msg | Postfix / ringmaild |"
-echo "| ---: | ---: | ---: | ---: | ---: |"
+echo "median CPU per message (µs), $([[ -n $REUSE ]] && echo "reused connections" ||
+  echo "a new connection per message"), and ratios:"
+echo "| size | connections | ringmaild µs/msg | Postfix µs/msg | smtp-sink µs/msg |" \
+  "Postfix / ringmaild | ringmaild / smtp-sink |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 awk -F'\t' '$1 != "system" { k = $2 "\t" $3; v[$1 "\t" k] = v[$1 "\t" k] " " $6; keys[k] = 1 }
   function med(s,   a, n, i, j, t) {
     n = split(substr(s, 2), a, " ")
@@ -139,8 +151,11 @@ awk -F'\t' '$1 != "system" { k = $2 "\t" $3; v[$1 "\t" k] = v[$1 "\t" k] " " $6;
   END {
     for (k in keys) {
       split(k, p, "\t"); r = med(v["ringmaild\t" k]); q = med(v["postfix\t" k])
-      printf "| %s | %s | %.1f | %.1f | %.1f× |\n", p[1], p[2], r, q, q / r
+      z = med(v["smtp-sink\t" k])
+      printf "| %s | %s | %.1f | %.1f | %.1f | %.1f× | %.2f× |\n", p[1], p[2], r, q, z, q / r,
+        r / z
     }
   }' "$WORK/runs.tsv" | sort -t'|' -k2n -k3n
 mkdir -p "$ROOT/bench/results"
-cp "$WORK/runs.tsv" "$ROOT/bench/results/cpu_per_message.tsv"
+cp "$WORK/runs.tsv" \
+  "$ROOT/bench/results/cpu_per_message$([[ -n $REUSE ]] || echo _newconn).tsv"
