@@ -21,14 +21,31 @@ std::vector<Work> MakeWorks(DeliveryJob&& job, uint64_t now_ms, size_t recipient
   message->eight_bit = job.eight_bit;
   message->owner_loop = job.owner_loop;
   std::shared_ptr<const QueuedMessage> shared = std::move(message);
+  auto due_of = [now_ms](const DeliveryJob::Recipient& r) {
+    return r.next_attempt_ms <= now_ms ? 0 : r.next_attempt_ms;
+  };
+
+  // Every message that has just been accepted: its recipients all due at once and within one
+  // transaction. Its recipient list becomes the one Work as it is, without the grouping below
+  // (which costs a map node and a vector per message).
+  std::vector<Work> works;
+  const std::vector<DeliveryJob::Recipient>& all = job.recipients;
+  if (!all.empty() && all.size() <= recipients_max &&
+      std::all_of(all.begin(), all.end(), [&](const DeliveryJob::Recipient& r) {
+        return due_of(r) == due_of(all.front());
+      })) {
+    Work& w = works.emplace_back();
+    w.message = std::move(shared);
+    w.due_ms = due_of(all.front());
+    w.recipients = std::move(job.recipients);
+    return works;
+  }
 
   // Group by due time (0 and past times mean now), keeping envelope order within a group.
   std::map<uint64_t, std::vector<DeliveryJob::Recipient>> by_due;
   for (DeliveryJob::Recipient& r : job.recipients) {
-    uint64_t due = r.next_attempt_ms <= now_ms ? 0 : r.next_attempt_ms;
-    by_due[due].push_back(std::move(r));
+    by_due[due_of(r)].push_back(std::move(r));
   }
-  std::vector<Work> works;
   for (auto& [due, recipients] : by_due) {
     for (size_t first = 0; first < recipients.size(); first += recipients_max) {
       size_t last = std::min(recipients.size(), first + recipients_max);

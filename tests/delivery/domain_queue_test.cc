@@ -61,6 +61,28 @@ TEST(MakeWorksTest, GroupsLaterRecipientsByTheirNextAttempt) {
   EXPECT_EQ(Indices(works[1]), (std::vector<uint32_t>{1, 3}));
 }
 
+// One group that fits one transaction (every new message) is one Work: all its recipients in
+// envelope order, due now or, when all wait for the same retry time, due then. An empty job
+// gives nothing.
+TEST(MakeWorksTest, OneWorkWhenAllAreDueTogether) {
+  std::vector<Work> works = MakeWorks(Job(3), 5000, 3);
+  ASSERT_EQ(works.size(), 1u);
+  EXPECT_EQ(works[0].due_ms, 0u);
+  EXPECT_EQ(Indices(works[0]), (std::vector<uint32_t>{0, 1, 2}));
+  EXPECT_EQ(works[0].recipients[2].address, "r2@d.test");
+  EXPECT_EQ(works[0].message->mail_from, "a@b.test");
+
+  DeliveryJob later = Job(2);
+  later.recipients[0].next_attempt_ms = 9000;
+  later.recipients[1].next_attempt_ms = 9000;
+  works = MakeWorks(std::move(later), 5000, 100);
+  ASSERT_EQ(works.size(), 1u);
+  EXPECT_EQ(works[0].due_ms, 9000u);
+  EXPECT_EQ(Indices(works[0]), (std::vector<uint32_t>{0, 1}));
+
+  EXPECT_TRUE(MakeWorks(Job(0), 5000, 1).empty());
+}
+
 TEST(DomainQueueTest, ReadyAndDelayedByTime) {
   DomainQueue q("d.test");
   EXPECT_TRUE(q.empty());
