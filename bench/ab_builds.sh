@@ -73,23 +73,10 @@ run() {
   fi
   port=$(free_port)
   rm -rf "$WORK/d"
-  mkdir -p "$WORK/d"
-  cat > "$WORK/d/ringmaild.conf" <<CONF
-spool_dir = "$SPOOL_DIR/spool"
-log_dir = "$WORK/d/log"
-$(loops_conf "$LOOPS" esmtp delivery)
-$(esmtp_listener_conf "$LOOPS" "$port")
-Control_Listener { Listen "$WORK/d/control.sock" { } }
-CONF
-  "$build/tools/ringmaild/ringmaild" --config "$WORK/d/ringmaild.conf" > "$WORK/d/log.txt" 2>&1 &
-  DAEMON_PID=$!
-  if ! wait_port "$port" 100 || ! wait_socket "$WORK/d/control.sock"; then
-    echo "$label: ringmaild did not start" >&2
-    cat "$WORK/d/log.txt" >&2
-    return 1
-  fi
-  "$build/tools/ringctl/ringctl" --socket "$WORK/d/control.sock" domain suspend bench.test \
-    >/dev/null
+  start_bench_ringmaild "$build" "$WORK/d" "$SPOOL_DIR" "$LOOPS" "$port"
+  local started=$?
+  DAEMON_PID=$BENCH_DAEMON_PID
+  [[ $started -eq 0 ]] || { echo "$label: no daemon" >&2; return 1; }
   c0=$(awk '{ print $14 + $15 }' "/proc/$DAEMON_PID/stat")
   t0=$(date +%s%N)
   # shellcheck disable=SC2086  # $REUSE: -d or nothing

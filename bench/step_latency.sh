@@ -101,16 +101,8 @@ stop_pid "$SERVER_PID" 30
 SERVER_PID=""
 
 PORT=$(free_port)
-cat > "$WORK/ringmaild.conf" <<CONF
-spool_dir = "$SPOOL_DIR/spool"
-log_dir = "$WORK/log"
-$(loops_conf "$LOOPS" esmtp delivery)
-$(esmtp_listener_conf "$LOOPS" "$PORT")
-Control_Listener { Listen "$WORK/control.sock" { } }
-CONF
-"$RINGMAILD" --config "$WORK/ringmaild.conf" > "$WORK/ringmaild.log" 2>&1 &
-SERVER_PID=$!
-wait_port "$PORT" 100 && wait_socket "$WORK/control.sock" ||
-  { echo "ringmaild did not start:" >&2; cat "$WORK/ringmaild.log" >&2; exit 1; }
-"$RINGCTL" --socket "$WORK/control.sock" domain suspend bench.test >/dev/null
+start_bench_ringmaild "$BUILD" "$WORK/ringmaild" "$SPOOL_DIR" "$LOOPS" "$PORT"
+started=$?
+SERVER_PID=$BENCH_DAEMON_PID
+[[ $started -eq 0 ]] || exit 1
 capture ringmaild "$PORT"

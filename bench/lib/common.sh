@@ -83,6 +83,31 @@ esmtp_listener_conf() {
   echo "}"
 }
 
+# start_bench_ringmaild BUILD DIR SPOOL LOOPS PORT: a ringmaild of BUILD (a build directory)
+# accepting on 127.0.0.1:PORT with its spool in SPOOL, its config, log and control socket in
+# DIR (DIR/control.sock), LOOPS loops, and the recipients' domain bench.test suspended so that
+# accepted mail stays queued (as bench/run_matrix.sh does). Sets BENCH_DAEMON_PID at once (the
+# caller stops it); fails, with the daemon's output on stderr, when it does not come up.
+start_bench_ringmaild() {
+  local build=$1 dir=$2 spool=$3 loops=$4 port=$5
+  mkdir -p "$dir"
+  cat > "$dir/ringmaild.conf" <<CONF
+spool_dir = "$spool/spool"
+log_dir = "$dir/log"
+$(loops_conf "$loops" esmtp delivery)
+$(esmtp_listener_conf "$loops" "$port")
+Control_Listener { Listen "$dir/control.sock" { } }
+CONF
+  "$build/tools/ringmaild/ringmaild" --config "$dir/ringmaild.conf" > "$dir/daemon.log" 2>&1 &
+  BENCH_DAEMON_PID=$!
+  if ! wait_port "$port" 100 || ! wait_socket "$dir/control.sock"; then
+    echo "ringmaild did not start:" >&2
+    cat "$dir/daemon.log" >&2
+    return 1
+  fi
+  "$build/tools/ringctl/ringctl" --socket "$dir/control.sock" domain suspend bench.test >/dev/null
+}
+
 # stop_pid PID [SECONDS]: SIGTERM, wait for the exit (at most SECONDS, default 60), then
 # SIGKILL; reaps it when it is this shell's child. An empty PID is nothing to do.
 stop_pid() {
