@@ -155,12 +155,30 @@ std::string LoopDirPath(std::string_view spool_dir, uint32_t loop) {
   return path;
 }
 
+namespace {
+
+// <spool_dir>/<loop>/<seq><suffix> in one allocation: the delivery ledger builds a segment's
+// path for every message it queues.
+std::string SeqFilePath(std::string_view spool_dir, SegmentId id, const char* suffix) {
+  char name[64];
+  const int n = std::snprintf(name, sizeof(name), "/%" PRIu32 "/%012" PRIu64 "%s", id.loop,
+                              id.seq, suffix);
+  RM_CHECK(n > 0 && static_cast<size_t>(n) < sizeof(name));
+  std::string path;
+  path.reserve(spool_dir.size() + static_cast<size_t>(n));
+  path.append(spool_dir);
+  path.append(name, static_cast<size_t>(n));
+  return path;
+}
+
+}  // namespace
+
 std::string SegmentPath(std::string_view spool_dir, SegmentId id) {
-  return LoopDirPath(spool_dir, id.loop) + "/" + SegmentFileName(id.seq);
+  return SeqFilePath(spool_dir, id, kSegmentSuffix);
 }
 
 std::string RecyclePath(std::string_view spool_dir, SegmentId id) {
-  return LoopDirPath(spool_dir, id.loop) + "/" + RecycleFileName(id.seq);
+  return SeqFilePath(spool_dir, id, kRecycleSuffix);
 }
 
 std::string QuarantineDirPath(std::string_view spool_dir) {

@@ -71,6 +71,11 @@ TEST(SegmentFormatTest, FileNames) {
   EXPECT_EQ(ParseLoopDirName(""), std::nullopt);
 
   EXPECT_EQ(SegmentPath("/var/spool", SegmentId{2, 5}), "/var/spool/2/000000000005.seg");
+  // The paths are built in one piece; they must spell what the names say, at every width.
+  for (SegmentId id : {SegmentId{0, 0}, SegmentId{65535, UINT64_MAX}, SegmentId{UINT32_MAX, 7}}) {
+    EXPECT_EQ(SegmentPath("/s", id), LoopDirPath("/s", id.loop) + "/" + SegmentFileName(id.seq));
+    EXPECT_EQ(RecyclePath("/s", id), LoopDirPath("/s", id.loop) + "/" + RecycleFileName(id.seq));
+  }
   EXPECT_EQ(QuarantineDirPath("/s"), "/s/quarantine");
   EXPECT_EQ((SegmentId{2, 5}).ToString(), "2/000000000005.seg");
   EXPECT_EQ(AlignRecord(0), 0u);
