@@ -34,12 +34,14 @@ uint64_t Mix(uint64_t x) {
 
 }  // namespace
 
-std::string MessageId::ToHex() const {
-  std::string out(32, '0');
-  PutHex64(hi, out.data());
-  PutHex64(lo, out.data() + 16);
+MessageIdHex MessageId::Hex() const {
+  MessageIdHex out;
+  PutHex64(hi, out.digits);
+  PutHex64(lo, out.digits + 16);
   return out;
 }
+
+std::string MessageId::ToHex() const { return std::string(Hex().view()); }
 
 bool MessageId::FromHex(std::string_view hex, MessageId* out) {
   if (hex.size() != 32) return false;

@@ -17,6 +17,14 @@
 
 namespace ringmail::core {
 
+// The 32 hex digits of a MessageId in place, for the paths every message takes (its 250
+// reply, its Received header, its reception log line), where a heap string would be one
+// allocation each. view() is valid as long as this value lives.
+struct MessageIdHex {
+  char digits[32];
+  std::string_view view() const { return std::string_view(digits, sizeof(digits)); }
+};
+
 // 128-bit message id: 48 bits of milliseconds since the epoch, 16 bits of loop index,
 // 64 bits of per-loop sequence mixed with a per-process random salt. Unique across
 // restarts and loops without coordination. Rendered as 32 lowercase hex digits.
@@ -27,6 +35,7 @@ struct MessageId {
   friend bool operator==(const MessageId&, const MessageId&) = default;
   bool IsZero() const { return hi == 0 && lo == 0; }
   std::string ToHex() const;
+  MessageIdHex Hex() const;
   static bool FromHex(std::string_view hex, MessageId* out);
   template <typename H>
   friend H AbslHashValue(H h, const MessageId& id) {

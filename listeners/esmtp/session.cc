@@ -456,7 +456,7 @@ void Session::LogReception(const spool::CommitRequest& request) {
   if (log == nullptr) return;
   core::JsonLine line;
   line.Str("event", "received")
-      .Str("id", request.id.ToHex())
+      .Str("id", request.id.Hex().view())
       .Str("peer", peer_ip_)
       .Str("from", last_from_)
       .Uint("rcpts", last_rcpts_)

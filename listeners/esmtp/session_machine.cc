@@ -318,7 +318,7 @@ void SessionMachine::CommitDone(const absl::Status& status) {
   if (state_ != State::kCommitting) return;  // the session closed while the spool worked
   const ReplyId reply = ReplyForCommitStatus(status);
   if (reply == ReplyId::kQueued) {
-    Reply(ReplyId::kQueued, transaction_->id.ToHex());
+    Reply(ReplyId::kQueued, transaction_->id.Hex().view());
     junk_commands_ = 0;  // a client that delivers mail is not idling
   } else {
     Reply(reply);
@@ -848,7 +848,7 @@ std::string SessionMachine::ReceivedHeader(const core::Message& message,
                                     ")\r\n\tby ",
                                     local_host_, " (ringmail) with ", with);
   if (tls_ && !tls_description_.empty()) absl::StrAppend(&header, " (", tls_description_, ")");
-  absl::StrAppend(&header, " id ", message.id.ToHex());
+  absl::StrAppend(&header, " id ", ToAbsl(message.id.Hex().view()));
   const auto& recipients = message.envelope.recipients;
   if (recipients.size() == 1) {
     absl::StrAppend(&header, "\r\n\tfor <", recipients[0].address, ">");
