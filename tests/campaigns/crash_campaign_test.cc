@@ -91,7 +91,10 @@ TEST_F(CrashCampaign, KillDashNineUnderLoadLosesNothing) {
                               << daemon_.StderrText();
     // One round in six dies right after start-up, while recovered messages are being
     // adopted and dispatched; the others under load.
-    const bool at_start = std::uniform_int_distribution<int>(0, 5)(rng) == 0;
+    bool at_start = std::uniform_int_distribution<int>(0, 5)(rng) == 0;
+    // At least one round runs under load: a seed that drew "at start" for every round
+    // (1 in 1,296 with 4 rounds; seed 15586973091091329251) had nothing acknowledged to check.
+    if (round == rounds - 1 && killed_at_start == static_cast<uint64_t>(round)) at_start = false;
     const std::string record = dir_.Sub(absl::StrCat("record.", round));
     LoadRun load;
     if (!at_start) {
