@@ -31,11 +31,16 @@ std::optional<uint64_t> ParseDecimal(std::string_view s, size_t max_digits, uint
 }
 
 // The one spelling of a per-loop sequence-numbered file: the number zero-padded to 12 digits,
-// then `suffix` (".seg", ".recycle").
+// then `suffix` (".seg", ".recycle"). Written into `buf`; returns its length.
+size_t FormatSeqFileName(uint64_t seq, const char* suffix, char (&buf)[48]) {
+  const int n = std::snprintf(buf, sizeof(buf), "%012" PRIu64 "%s", seq, suffix);
+  RM_CHECK(n > 0 && static_cast<size_t>(n) < sizeof(buf));
+  return static_cast<size_t>(n);
+}
+
 std::string SeqFileName(uint64_t seq, const char* suffix) {
   char buf[48];
-  std::snprintf(buf, sizeof(buf), "%012" PRIu64 "%s", seq, suffix);
-  return buf;
+  return std::string(buf, FormatSeqFileName(seq, suffix, buf));
 }
 
 // The inverse, and the only parser of such names: "<1..20 decimal digits><suffix>", the
@@ -158,16 +163,14 @@ std::string LoopDirPath(std::string_view spool_dir, uint32_t loop) {
 namespace {
 
 // <spool_dir>/<loop>/<seq><suffix> in one allocation: the delivery ledger builds a segment's
-// path for every message it queues.
+// path for every message it queues. (A loop's name fits a short string: no allocation.)
 std::string SeqFilePath(std::string_view spool_dir, SegmentId id, const char* suffix) {
-  char name[64];
-  const int n = std::snprintf(name, sizeof(name), "/%" PRIu32 "/%012" PRIu64 "%s", id.loop,
-                              id.seq, suffix);
-  RM_CHECK(n > 0 && static_cast<size_t>(n) < sizeof(name));
+  char name[48];
+  const size_t n = FormatSeqFileName(id.seq, suffix, name);
+  const std::string loop = LoopDirName(id.loop);
   std::string path;
-  path.reserve(spool_dir.size() + static_cast<size_t>(n));
-  path.append(spool_dir);
-  path.append(name, static_cast<size_t>(n));
+  path.reserve(spool_dir.size() + loop.size() + n + 2);
+  path.append(spool_dir).append(1, '/').append(loop).append(1, '/').append(name, n);
   return path;
 }
 
