@@ -43,11 +43,9 @@ while [[ $# -gt 0 ]]; do
             "[--spool disk|tmpfs] [--new-connections] [--loops N]" >&2; exit 2 ;;
   esac
 done
-for build in "$A" "$B"; do
-  for b in "$build/tools/ringmaild/ringmaild" "$build/tools/ringctl/ringctl"; do
-    [[ -n $build && -x $b ]] || { echo "missing $b (--a and --b are build dirs)" >&2; exit 2; }
-  done
-done
+[[ -n $A && -n $B ]] || { echo "--a and --b (build directories) are both needed" >&2; exit 2; }
+need_ringmaild "$A"
+need_ringmaild "$B"
 [[ $SPOOL == disk || $SPOOL == tmpfs ]] || { echo "--spool disk|tmpfs" >&2; exit 2; }
 command -v smtp-source >/dev/null || { echo "needs smtp-source (postfix)" >&2; exit 2; }
 

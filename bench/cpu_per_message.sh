@@ -42,11 +42,7 @@ while [[ $# -gt 0 ]]; do
        exit 2 ;;
   esac
 done
-RINGMAILD=$BUILD/tools/ringmaild/ringmaild
-RINGCTL=$BUILD/tools/ringctl/ringctl
-for b in "$RINGMAILD" "$RINGCTL"; do
-  [[ -x $b ]] || { echo "missing $b" >&2; exit 2; }
-done
+need_ringmaild "$BUILD"
 [[ -d $CG ]] || { echo "no cpuacct cgroup hierarchy at $CG" >&2; exit 2; }
 
 WORK=$(mktemp -d /tmp/cpu_per_message.XXXXXX)

@@ -27,11 +27,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "usage: $0 [--build DIR] [--runs N] [--messages N]" >&2; exit 2 ;;
   esac
 done
-RINGMAILD=$BUILD/tools/ringmaild/ringmaild
-RINGCTL=$BUILD/tools/ringctl/ringctl
-for b in "$RINGMAILD" "$RINGCTL"; do
-  [[ -x $b ]] || { echo "missing $b (build ringmaild ringctl)" >&2; exit 2; }
-done
+need_ringmaild "$BUILD"
 command -v smtp-source >/dev/null || { echo "needs smtp-source (postfix)" >&2; exit 2; }
 [[ $(nproc) -ge 2 ]] || { echo "needs 2 CPUs" >&2; exit 2; }
 
@@ -69,20 +65,13 @@ sink_cell() {
 
 # rm_cell SPOOLROOT PLACEMENT: "msg/s sync_mean_us commit_mean_us"
 rm_cell() {
-  local port dir=$WORK/rm
+  local port dir=$WORK/rm started
   port=$(free_port)
-  rm -rf "$dir" "$1/spool"; mkdir -p "$dir/logs"
-  cat > "$dir/ringmaild.conf" <<CONF
-spool_dir = "$1/spool"
-log_dir = "$dir/logs"
-ESMTP_Listener { relay_hosts = ( "127.0.0.0/8" )  Listen "127.0.0.1:$port" { } }
-Control_Listener { Listen "$dir/control.sock" { } }
-CONF
-  "$RINGMAILD" --config "$dir/ringmaild.conf" > "$dir/log" 2>&1 &
-  SERVER_PID=$!
-  wait_port "$port" 100 || { echo "ringmaild did not start:"; cat "$dir/log"; exit 1; }
-  wait_socket "$dir/control.sock"
-  "$RINGCTL" --socket "$dir/control.sock" domain suspend bench.test >/dev/null
+  rm -rf "$dir" "$1/spool"
+  start_bench_ringmaild "$BUILD" "$dir" "$1" 1 "$port"
+  started=$?
+  SERVER_PID=$BENCH_DAEMON_PID
+  [[ $started -eq 0 ]] || exit 1
   local rate
   rate=$(client "$2" "$port")
   "$RINGCTL" --socket "$dir/control.sock" metrics |

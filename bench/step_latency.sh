@@ -41,11 +41,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ $SPOOL == disk || $SPOOL == tmpfs ]] || { echo "--spool disk|tmpfs" >&2; exit 2; }
-RINGMAILD=$BUILD/tools/ringmaild/ringmaild
-RINGCTL=$BUILD/tools/ringctl/ringctl
-for b in "$RINGMAILD" "$RINGCTL"; do
-  [[ -x $b ]] || { echo "missing $b (build ringmaild ringctl)" >&2; exit 2; }
-done
+need_ringmaild "$BUILD"
 command -v smtp-source >/dev/null || { echo "needs smtp-source (postfix)" >&2; exit 2; }
 if ! command -v tcpdump >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump >/dev/null ||

@@ -83,6 +83,17 @@ esmtp_listener_conf() {
   echo "}"
 }
 
+# need_ringmaild BUILD: sets RINGMAILD and RINGCTL to BUILD's binaries, or exits 2 naming the
+# one that is missing.
+need_ringmaild() {
+  RINGMAILD=$1/tools/ringmaild/ringmaild
+  RINGCTL=$1/tools/ringctl/ringctl
+  local b
+  for b in "$RINGMAILD" "$RINGCTL"; do
+    [[ -x $b ]] || { echo "missing $b (build ringmaild ringctl)" >&2; exit 2; }
+  done
+}
+
 # start_bench_ringmaild BUILD DIR SPOOL LOOPS PORT: a ringmaild of BUILD (a build directory)
 # accepting on 127.0.0.1:PORT with its spool in SPOOL, its config, log and control socket in
 # DIR (DIR/control.sock), LOOPS loops, and the recipients' domain bench.test suspended so that
