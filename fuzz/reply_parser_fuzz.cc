@@ -58,7 +58,11 @@ std::string ToWire(const Reply& reply) {
   for (size_t i = 0; i < reply.lines.size(); ++i) {
     absl::StrAppend(&wire, reply.code, i + 1 < reply.lines.size() ? "-" : " ");
     if (i == 0 && reply.enhanced.present()) absl::StrAppend(&wire, reply.enhanced.ToString(), " ");
-    absl::StrAppend(&wire, reply.lines[i], "\r\n");
+    // A line the parser took with a bare LF (which it accepts) may be kReplyLineBytesMax long
+    // with its LF: CRLF would make the same line one byte too long, so it keeps the LF.
+    const size_t line_start = wire.rfind('\n') == std::string::npos ? 0 : wire.rfind('\n') + 1;
+    absl::StrAppend(&wire, reply.lines[i]);
+    absl::StrAppend(&wire, wire.size() - line_start + 2 > kReplyLineBytesMax ? "\n" : "\r\n");
   }
   return wire;
 }
