@@ -3,7 +3,8 @@
 # pairs, each run's msg/s, the daemon's CPU per message, its spool batches and sync latency.
 #
 #   bench/ab_builds.sh --a DIR --b DIR [--pairs 5] [--sessions 10] [--messages 20000]
-#                      [--size 1024] [--spool disk|tmpfs] [--new-connections] [--loops 2]
+#                      [--size 1024] [--spool disk|tmpfs] [--new-connections] [--loops N]
+#                      [--a-loops N] [--b-loops N]
 #
 # Why: a change to the data path is judged against the build before it, on the same machine
 # minutes apart, since this machine's absolute rates move by 30% within an hour. Each pair
@@ -13,8 +14,10 @@
 # its metrics page: messages per spool batch and the mean of ringmail_spool_sync_seconds),
 # then the medians and the ratio B / A of the medians.
 # A and B are build directories (DIR/tools/ringmaild/ringmaild and DIR/tools/ringctl/ringctl);
-# each daemon runs --loops loops (the test license when more than one), the recipients' domain
-# suspended as in run_matrix.sh, its spool under var/ (disk) or /dev/shm (tmpfs, not durable).
+# each daemon runs --loops loops (default_loops; the test license when more than one;
+# --a-loops and --b-loops set one side's, so one build against itself compares loop counts),
+# the recipients' domain suspended as in run_matrix.sh, its spool under var/ (disk) or
+# /dev/shm (tmpfs, not durable).
 # Loopback only; every client is bounded by timeout; every daemon is stopped.
 set -uo pipefail
 
@@ -27,7 +30,8 @@ N=20000
 SIZE=1024
 SPOOL=disk
 REUSE=-d
-LOOPS=2
+LOOPS=$(default_loops)
+A_LOOPS="" B_LOOPS=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --a) A=$2; shift 2 ;;
@@ -39,11 +43,16 @@ while [[ $# -gt 0 ]]; do
     --spool) SPOOL=$2; shift 2 ;;
     --new-connections) REUSE=""; shift ;;
     --loops) LOOPS=$2; shift 2 ;;
+    --a-loops) A_LOOPS=$2; shift 2 ;;
+    --b-loops) B_LOOPS=$2; shift 2 ;;
     *) echo "usage: $0 --a DIR --b DIR [--pairs N] [--sessions N] [--messages N] [--size B]" \
-            "[--spool disk|tmpfs] [--new-connections] [--loops N]" >&2; exit 2 ;;
+            "[--spool disk|tmpfs] [--new-connections] [--loops N] [--a-loops N]" \
+            "[--b-loops N]" >&2; exit 2 ;;
   esac
 done
 [[ -n $A && -n $B ]] || { echo "--a and --b (build directories) are both needed" >&2; exit 2; }
+A_LOOPS=${A_LOOPS:-$LOOPS}
+B_LOOPS=${B_LOOPS:-$LOOPS}
 need_ringmaild "$A"
 need_ringmaild "$B"
 [[ $SPOOL == disk || $SPOOL == tmpfs ]] || { echo "--spool disk|tmpfs" >&2; exit 2; }
@@ -59,10 +68,10 @@ cleanup() {
 trap cleanup EXIT
 TICKS=$(getconf CLK_TCK)
 
-# run LABEL BUILD: one daemon, one smtp-source load; prints a TSV line
+# run LABEL BUILD LOOPS: one daemon, one smtp-source load; prints a TSV line
 # "label msg/s cpu_us_per_msg msgs_per_batch sync_mean_us".
 run() {
-  local label=$1 build=$2 port c0 c1 t0 t1
+  local label=$1 build=$2 loops=$3 port c0 c1 t0 t1
   if [[ $SPOOL == disk ]]; then
     mkdir -p "$ROOT/var"
     SPOOL_DIR=$(mktemp -d "$ROOT/var/ab_builds.XXXXXX")
@@ -71,7 +80,7 @@ run() {
   fi
   port=$(free_port)
   rm -rf "$WORK/d"
-  start_bench_ringmaild "$build" "$WORK/d" "$SPOOL_DIR" "$LOOPS" "$port"
+  start_bench_ringmaild "$build" "$WORK/d" "$SPOOL_DIR" "$loops" "$port"
   local started=$?
   DAEMON_PID=$BENCH_DAEMON_PID
   [[ $started -eq 0 ]] || { echo "$label: no daemon" >&2; return 1; }
@@ -98,12 +107,13 @@ run() {
     }' "$WORK/d/metrics"
 }
 
-echo "A = $A, B = $B: smtp-source -s $SESSIONS -m $N -l $SIZE${REUSE:+ -d}, $LOOPS loop(s)," \
+echo "A = $A ($A_LOOPS loop(s)), B = $B ($B_LOOPS loop(s)):" \
+  "smtp-source -s $SESSIONS -m $N -l $SIZE${REUSE:+ -d}," \
   "spool on $SPOOL, $PAIRS interleaved pairs"
 printf 'build\tmsg/s\tcpu_us/msg\tmsgs/batch\tsync_mean_us\n'
 for _ in $(seq "$PAIRS"); do
-  run A "$A"
-  run B "$B"
+  run A "$A" "$A_LOOPS"
+  run B "$B" "$B_LOOPS"
 done | tee "$WORK/runs.tsv"
 awk -F'\t' '
   function med(s,   a, n, i, j, t) {

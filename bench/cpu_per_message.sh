@@ -5,14 +5,14 @@
 # smtpd/cleanup/... processes are all counted, also those that exit during the run).
 #
 #   bench/cpu_per_message.sh [--build DIR] [--runs N] [--sizes "1024 102400"]
-#                            [--conns "10 100"] [--loops 2] [--new-connections]
+#                            [--conns "10 100"] [--loops N] [--new-connections]
 #
 # Why: on this shared 2-CPU machine the other engineers' builds take most of the CPU, and a
 # throughput ratio then mostly measures how the scheduler shares the CPUs (Postfix's many
 # processes get more shares than ringmaild's two loop threads). CPU time per message is what
 # decides throughput once the CPUs are ours; it does not depend on the load the way wall
 # time does. Each run: `smtp-source -d` sends N messages over C connections into the MTA
-# (ringmaild: --loops licensed loops, recipients' domain suspended; Postfix: hold queue, as
+# (ringmaild: --loops loops, default_loops, recipients' domain suspended; Postfix: hold queue, as
 # in bench/run_matrix.sh), the cgroup's cpuacct.usage before and after, divided by N.
 # --new-connections: smtp-source without -d, a new connection per message, so the difference
 # to a run without it is what a connection costs each server.
@@ -25,7 +25,7 @@ BUILD=$ROOT/build
 RUNS=3
 SIZES="1024 102400"
 CONNS="10 100"
-LOOPS=2
+LOOPS=$(default_loops)
 REUSE=-d
 CG=/sys/fs/cgroup/cpuacct
 

@@ -12,9 +12,9 @@
 #             smtp-source → smtp-sink (Postfix's pair), ringload send → smtp-sink (with and
 #             without pipelining), smtp-source → ringload sink, ringload → ringload sink
 #   ringmaild ringmaild acceptance (build/tools/ringmaild/ringmaild; skipped with a note
-#             when the binary is missing or does not start), --loops event loops (default 2,
-#             licensed by the test license in tests/testdata/license as the integration tests
-#             do). The recipients' domain (bench.test) is suspended with ringctl, so accepted
+#             when the binary is missing or does not start), --loops event loops (default_loops:
+#             75% of the CPUs, 1 on this machine; more than one are licensed by the test
+#             license in tests/testdata/license as the integration tests do). The recipients' domain (bench.test) is suspended with ringctl, so accepted
 #             mail stays queued like Postfix's hold queue instead of being tried and bounced
 #             for want of a route (which would add delivery work to the acceptance figures).
 #   relay     ringmaild relaying to ringload sink: measured by bench/relay_bench.sh, side by
@@ -28,6 +28,10 @@
 #             segments in the same run
 #   ringmaild-unpinned  ringmaild with pin_event_loops = false, smtp-source cells only: the
 #             A/B of pinned loops (whose io-wq workers share their one CPU) in the same run
+#   ringmaild-percpu  ringmaild with one pinned event loop per CPU (the test license),
+#             smtp-source cells only: the A/B of the default loop count in the same run. On
+#             this 2-CPU machine the client then always shares a CPU with a loop and its io-wq
+#             worker, and each loop, half as busy, sleeps and wakes more per message
 #   ringmaild-tmpfs  ringmaild with its spool on /dev/shm (tmpfs: NOT durable — a sync there
 #             writes nothing to a device), smtp-source cells only: a diagnostic, never a result.
 #             Everything else is the same as `ringmaild`, so ringmaild-tmpfs / ringmaild is what
@@ -62,7 +66,7 @@ SIZES="1024 10240 102400"
 CONNS="1 10 100 1000"
 SYSTEMS="tools ringmaild relay postfix"
 SCALE=1
-LOOPS=2
+LOOPS=$(default_loops)
 WRITE=1
 SECTION=ringload-matrix
 SOURCE_ONLY=0
@@ -227,6 +231,7 @@ start_ringmaild_drain() { DRAIN=1 start_ringmaild; }
 start_ringmaild_drain_allocate() { DRAIN=1 FILL=allocate start_ringmaild; }
 start_ringmaild_drain_norecycle() { DRAIN=1 RECYCLE=false start_ringmaild; }
 start_ringmaild_unpinned() { PIN=false start_ringmaild; }
+start_ringmaild_percpu() { LOOPS=$(nproc) start_ringmaild; }
 start_ringmaild_tmpfs() {
   [[ -n $SHM_DIR ]] || SHM_DIR=$(mktemp -d /dev/shm/run_matrix.XXXXXX) || return 1
   SPOOL_ROOT=$SHM_DIR start_ringmaild
@@ -295,6 +300,7 @@ label() {
     src_ringmaild_alloc) echo "smtp-source → ringmaild, fallocate-only segments" ;;
     src_ringmaild_zeros) echo "smtp-source → ringmaild, zero-filled segments" ;;
     src_ringmaild_unpin) echo "smtp-source → ringmaild, pin_event_loops = false" ;;
+    src_ringmaild_percpu) echo "smtp-source → ringmaild, a pinned loop per CPU" ;;
     src_ringmaild_tmpfs) echo "smtp-source → ringmaild, spool on tmpfs (not durable)" ;;
     src_ringmaild_drain) echo "smtp-source → ringmaild delivering (zeros, recycling)" ;;
     src_ringmaild_drain_alloc) echo "smtp-source → ringmaild delivering (fallocate only)" ;;
@@ -334,6 +340,9 @@ run_system_cell() {
     ringmaild-unpinned)
       run_cell "$run" src_ringmaild_unpin "$size" "$conns" ringmaild_unpinned smtp_source
       ;;
+    ringmaild-percpu)
+      run_cell "$run" src_ringmaild_percpu "$size" "$conns" ringmaild_percpu smtp_source
+      ;;
     ringmaild-tmpfs)
       run_cell "$run" src_ringmaild_tmpfs "$size" "$conns" ringmaild_tmpfs smtp_source
       ;;
@@ -364,7 +373,7 @@ main_runs() {
   for system in $SYSTEMS; do
     case $system in
       ringmaild | ringmaild-allocate | ringmaild-zeros | ringmaild-unpinned | ringmaild-tmpfs | \
-      ringmaild-drain*)
+      ringmaild-percpu | ringmaild-drain*)
         if [[ ! -x $RINGMAILD ]]; then
           echo "ringmaild: skipped, $RINGMAILD not built yet" | tee -a "$NOTES"
           continue
@@ -489,6 +498,9 @@ markdown() {
               "src_ringmaild_unpin src_ringmaild ringmaild unpinned / pinned loops" \
               "src_ringmaild_unpin src_postfix ringmaild unpinned / Postfix (smtp-source)" \
               "src_ringmaild_unpin src_smtpsink ringmaild unpinned / smtp-sink (smtp-source)" \
+              "src_ringmaild src_ringmaild_percpu ringmaild --loops loops / a loop per CPU" \
+              "src_ringmaild_percpu src_postfix ringmaild a loop per CPU / Postfix (smtp-source)" \
+              "src_ringmaild_percpu src_smtpsink ringmaild a loop per CPU / smtp-sink" \
               "src_ringmaild_tmpfs src_ringmaild ringmaild tmpfs spool / disk spool" \
               "src_ringmaild_tmpfs src_smtpsink ringmaild tmpfs spool / smtp-sink (smtp-source)" \
               "src_ringmaild_drain src_ringmaild_drain_alloc delivering: recycling / fallocate" \

@@ -13,7 +13,7 @@
 # end of data (the spool write), so the rest of the new-connection gap is not in the
 # protocol path (bench/RESULTS.md, "Session 8").
 # One session, 1 KiB, a new connection per message (default) or one reused connection
-# (--reused, smtp-source -d). ringmaild: --loops event loops (default 2, the test license),
+# (--reused, smtp-source -d). ringmaild: --loops event loops (default_loops),
 # its spool under var/ (disk, default) or on /dev/shm (tmpfs: not durable, a diagnostic),
 # the recipients' domain suspended as in run_matrix.sh. The capture costs both servers the
 # same; absolute times are higher than without it.
@@ -28,7 +28,7 @@ BUILD=$ROOT/build
 N=2000
 SPOOL=disk
 REUSE=""
-LOOPS=2
+LOOPS=$(default_loops)
 while [[ $# -gt 0 ]]; do
   case $1 in
     --build) BUILD=$2; shift 2 ;;

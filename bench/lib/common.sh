@@ -57,6 +57,17 @@ ringload_sink_start() {
   SINK_PORT=$(wait_line "$out" "listening 127.0.0.1:" 100 "$SINK_PID")
 }
 
+# default_loops: the event loops a bench gives ringmaild when --loops is not given: the sizing
+# of DESIGN.md's example configuration, concurrency = "75%" of the CPUs (at least one) — one
+# loop on a 2-CPU machine. Why not one per CPU: the load generator runs on the same machine
+# and needs a CPU as well; with a pinned loop on every CPU the client always shares one with
+# a loop and its io-wq worker, and every cell of #3's matrix was slower for it (bench/
+# RESULTS.md, "Session 9"; run_matrix.sh's ringmaild-percpu system measures it again).
+default_loops() {
+  local n=$(( $(nproc) * 75 / 100 ))
+  echo $(( n < 1 ? 1 : n ))
+}
+
 # loops_conf LOOPS POOL [delivery]: ringmaild config lines for an event-loop pool POOL of
 # LOOPS loops, licensed by the test license (tests/testdata/license, as the integration
 # tests do; needs ROOT), with "delivery" also delivering on it; nothing for one loop (the
