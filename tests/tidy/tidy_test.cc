@@ -127,4 +127,53 @@ TEST(TidyTest, FunctionsStayShort) {
   EXPECT_TRUE(bad.empty()) << ::testing::PrintToString(bad);
 }
 
+// What blocks a thread: a loop thread must never run one (STYLE.md, "Blocking on a loop
+// thread"), so they live only in the files below, each for a reason; a new one needs its
+// reason here.
+// This is what keeps "post to a loop, then wait for it" inside RunOnLoopAndWait, which
+// refuses to wait on the caller's own loop.
+const std::vector<std::string> kBlockingWaits = {
+    "WaitForNotification", "absl::Notification", "condition_variable", "absl::CondVar",
+    "std::future",         "std::promise",       "std::latch",         "std::barrier",
+    "BlockingCounter",     "semaphore",          ".Await(",            ".wait(",
+    "sleep_for",           "usleep(",            "nanosleep(",
+};
+const std::map<std::string, std::string> kMayBlock = {
+    {"core/run_on_loop.cc", "RunOnLoopAndWait: a thread other than the target loop's waits"},
+    {"core/thread_pool.h", "the pool's condition variables (workers and submitters)"},
+    {"core/thread_pool.cc", "pool workers wait for jobs; Stop waits for the workers"},
+    {"core/log.cc", "the log's writer thread parks between writes; Flush waits for it"},
+    {"core/loop.cc", "Start waits for the new loop thread to set up, before it runs"},
+    {"spool/unlinker.cc", "an unlink pool worker retries a full loop inbox"},
+    {"tools/ringmaild/daemon.cc", "start-up waits for spool recovery before any loop runs"},
+    {"tools/ringload/main.cc", "ringload's main thread waits for its sender loops"},
+    {"tools/ringload/run_state.h", "the notifications ringload's main thread waits on"},
+};
+
+TEST(TidyTest, BlockingWaitsOnlyWhereAllowed) {
+  std::vector<std::string> bad;
+  std::set<std::string> used;
+  for (const SourceFile& f : Sources({"base", "core", "config", "tls", "spool", "dns", "listeners",
+                                      "delivery", "tools"})) {
+    const std::string rel = fs::relative(f.path, kRoot).string();
+    for (size_t i = 0; i < f.lines.size(); ++i) {
+      const std::string& line = f.lines[i];
+      const size_t comment = line.find("//");
+      for (const std::string& word : kBlockingWaits) {
+        const size_t at = line.find(word);
+        if (at == std::string::npos || at > comment) continue;
+        if (kMayBlock.count(rel)) {
+          used.insert(rel);
+        } else {
+          bad.push_back(Where(f, i) + ": " + word);
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(bad.empty()) << "blocking outside kMayBlock: " << ::testing::PrintToString(bad);
+  for (const auto& [file, reason] : kMayBlock) {
+    EXPECT_TRUE(used.count(file)) << file << " no longer blocks: drop it from kMayBlock";
+  }
+}
+
 }  // namespace
