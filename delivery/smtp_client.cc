@@ -665,20 +665,10 @@ void SmtpClient::QueueSend(std::string bytes) {
 }
 
 void SmtpClient::QueueRaw(std::string bytes) {
-  if (bytes.empty()) return;
-  if (!sending_.empty()) {
-    queued_.append(bytes);
-    return;
-  }
-  sending_ = std::move(bytes);
-  sent_ = 0;
-  StartSend();
+  if (out_.Queue(std::move(bytes))) StartSend();
 }
 
-void SmtpClient::StartSend() {
-  io_uring_sqe* sqe = loop_.Prepare(send_op_);
-  io_uring_prep_send(sqe, fd_, sending_.data() + sent_, sending_.size() - sent_, MSG_NOSIGNAL);
-}
+void SmtpClient::StartSend() { out_.PrepareSend(loop_.Prepare(send_op_), fd_); }
 
 void SmtpClient::SendDone(core::Operation&, core::IoResult result) {
   if (phase_ == Phase::kDisconnecting) {
@@ -691,9 +681,7 @@ void SmtpClient::SendDone(core::Operation&, core::IoResult result) {
       StartSend();
       return;
     }
-    sending_.clear();
-    sent_ = 0;
-    queued_.clear();
+    out_.Clear();
     if (session_over_) {
       EndSession();
       return;
@@ -703,17 +691,11 @@ void SmtpClient::SendDone(core::Operation&, core::IoResult result) {
     return;
   }
   stats_.bytes_sent += result.value();
-  sent_ += result.value();
-  if (sent_ < sending_.size()) {
-    StartSend();
+  const bool short_send = static_cast<size_t>(result.value()) < out_.in_flight_bytes();
+  if (out_.Sent(result.value())) StartSend();  // the rest, or what queued meanwhile
+  if (short_send) {
     ArmDeadline();  // progress: RFC 5321 §4.5.3.2.5 times each send of the body
     return;
-  }
-  sending_.clear();
-  sent_ = 0;
-  if (!queued_.empty()) {
-    sending_.swap(queued_);
-    StartSend();
   }
   PumpBody();
   Pump();
@@ -786,9 +768,7 @@ void SmtpClient::MaybeFinishDisconnect() {
   }
   machine_.reset();
   tls_.reset();
-  sending_.clear();
-  sent_ = 0;
-  queued_.clear();
+  out_.Clear();
   EndBody();
   session_over_ = false;
   parked_ = false;

@@ -72,6 +72,7 @@
 #include "config/config.h"
 #include "core/loop.h"
 #include "core/ring.h"
+#include "core/send_queue.h"
 #include "core/timers.h"
 #include "delivery/body_reader.h"
 #include "delivery/client_machine.h"
@@ -217,7 +218,7 @@ class SmtpClient {
   void QueueRaw(std::string bytes);
   void StartSend();
   void SendDone(core::Operation& op, core::IoResult result);
-  size_t send_backlog() const { return sending_.size() - sent_ + queued_.size(); }
+  size_t send_backlog() const { return out_.backlog_bytes(); }
   void ArmDeadline();
   void DeadlineFired(core::Timer& timer);
 
@@ -284,9 +285,7 @@ class SmtpClient {
   core::Operation send_op_;
   core::Operation close_op_;
   std::unique_ptr<char[]> recv_buffer_;
-  std::string sending_;
-  size_t sent_ = 0;
-  std::string queued_;
+  core::SendQueue out_;  // commands, body and TLS records: one send in flight, the rest queued
   BodyReader body_;
   core::Timer deadline_;
   SmtpClientStats stats_;

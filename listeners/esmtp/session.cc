@@ -62,7 +62,7 @@ void Session::Refuse(std::string reply) {
     return;
   }
   close_after_send_ = true;
-  QueueOutput(std::move(reply));
+  QueueOutput(reply);
 }
 
 void Session::SlotGranted() {
@@ -97,7 +97,8 @@ void Session::Pump() {
     }
     if (stash_.empty() && machine_.WantsInput() && PullPlaintext()) continue;
     if (!machine_.HasOutput()) break;
-    QueueOutput(machine_.TakeOutput());  // one send per pipelined group
+    QueueOutput(machine_.output());  // one send per pipelined group
+    machine_.ConsumeOutput();
     answered_ = true;
   }
   if (close_after_send_ && tls_ != nullptr && tls_->established() && !tls_->failed() &&
@@ -106,7 +107,7 @@ void Session::Pump() {
     tls_->Shutdown();
     QueueRaw(tls_->TakeCiphertext());
   }
-  if (close_after_send_ && sending_.empty()) {
+  if (close_after_send_ && !out_.sending()) {
     BeginClose();
     return;
   }
@@ -145,7 +146,8 @@ void Session::Execute(Action action) {
       // RFC 3207 §4.2, CVE-2011-0411: nothing received in plaintext behind STARTTLS may run
       // after the handshake. The machine dropped its own buffer; the stash goes too.
       stash_.clear();
-      QueueOutput(machine_.TakeOutput());  // "220 2.0.0 Ready to start TLS", in clear
+      QueueOutput(machine_.output());  // "220 2.0.0 Ready to start TLS", in clear
+      machine_.ConsumeOutput();
       BeginTls();
       return;
     case Action::Kind::kClose:
@@ -304,7 +306,7 @@ bool Session::PullPlaintext() {
 }
 
 void Session::EncryptPending() {
-  while (!plain_out_.empty() && queued_.size() < kTlsQueuedBytesMax) {
+  while (!plain_out_.empty() && out_.queued_bytes() < kTlsQueuedBytesMax) {
     size_t used = 0;
     const tls::TlsResult r = tls_->Write(plain_out_, &used);
     plain_out_.erase(0, used);
@@ -329,10 +331,10 @@ void Session::TlsFailed(bool timeout) {
   close_after_send_ = true;
 }
 
-void Session::QueueOutput(std::string bytes) {
+void Session::QueueOutput(std::string_view bytes) {
   if (bytes.empty()) return;
   if (tls_ == nullptr) {
-    QueueRaw(std::move(bytes));
+    if (out_.Queue(bytes)) StartSend();  // copied into the queue's reused buffers
     return;
   }
   if (!tls_->established() || tls_->failed()) return;  // nothing a TLS client could read
@@ -341,42 +343,23 @@ void Session::QueueOutput(std::string bytes) {
 }
 
 void Session::QueueRaw(std::string bytes) {
-  if (bytes.empty()) return;
-  if (!sending_.empty()) {
-    queued_.append(bytes);
-    return;
-  }
-  sending_ = std::move(bytes);
-  sent_ = 0;
-  StartSend();
+  if (out_.Queue(std::move(bytes))) StartSend();
 }
 
-void Session::StartSend() {
-  io_uring_sqe* sqe = listener_.loop().Prepare(send_op_);
-  io_uring_prep_send(sqe, fd_, sending_.data() + sent_, sending_.size() - sent_, MSG_NOSIGNAL);
-}
+void Session::StartSend() { out_.PrepareSend(listener_.loop().Prepare(send_op_), fd_); }
 
 void Session::SendDone(core::Operation&, core::IoResult r) {
   if (!r.ok()) {
-    sending_.clear();
-    queued_.clear();
+    out_.Clear();
     BeginClose();
     MaybeFinishClose();
     return;
   }
-  sent_ += r.value();
-  if (sent_ < sending_.size()) {
-    StartSend();
-    return;
-  }
-  sending_.clear();
-  sent_ = 0;
-  if (!plain_out_.empty() && !closing_) EncryptPending();  // replies that waited for room
-  if (!queued_.empty()) {
-    sending_.swap(queued_);
-    StartSend();
-    return;
-  }
+  const bool more = out_.Sent(r.value());  // the rest of a short send, or what queued
+  if (more) StartSend();
+  // Replies that waited for room: their ciphertext queues behind whatever is in flight.
+  if (!plain_out_.empty() && !closing_) EncryptPending();
+  if (out_.sending()) return;
   if (closing_) {
     MaybeFinishClose();
   } else if (close_after_send_) {

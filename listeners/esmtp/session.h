@@ -25,6 +25,7 @@
 #include <string>
 
 #include "core/loop.h"
+#include "core/send_queue.h"
 #include "core/timers.h"
 #include "listeners/esmtp/session_machine.h"
 #include "listeners/esmtp/settings.h"
@@ -72,7 +73,7 @@ class Session {
   bool handshaking() const { return tls_ != nullptr && !tls_->established() && !tls_->failed(); }
   void StopReading();
   // Replies (plaintext): encrypted when TLS is on. QueueRaw sends bytes as they are.
-  void QueueOutput(std::string bytes);
+  void QueueOutput(std::string_view bytes);
   void QueueRaw(std::string bytes);
   void StartSend();
   void SendDone(core::Operation& op, core::IoResult r);
@@ -104,9 +105,7 @@ class Session {
   core::Timer deadline_;
   spool::CommitRequest commit_;
 
-  std::string sending_;       // bytes of the send in flight
-  size_t sent_ = 0;           // of sending_
-  std::string queued_;        // replies produced while a send is in flight
+  core::SendQueue out_;       // replies (or TLS records): one send in flight, the rest queued
   std::string stash_;         // received bytes the machine could not take yet
   bool recv_armed_ = false;   // a multishot recv is (or will be) in flight
   bool recv_cancel_sent_ = false;

@@ -374,6 +374,11 @@ std::string SessionMachine::TakeOutput() {
   return out;
 }
 
+void SessionMachine::ConsumeOutput() {
+  group_ended_ = false;
+  output_.clear();
+}
+
 std::optional<Action> SessionMachine::TakeAction() {
   if (actions_.empty()) return std::nullopt;
   Action action = std::move(actions_.front());

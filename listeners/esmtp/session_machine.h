@@ -169,6 +169,10 @@ class SessionMachine {
   // ---- outputs
   bool HasOutput() const { return !output_.empty(); }
   std::string TakeOutput();  // also ends the current pipelined group
+  // The same without giving the buffer away: read output(), then ConsumeOutput(), which
+  // empties it (keeping its capacity for the next replies) and ends the group likewise.
+  std::string_view output() const { return output_; }
+  void ConsumeOutput();
   std::optional<Action> TakeAction();
   bool CanContinue() const;
   bool WantsInput() const;
