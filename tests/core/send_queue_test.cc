@@ -53,25 +53,31 @@ TEST(SendQueueTest, AShortSendResumesWhereItStopped) {
   EXPECT_FALSE(q.Sent(2));
 }
 
+// A buffer given back between two replies would be handed to the next allocation of its
+// size (the "squatter" strings below take it), and the queue's next reply would then land
+// somewhere else: the addresses show whether the queue kept its two buffers.
 TEST(SendQueueTest, BuffersAreReusedBetweenReplies) {
   const std::string reply(40, 'r');  // longer than a short string: it lives on the heap
   SendQueue q;
   ASSERT_TRUE(q.Queue(std::string_view(reply)));
   const char* first = Prepared(q).data();
   ASSERT_FALSE(q.Sent(reply.size()));
+  std::string squatter1(reply);
   ASSERT_TRUE(q.Queue(std::string_view(reply)));
-  EXPECT_EQ(Prepared(q).data(), first) << "the sent buffer was not reused";
+  EXPECT_EQ(Prepared(q).data(), first) << "the sent buffer was given back";
   // The queued buffer swaps in for the send and the sent one takes its place.
   ASSERT_FALSE(q.Queue(std::string_view(reply)));
   ASSERT_TRUE(q.Sent(reply.size()));
   const char* second = Prepared(q).data();
   EXPECT_NE(second, first);
+  std::string squatter2(reply);
   ASSERT_FALSE(q.Queue(std::string_view(reply)));
   ASSERT_TRUE(q.Sent(reply.size()));
-  EXPECT_EQ(Prepared(q).data(), first);
+  EXPECT_EQ(Prepared(q).data(), first) << "the swapped-out buffer was given back";
   ASSERT_FALSE(q.Sent(reply.size()));
+  std::string squatter3(reply);
   ASSERT_TRUE(q.Queue(std::string_view(reply)));
-  EXPECT_EQ(Prepared(q).data(), first);  // still the first two buffers, no third
+  EXPECT_EQ(Prepared(q).data(), first);
 }
 
 TEST(SendQueueTest, AnOwnedStringIsAdoptedWithoutACopy) {
