@@ -234,7 +234,15 @@ class Driver {
         continue;
       }
       if (!machine_.HasOutput()) return;
-      const std::string out = machine_.TakeOutput();
+      // Both ways of reading the output: taken whole, or read in place and consumed (how
+      // the session sends it, keeping the buffer); they must end a group alike.
+      std::string out;
+      if (events_ % 2 == 0) {
+        out = machine_.TakeOutput();
+      } else {
+        out = std::string(machine_.output());
+        machine_.ConsumeOutput();
+      }
       RM_CHECK(!replied_after_close_) << "output after the close was sent";
       CheckReplies(out);
       outcome_.output += out;

@@ -437,6 +437,25 @@ TEST(PipeliningTest, MustBeLastCommandsEndAGroup) {
   EXPECT_EQ(Codes(client.flushes[2]), "250 2.0.0 | 250 2.0.0 | 250 2.0.0");
 }
 
+// The session reads the output in place and consumes it (keeping the buffer): that ends a
+// pipelined group exactly as TakeOutput does.
+TEST(PipeliningTest, ConsumingTheOutputInPlaceEndsTheGroup) {
+  Client client;
+  client.Line("EHLO c");
+  SessionMachine& m = client.m();
+  ASSERT_EQ(m.Feed("NOOP\r\nNOOP\r\n", kNowMs), 12u);
+  EXPECT_FALSE(m.CanContinue()) << "NOOP ends a group: the second waits for the first reply";
+  EXPECT_EQ(Codes(m.output()), "250 2.0.0");
+  m.ConsumeOutput();
+  EXPECT_FALSE(m.HasOutput());
+  EXPECT_TRUE(m.output().empty());
+  ASSERT_TRUE(m.CanContinue());
+  m.Continue(kNowMs);
+  EXPECT_EQ(Codes(m.output()), "250 2.0.0");
+  m.ConsumeOutput();
+  EXPECT_FALSE(m.CanContinue());
+}
+
 TEST(PipeliningTest, DataReplyLeavesBeforeTheBodyIsRead) {
   Client client;
   client.Envelope();
