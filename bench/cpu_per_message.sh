@@ -12,8 +12,9 @@
 # processes get more shares than ringmaild's two loop threads). CPU time per message is what
 # decides throughput once the CPUs are ours; it does not depend on the load the way wall
 # time does. Each run: `smtp-source -d` sends N messages over C connections into the MTA
-# (ringmaild: --loops loops, default_loops, recipients' domain suspended; Postfix: hold queue, as
-# in bench/run_matrix.sh), the cgroup's cpuacct.usage before and after, divided by N.
+# (ringmaild: --loops loops, default_loops, recipients' domain suspended; Postfix: hold
+# queue, as in bench/run_matrix.sh), the cgroup's cpuacct.usage before and after, divided
+# by N.
 # --new-connections: smtp-source without -d, a new connection per message, so the difference
 # to a run without it is what a connection costs each server.
 # Needs root and the cgroup v1 cpuacct hierarchy at /sys/fs/cgroup/cpuacct. Loopback only.

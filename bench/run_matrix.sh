@@ -14,9 +14,10 @@
 #   ringmaild ringmaild acceptance (build/tools/ringmaild/ringmaild; skipped with a note
 #             when the binary is missing or does not start), --loops event loops (default_loops:
 #             75% of the CPUs, 1 on this machine; more than one are licensed by the test
-#             license in tests/testdata/license as the integration tests do). The recipients' domain (bench.test) is suspended with ringctl, so accepted
-#             mail stays queued like Postfix's hold queue instead of being tried and bounced
-#             for want of a route (which would add delivery work to the acceptance figures).
+#             license in tests/testdata/license as the integration tests do). The recipients'
+#             domain (bench.test) is suspended with ringctl, so accepted mail stays queued
+#             like Postfix's hold queue instead of being tried and bounced for want of a
+#             route (which would add delivery work to the acceptance figures).
 #   relay     ringmaild relaying to ringload sink: measured by bench/relay_bench.sh, side by
 #             side with Postfix relaying to the same sink
 #   postfix   Postfix acceptance into its hold queue (bench/postfix_setup.sh)

@@ -3,6 +3,8 @@
 
 #include <sys/socket.h>
 
+#include <utility>
+
 #include "base/check.h"
 
 namespace ringmail::core {
