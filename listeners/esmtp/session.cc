@@ -349,22 +349,19 @@ void Session::QueueRaw(std::string bytes) {
 void Session::StartSend() { out_.PrepareSend(listener_.loop().Prepare(send_op_), fd_); }
 
 void Session::SendDone(core::Operation&, core::IoResult r) {
-  if (!r.ok()) {
+  // An error, or a send that completed just before BeginClose's cancel reached it: nothing
+  // more is sent once closing (a client that reads a little at a time must not keep the
+  // session open past its close; the deadline was cancelled with it).
+  if (!r.ok() || closing_) {
     out_.Clear();
     BeginClose();
     MaybeFinishClose();
     return;
   }
-  const bool more = out_.Sent(r.value());  // the rest of a short send, or what queued
-  if (more) StartSend();
+  if (out_.Sent(r.value())) StartSend();  // the rest of a short send, or what queued
   // Replies that waited for room: their ciphertext queues behind whatever is in flight.
-  if (!plain_out_.empty() && !closing_) EncryptPending();
-  if (out_.sending()) return;
-  if (closing_) {
-    MaybeFinishClose();
-  } else if (close_after_send_) {
-    BeginClose();
-  }
+  if (!plain_out_.empty()) EncryptPending();
+  if (!out_.sending() && close_after_send_) BeginClose();
 }
 
 void Session::ArmDeadline() {
