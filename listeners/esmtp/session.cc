@@ -15,6 +15,11 @@ namespace {
 constexpr size_t kStashBytesMax = 256 * 1024;
 // Ciphertext queued for sending beyond which replies wait unencrypted (plain_out_).
 constexpr size_t kTlsQueuedBytesMax = 64 * 1024;
+// Replies waiting to be sent (plain and encrypted). Past it no more input is processed: a
+// client that pipelines commands and never reads its replies (each EHLO answered with ~20
+// times its own size) fills the stash, the recv stops, and TCP holds the client back,
+// instead of the replies growing in memory.
+constexpr size_t kOutputBacklogMax = 256 * 1024;
 
 }  // namespace
 
@@ -86,16 +91,17 @@ void Session::Pump() {
   for (;;) {
     while (std::optional<Action> a = machine_.TakeAction()) Execute(std::move(*a));
     if (closing_) return;
-    if (machine_.CanContinue()) {
+    const bool room = !OutputFull();  // else input waits until replies have left
+    if (room && machine_.CanContinue()) {
       machine_.Continue(WallMs());
       continue;
     }
-    if (!stash_.empty() && machine_.WantsInput()) {
+    if (room && !stash_.empty() && machine_.WantsInput()) {
       size_t used = machine_.Feed(stash_, WallMs());
       stash_.erase(0, used);
       if (used > 0) continue;
     }
-    if (stash_.empty() && machine_.WantsInput() && PullPlaintext()) continue;
+    if (room && stash_.empty() && machine_.WantsInput() && PullPlaintext()) continue;
     if (!machine_.HasOutput()) break;
     QueueOutput(machine_.output());  // one send per pipelined group
     machine_.ConsumeOutput();
@@ -113,9 +119,14 @@ void Session::Pump() {
   }
   ArmDeadline();
   if (!recv_armed_ && !close_after_send_ && (handshaking() || machine_.WantsInput()) &&
-      stash_.size() < kStashBytesMax && cipher_stash_.size() < kStashBytesMax) {
+      stash_.size() < kStashBytesMax && cipher_stash_.size() < kStashBytesMax &&
+      !OutputFull()) {
     ArmRecv();
   }
+}
+
+bool Session::OutputFull() const {
+  return out_.backlog_bytes() + plain_out_.size() >= kOutputBacklogMax;
 }
 
 void Session::Execute(Action action) {
@@ -206,9 +217,10 @@ void Session::RecvDone(core::Operation&, core::IoResult r) {
 }
 
 void Session::FeedBytes(std::string_view bytes) {
-  if (!stash_.empty()) {
-    stash_.append(bytes);
-    return;  // Pump feeds the stash in order
+  if (!stash_.empty() || OutputFull()) {
+    stash_.append(bytes);  // Pump feeds the stash in order, once replies have room
+    if (stash_.size() >= kStashBytesMax) StopReading();
+    return;
   }
   size_t used = machine_.Feed(bytes, WallMs());
   if (used < bytes.size()) stash_.append(bytes.substr(used));
@@ -358,9 +370,14 @@ void Session::SendDone(core::Operation&, core::IoResult r) {
     MaybeFinishClose();
     return;
   }
+  const bool was_full = OutputFull();
   if (out_.Sent(r.value())) StartSend();  // the rest of a short send, or what queued
   // Replies that waited for room: their ciphertext queues behind whatever is in flight.
   if (!plain_out_.empty()) EncryptPending();
+  if (was_full && !OutputFull()) {
+    Pump();  // input held back for the replies goes on (and the recv is armed again)
+    return;
+  }
   if (!out_.sending() && close_after_send_) BeginClose();
 }
 

@@ -76,6 +76,7 @@ class Session {
   void QueueOutput(std::string_view bytes);
   void QueueRaw(std::string bytes);
   void StartSend();
+  bool OutputFull() const;  // replies waiting past kOutputBacklogMax: input waits
   void SendDone(core::Operation& op, core::IoResult r);
   void ArmDeadline();
   void DeadlineFired(core::Timer& t);

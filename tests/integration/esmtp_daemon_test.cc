@@ -432,6 +432,37 @@ TEST_F(EsmtpDaemonTest, HundredMegabytesWithoutNewlineIsCutWithFlatMemory) {
   EXPECT_EQ(QueuedId(r.last()).size(), 32u) << r.text();
 }
 
+// A client that pipelines commands and never reads the replies: EHLO is answered with ~20
+// times its own size, so the replies must not pile up in the daemon. Past a bound the
+// session stops reading and TCP holds the client back; memory stays flat.
+TEST_F(EsmtpDaemonTest, PipelinedCommandsNeverReadLeaveMemoryFlat) {
+  StartDaemon();
+  const int64_t baseline_kib = daemon_.RssKib();
+  ASSERT_GT(baseline_kib, 0);
+  SmtpClient c;
+  ASSERT_TRUE(c.Connect(daemon_.port()).ok());
+  ASSERT_EQ(c.ReadReply().code, 220);
+  std::string chunk;
+  for (int i = 0; i < 8192; ++i) chunk += "EHLO x\r\n";  // 64 KiB
+  constexpr size_t kTotal = 64u << 20;
+  size_t sent = 0;
+  int64_t peak_kib = baseline_kib;
+  while (sent < kTotal) {
+    if (!c.Send(chunk, Millis(2'000)).ok()) break;  // held back: the daemon stopped reading
+    sent += chunk.size();
+    peak_kib = std::max(peak_kib, daemon_.RssKib());
+  }
+  peak_kib = std::max(peak_kib, daemon_.RssKib());
+  EXPECT_LT(sent, kTotal) << "64 MB of EHLO were read with none of the replies read";
+  EXPECT_LT(peak_kib - baseline_kib, 32 * 1024)
+      << "RSS grew from " << baseline_kib << " KiB to " << peak_kib << " KiB";
+  // Still serving.
+  SmtpClient next;
+  Greeted(next);
+  SmtpClient::Reply r = Transaction(next, {"user@local.test"}, kSimpleBody);
+  EXPECT_EQ(QueuedId(r.last()).size(), 32u) << r.text();
+}
+
 TEST_F(EsmtpDaemonTest, LargeDataOverTheLimitIsReadAndRefusedWithFlatMemory) {
   DaemonConfig config;
   config.esmtp_extra = "max_message_size = 1MB\n";
