@@ -459,12 +459,15 @@ void RunningDaemon::Crash() { process_.Kill(); }
 
 std::string RunningDaemon::StderrText() const { return ReadFile(stderr_path()).value_or(""); }
 
-int64_t RunningDaemon::RssKib() const {
+int64_t RunningDaemon::RssKib() const { return StatusKib("VmRSS:"); }
+int64_t RunningDaemon::PeakRssKib() const { return StatusKib("VmHWM:"); }
+
+int64_t RunningDaemon::StatusKib(std::string_view field) const {
   if (!process_.running()) return -1;
   absl::StatusOr<std::string> status = ReadFile(absl::StrCat("/proc/", pid(), "/status"));
   if (!status.ok()) return -1;
   for (absl::string_view line : absl::StrSplit(*status, '\n')) {
-    if (!absl::ConsumePrefix(&line, "VmRSS:")) continue;
+    if (!absl::ConsumePrefix(&line, ToAbsl(field))) continue;
     absl::string_view rest = absl::StripAsciiWhitespace(line);
     int64_t kib = 0;
     if (absl::SimpleAtoi(rest.substr(0, rest.find(' ')), &kib)) return kib;

@@ -169,8 +169,11 @@ class RunningDaemon {
   std::string StderrText() const;
   // VmRSS of the running daemon in KiB, or -1.
   int64_t RssKib() const;
+  // VmHWM: the highest VmRSS the daemon has had so far, in KiB, or -1.
+  int64_t PeakRssKib() const;
 
  private:
+  int64_t StatusKib(std::string_view field) const;  // a "Vm...: N kB" line of its status
   std::string root_;
   Subprocess process_;
   uint16_t port_ = 0;

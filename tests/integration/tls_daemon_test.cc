@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -285,6 +286,36 @@ TEST_F(TlsDaemonTest, SmtplibStartTlsSendsMail) {
   auto log = ReadFile(daemon_.log_dir() + "/reception.log");
   ASSERT_TRUE(log.ok()) << log.status();
   EXPECT_THAT(*log, HasSubstr("\"tls\":\"TLS1.3 TLS_"));
+}
+
+// EHLO pipelined over TLS and never read: the replies (plaintext waiting for encryption,
+// and ciphertext) are bounded like those of a plaintext session, and the client is held
+// back by TCP instead of the daemon's memory growing.
+TEST_F(TlsDaemonTest, PipelinedCommandsNeverReadOverTlsLeaveMemoryFlat) {
+  const std::string python = PythonOrSkip();
+  if (python.empty()) GTEST_SKIP() << "python3 not installed";
+  StartDaemon();
+  const int64_t peak_before = daemon_.PeakRssKib();
+  ASSERT_GT(peak_before, 0);
+  constexpr int64_t kLimit = 64 << 20;
+  RunResult r = RunProgram({python, ClientScriptPath("tls_unread_flood.py"), "127.0.0.1",
+                            std::to_string(daemon_.port()), pki_->ca_file(), "mx.test",
+                            std::to_string(kLimit)},
+                           kTlsToolTimeout);
+  ASSERT_FALSE(r.timed_out);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  int64_t sent = -1;
+  ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(r.out.substr(r.out.find(' ') + 1)),
+                               &sent))
+      << r.out;
+  EXPECT_LT(sent, kLimit) << "64 MB of EHLO over TLS were read with no reply read";
+  const int64_t peak_after = daemon_.PeakRssKib();
+  EXPECT_LT(peak_after - peak_before, 32 * 1024)
+      << "peak RSS grew from " << peak_before << " KiB to " << peak_after << " KiB";
+  // Still serving.
+  SmtpClient next;
+  ASSERT_TRUE(next.Connect(daemon_.port()).ok());
+  EXPECT_EQ(next.ReadReply().code, 220);
 }
 
 TEST_F(TlsDaemonTest, PlaintextPipelinedBehindStartTlsIsNeverExecuted) {
