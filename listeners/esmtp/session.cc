@@ -16,8 +16,8 @@ constexpr size_t kStashBytesMax = 256 * 1024;
 // Ciphertext queued for sending beyond which replies wait unencrypted (plain_out_).
 constexpr size_t kTlsQueuedBytesMax = 64 * 1024;
 // Replies waiting to be sent (plain and encrypted). Past it no more input is processed: a
-// client that pipelines commands and never reads its replies (each EHLO answered with ~20
-// times its own size) fills the stash, the recv stops, and TCP holds the client back,
+// client that pipelines commands and never reads its replies (an 8-byte EHLO answered with
+// ~130 bytes) fills the stash, the recv stops, and TCP holds the client back,
 // instead of the replies growing in memory.
 constexpr size_t kOutputBacklogMax = 256 * 1024;
 

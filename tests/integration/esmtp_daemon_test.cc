@@ -432,8 +432,8 @@ TEST_F(EsmtpDaemonTest, HundredMegabytesWithoutNewlineIsCutWithFlatMemory) {
   EXPECT_EQ(QueuedId(r.last()).size(), 32u) << r.text();
 }
 
-// A client that pipelines commands and never reads the replies: EHLO is answered with ~20
-// times its own size, so the replies must not pile up in the daemon. Past a bound the
+// A client that pipelines commands and never reads the replies: an 8-byte EHLO is answered
+// with ~130 bytes, so the replies must not pile up in the daemon. Past a bound the
 // session stops reading and TCP holds the client back; memory stays flat.
 TEST_F(EsmtpDaemonTest, PipelinedCommandsNeverReadLeaveMemoryFlat) {
   StartDaemon();
