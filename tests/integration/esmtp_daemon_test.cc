@@ -17,6 +17,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -461,6 +462,25 @@ TEST_F(EsmtpDaemonTest, PipelinedCommandsNeverReadLeaveMemoryFlat) {
   Greeted(next);
   SmtpClient::Reply r = Transaction(next, {"user@local.test"}, kSimpleBody);
   EXPECT_EQ(QueuedId(r.last()).size(), 32u) << r.text();
+}
+
+// The other side of that bound: a client that does read, only slower than it writes, gets
+// every reply. Input held back while replies were waiting must go on once they have left.
+TEST_F(EsmtpDaemonTest, PipelinedCommandsHeldBackResumeWhenRepliesAreRead) {
+  StartDaemon();
+  SmtpClient c;
+  Greeted(c);
+  constexpr int kCommands = 40000;  // 320 KB of EHLO, ~5 MB of replies: far past the bound
+  std::string burst;
+  for (int i = 0; i < kCommands; ++i) burst += "EHLO x\r\n";
+  absl::Status sent;
+  std::thread writer([&] { sent = c.Send(burst, Millis(30'000)); });  // Send uses no buffer
+  int replies = 0;
+  while (replies < kCommands && c.ReadReply(Millis(5'000)).code == 250) ++replies;
+  writer.join();
+  EXPECT_TRUE(sent.ok()) << sent;
+  EXPECT_EQ(replies, kCommands) << "the session stopped answering after " << replies;
+  EXPECT_EQ(c.Command("QUIT").code, 221);
 }
 
 TEST_F(EsmtpDaemonTest, LargeDataOverTheLimitIsReadAndRefusedWithFlatMemory) {
