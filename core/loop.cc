@@ -68,6 +68,8 @@ Loop::Loop(LoopOptions options)
 
 Loop::~Loop() {
   RM_CHECK(!thread_.joinable()) << "loop " << options_.name << " destroyed while running";
+  // Reserved posts that arrived after the last turn: destroyed unrun, like the inbox's.
+  DropReserved();
 }
 
 Loop* Loop::Current() { return current_loop; }
@@ -148,6 +150,29 @@ PostResult Loop::Post(Task task) {
   return PostResult::kOk;
 }
 
+ReservedPost Loop::Reserve() {
+  return ReservedPost(this, std::make_unique<ReservedPost::Node>());
+}
+
+PostResult ReservedPost::Post(absl::AnyInvocable<void() &&> task) && {
+  RM_CHECK(node_ != nullptr) << "a ReservedPost used twice, or never reserved";
+  node_->task = std::move(task);
+  return loop_->PostReserved(std::move(node_));
+}
+
+PostResult Loop::PostReserved(std::unique_ptr<ReservedPost::Node> node) {
+  if (finished_.load(std::memory_order_acquire)) return PostResult::kStopped;
+  ReservedPost::Node* raw = node.release();
+  raw->next = reserved_.load(std::memory_order_relaxed);
+  // acq_rel on both sides: a push ordered after the loop's take reads from it, so it also
+  // sees the loop's cleared wake flag and wakes it (DrainInbox clears the flag first).
+  while (!reserved_.compare_exchange_weak(raw->next, raw, std::memory_order_acq_rel,
+                                          std::memory_order_relaxed)) {
+  }
+  Wake();
+  return PostResult::kOk;
+}
+
 void Loop::Wake() {
   // One wake-up per drain: later posters see the flag set and skip the MSG_RING.
   if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
@@ -208,6 +233,30 @@ size_t Loop::DrainInbox(size_t max) {
     std::optional<Task> task = inbox_.TryPop();
     if (!task.has_value()) break;
     std::move (*task)();
+    ++n;
+  }
+  stats_.tasks_run += n;
+  return n;
+}
+
+void Loop::DropReserved() {
+  ReservedPost::Node* node = reserved_.exchange(nullptr, std::memory_order_acquire);
+  while (node != nullptr) delete std::exchange(node, node->next);
+}
+
+size_t Loop::DrainReserved() {
+  ReservedPost::Node* taken = reserved_.exchange(nullptr, std::memory_order_acq_rel);
+  ReservedPost::Node* oldest_first = nullptr;
+  while (taken != nullptr) {
+    ReservedPost::Node* next = taken->next;
+    taken->next = oldest_first;
+    oldest_first = taken;
+    taken = next;
+  }
+  size_t n = 0;
+  while (oldest_first != nullptr) {
+    std::unique_ptr<ReservedPost::Node> node(std::exchange(oldest_first, oldest_first->next));
+    std::move(node->task)();
     ++n;
   }
   stats_.tasks_run += n;
@@ -304,6 +353,7 @@ void Loop::RunTurns() {
     // A drain that stopped at its batch limit left tasks behind: no sleeping then, since
     // a full inbox means no poster will wake us again.
     bool inbox_left = DrainInbox(kInboxBatch) == kInboxBatch;
+    DrainReserved();  // after DrainInbox cleared the wake flag: a later push wakes us
     RunDeferred();
     stats_.timers_fired += timers_.FireDue(now_ms_, kTimerBatch);
     if (!stopping_ && stop_requested_.load(std::memory_order_acquire)) BeginStop();
@@ -319,6 +369,7 @@ void Loop::RunTurns() {
   // Handlers whose owners are gone must not run: drop what is left, unrun.
   while (inbox_.TryPop().has_value()) {
   }
+  DropReserved();
   timers_.Clear();
   current_loop = nullptr;
 }

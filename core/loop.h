@@ -8,6 +8,12 @@
 //   IORING_OP_MSG_RING (from another loop: batched into that loop's next submit; from a
 //   plain thread: through a tiny per-thread ring used only for that). A full inbox returns
 //   PostResult::kFull: the caller brakes, the inbox never grows.
+// - Reserve() (loop thread) makes a ReservedPost: room for one task, allocated when the loop
+//   hands work to another thread, used once by that thread to bring the result back. It
+//   never answers kFull. Why: a worker's result must not be dropped (a dropped unlink result
+//   strands its segments; a dropped reload plan wedges every later reload), and a worker
+//   must not sleep-and-retry against a full inbox. The loop never holds more reserved tasks
+//   than the work it chose to start, so the inbox's bound still holds for everything else.
 // - A turn: run inbox tasks and deferred tasks (bounded batches), fire due timers, submit
 //   and wait (never sleeping while work is ready, never spinning while idle), optionally
 //   wait `completion_wait` more for further completions, then reap a batch of CQEs and run
@@ -53,6 +59,33 @@ struct LoopStats {
   uint64_t in_flight = 0;
 };
 
+class Loop;
+
+// Room for one task on a loop, made by Loop::Reserve(); see the contract above. Move-only;
+// dropping it unused gives the room back. Post() from any thread, once.
+class ReservedPost {
+ public:
+  ReservedPost() = default;
+  ReservedPost(ReservedPost&& other) noexcept = default;
+  ReservedPost& operator=(ReservedPost&& other) noexcept = default;
+  ~ReservedPost() = default;
+
+  // kOk: `task` will run on the loop. kStopped: the loop has finished; `task` is destroyed
+  // here (on the calling thread), unrun. The reservation is used up either way.
+  PostResult Post(absl::AnyInvocable<void() &&> task) &&;
+  bool empty() const { return node_ == nullptr; }
+
+ private:
+  friend class Loop;
+  struct Node {
+    Node* next = nullptr;
+    absl::AnyInvocable<void() &&> task;
+  };
+  ReservedPost(Loop* loop, std::unique_ptr<Node> node) : loop_(loop), node_(std::move(node)) {}
+  Loop* loop_ = nullptr;
+  std::unique_ptr<Node> node_;
+};
+
 class Loop {
  public:
   using Task = absl::AnyInvocable<void() &&>;
@@ -71,6 +104,7 @@ class Loop {
   void Join();         // any thread but this loop's; after Start()
 
   PostResult Post(Task task);  // any thread
+  ReservedPost Reserve();      // any thread; usually the loop's own, when it hands work off
 
   // ---- loop thread only ----
   static Loop* Current();
@@ -97,8 +131,12 @@ class Loop {
  private:
   void ThreadMain(std::atomic<int>* setup_state, absl::Status* setup_status);
   absl::Status SetUp();
+  friend class ReservedPost;
   void RunTurns();
   size_t DrainInbox(size_t max);
+  size_t DrainReserved();
+  void DropReserved();  // destroys what was reserved and posted, unrun
+  PostResult PostReserved(std::unique_ptr<ReservedPost::Node> node);
   size_t RunDeferred();
   void BeginStop();
   void Wait(bool ready);
@@ -111,6 +149,9 @@ class Loop {
   std::unique_ptr<Ring> ring_;
   std::atomic<int> ring_fd_{-1};
   MpscQueue<Task> inbox_;
+  // Reserved posts, pushed by any thread (a lock-free stack: newest first), taken whole by
+  // the loop each turn and run oldest first.
+  std::atomic<ReservedPost::Node*> reserved_{nullptr};
   std::atomic<bool> wake_pending_{false};
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> finished_{false};

@@ -5,9 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
@@ -16,9 +14,6 @@
 
 namespace ringmail::spool {
 namespace {
-
-// How long a pool worker keeps trying to post its result to a full loop inbox.
-constexpr int kPostBackTriesMax = 10000;
 
 bool Unsupported(int error) { return error == EINVAL || error == EOPNOTSUPP || error == ENOSYS; }
 
@@ -278,17 +273,14 @@ void Unlinker::SubmitToPool(std::vector<SegmentId> ids) {
     for (SegmentId id : ids) Failed(id, EOPNOTSUPP, "unlink (no pool configured)");
     return;
   }
-  core::Loop* loop = &loop_;
+  // The result comes back through a reserved post: a full inbox cannot drop it (a dropped
+  // result would leave its segments in_progress_ until a restart). A stopped loop drops it
+  // with everything else.
   auto job = core::JobWithDone(
       [dir = options_.spool_dir, ids] { return UnlinkOnWorker(dir, ids); },
-      [loop, self = this](std::vector<Result> results) mutable {
-        for (int i = 0; i < kPostBackTriesMax; ++i) {
-          core::PostResult p = loop->Post(
-              [self, results]() mutable { self->PoolDone(std::move(results)); });
-          if (p != core::PostResult::kFull) return;  // posted, or the loop is gone
-          std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
-        core::LogError("spool: unlink results dropped: the loop inbox stayed full");
+      [reply = loop_.Reserve(), self = this](std::vector<Result> results) mutable {
+        (void)std::move(reply).Post(
+            [self, results = std::move(results)]() mutable { self->PoolDone(std::move(results)); });
       });
   core::SubmitResult s = pool->TrySubmit(std::move(job));
   if (s == core::SubmitResult::kAccepted) {

@@ -37,7 +37,8 @@
 //   the result back to the loop. A full backlog leaves the segment for a later run.
 //   ENOENT counts as removed. Other errors (EACCES, EROFS, EIO) are logged, and that segment
 //   is not tried again until RetryFailed() (the owner's periodic maintenance).
-// - Pool jobs capture only paths and the loop pointer; their result is a loop task that
+// - Pool jobs capture only paths and a ReservedPost on the loop (reserved when the job is
+//   submitted, so a full inbox cannot drop the result); their result is a loop task that
 //   runs only while the loop runs, so the Unlinker (which outlives its loop's run) is alive
 //   when it does. The pools must be stopped before the Loop objects are destroyed.
 #pragma once

@@ -171,15 +171,16 @@ void HttpListener::CallHook(Endpoint endpoint, uint64_t connection_id, uint64_t 
   const bool metrics = endpoint == Endpoint::kMetrics;
   const std::function<void(HookReply)>* hook = nullptr;
   if (hooks_ != nullptr) hook = metrics ? &hooks_->metrics : &hooks_->queues;
-  // The answer always comes back through this loop's inbox, never re-entering the caller.
+  // The answer always comes back through this loop, never re-entering the caller, by a
+  // post reserved now: a full inbox cannot drop it and leave the request unanswered.
   // The listener outlives its loop's last task (it is destroyed after the loop stopped, and
   // tasks still queued then are dropped unrun), so the raw pointer is safe.
   HttpListener* self = this;
-  core::Loop* loop = &loop_;
   HttpShared* shared = &shared_;
-  HookReply reply = [self, loop, shared, metrics, connection_id, seq](HookResponse r) mutable {
+  HookReply reply = [self, back = loop_.Reserve(), shared, metrics, connection_id,
+                     seq](HookResponse r) mutable {
     if (metrics && r.status == 200) r.body.append(shared->MetricsText());
-    loop->Post([self, connection_id, seq, r = std::move(r)]() mutable {
+    (void)std::move(back).Post([self, connection_id, seq, r = std::move(r)]() mutable {
       self->HookAnswered(connection_id, seq, std::move(r));
     });
   };

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <latch>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -115,6 +116,71 @@ TEST_F(LoopTest, FullInboxSaysFullAndNeverGrows) {
   ran.WaitForNotification();
   StopLoop(loop);
   EXPECT_EQ(loop.Post([] {}), PostResult::kStopped);
+}
+
+// A reserved post finds room however full the inbox is: a worker's result is never dropped.
+TEST_F(LoopTest, ReservedPostRunsWhenTheInboxIsFull) {
+  LoopOptions o;
+  o.name = "reserved";
+  o.inbox_capacity = 8;
+  Loop loop(o);  // not started: nothing drains the inbox
+  ReservedPost reserved = loop.Reserve();
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(loop.Post([] {}), PostResult::kOk);
+  ASSERT_EQ(loop.Post([] {}), PostResult::kFull);
+  absl::Notification ran;
+  std::thread worker([&] {
+    EXPECT_EQ(std::move(reserved).Post([&] { ran.Notify(); }), PostResult::kOk);
+  });
+  worker.join();
+  EXPECT_TRUE(reserved.empty());
+  EXPECT_FALSE(ran.HasBeenNotified());
+  ASSERT_TRUE(loop.Start().ok());
+  ran.WaitForNotification();
+  StopLoop(loop);
+}
+
+// Posted from plain threads to a sleeping loop, each post wakes it; each thread's posts run
+// in the order they were made, every one exactly once.
+TEST_F(LoopTest, ReservedPostsFromManyThreadsWakeTheLoopAndKeepOrder) {
+  auto loop = StartLoop("reserved-many");
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 2000;
+  std::vector<std::vector<int>> seen(kThreads);
+  std::atomic<int> total{0};
+  absl::Notification done;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        ReservedPost r = loop->Reserve();
+        ASSERT_EQ(std::move(r).Post([&, t, i] {
+          seen[t].push_back(i);
+          if (total.fetch_add(1) + 1 == kThreads * kPerThread) done.Notify();
+        }), PostResult::kOk);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  done.WaitForNotification();
+  StopLoop(*loop);
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_EQ(seen[t].size(), static_cast<size_t>(kPerThread));
+    for (int i = 0; i < kPerThread; ++i) ASSERT_EQ(seen[t][i], i);
+  }
+}
+
+// After the loop finished, a reserved post says so and destroys its task unrun; a
+// reservation never used gives its room back (LeakSanitizer checks both).
+TEST_F(LoopTest, ReservedPostAfterStopIsDestroyedUnrun) {
+  auto loop = StartLoop("reserved-stop");
+  ReservedPost unused = loop->Reserve();
+  ReservedPost late = loop->Reserve();
+  StopLoop(*loop);
+  auto held = std::make_shared<int>(1);
+  bool ran = false;
+  EXPECT_EQ(std::move(late).Post([&ran, held] { ran = true; }), PostResult::kStopped);
+  EXPECT_EQ(held.use_count(), 1);
+  EXPECT_FALSE(ran);
 }
 
 // More tasks than one turn drains (4096), posted while the loop is busy: the loop must not

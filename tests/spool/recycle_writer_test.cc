@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
+#include "core/thread_pool.h"
 #include "gtest/gtest.h"
 #include "spool/group_commit.h"
 #include "spool/live_index.h"
@@ -95,7 +97,9 @@ class RecycleWriterTest : public ::testing::Test {
   std::string SpoolDir() const { return dir_.path() + "/spool"; }
   std::string LoopDir() const { return LoopDirPath(SpoolDir(), kLoopIndex); }
 
-  void Open(bool recycle, SegmentFill fill = SegmentFill::kZeros) {
+  // `pool`: removals go through it instead of the ring (the fallback path).
+  void Open(bool recycle, SegmentFill fill = SegmentFill::kZeros,
+            core::ThreadPool* pool = nullptr) {
     lt_.Run([&] {
       SpoolWriterOptions o;
       o.spool_dir = SpoolDir();
@@ -109,6 +113,11 @@ class RecycleWriterTest : public ::testing::Test {
       UnlinkerOptions uo;
       uo.spool_dir = SpoolDir();
       uo.loop_index = kLoopIndex;
+      if (pool != nullptr) {
+        uo.use_ring = false;
+        uo.unlink_pool = pool;
+        uo.batch_unlink_pool = pool;
+      }
       auto u = Unlinker::Create(lt_.loop(), index_, *writer_, std::move(uo));
       ASSERT_TRUE(u.ok()) << u.status();
       unlinker_ = std::move(u).value();
@@ -210,6 +219,71 @@ class RecycleWriterTest : public ::testing::Test {
   std::map<std::string, Expected> live_;
   size_t max_files_ = 0;
 };
+
+// A pool worker's unlink result comes back however full the loop's inbox is when the
+// worker finishes: the removed segments leave the index and none stays in progress. (It
+// used to retry the full inbox for 10 s with sleeps, holding the pool's worker, then drop
+// the result, which left the unlinker busy and those segments in progress until a restart.)
+TEST_F(RecycleWriterTest, PoolResultsComeBackThroughAFullInbox) {
+  auto pool = core::ThreadPool::Create({"Unlink", 1, 16, 0});
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  Open(/*recycle=*/false, SegmentFill::kZeros, pool->get());
+  constexpr size_t kRounds = 3;  // more than one segment's worth
+  for (size_t r = 0; r < kRounds; ++r) {
+    CommitRound(1 + r * kPerRound, kPerRound);
+    ASSERT_FALSE(HasFatalFailure());
+  }
+  ASSERT_GE(WriterStats().segments, 2u);
+  // The pool's only worker waits until the loop's inbox is full.
+  absl::Notification pool_gate;
+  ASSERT_EQ((*pool)->TrySubmit([&] { pool_gate.WaitForNotification(); }),
+            core::SubmitResult::kAccepted);
+  DoneMarker marker(kRounds * kPerRound, &index_);
+  lt_.Run([&] {
+    for (size_t i = 0; i < kRounds * kPerRound; ++i) {
+      marker.at(i).record = DoneMark{testing::TestId(1 + i), 1000};
+      writer_->AppendState(marker.at(i));
+    }
+  });
+  WaitOnLoop([&] { return marker.done() == kRounds * kPerRound; });
+  ASSERT_FALSE(HasFatalFailure());
+  lt_.Run([&] { unlinker_->Kick(); });
+  // The kicked run goes at the end of that turn: it has handed the unlink job to the pool.
+  WaitOnLoop([&] { return (*pool)->Stats().queued == 1; });
+  ASSERT_FALSE(HasFatalFailure());
+  // Hold the loop in a task and fill its inbox behind it.
+  absl::Notification loop_gate, loop_held;
+  ASSERT_EQ(lt_.loop().Post([&] {
+    loop_held.Notify();
+    loop_gate.WaitForNotification();
+  }), core::PostResult::kOk);
+  loop_held.WaitForNotification();
+  size_t filler = 0;
+  while (lt_.loop().Post([] {}) == core::PostResult::kOk) ++filler;
+  EXPECT_GT(filler, 0u);
+  pool_gate.Notify();
+  (*pool)->Stop();  // runs the unlink job; its result is posted, not retried
+  loop_gate.Notify();
+  absl::Notification drained;  // the filler has run once this has
+  while (lt_.loop().Post([&] { drained.Notify(); }) != core::PostResult::kOk) {
+    std::this_thread::yield();
+  }
+  drained.WaitForNotification();
+  WaitOnLoop([&] {
+    if (unlinker_->busy()) return false;
+    std::optional<SegmentId> active = writer_->active_segment();
+    for (SegmentId id : index_.RemovableSegments()) {
+      if (!active.has_value() || id != *active) return false;
+    }
+    return true;
+  });
+  ASSERT_FALSE(HasFatalFailure());
+  const UnlinkerStats us = UnlinkStats();
+  EXPECT_GE(us.pool_unlinks, 1u);
+  EXPECT_EQ(us.ring_unlinks, 0u);
+  EXPECT_EQ(us.errors, 0u);
+  EXPECT_GE(us.unlinked, 1u);
+}
 
 TEST_F(RecycleWriterTest, RolloversReuseDrainedFilesAndTheirNumberStaysBounded) {
   Open(/*recycle=*/true);

@@ -144,7 +144,6 @@ const std::map<std::string, std::string> kMayBlock = {
     {"core/thread_pool.cc", "pool workers wait for jobs; Stop waits for the workers"},
     {"core/log.cc", "the log's writer thread parks between writes; Flush waits for it"},
     {"core/loop.cc", "Start waits for the new loop thread to set up, before it runs"},
-    {"spool/unlinker.cc", "an unlink pool worker retries a full loop inbox"},
     {"tools/ringmaild/daemon.cc", "start-up waits for spool recovery before any loop runs"},
     {"tools/ringload/main.cc", "ringload's main thread waits for its sender loops"},
     {"tools/ringload/run_state.h", "the notifications ringload's main thread waits on"},

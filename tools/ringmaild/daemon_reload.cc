@@ -79,8 +79,9 @@ void Daemon::ConfigCheck(const std::vector<std::string>& w, Reply reply) {
   }
   const int cpus = cpus_;
   const int licensed = license_.licensed_concurrency;
-  core::Loop* master = &loops_->master();
-  RunOffLoop([path = w[2], cpus, licensed, master, reply = std::move(reply)](
+  // The answer comes back through a reserved post: a full master inbox cannot drop it.
+  core::ReservedPost back = loops_->master().Reserve();
+  RunOffLoop([path = w[2], cpus, licensed, back = std::move(back), reply = std::move(reply)](
                  bool accepted) mutable {
     if (!accepted) {  // still on the master
       std::move(reply)(Response{false, "config check: the IO thread pool is busy\n"});
@@ -97,7 +98,7 @@ void Daemon::ConfigCheck(const std::vector<std::string>& w, Reply reply) {
       r = Response{true, absl::StrCat(path, ": configuration OK\n")};
     }
     // A stopping master drops the answer with its control connections.
-    (void)master->Post([reply = std::move(reply), r = std::move(r)]() mutable {
+    (void)std::move(back).Post([reply = std::move(reply), r = std::move(r)]() mutable {
       std::move(reply)(std::move(r));
     });
   });
@@ -201,8 +202,9 @@ void Daemon::StartReload() {
   in.licensed = license_.licensed_concurrency;
   in.http_running = http_settings_ != nullptr;
   in.loops = loops_.get();
-  core::Loop* master = &loops_->master();
-  RunOffLoop([this, in, master](bool accepted) {
+  // The plan comes back through a reserved post: dropped by a full master inbox, it would
+  // leave reload_running_ set and every later reload waiting behind it.
+  RunOffLoop([this, in, back = loops_->master().Reserve()](bool accepted) mutable {
     if (!accepted) {  // still on the master
       ReloadPlan refused;
       refused.refusal = "reload refused: the IO thread pool is busy; try again\n";
@@ -214,7 +216,7 @@ void Daemon::StartReload() {
     // on serving other jobs.
     tls::ReleaseThreadEccCache();
     // The Daemon outlives its loops and pools; a stopping master drops the reload.
-    (void)master->Post([this, plan = std::move(plan)]() mutable {
+    (void)std::move(back).Post([this, plan = std::move(plan)]() mutable {
       FinishReload(std::move(plan));
     });
   });
