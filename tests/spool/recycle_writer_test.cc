@@ -146,6 +146,15 @@ class RecycleWriterTest : public ::testing::Test {
   // Appends DONE for messages [first, first + count), then lets the unlinker run until
   // nothing removable is left.
   void FinishRound(uint64_t first, size_t count) {
+    MarkDone(first, count);
+    ASSERT_FALSE(HasFatalFailure());
+    lt_.Run([&] { unlinker_->Kick(); });
+    WaitUntilRemoved();
+    max_files_ = std::max(max_files_, CountSegmentFiles(LoopDir()));
+  }
+
+  // Appends DONE for messages [first, first + count) and waits until each is durable.
+  void MarkDone(uint64_t first, size_t count) {
     DoneMarker marker(count, &index_);
     lt_.Run([&] {
       for (size_t i = 0; i < count; ++i) {
@@ -157,7 +166,10 @@ class RecycleWriterTest : public ::testing::Test {
     ASSERT_FALSE(HasFatalFailure());
     lt_.Run([&] { EXPECT_EQ(marker.failed(), 0u); });
     for (size_t i = 0; i < count; ++i) live_.erase(testing::TestId(first + i).ToHex());
-    lt_.Run([&] { unlinker_->Kick(); });
+  }
+
+  // Waits until the unlinker is idle with nothing removable left but the active segment.
+  void WaitUntilRemoved() {
     WaitOnLoop([&] {
       if (unlinker_->busy()) return false;
       std::optional<SegmentId> active = writer_->active_segment();
@@ -166,7 +178,6 @@ class RecycleWriterTest : public ::testing::Test {
       }
       return true;
     });
-    max_files_ = std::max(max_files_, CountSegmentFiles(LoopDir()));
   }
 
   // Asks `done` on the loop thread until it holds, a minute at most. The condition spans
@@ -238,14 +249,7 @@ TEST_F(RecycleWriterTest, PoolResultsComeBackThroughAFullInbox) {
   absl::Notification pool_gate;
   ASSERT_EQ((*pool)->TrySubmit([&] { pool_gate.WaitForNotification(); }),
             core::SubmitResult::kAccepted);
-  DoneMarker marker(kRounds * kPerRound, &index_);
-  lt_.Run([&] {
-    for (size_t i = 0; i < kRounds * kPerRound; ++i) {
-      marker.at(i).record = DoneMark{testing::TestId(1 + i), 1000};
-      writer_->AppendState(marker.at(i));
-    }
-  });
-  WaitOnLoop([&] { return marker.done() == kRounds * kPerRound; });
+  MarkDone(1, kRounds * kPerRound);
   ASSERT_FALSE(HasFatalFailure());
   lt_.Run([&] { unlinker_->Kick(); });
   // The kicked run goes at the end of that turn: it has handed the unlink job to the pool.
@@ -269,14 +273,7 @@ TEST_F(RecycleWriterTest, PoolResultsComeBackThroughAFullInbox) {
     std::this_thread::yield();
   }
   drained.WaitForNotification();
-  WaitOnLoop([&] {
-    if (unlinker_->busy()) return false;
-    std::optional<SegmentId> active = writer_->active_segment();
-    for (SegmentId id : index_.RemovableSegments()) {
-      if (!active.has_value() || id != *active) return false;
-    }
-    return true;
-  });
+  WaitUntilRemoved();
   ASSERT_FALSE(HasFatalFailure());
   const UnlinkerStats us = UnlinkStats();
   EXPECT_GE(us.pool_unlinks, 1u);
