@@ -93,14 +93,15 @@ void Daemon::GatherLoops(absl::AnyInvocable<void(std::vector<LoopSnapshot>)> don
       finish_one(i, SnapshotOf(master, with_domains));
       continue;
     }
-    // The Daemon outlives every loop; a stopped or full loop reports an empty snapshot.
-    core::PostResult posted = loop->Post([this, loop, i, g, &master, finish_one, with_domains] {
+    // The Daemon outlives every loop; a stopped or full loop reports an empty snapshot. The
+    // way back is reserved now: a full master inbox cannot lose a snapshot (the gather
+    // would never finish, and its command never be answered).
+    core::PostResult posted = loop->Post([this, loop, i, g, back = master.Reserve(), finish_one,
+                                          with_domains]() mutable {
       LoopSnapshot snap = SnapshotOf(*loop, with_domains);
-      if (master.Post([snap = std::move(snap), i, finish_one]() mutable {
-            finish_one(i, std::move(snap));
-          }) != core::PostResult::kOk) {
-        core::LogWarning("control: master inbox full; a snapshot was lost");
-      }
+      (void)std::move(back).Post([snap = std::move(snap), i, finish_one]() mutable {
+        finish_one(i, std::move(snap));
+      });
     });
     if (posted != core::PostResult::kOk) {
       LoopSnapshot empty;
@@ -422,10 +423,12 @@ void Daemon::HandleDeliveryCommand(const control::Request& request, Reply reply)
     auto shared_reply = std::make_shared<Reply>(std::move(reply));
     delivery::Engine* engine = topology_.engines[shard];
     auto shared_fn = std::make_shared<decltype(fn)>(std::move(fn));
-    if (topology_.delivery_loops[shard]->Post([engine, shared_fn, shared_reply, &master] {
-          std::string text = (*shared_fn)(*engine);
-          master.Post([shared_reply, text] { std::move(*shared_reply)(Ok(text)); });
-        }) != core::PostResult::kOk) {
+    if (topology_.delivery_loops[shard]->Post(
+            [engine, shared_fn, shared_reply, back = master.Reserve()]() mutable {
+              std::string text = (*shared_fn)(*engine);
+              (void)std::move(back).Post(
+                  [shared_reply, text] { std::move(*shared_reply)(Ok(text)); });
+            }) != core::PostResult::kOk) {
       std::move(*shared_reply)(Err("the delivery loop is busy; try again"));
     }
   };
@@ -497,7 +500,8 @@ void Daemon::MessageShow(const std::string& hex, Reply reply) {
       core::Loop* loop = ask->ledgers[ask->next].first;
       delivery::Ledger* ledger = ask->ledgers[ask->next].second;
       ++ask->next;
-      loop->Post([ledger, shared_reply, step, id, json, &master] {
+      const core::PostResult posted = loop->Post([ledger, shared_reply, step, id, json,
+                                                  back = master.Reserve()]() mutable {
         std::optional<delivery::MessageView> v = ledger->MessageShow(id);
         std::string text;
         if (v.has_value()) {
@@ -514,7 +518,7 @@ void Daemon::MessageShow(const std::string& hex, Reply reply) {
                                                    rows));
           (void)json;
         }
-        master.Post([shared_reply, step, text, found = v.has_value()] {
+        (void)std::move(back).Post([shared_reply, step, text, found = v.has_value()] {
           if (found) {
             std::move(*shared_reply)(Ok(text));
             *step = nullptr;
@@ -523,6 +527,10 @@ void Daemon::MessageShow(const std::string& hex, Reply reply) {
           }
         });
       });
+      if (posted != core::PostResult::kOk) {
+        std::move(*shared_reply)(Err("an owner loop is busy; try again"));
+        *step = nullptr;
+      }
     };
     (*step)();
   }
