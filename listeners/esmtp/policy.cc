@@ -512,9 +512,10 @@ bool Policy::DomainAllowed(std::string_view domain) const {
   return false;
 }
 
-bool Policy::RelayAllowed(const std::optional<IpAddress>& peer,
+bool Policy::RelayAllowed(const std::optional<IpAddress>& peer, std::string_view local_part,
                           std::string_view domain) const {
   if (peer.has_value() && HostAllowed(*peer)) return true;
+  if (local_part.find_first_of("%!@") != std::string_view::npos) return false;
   return DomainAllowed(domain);
 }
 

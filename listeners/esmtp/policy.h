@@ -9,7 +9,8 @@
 // Relay rule (DESIGN.md, never an open relay by default): a recipient is accepted if the
 // client's IP is inside a relay_hosts block (IPv4 or IPv6 CIDR; an IPv4-mapped IPv6 peer
 // counts as its IPv4 address) or the recipient's domain is in relay_domains
-// (case-insensitive; an entry ".example.com" also covers every subdomain). `RCPT
+// (case-insensitive; an entry ".example.com" also covers every subdomain) and its local
+// part holds no routing ('%', '!', '@': see RelayAllowed). `RCPT
 // TO:<postmaster>` (any case, no domain) is always accepted (RFC 5321 §4.5.1); the session
 // checks that before asking.
 //
@@ -81,8 +82,12 @@ class Policy {
 
   bool HostAllowed(const IpAddress& peer) const;
   bool DomainAllowed(std::string_view domain) const;
-  // The relay decision for one recipient domain ("" for none).
-  bool RelayAllowed(const std::optional<IpAddress>& peer, std::string_view domain) const;
+  // The relay decision for one recipient (`domain` "" for none). A client outside
+  // relay_hosts may not route through us: a local part holding '%', '!' or '@' (the
+  // percent hack, a bang path, a quoted "a@b") is refused even for a relay_domains domain,
+  // since the next hop may forward on what follows (Postfix: allow_untrusted_routing=no).
+  bool RelayAllowed(const std::optional<IpAddress>& peer, std::string_view local_part,
+                    std::string_view domain) const;
 
   BareLineEndings bare_line_endings() const { return bare_lf_; }
   bool starttls_offered() const { return starttls_offered_; }

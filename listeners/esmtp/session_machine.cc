@@ -655,7 +655,7 @@ bool SessionMachine::DoRcpt(std::string_view argument) {
     return false;
   }
   if (!rcpt.recipient.postmaster &&
-      !policy_.RelayAllowed(peer_ip_, rcpt.recipient.domain)) {
+      !policy_.RelayAllowed(peer_ip_, rcpt.recipient.local_part, rcpt.recipient.domain)) {
     Reply(ReplyId::kRelayDenied);
     return false;
   }

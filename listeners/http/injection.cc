@@ -13,6 +13,7 @@ namespace {
 
 struct CheckedRecipient {
   size_t index = 0;  // in the request
+  std::string local_part;
   std::string domain;
   bool postmaster = false;
   bool non_ascii = false;
@@ -57,6 +58,7 @@ absl::StatusOr<CheckedRecipient> CheckRecipient(const InjectRecipient& r, size_t
   }
   CheckedRecipient c;
   c.index = index;
+  c.local_part = std::string(args.recipient.local_part);
   c.domain = std::string(args.recipient.domain);
   c.postmaster = args.recipient.postmaster;
   c.non_ascii = args.recipient.non_ascii;
@@ -280,7 +282,7 @@ absl::StatusOr<InjectionPlan> PlanInjection(const InjectRequest& request,
   std::vector<CheckedRecipient> accepted;
   for (size_t i = 0; i < request.recipients.size(); ++i) {
     RM_ASSIGN_OR_RETURN(CheckedRecipient c, CheckRecipient(request.recipients[i], i));
-    if (!c.postmaster && !ctx.policy->RelayAllowed(ctx.peer, c.domain)) {
+    if (!c.postmaster && !ctx.policy->RelayAllowed(ctx.peer, c.local_part, c.domain)) {
       plan.failures.push_back({request.recipients[i].email, "relay not permitted"});
       continue;
     }

@@ -222,6 +222,18 @@ class HttpPlanTest : public ::testing::Test {
   InjectContext ctx_;
 };
 
+// The percent hack through a relay domain is routing, refused like any other relay.
+TEST_F(HttpPlanTest, RoutingThroughARelayDomainIsNotPermitted) {
+  InjectRequest r = Structured({{"a@local.test", "", {}}, {"u%evil.test@local.test", "", {}}});
+  auto plan = PlanInjection(r, ctx_);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->messages.size(), 1u);
+  EXPECT_EQ(plan->messages[0]->envelope.recipients.size(), 1u);
+  ASSERT_EQ(plan->failures.size(), 1u);
+  EXPECT_EQ(plan->failures[0].email, "u%evil.test@local.test");
+  EXPECT_EQ(plan->failures[0].reason, "relay not permitted");
+}
+
 TEST_F(HttpPlanTest, OneMessageForAllRecipientsWhenNotTemplated) {
   InjectRequest r = Structured(
       {{"a@local.test", "Ann", {}}, {"b@local.test", "", {}}, {"c@elsewhere.test", "", {}}});

@@ -67,27 +67,35 @@ TEST(PolicyTest, RelayDecision) {
   options.relay_domains = {"Example.COM", ".sub.example.net"};
   absl::StatusOr<Policy> policy = Policy::Create(options);
   ASSERT_TRUE(policy.ok()) << policy.status();
-  EXPECT_TRUE(policy->RelayAllowed(Ip("127.0.0.1"), "anywhere.org"));
-  EXPECT_TRUE(policy->RelayAllowed(Ip("::1"), "anywhere.org"));
-  EXPECT_TRUE(policy->RelayAllowed(Ip("::ffff:127.0.0.9"), "anywhere.org"));
-  EXPECT_TRUE(policy->RelayAllowed(Ip("2001:db8:1:2::3"), "anywhere.org"));
-  EXPECT_FALSE(policy->RelayAllowed(Ip("2001:db8:2::3"), "anywhere.org"));
-  EXPECT_FALSE(policy->RelayAllowed(Ip("192.0.2.1"), "anywhere.org"));
-  EXPECT_FALSE(policy->RelayAllowed(std::nullopt, "anywhere.org"));
-  EXPECT_TRUE(policy->RelayAllowed(Ip("192.0.2.1"), "example.com"));
-  EXPECT_TRUE(policy->RelayAllowed(Ip("192.0.2.1"), "EXAMPLE.com."));
-  EXPECT_FALSE(policy->RelayAllowed(Ip("192.0.2.1"), "mail.example.com"));  // exact only
-  EXPECT_TRUE(policy->RelayAllowed(Ip("192.0.2.1"), "a.sub.example.net"));
-  EXPECT_TRUE(policy->RelayAllowed(Ip("192.0.2.1"), "A.B.SUB.example.net"));
-  EXPECT_FALSE(policy->RelayAllowed(Ip("192.0.2.1"), "sub.example.net"));
-  EXPECT_FALSE(policy->RelayAllowed(Ip("192.0.2.1"), "xsub.example.net"));
-  EXPECT_FALSE(policy->RelayAllowed(Ip("192.0.2.1"), ""));
+  EXPECT_TRUE(policy->RelayAllowed(Ip("127.0.0.1"), "u", "anywhere.org"));
+  EXPECT_TRUE(policy->RelayAllowed(Ip("::1"), "u", "anywhere.org"));
+  EXPECT_TRUE(policy->RelayAllowed(Ip("::ffff:127.0.0.9"), "u", "anywhere.org"));
+  EXPECT_TRUE(policy->RelayAllowed(Ip("2001:db8:1:2::3"), "u", "anywhere.org"));
+  EXPECT_FALSE(policy->RelayAllowed(Ip("2001:db8:2::3"), "u", "anywhere.org"));
+  EXPECT_FALSE(policy->RelayAllowed(Ip("192.0.2.1"), "u", "anywhere.org"));
+  EXPECT_FALSE(policy->RelayAllowed(std::nullopt, "u", "anywhere.org"));
+  EXPECT_TRUE(policy->RelayAllowed(Ip("192.0.2.1"), "u", "example.com"));
+  EXPECT_TRUE(policy->RelayAllowed(Ip("192.0.2.1"), "u", "EXAMPLE.com."));
+  EXPECT_FALSE(policy->RelayAllowed(Ip("192.0.2.1"), "u", "mail.example.com"));  // exact only
+  EXPECT_TRUE(policy->RelayAllowed(Ip("192.0.2.1"), "u", "a.sub.example.net"));
+  EXPECT_TRUE(policy->RelayAllowed(Ip("192.0.2.1"), "u", "A.B.SUB.example.net"));
+  EXPECT_FALSE(policy->RelayAllowed(Ip("192.0.2.1"), "u", "sub.example.net"));
+  EXPECT_FALSE(policy->RelayAllowed(Ip("192.0.2.1"), "u", "xsub.example.net"));
+  EXPECT_FALSE(policy->RelayAllowed(Ip("192.0.2.1"), "u", ""));
+  // No routing through a relay_domains domain from outside relay_hosts: the percent hack,
+  // a bang path, a quoted '@'. A relay host may (it could relay anywhere anyway).
+  for (const char* local : {"u%evil.test", "evil.test!u", "\"u@evil.test\"", "\"u%x\""}) {
+    EXPECT_FALSE(policy->RelayAllowed(Ip("192.0.2.1"), local, "example.com")) << local;
+    EXPECT_TRUE(policy->RelayAllowed(Ip("127.0.0.1"), local, "example.com")) << local;
+  }
+  EXPECT_TRUE(policy->RelayAllowed(Ip("192.0.2.1"), "\"u x\"", "example.com"));
+  EXPECT_TRUE(policy->RelayAllowed(Ip("192.0.2.1"), "first.last+tag", "example.com"));
 }
 
 TEST(PolicyTest, EmptyPolicyIsNotAnOpenRelay) {
   absl::StatusOr<Policy> policy = Policy::Create({});
   ASSERT_TRUE(policy.ok());
-  EXPECT_FALSE(policy->RelayAllowed(Ip("127.0.0.1"), "example.com"));
+  EXPECT_FALSE(policy->RelayAllowed(Ip("127.0.0.1"), "u", "example.com"));
 }
 
 TEST(PolicyTest, BadEntriesAreNamed) {
