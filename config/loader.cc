@@ -331,6 +331,20 @@ void Builder::BuildListen(const ScopeSpec& spec, const Node& node, const std::st
   static_cast<std::vector<ListenConfig>*>(parent_object)->push_back(std::move(listen));
 }
 
+// The greeting goes on the wire after "220 ": one reply line of printable ASCII (RFC 5321
+// §4.2: a reply line is at most 512 octets with its code and CRLF).
+std::string BannerProblem(std::string_view banner) {
+  constexpr size_t kBannerBytesMax = 512 - 6;  // "220 " and CRLF
+  if (banner.size() > kBannerBytesMax) {
+    return Cat("longer than ", kBannerBytesMax, " characters (one reply line)");
+  }
+  for (char c : banner) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u > 0x7e) return "only printable ASCII may go in the greeting";
+  }
+  return "";
+}
+
 void Builder::ResolveNames() {
   GlobalOptions& global = config_.global;
   Position nowhere{0, 1, 1};
@@ -351,7 +365,11 @@ void Builder::ResolveNames() {
   }
   EsmtpListenerConfig& smtp = config_.esmtp;
   if (smtp.hostname.empty()) smtp.hostname = global.hostname;
-  if (smtp.banner.empty()) smtp.banner = Cat(smtp.hostname, " ESMTP ringmail");
+  if (smtp.banner.empty()) {
+    smtp.banner = Cat(smtp.hostname, " ESMTP ringmail");
+  } else if (std::string why = BannerProblem(smtp.banner); !why.empty()) {
+    d_->Error(SetAt("ESMTP_Listener.banner", nowhere), Cat("ESMTP_Listener.banner: ", why));
+  }
   ResolvePool("delivery_pool", &global.delivery_pool);
   ResolvePool("maintainer_pool", &global.maintainer_pool);
   ResolvePool("ESMTP_Listener.event_loop", &smtp.event_loop);

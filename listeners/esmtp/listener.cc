@@ -30,19 +30,33 @@ uint64_t RandomSalt() {
 }  // namespace
 
 ListenerShared::Admit ListenerShared::TryAdmit(const std::string& ip, int64_t max_connections,
-                                               int64_t max_per_ip) {
+                                               int64_t max_per_ip, int64_t max_rate_per_ip,
+                                               uint64_t now_ms) {
   if (connections_.fetch_add(1, std::memory_order_relaxed) >= max_connections) {
     connections_.fetch_sub(1, std::memory_order_relaxed);
     return Admit::kTooManyConnections;
   }
   absl::MutexLock lock(&mu_);
-  int64_t& n = per_ip_[ip];
-  if (max_per_ip > 0 && n >= max_per_ip) {
-    if (n == 0) per_ip_.erase(ip);
-    connections_.fetch_sub(1, std::memory_order_relaxed);
-    return Admit::kTooManyFromIp;
+  if (per_ip_.size() >= sweep_at_) SweepLocked(now_ms);
+  auto [it, fresh] = per_ip_.try_emplace(ip);
+  PerIp& e = it->second;
+  if (fresh || now_ms - e.window_start_ms >= kRateWindowMs) {
+    e.window_start_ms = now_ms;
+    e.window_count = 0;
   }
-  ++n;
+  Admit refusal = Admit::kOk;
+  if (max_per_ip > 0 && e.connections >= max_per_ip) {
+    refusal = Admit::kTooManyFromIp;
+  } else if (max_rate_per_ip > 0 && e.window_count >= max_rate_per_ip) {
+    refusal = Admit::kTooFastFromIp;
+  }
+  if (refusal != Admit::kOk) {
+    if (e.connections == 0 && e.window_count == 0) per_ip_.erase(it);
+    connections_.fetch_sub(1, std::memory_order_relaxed);
+    return refusal;
+  }
+  ++e.connections;
+  ++e.window_count;
   return Admit::kOk;
 }
 
@@ -50,7 +64,17 @@ void ListenerShared::Release(const std::string& ip) {
   connections_.fetch_sub(1, std::memory_order_relaxed);
   absl::MutexLock lock(&mu_);
   auto it = per_ip_.find(ip);
-  if (it != per_ip_.end() && --it->second <= 0) per_ip_.erase(it);
+  if (it == per_ip_.end() || --it->second.connections > 0) return;
+  // Kept for its rate window, unless the table is at its bound.
+  if (per_ip_.size() >= kIpTableMax) per_ip_.erase(it);
+}
+
+void ListenerShared::SweepLocked(uint64_t now_ms) {
+  absl::erase_if(per_ip_, [now_ms](const auto& entry) {
+    const PerIp& e = entry.second;
+    return e.connections <= 0 && now_ms - e.window_start_ms >= kRateWindowMs;
+  });
+  sweep_at_ = std::max<size_t>(1024, 2 * per_ip_.size());
 }
 
 EsmtpListener::EsmtpListener(core::Loop& loop, ListenerShared& shared, spool::SpoolWriter& spool,
@@ -127,7 +151,8 @@ void EsmtpListener::AcceptDone(bool implicit_tls, core::Accepted a) {
   Session* s = session.get();
   sessions_.emplace(s, std::move(session));
   const Settings& st = *settings_;
-  switch (shared_.TryAdmit(ip, st.max_connections, st.max_connections_per_ip)) {
+  switch (shared_.TryAdmit(ip, st.max_connections, st.max_connections_per_ip,
+                           st.max_connection_rate_per_ip, loop_.now_ms())) {
     case ListenerShared::Admit::kOk:
       s->set_admitted(true);
       s->Start();
@@ -140,6 +165,12 @@ void EsmtpListener::AcceptDone(bool implicit_tls, core::Accepted a) {
       ++counters_.refused_ip;
       s->Refuse(absl::StrCat("421 4.7.0 ", st.hostname,
                              " Too many connections from your address\r\n"));
+      return;
+    case ListenerShared::Admit::kTooFastFromIp:
+      ++counters_.refused_rate;
+      s->Refuse(absl::StrCat("421 4.7.0 ", st.hostname,
+                             " Too many connections from your address this minute, try again "
+                             "later\r\n"));
       return;
   }
 }

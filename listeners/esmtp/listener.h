@@ -5,7 +5,8 @@
 //   loop's thread. Each has its own SO_REUSEPORT socket per Listen address with one
 //   multishot accept, so an accepted fd never crosses loops; its sessions read through the
 //   loop's provided-buffer ring (an idle connection holds no receive buffer).
-// - Limits: max_connections and max_connections_per_ip are daemon-wide, kept in
+// - Limits: max_connections, max_connections_per_ip and max_connection_rate_per_ip are
+//   daemon-wide, kept in
 //   ListenerShared (touched once per connection, never per byte); the excess connection
 //   hears `421 4.3.2` and is closed. max_processings is split into per-loop quotas: a
 //   session that wants to start a transaction past the quota waits its turn in a FIFO
@@ -42,24 +43,49 @@ namespace ringmail::listeners::esmtp {
 class Session;
 
 // Daemon-wide connection accounting, shared by every loop's listener. Thread-safe.
+//
+// The rate limit (max_connection_rate_per_ip) counts the connections admitted from one
+// address in a fixed one-minute window that starts at the first of them (Postfix's anvil
+// counts the same way): the window's count outlives the address's connections, so an
+// address with nothing open may still be remembered. Those entries are swept once the
+// table has doubled since the last sweep; past kIpTableMax addresses, one whose last
+// connection closes is forgotten at once (the limit fails open for it; memory stays
+// bounded however many addresses a client has).
 class ListenerShared {
  public:
+  static constexpr size_t kIpTableMax = 1 << 18;
+  static constexpr uint64_t kRateWindowMs = 60'000;
+
   // Admits a connection from `ip` or says which limit refused it.
-  enum class Admit { kOk, kTooManyConnections, kTooManyFromIp };
-  Admit TryAdmit(const std::string& ip, int64_t max_connections, int64_t max_per_ip);
+  enum class Admit { kOk, kTooManyConnections, kTooManyFromIp, kTooFastFromIp };
+  Admit TryAdmit(const std::string& ip, int64_t max_connections, int64_t max_per_ip,
+                 int64_t max_rate_per_ip, uint64_t now_ms);
   void Release(const std::string& ip);
   int64_t connections() const { return connections_.load(std::memory_order_relaxed); }
+  size_t addresses() const {
+    absl::MutexLock lock(&mu_);
+    return per_ip_.size();
+  }
 
  private:
+  struct PerIp {
+    int64_t connections = 0;
+    uint64_t window_start_ms = 0;
+    int64_t window_count = 0;  // admitted since window_start_ms
+  };
+  void SweepLocked(uint64_t now_ms) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   std::atomic<int64_t> connections_{0};
-  absl::Mutex mu_;
-  absl::flat_hash_map<std::string, int64_t> per_ip_ ABSL_GUARDED_BY(mu_);
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, PerIp> per_ip_ ABSL_GUARDED_BY(mu_);
+  size_t sweep_at_ ABSL_GUARDED_BY(mu_) = 1024;
 };
 
 struct ListenerCounters {
   uint64_t accepted = 0;
   uint64_t refused_busy = 0;
   uint64_t refused_ip = 0;
+  uint64_t refused_rate = 0;
   uint64_t messages = 0;
   uint64_t message_bytes = 0;
   uint64_t commit_errors = 0;

@@ -16,6 +16,7 @@ using R = ReplyId;
 // RFC 3207 (STARTTLS) and RFC 6531 (SMTPUTF8).
 constexpr ReplySpec kReplies[] = {
     {R::kGreeting, 220, "", "{} ESMTP ringmail", false},
+    {R::kBanner, 220, "", "{}", false},
     {R::kHelo, 250, "", "{}", false},
     {R::kOk, 250, "2.0.0", "Ok", false},
     {R::kMailOk, 250, "2.1.0", "Ok", false},
@@ -33,6 +34,7 @@ constexpr ReplySpec kReplies[] = {
      false},
     {R::kTimeout, 421, "4.4.2", "{} Error: timeout exceeded", false},
     {R::kTooManyErrors, 421, "4.7.0", "{} Error: too many errors", false},
+    {R::kTooManyMessages, 421, "4.7.0", "{} Error: too many messages in one connection", false},
     {R::kNonSmtpCommand, 421, "4.7.0", "{} Error: non-SMTP command received", true},
     {R::kRunawayLine, 421, "4.7.0", "{} Error: command line too long, closing", true},
     {R::kBadBdatSize, 421, "4.7.0", "{} Error: invalid BDAT chunk size, closing", true},

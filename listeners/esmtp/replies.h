@@ -24,6 +24,7 @@ namespace ringmail::listeners::esmtp {
 
 enum class ReplyId : uint8_t {
   kGreeting,           // 220 {host} ESMTP ringmail
+  kBanner,             // 220 {banner}: the configured greeting text
   kHelo,               // 250 {host}
   kOk,                 // 250 2.0.0 (RSET, NOOP)
   kMailOk,             // 250 2.1.0
@@ -38,6 +39,7 @@ enum class ReplyId : uint8_t {
   kShutdown,           // 421 4.3.2
   kTimeout,            // 421 4.4.2
   kTooManyErrors,      // 421 4.7.0
+  kTooManyMessages,    // 421 4.7.0 (max_messages_per_connection)
   kNonSmtpCommand,     // 421 4.7.0 (HTTP request line and the like)
   kRunawayLine,        // 421 4.7.0 (a command line that never ends)
   kBadBdatSize,        // 421 4.7.0 (unparseable BDAT size: the byte stream cannot be resynced)

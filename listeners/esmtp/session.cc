@@ -38,6 +38,7 @@ Session::Session(EsmtpListener& listener, int fd, std::string peer_ip, uint16_t 
   close_op_.Bind<&Session::CloseDone>(this, "esmtp.close");
   deadline_.Bind<&Session::DeadlineFired>(this);
   commit_.Bind<&Session::CommitDone>(this);
+  machine_.SetBanner(settings_->banner);
 }
 
 Session::~Session() {
@@ -401,11 +402,18 @@ void Session::ArmDeadline() {
   }
   answered_ = false;
   uint64_t at = now + settings_->server_timeout_ms;  // kServer
-  if (kind == DeadlineKind::kCommand) {
-    at = wait_started_ms_ + settings_->command_timeout_ms;
-  } else if (kind == DeadlineKind::kDataBlock) {
-    at = std::min(now + settings_->data_block_timeout_ms,
-                  wait_started_ms_ + settings_->data_term_timeout_ms);
+  switch (kind) {
+    case DeadlineKind::kCommand: at = wait_started_ms_ + settings_->command_timeout_ms; break;
+    case DeadlineKind::kMail: at = wait_started_ms_ + settings_->mail_timeout_ms; break;
+    case DeadlineKind::kRcpt: at = wait_started_ms_ + settings_->rcpt_timeout_ms; break;
+    case DeadlineKind::kDataInit:
+      at = wait_started_ms_ + settings_->data_init_timeout_ms;
+      break;
+    case DeadlineKind::kDataBlock:
+      at = std::min(now + settings_->data_block_timeout_ms,
+                    wait_started_ms_ + settings_->data_term_timeout_ms);
+      break;
+    default: break;
   }
   if (close_after_send_) at = now + settings_->command_timeout_ms;  // a client that never reads
   if (settings_->connection_timeout_ms > 0) {

@@ -208,6 +208,7 @@ std::optional<State> SessionMachine::OnEnter() {
       return std::nullopt;
     case State::kData:
       body_reader_.Begin(&transaction_->message->body, MakeBodyOptions());
+      data_started_ = false;
       return std::nullopt;
     case State::kStartTls:
       lines_.Reset();  // plaintext pipelined behind STARTTLS is dropped (RFC 3207 §4.2)
@@ -270,7 +271,11 @@ void SessionMachine::Start(std::string_view peer_ip, uint16_t peer_port,
     EnterState(State::kClosing);
     return;
   }
-  Reply(ReplyId::kGreeting, local_host_);
+  if (banner_.empty()) {
+    Reply(ReplyId::kGreeting, local_host_);
+  } else {
+    Reply(ReplyId::kBanner, banner_);
+  }
   EnterState(State::kGreeting);
 }
 
@@ -404,12 +409,15 @@ bool SessionMachine::WantsInput() const {
 DeadlineKind SessionMachine::deadline() const {
   switch (state_) {
     case State::kGreeting:
-    case State::kReady:
-    case State::kMail:
-    case State::kRcpt:
     case State::kChunked:
       return DeadlineKind::kCommand;
+    case State::kReady:
+      return DeadlineKind::kMail;
+    case State::kMail:
+    case State::kRcpt:
+      return DeadlineKind::kRcpt;
     case State::kData:
+      return data_started_ ? DeadlineKind::kDataBlock : DeadlineKind::kDataInit;
     case State::kBdat:
     case State::kBdatDiscard:
       return DeadlineKind::kDataBlock;
@@ -472,6 +480,7 @@ size_t SessionMachine::ProcessInput(std::string_view input, uint64_t now_ms) {
       case State::kData: {
         const BodyReader::Result r = body_reader_.FeedData(rest);
         pos += r.consumed;
+        data_started_ = true;
         if (r.done) FinishData(now_ms);
         break;
       }
@@ -631,6 +640,14 @@ bool SessionMachine::DoMail(std::string_view argument) {
     Reply(ReplyId::kMessageTooBig);  // RFC 1870 §6.1
     return false;
   }
+  if (limits_.max_messages_per_connection != 0 &&
+      mail_commands_ >= limits_.max_messages_per_connection) {
+    Reply(ReplyId::kTooManyMessages, local_host_);
+    EnterState(State::kClosing);
+    return false;
+  }
+  ++mail_commands_;
+  overshoot_ = 0;
   RM_DCHECK(transaction_ == nullptr);
   transaction_ = std::make_unique<Transaction>();
   transaction_->message = std::make_unique<core::Message>();
@@ -652,6 +669,7 @@ bool SessionMachine::DoRcpt(std::string_view argument) {
   std::vector<core::Recipient>& recipients = transaction_->message->envelope.recipients;
   if (recipients.size() >= std::max<uint32_t>(limits_.max_recipients, 1)) {
     Reply(ReplyId::kTooManyRecipients);  // RFC 5321 §4.5.3.1.10
+    if (++overshoot_ > limits_.recipient_overshoot) ++errors_;
     return false;
   }
   if (!rcpt.recipient.postmaster &&
@@ -771,6 +789,9 @@ void SessionMachine::DoBdat(std::string_view argument, bool in_sequence, uint64_
   if (state_ == State::kRcpt) {
     body_reader_.Begin(&transaction_->message->body, MakeBodyOptions());
   }
+  // An empty chunk that does not end the message moves nothing: like NOOP, a client may
+  // send only so many.
+  if (size == 0 && !last && ++junk_commands_ > limits_.max_junk_commands) ++errors_;
   body_reader_.BeginChunk(size);
   chunk_bytes_ = size;
   bdat_last_ = last;

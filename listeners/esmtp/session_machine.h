@@ -96,7 +96,13 @@ struct SessionLimits {
   uint64_t max_message_size_bytes = 20 * 1024 * 1024;  // advertised in SIZE; 0 = none
   uint32_t max_recipients = 100;    // per transaction; the excess gets 452 4.5.3
   uint32_t max_errors = 20;         // client errors before 421 4.7.0 and close
-  uint32_t max_junk_commands = 100;  // NOOP/RSET/VRFY/EXPN/HELP beyond this count as errors
+  uint32_t max_junk_commands = 100;  // NOOP/RSET/VRFY/EXPN/HELP and empty non-LAST BDAT
+                                     // chunks beyond this count as errors
+  // Recipients refused 452 past max_recipients before each further one counts as an error
+  // (Postfix's smtpd_recipient_overshoot_limit): a client that ignores 452 is closed in
+  // the end, one that resends the rest in a later transaction never meets it.
+  uint32_t recipient_overshoot = 1000;
+  uint32_t max_messages_per_connection = 0;  // MAIL commands accepted; then 421; 0 = none
   size_t pending_input_bytes_max = 64 * 1024;  // input kept while paused or between groups
 };
 
@@ -119,10 +125,13 @@ enum class State : uint8_t {
 };
 const char* StateName(State state);
 
-// Which timer applies now (RFC 5321 §4.5.3.2).
+// Which timer applies now (RFC 5321 §4.5.3.2; each is a configured wait for the client).
 enum class DeadlineKind : uint8_t {
   kNone,       // closed, or not started
-  kCommand,    // §4.5.3.2.7: awaiting the next command (at least 5 minutes)
+  kCommand,    // §4.5.3.2.7: awaiting HELO/EHLO, or the next BDAT (at least 5 minutes)
+  kMail,       // awaiting MAIL, after HELO/EHLO or a transaction (mail_timeout)
+  kRcpt,       // inside a transaction, awaiting RCPT or DATA/BDAT (rcpt_timeout)
+  kDataInit,   // 354 sent, no body byte yet (data_init_timeout)
   kDataBlock,  // §4.5.3.2.5: inside DATA / a BDAT chunk (3 minutes per block)
   kServer,     // the client waits on us (slot, spool, TLS): the I/O layer's own bound
 };
@@ -160,6 +169,9 @@ class SessionMachine {
   // The STARTTLS handshake completed. `description` ("TLS1.3 TLS_AES_256_GCM_SHA384")
   // goes into the Received header of every message of this connection.
   void TlsEstablished(std::string_view description = {});
+  // The greeting's text after "220 " (the banner, which should begin with the host name,
+  // RFC 5321 §4.3.1); empty: "<local_host> ESMTP ringmail". Call before Start().
+  void SetBanner(std::string_view text) { banner_ = std::string(text); }
   // Implicit TLS (SMTPS): the connection was TLS before the greeting. Call before Start();
   // STARTTLS is then neither offered nor accepted.
   void SetImplicitTls(std::string_view description);
@@ -249,8 +261,12 @@ class SessionMachine {
   Slot slot_ = Slot::kNone;
   uint32_t errors_ = 0;
   uint32_t junk_commands_ = 0;
+  uint32_t mail_commands_ = 0;   // accepted this connection (max_messages_per_connection)
+  uint32_t overshoot_ = 0;       // recipients refused past max_recipients, this transaction
+  bool data_started_ = false;    // a body byte arrived since 354 (kDataInit → kDataBlock)
 
   std::string local_host_;
+  std::string banner_;
   std::string tls_description_;  // version and cipher, for Received
   std::string helo_;
   std::optional<IpAddress> peer_ip_;

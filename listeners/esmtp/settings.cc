@@ -45,12 +45,19 @@ absl::StatusOr<std::shared_ptr<const Settings>> Settings::FromConfig(
   s->limits.max_message_size_bytes = ec.max_message_size_bytes;
   s->limits.max_recipients = static_cast<uint32_t>(std::max<int64_t>(ec.max_recipients, 1));
   s->limits.max_errors = static_cast<uint32_t>(std::max<int64_t>(ec.max_errors, 1));
+  s->limits.max_messages_per_connection = static_cast<uint32_t>(
+      std::clamp<int64_t>(ec.max_messages_per_connection, 0, UINT32_MAX));
   s->hostname = ec.hostname;
+  s->banner = ec.banner;
   s->max_connections = ec.max_connections;
   s->max_connections_per_ip = ec.max_connections_per_ip;
+  s->max_connection_rate_per_ip = ec.max_connection_rate_per_ip;
   const int64_t n = std::max(loops, 1);
   s->processings_per_loop = std::max<int64_t>(1, (ec.max_processings + n - 1) / n);
   s->command_timeout_ms = Ms(ec.command_timeout);
+  s->mail_timeout_ms = Ms(ec.mail_timeout);
+  s->rcpt_timeout_ms = Ms(ec.rcpt_timeout);
+  s->data_init_timeout_ms = Ms(ec.data_init_timeout);
   s->data_block_timeout_ms = Ms(ec.data_block_timeout);
   s->data_term_timeout_ms = Ms(ec.data_term_timeout);
   s->server_timeout_ms = std::max<uint64_t>(Ms(ec.data_term_timeout), 60'000);

@@ -27,10 +27,15 @@ struct Settings {
   SessionLimits limits;
   Policy policy;
   std::string hostname;
+  std::string banner;                  // the greeting's text after "220 "
   int64_t max_connections = 0;         // whole daemon (all loops)
   int64_t max_connections_per_ip = 0;  // whole daemon
+  int64_t max_connection_rate_per_ip = 0;  // new connections a minute, whole daemon; 0: any
   int64_t processings_per_loop = 0;    // max_processings spread over the pool's loops
-  uint64_t command_timeout_ms = 0;
+  uint64_t command_timeout_ms = 0;    // awaiting HELO/EHLO or the next BDAT
+  uint64_t mail_timeout_ms = 0;       // awaiting MAIL
+  uint64_t rcpt_timeout_ms = 0;       // awaiting RCPT or DATA/BDAT in a transaction
+  uint64_t data_init_timeout_ms = 0;  // after 354, until the first body byte
   uint64_t data_block_timeout_ms = 0;
   uint64_t data_term_timeout_ms = 0;  // a whole DATA body (or BDAT chunk), however it trickles
   uint64_t server_timeout_ms = 0;      // waiting on us (slot, spool): bounds a stuck commit

@@ -636,6 +636,64 @@ TEST_F(EsmtpDaemonTest, SilentClientIsCutAtTheCommandTimeout) {
   EXPECT_TRUE(c.WaitForClose(Millis(5'000)));
 }
 
+// Each wait has its own timer (RFC 5321 §4.5.3.2): with a long command_timeout, a client
+// silent after EHLO (awaiting MAIL), after MAIL (awaiting RCPT) and after 354 (awaiting
+// the body) is cut at mail_timeout, rcpt_timeout and data_init_timeout.
+TEST_F(EsmtpDaemonTest, EachWaitIsCutAtItsOwnTimeout) {
+  DaemonConfig config;
+  config.esmtp_extra =
+      "command_timeout = 10m\nmail_timeout = 1s\nrcpt_timeout = 1s\ndata_init_timeout = 1s\n";
+  StartDaemon(config);
+  SmtpClient after_ehlo, after_mail, after_354;
+  Greeted(after_ehlo);
+  Greeted(after_mail);
+  ASSERT_EQ(after_mail.Command("MAIL FROM:<s@client.test>").code, 250);
+  Greeted(after_354);
+  ASSERT_TRUE(after_354.Send("MAIL FROM:<s@client.test>\r\nRCPT TO:<u@local.test>\r\nDATA\r\n")
+                  .ok());
+  ASSERT_EQ(after_354.ReadReply().code, 250);
+  ASSERT_EQ(after_354.ReadReply().code, 250);
+  ASSERT_EQ(after_354.ReadReply().code, 354);
+  for (SmtpClient* c : {&after_ehlo, &after_mail, &after_354}) {
+    SmtpClient::Reply r = c->ReadReply(Millis(10'000));
+    EXPECT_THAT(r.last(), StartsWith("421 4.4.2")) << r.text();
+    EXPECT_TRUE(c->WaitForClose(Millis(5'000)));
+  }
+  EXPECT_TRUE(ListedSpoolIds().empty());
+}
+
+// The configured banner is the greeting; max_messages_per_connection stops a session's
+// MAIL commands with 421; max_connection_rate_per_ip refuses an address's connections
+// past the limit within a minute, whether or not the earlier ones are still open.
+TEST_F(EsmtpDaemonTest, BannerMessagesPerConnectionAndConnectionRate) {
+  DaemonConfig config;
+  config.esmtp_extra =
+      "banner = \"mx.local.test ready for testing\"\n"
+      "max_messages_per_connection = 2\nmax_connection_rate_per_ip = 3\n";
+  StartDaemon(config);
+  SmtpClient first;
+  ASSERT_TRUE(first.Connect(daemon_.port()).ok());
+  SmtpClient::Reply greeting = first.ReadReply();
+  EXPECT_EQ(greeting.last(), "220 mx.local.test ready for testing") << greeting.text();
+  EXPECT_EQ(first.Command("EHLO client.test").code, 250);
+  for (int i = 0; i < 2; ++i) {
+    SmtpClient::Reply r = Transaction(first, {"user@local.test"}, kSimpleBody);
+    EXPECT_EQ(QueuedId(r.last()).size(), 32u) << r.text();
+  }
+  SmtpClient::Reply third = first.Command("MAIL FROM:<s@client.test>");
+  EXPECT_THAT(third.last(), StartsWith("421 4.7.0")) << third.text();
+  EXPECT_TRUE(first.WaitForClose(Millis(5'000)));
+  EXPECT_EQ(ListedSpoolIds().size(), 2u);
+  // The first connection counts for the rate though it is closed: two more are admitted.
+  SmtpClient second, third_connection, fourth;
+  Greeted(second);
+  Greeted(third_connection);
+  ASSERT_TRUE(fourth.Connect(daemon_.port()).ok());
+  SmtpClient::Reply refused = fourth.ReadReply();
+  EXPECT_THAT(refused.last(), StartsWith("421 4.7.0")) << refused.text();
+  EXPECT_TRUE(fourth.WaitForClose(Millis(5'000)));
+}
+
 // ---------------------------------------------------------------------------------------
 // SIGTERM and the reception log
 

@@ -70,5 +70,50 @@ TEST(EsmtpSettingsTest, TlsHandshakeTimeoutIsLive) {
   EXPECT_EQ((*s)->tls_handshake_timeout_ms, 9'000u);
 }
 
+// Every ESMTP_Listener key reaches the listener's settings (session audit: banner, the
+// per-wait timeouts, the per-connection and per-address limits once did not).
+TEST(EsmtpSettingsTest, EveryListenerKeyIsCarried) {
+  auto d = SettingsFor(
+      "hostname = \"mx.local.test\"\nESMTP_Listener { Listen \"127.0.0.1:2525\" { } }\n");
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->banner, "mx.local.test ESMTP ringmail");
+  EXPECT_EQ(d->limits.max_messages_per_connection, 0u);
+  EXPECT_EQ(d->max_connection_rate_per_ip, 0);
+  auto s = SettingsFor(
+      "ESMTP_Listener {\n"
+      "  banner = \"mx.example ready\"\n"
+      "  mail_timeout = 7s  rcpt_timeout = 8s  data_init_timeout = 9s\n"
+      "  max_messages_per_connection = 5  max_connection_rate_per_ip = 6\n"
+      "  Listen \"127.0.0.1:2525\" { }\n"
+      "}\n");
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->banner, "mx.example ready");
+  EXPECT_EQ(s->mail_timeout_ms, 7'000u);
+  EXPECT_EQ(s->rcpt_timeout_ms, 8'000u);
+  EXPECT_EQ(s->data_init_timeout_ms, 9'000u);
+  EXPECT_EQ(s->limits.max_messages_per_connection, 5u);
+  EXPECT_EQ(s->max_connection_rate_per_ip, 6);
+}
+
+TEST(EsmtpSettingsTest, BannerMustBeOnePrintableLine) {
+  std::vector<config::ConfigError> errors;
+  // A CRLF (escaped in the config string) would let the banner forge a second reply.
+  auto c = config::LoadConfigString(
+      R"(ESMTP_Listener {
+  banner = "mx.example\r\n250 forged"
+  Listen "127.0.0.1:2525" { }
+}
+)",
+      "test.conf", &errors);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("test.conf:2:"), std::string::npos)
+      << c.status();
+  EXPECT_NE(std::string(c.status().message()).find("banner"), std::string::npos) << c.status();
+  c = config::LoadConfigString("ESMTP_Listener {\n  banner = \"" + std::string(600, 'x') +
+                                   "\"\n  Listen \"127.0.0.1:2525\" { }\n}\n",
+                               "test.conf", &errors);
+  EXPECT_FALSE(c.ok());
+}
+
 }  // namespace
 }  // namespace ringmail::listeners::esmtp

@@ -705,7 +705,7 @@ TEST(BdatTest, LastChunkInOnePacketAndDeadlines) {
   EXPECT_EQ(Codes(client.Send("ect:\r\n")), "250 2.0.0");
   ASSERT_EQ(client.commits.size(), 1u);
   EXPECT_EQ(client.commits[0]->body.ToString(), "Subject:\r\n");
-  EXPECT_EQ(client.m().deadline(), DeadlineKind::kCommand);
+  EXPECT_EQ(client.m().deadline(), DeadlineKind::kMail);
 }
 
 TEST(BdatTest, OutOfSequenceChunkIsSwallowedNotExecuted) {
@@ -954,15 +954,99 @@ TEST(StartTlsTest, RequiredTlsRefusesMailCommands) {
 // ---------------------------------------------------------------------------------------
 // Observers
 
+// Each wait of RFC 5321 §4.5.3.2 has its own timer: HELO/EHLO (command), MAIL, RCPT or
+// DATA (rcpt), the first body byte after 354 (data init), then each body block.
 TEST(SessionMachineTest, DeadlinesFollowTheState) {
   Client client;
   EXPECT_EQ(client.m().deadline(), DeadlineKind::kCommand);
-  client.Envelope();
-  EXPECT_EQ(client.m().deadline(), DeadlineKind::kCommand);
+  client.Line("EHLO c");
+  EXPECT_EQ(client.m().deadline(), DeadlineKind::kMail);
+  client.Line("MAIL FROM:<a@b.example>");
+  EXPECT_EQ(client.m().deadline(), DeadlineKind::kRcpt);
+  client.Line("RCPT TO:<x@example.com>");
+  EXPECT_EQ(client.m().deadline(), DeadlineKind::kRcpt);
   client.Line("DATA");
+  EXPECT_EQ(client.m().deadline(), DeadlineKind::kDataInit);
+  client.Send("Sub");
   EXPECT_EQ(client.m().deadline(), DeadlineKind::kDataBlock);
+  client.Send("ject: x\r\n\r\nbody\r\n.\r\n");
+  EXPECT_EQ(client.m().deadline(), DeadlineKind::kMail);
+  client.Line("MAIL FROM:<a@b.example>");
+  client.Line("RCPT TO:<x@example.com>");
+  client.Line("DATA");
+  EXPECT_EQ(client.m().deadline(), DeadlineKind::kDataInit);  // again for the next message
   client.Send(".\r\nQUIT\r\n");
   EXPECT_EQ(client.m().deadline(), DeadlineKind::kNone);
+}
+
+TEST(SessionMachineTest, MailCommandsPerConnectionAreLimited) {
+  SessionLimits limits = DefaultLimits();
+  limits.max_messages_per_connection = 2;
+  Client client(limits);
+  client.Line("EHLO c");
+  EXPECT_EQ(Codes(client.Line("MAIL FROM:<a@b.example>")), "250 2.1.0");
+  client.Line("RSET");  // an abandoned transaction counts: it was a MAIL command
+  EXPECT_EQ(Codes(client.Line("MAIL FROM:<a@b.example>")), "250 2.1.0");
+  client.Line("RCPT TO:<x@example.com>");
+  client.Line("DATA");
+  EXPECT_EQ(Codes(client.Send("Subject: x\r\n\r\nbody\r\n.\r\n")), "250 2.0.0");
+  EXPECT_EQ(Codes(client.Line("MAIL FROM:<a@b.example>")), "421 4.7.0");
+  EXPECT_TRUE(client.m().closed());
+}
+
+// Recipients refused past max_recipients are free up to the overshoot limit, then each is
+// an error: a client that ignores 452 is closed in the end.
+TEST(SessionMachineTest, RecipientsPastTheOvershootLimitAreErrors) {
+  SessionLimits limits = DefaultLimits();
+  limits.max_recipients = 1;
+  limits.recipient_overshoot = 3;
+  limits.max_errors = 2;
+  Client client(limits);
+  client.Envelope();
+  for (int i = 0; i < 4; ++i) {  // three free, the fourth is the first error
+    EXPECT_EQ(Codes(client.Line("RCPT TO:<y@example.com>")), "452 4.5.3") << i;
+  }
+  EXPECT_EQ(client.m().errors(), 1u);
+  EXPECT_EQ(Codes(client.Line("RCPT TO:<y@example.com>")), "452 4.5.3 | 421 4.7.0");
+  EXPECT_TRUE(client.m().closed());
+}
+
+// The overshoot is per transaction: a client that resends the rest in a new one is fine.
+TEST(SessionMachineTest, OvershootStartsAgainWithEachTransaction) {
+  SessionLimits limits = DefaultLimits();
+  limits.max_recipients = 1;
+  limits.recipient_overshoot = 1;
+  Client client(limits);
+  for (int t = 0; t < 3; ++t) {
+    if (t == 0) client.Line("EHLO c");
+    client.Line("MAIL FROM:<a@b.example>");
+    client.Line("RCPT TO:<x@example.com>");
+    EXPECT_EQ(Codes(client.Line("RCPT TO:<y@example.com>")), "452 4.5.3");
+    client.Line("RSET");
+  }
+  EXPECT_EQ(client.m().errors(), 0u);
+}
+
+// An empty chunk that does not end the message is junk, like NOOP.
+TEST(BdatTest, EmptyChunksAreJunkCommands) {
+  SessionLimits limits = DefaultLimits();
+  limits.max_junk_commands = 3;
+  limits.max_errors = 2;
+  Client client(limits);
+  client.Envelope();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(Codes(client.Line("BDAT 0")), "250 2.0.0") << i;
+  EXPECT_EQ(client.m().errors(), 1u);
+  EXPECT_EQ(Codes(client.Line("BDAT 0")), "250 2.0.0 | 421 4.7.0");
+  EXPECT_TRUE(client.m().closed());
+}
+
+TEST(SessionMachineTest, ConfiguredBannerIsTheGreeting) {
+  Policy policy = Policy::Create(DefaultPolicy()).value();
+  core::MessageIdGenerator ids(1, 2);
+  SessionMachine machine(DefaultLimits(), policy, ids);
+  machine.SetBanner("mx.test Welcome, 2 weeks of mail");
+  machine.Start("127.0.0.1", 1, "mx.test");
+  EXPECT_EQ(machine.TakeOutput(), "220 mx.test Welcome, 2 weeks of mail\r\n");
 }
 
 TEST(SessionMachineTest, TransitionsAreTraced) {

@@ -247,7 +247,9 @@ Response Daemon::Metrics(const std::vector<LoopSnapshot>& loops) {
   counter("ringmail_esmtp_connections_accepted_total", "Inbound connections accepted.",
           [](const LoopSnapshot& s) { return s.esmtp.accepted; });
   counter("ringmail_esmtp_connections_refused_total", "Connections refused by limits.",
-          [](const LoopSnapshot& s) { return s.esmtp.refused_busy + s.esmtp.refused_ip; });
+          [](const LoopSnapshot& s) {
+            return s.esmtp.refused_busy + s.esmtp.refused_ip + s.esmtp.refused_rate;
+          });
   counter("ringmail_messages_received_total", "Messages made durable and acknowledged.",
           [](const LoopSnapshot& s) { return s.esmtp.messages; });
   counter("ringmail_message_bytes_received_total", "Bytes of received messages.",
