@@ -138,6 +138,7 @@ struct EsmtpListenerConfig {
   int64_t max_recipients = 0;
   int64_t max_errors = 0;
   int64_t max_messages_per_connection = 0;
+  int64_t max_hops = 0;  // Received: fields allowed in a message before ours (RFC 5321 §6.3)
   CidrList relay_hosts;
   std::vector<std::string> relay_domains;  // lower case
   BareLf bare_lf = BareLf::kReject;

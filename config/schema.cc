@@ -301,6 +301,8 @@ constexpr KeySpec kKeys[] = {
         "RCPT per transaction; the excess gets 452"),
     Key<kSmtp, VT::kInt, &E::max_errors>("max_errors", "10", 1, 1000, kLive,
         "error replies before the session is closed with 421"),
+    Key<kSmtp, VT::kInt, &E::max_hops>("max_hops", "100", 10, 1000, kLive,
+        "Received: fields a message may already carry; more is a mail loop: 554 5.4.6"),
     Key<kSmtp, VT::kInt, &E::max_messages_per_connection>("max_messages_per_connection", "0",
         0, kBig, kLive, "MAIL commands per session; then 421 4.7.0 and close; 0: unlimited"),
     Key<kSmtp, VT::kCidrList, &E::relay_hosts>("relay_hosts", "( \"127.0.0.0/8\" \"::1\" )", 0, 0,

@@ -81,6 +81,8 @@ constexpr ReplySpec kReplies[] = {
     {R::kContentRejected, 554, "5.6.0", "Error: message content rejected", true},
     {R::kPolicyRejected, 554, "5.7.1", "Error: message rejected by policy", true},
     {R::kTransactionFailed, 554, "5.3.0", "Error: transaction failed", true},
+    // An upstream relay passing on a looping message is not misbehaving: not counted.
+    {R::kTooManyHops, 554, "5.4.6", "Error: too many hops, a mail loop", false},
     {R::kUnknownMailParameter, 555, "5.5.4", "Error: unsupported MAIL parameter", true},
     {R::kUnknownRcptParameter, 555, "5.5.4", "Error: unsupported RCPT parameter", true},
 };

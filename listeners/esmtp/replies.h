@@ -82,6 +82,7 @@ enum class ReplyId : uint8_t {
   kContentRejected,    // 554 5.6.0
   kPolicyRejected,     // 554 5.7.1
   kTransactionFailed,  // 554 5.3.0
+  kTooManyHops,        // 554 5.4.6 (a mail loop: too many Received: fields)
   kUnknownMailParameter,  // 555 5.5.4
   kUnknownRcptParameter,  // 555 5.5.4
   kCount,

@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "base/check.h"
 #include "base/string_view.h"
+#include "listeners/esmtp/trace_fields.h"
 
 namespace ringmail::listeners::esmtp {
 namespace {
@@ -823,7 +824,7 @@ bool SessionMachine::RefuseDefect() {
 }
 
 void SessionMachine::FinishData(uint64_t now_ms) {
-  if (RefuseDefect()) {
+  if (RefuseDefect() || RefuseLoop()) {
     EnterState(State::kReady);
     return;
   }
@@ -840,11 +841,23 @@ void SessionMachine::FinishChunk(uint64_t now_ms) {
     return;
   }
   if (bdat_last_) {
+    if (RefuseLoop()) {
+      EnterState(State::kReady);
+      return;
+    }
     BeginCommit(now_ms);
     return;
   }
   Reply(ReplyId::kChunkOk, absl::StrCat(chunk_bytes_));
   EnterState(State::kChunked);
+}
+
+bool SessionMachine::RefuseLoop() {
+  if (CountTraceFields(transaction_->message->body, limits_.max_hops + 1) <= limits_.max_hops) {
+    return false;
+  }
+  Reply(ReplyId::kTooManyHops);
+  return true;
 }
 
 void SessionMachine::FinishDiscard() {

@@ -103,6 +103,9 @@ struct SessionLimits {
   // the end, one that resends the rest in a later transaction never meets it.
   uint32_t recipient_overshoot = 1000;
   uint32_t max_messages_per_connection = 0;  // MAIL commands accepted; then 421; 0 = none
+  // A message whose header already holds more Received: fields than this is in a mail
+  // loop (RFC 5321 §6.3: count them, with a threshold of at least 100): 554 5.4.6.
+  uint32_t max_hops = 100;
   size_t pending_input_bytes_max = 64 * 1024;  // input kept while paused or between groups
 };
 
@@ -240,6 +243,7 @@ class SessionMachine {
   void FinishChunk(uint64_t now_ms);
   void FinishDiscard();
   bool RefuseDefect();
+  bool RefuseLoop();  // more than max_hops Received: fields: 554 5.4.6
   void BeginCommit(uint64_t now_ms);
   std::string ReceivedHeader(const core::Message& message, uint64_t now_ms) const;
 

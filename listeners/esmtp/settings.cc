@@ -45,6 +45,7 @@ absl::StatusOr<std::shared_ptr<const Settings>> Settings::FromConfig(
   s->limits.max_message_size_bytes = ec.max_message_size_bytes;
   s->limits.max_recipients = static_cast<uint32_t>(std::max<int64_t>(ec.max_recipients, 1));
   s->limits.max_errors = static_cast<uint32_t>(std::max<int64_t>(ec.max_errors, 1));
+  s->limits.max_hops = static_cast<uint32_t>(std::clamp<int64_t>(ec.max_hops, 1, UINT32_MAX));
   s->limits.max_messages_per_connection = static_cast<uint32_t>(
       std::clamp<int64_t>(ec.max_messages_per_connection, 0, UINT32_MAX));
   s->hostname = ec.hostname;

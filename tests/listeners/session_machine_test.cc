@@ -1040,6 +1040,35 @@ TEST(BdatTest, EmptyChunksAreJunkCommands) {
   EXPECT_TRUE(client.m().closed());
 }
 
+// RFC 5321 §6.3: a message already carrying more than max_hops Received: fields is in a
+// mail loop and is refused (554 5.4.6), by DATA and by BDAT; the session goes on.
+TEST(SessionMachineTest, TooManyReceivedFieldsIsAMailLoop) {
+  SessionLimits limits = DefaultLimits();
+  limits.max_message_size_bytes = 1 << 20;
+  limits.max_hops = 20;
+  Client client(limits);
+  auto header = [](int n) {
+    std::string h;
+    for (int i = 0; i < n; ++i) h += "Received: from hop" + std::to_string(i) + "\r\n";
+    return h + "Subject: x\r\n\r\nbody\r\n";
+  };
+  client.Envelope();
+  client.Line("DATA");
+  EXPECT_EQ(Codes(client.Send(header(20) + ".\r\n")), "250 2.0.0");
+  client.Line("MAIL FROM:<a@b.example>");
+  client.Line("RCPT TO:<x@example.com>");
+  client.Line("DATA");
+  EXPECT_EQ(Codes(client.Send(header(21) + ".\r\n")), "554 5.4.6");
+  client.Line("MAIL FROM:<a@b.example>");
+  client.Line("RCPT TO:<x@example.com>");
+  const std::string chunk = header(21);
+  EXPECT_EQ(Codes(client.Send("BDAT " + std::to_string(chunk.size()) + " LAST\r\n" + chunk)),
+            "554 5.4.6");
+  EXPECT_EQ(client.commits.size(), 1u);
+  EXPECT_EQ(client.m().errors(), 0u);
+  EXPECT_FALSE(client.m().closed());
+}
+
 TEST(SessionMachineTest, ConfiguredBannerIsTheGreeting) {
   Policy policy = Policy::Create(DefaultPolicy()).value();
   core::MessageIdGenerator ids(1, 2);
