@@ -359,6 +359,7 @@ void ClientMachine::Feed(std::string_view bytes) {
       return;
     }
     if (status == ReplyParser::Status::kNeedMore) break;
+    ++replies_;
     OnReply(parser_.TakeReply());
   }
   if (state_ == S::kTlsHandshake && parser_.buffered_bytes() > 0) {

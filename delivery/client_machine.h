@@ -275,6 +275,9 @@ class ClientMachine {
   std::string TakeOutput();
   std::optional<ClientAction> TakeAction();
   ClientDeadline deadline() const;
+  // Complete replies read so far: the I/O layer starts a reply's timer afresh only when
+  // this or deadline() changes, so bytes that complete no reply never extend it.
+  uint64_t replies() const { return replies_; }
 
   // ---- observers
   ClientState state() const { return state_; }
@@ -339,6 +342,7 @@ class ClientMachine {
   ClientOptions options_;
   ClientState state_ = ClientState::kInit;
   ReplyParser parser_;
+  uint64_t replies_ = 0;
   Extensions extensions_;
   bool esmtp_ = false;
   bool tls_active_ = false;

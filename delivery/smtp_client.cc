@@ -691,6 +691,7 @@ void SmtpClient::SendDone(core::Operation&, core::IoResult result) {
     return;
   }
   stats_.bytes_sent += result.value();
+  body_progress_ = result.value() > 0;  // restarts the body's block timer only
   const bool short_send = static_cast<size_t>(result.value()) < out_.in_flight_bytes();
   if (out_.Sent(result.value())) StartSend();  // the rest, or what queued meanwhile
   if (short_send) {
@@ -703,11 +704,13 @@ void SmtpClient::SendDone(core::Operation&, core::IoResult result) {
 
 void SmtpClient::ArmDeadline() {
   if (phase_ != Phase::kSession) {
+    armed_kind_ = ClientDeadline::kNone;
     loop_.timers().Cancel(deadline_);
     return;
   }
   const config::GlobalOptions& global = settings_.config->global;
   absl::Duration timeout = global.smtp_command_timeout;  // session over: a peer not reading
+  if (parked_ || session_over_) armed_kind_ = ClientDeadline::kNone;  // not a reply's timer
   if (parked_) {
     loop_.timers().Arm(deadline_, std::max(idle_until_ms_, loop_.now_ms() + 1));
     return;
@@ -715,9 +718,18 @@ void SmtpClient::ArmDeadline() {
   if (!session_over_) {
     ClientDeadline which = machine_->deadline();
     if (which == ClientDeadline::kNone) {
+      armed_kind_ = ClientDeadline::kNone;
       loop_.timers().Cancel(deadline_);
       return;
     }
+    const bool progress = which == ClientDeadline::kDataBlock && body_progress_;
+    body_progress_ = false;
+    if (deadline_.armed() && which == armed_kind_ && machine_->replies() == armed_replies_ &&
+        !progress) {
+      return;  // the same wait goes on: its timer keeps its start
+    }
+    armed_kind_ = which;
+    armed_replies_ = machine_->replies();
     timeout = DeadlineDuration(which, global);
   }
   int64_t ms = absl::ToInt64Milliseconds(timeout);

@@ -219,6 +219,11 @@ class SmtpClient {
   void StartSend();
   void SendDone(core::Operation& op, core::IoResult result);
   size_t send_backlog() const { return out_.backlog_bytes(); }
+  // Arms the timer of the reply (or body send) awaited now. A reply's timer starts when
+  // the awaited reply changes (another deadline kind, or a reply completed): bytes that
+  // complete nothing do not extend it (RFC 5321 §4.5.3.2 times each reply; a peer
+  // dribbling a byte at a time is cut at the timeout). The body's block timer restarts on
+  // each send that completes (§4.5.3.2.5).
   void ArmDeadline();
   void DeadlineFired(core::Timer& timer);
 
@@ -288,6 +293,9 @@ class SmtpClient {
   core::SendQueue out_;  // commands, body and TLS records: one send in flight, the rest queued
   BodyReader body_;
   core::Timer deadline_;
+  ClientDeadline armed_kind_ = ClientDeadline::kNone;  // what the armed timer times
+  uint64_t armed_replies_ = 0;                         // machine replies() when armed
+  bool body_progress_ = false;                         // a send completed since the last arm
   SmtpClientStats stats_;
 };
 

@@ -475,6 +475,26 @@ TEST_F(EngineTest, DataBlockTimeoutDefers) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(6));
 }
 
+// RFC 5321 §4.5.3.2 times each reply: a greeting dribbled a byte at a time (24 bytes, one
+// every 250 ms: 6 s) is cut at smtp_greeting_timeout (1 s); bytes that complete no reply
+// do not extend the timer (they used to, so the greeting arrived and the mail went).
+TEST_F(EngineTest, DribbledGreetingIsCutAtTheGreetingTimeout) {
+  ServerOptions so;
+  so.greeting_byte_interval_ms = 250;
+  StartServer(so);
+  auto config = Config("", "max_outbound_connections = 1");
+  config->global.smtp_greeting_timeout = absl::Seconds(1);
+  StartEngine(Options(config));
+  const absl::Time start = absl::Now();
+  engine_.Submit(spool_.Add("a@origin.test", {"r@smart.test"}, "smart.test", "x\r\n"));
+  ASSERT_TRUE(engine_.AwaitItems(RecipientState::kDeferred, 1));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4));
+  const std::string reply = AllItems(engine_.reports())[0].reply;
+  EXPECT_NE(reply.find("timeout"), std::string::npos) << reply;
+  EXPECT_EQ(server_->transactions().size(), 0u);
+  engine_.Stop();
+}
+
 TEST_F(EngineTest, BadDomainFailsWithoutConnecting) {
   StartServer();
   StartEngine(Options(Config()));

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <thread>
 #include <cstdlib>
 #include <cstring>
 
@@ -225,7 +226,17 @@ void TestSmtpServer::Serve(int fd, int number) {
   bool in_tx = false;
   bool counted_closed = false;
   int done_here = 0;  // transactions on this connection
-  bool ok = SendAll(fd, options_.greeting + "\r\n");
+  bool ok = true;
+  const std::string greeting = options_.greeting + "\r\n";
+  if (options_.greeting_byte_interval_ms > 0) {
+    for (size_t i = 0; ok && i < greeting.size(); ++i) {
+      // Simulates a slow peer (not a synchronisation): the client's timer is under test.
+      std::this_thread::sleep_for(std::chrono::milliseconds(options_.greeting_byte_interval_ms));
+      ok = SendAll(fd, greeting.substr(i, 1));
+    }
+  } else {
+    ok = SendAll(fd, greeting);
+  }
   if (options_.greeting[0] != '2') ok = false;  // refused: hang up after saying so
   while (ok && lines.Next(&line)) {
     std::string upper = absl::AsciiStrToUpper(line.substr(0, 10));

@@ -51,6 +51,8 @@ struct ServerOptions {
   std::function<std::string(const ServerTransaction& tx)> data_reply;
   bool hold_greetings = false;  // greet only after ReleaseGreetings()
   std::string greeting = "220 test.example ESMTP";  // e.g. "421 4.3.2 busy" to refuse
+  // > 0: the greeting goes out one byte at a time, this long apart (a peer that dribbles).
+  int greeting_byte_interval_ms = 0;
   // After the 354, read nothing more until the server stops: the client's sends stall.
   bool stall_in_data = false;
   // Server-role context: STARTTLS is offered (until TLS is on) and the session goes on
