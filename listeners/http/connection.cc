@@ -119,7 +119,10 @@ bool Connection::FeedParser() {
     stash_.erase(0, stash_used_);
     stash_used_ = 0;
   }
-  if (parser_.in_message() && request_started_ms_ == 0) {
+  // Any byte the parser takes starts the request's clock, the empty lines it skips before a
+  // request line too (RFC 9112 §2.2): else a client sending only CRLFs would renew the
+  // idle timer for ever, holding a connection without ever making a request.
+  if ((parser_.in_message() || r.consumed > 0) && request_started_ms_ == 0) {
     request_started_ms_ = listener_.loop().now_ms();
   }
   switch (r.event) {

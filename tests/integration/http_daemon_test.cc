@@ -18,12 +18,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -635,6 +637,31 @@ TEST_F(HttpDaemonTest, SlowRequestGets408AndIdleConnectionIsClosed) {
   ASSERT_TRUE(idle.Send(Request("GET", "/healthz")));
   EXPECT_EQ(idle.Read().status, 200);
   EXPECT_TRUE(idle.WaitForClose(Millis(10'000))) << "idle keep-alive connection not closed";
+}
+
+// Empty lines before a request line start the request's clock: a client that sends only
+// CRLFs (every 300 ms, against a 1 s idle timeout) is answered 408 at request_timeout,
+// not kept for as long as it keeps sending them (it was: each read renewed the idle timer).
+TEST_F(HttpDaemonTest, OnlyEmptyLinesGet408AtTheRequestTimeout) {
+  StartDaemon("  request_timeout = 2s\n  idle_timeout = 1s\n");
+  RawHttp blank;
+  ASSERT_TRUE(blank.Connect(daemon_.http_port()));
+  std::atomic<bool> stop{false};
+  std::thread dribbler([&] {
+    // Plays a slow client (bounded: 40 lines, 12 s), not a synchronisation.
+    for (int i = 0; i < 40 && !stop.load(); ++i) {
+      if (!blank.Send("\r\n")) break;
+      std::this_thread::sleep_for(Millis(300));
+    }
+  });
+  const auto start = Clock::now();
+  RawResponse r = blank.Read(Millis(15'000));
+  const auto waited = Clock::now() - start;
+  stop = true;
+  dribbler.join();
+  EXPECT_EQ(r.status, 408);
+  EXPECT_LT(waited, Millis(8'000));
+  EXPECT_TRUE(blank.WaitForClose(Millis(5'000)));
 }
 
 TEST_F(HttpDaemonTest, MaxConnectionsRefusesTheExcessWith503) {
