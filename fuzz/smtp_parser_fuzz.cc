@@ -102,15 +102,19 @@ BodyOutcome ReferenceBody(std::string_view in, const BodyOptions& options, bool 
   const bool check = !options.binary;
   std::string body;
   bool nul = false, bare_lf = false, bare_cr = false, line_start = true;
+  bool lf_line = false;  // normalize: this line was started by a bare LF
   BodyOutcome r;
   size_t i = 0;
   while (i < in.size()) {
     if (data && line_start && in[i] == '.') {
-      if (in.substr(i, 3) == ".\r\n") {
+      if (in.substr(i, 3) == ".\r\n" && !lf_line) {
         r.done = true;
         r.consumed = i + 3;
         break;
       }
+      // After a bare LF a lone dot is content (never the end); other dots are stuffing.
+      if (lf_line && (in.substr(i, 3) == ".\r\n" || in.substr(i, 2) == ".\n")) body += '.';
+      if (lf_line && i + 1 >= in.size()) break;  // undecidable without more input
       ++i;
       line_start = false;
       continue;
@@ -121,12 +125,14 @@ BodyOutcome ReferenceBody(std::string_view in, const BodyOptions& options, bool 
       body += "\r\n";
       i += 2;
       line_start = true;
+      lf_line = false;
       continue;
     }
     if (check && c == '\r' && data && i + 1 >= in.size()) break;
     if (check && (c == '\r' || c == '\n')) {
       body += normalize ? "\r\n" : std::string(1, c);
       (c == '\r' ? bare_cr : bare_lf) |= !normalize;
+      if (c == '\n' && normalize && data) line_start = lf_line = true;
     } else {
       nul |= check && c == '\0';
       body += c;

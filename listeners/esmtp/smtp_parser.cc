@@ -116,6 +116,7 @@ void BodyReader::Begin(core::Body* body, const BodyOptions& options) {
   body_ = body;
   options_ = options;
   scan_ = Scan::kLineStart;
+  lf_line_ = false;
   storing_ = true;
   too_big_ = false;
   nul_ = false;
@@ -186,6 +187,7 @@ const char* BodyReader::ScanMid(const char* p, const char* end, const char** spa
       }
       if (end - q >= 2 && q[1] == '\n') {
         scan_ = Scan::kLineStart;
+        lf_line_ = false;
         return q + 2;
       }
       scan_ = Scan::kCr;  // a CR at the end of input, or a bare CR; decided by kCr
@@ -195,6 +197,10 @@ const char* BodyReader::ScanMid(const char* p, const char* end, const char** spa
       Emit(*span, q);
       *span = q;
       NoteBareLf();
+      if (options_.bare_line_endings == BareLineEndings::kNormalize) {
+        scan_ = Scan::kLineStart;  // it ends a line: a leading dot next is stuffing
+        lf_line_ = true;
+      }
       return q + 1;
     }
     NoteNul();
@@ -216,6 +222,7 @@ BodyReader::Result BodyReader::FeedData(std::string_view input) {
         if (*p == '\n') {
           ++p;
           scan_ = Scan::kLineStart;
+          lf_line_ = false;
         } else {
           Emit(span, p);  // through the CR, if it is in this input
           span = p;
@@ -237,10 +244,19 @@ BodyReader::Result BodyReader::FeedData(std::string_view input) {
           span = ++p;  // withhold the CR until we know whether LF follows
           scan_ = Scan::kDotCr;
         } else {
+          if (lf_line_ && *p == '\n') EmitLiteral(".");  // a lone dot after a bare LF stays
           scan_ = Scan::kMid;  // the dot was stuffing; this byte is an ordinary one
         }
         break;
       case Scan::kDotCr:
+        if (*p == '\n' && lf_line_) {
+          // "<LF>.<CRLF>": not the end of the data (smuggling); the lone dot is content.
+          EmitLiteral(".\r");
+          span = p++;
+          scan_ = Scan::kLineStart;
+          lf_line_ = false;
+          break;
+        }
         if (*p == '\n') {
           RM_DCHECK(span == p);
           scan_ = Scan::kLineStart;

@@ -136,6 +136,10 @@ class BodyReader {
   core::Body* body_ = nullptr;
   BodyOptions options_;
   Scan scan_ = Scan::kLineStart;
+  // bare_lf = "normalize": the line at hand was started by a bare LF. Its leading dot is
+  // unstuffed as after CRLF (a client that ends lines with LF stuffs them too), but it never
+  // ends the data (only <CRLF>.<CRLF> does: SMTP smuggling), and a lone "." on it is kept.
+  bool lf_line_ = false;
   bool storing_ = true;
   bool too_big_ = false;
   bool nul_ = false;

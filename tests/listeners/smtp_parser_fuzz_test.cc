@@ -61,14 +61,20 @@ DataResult ReferenceData(std::string_view in, const BodyOptions& options) {
   std::string body;
   bool nul = false, bare_lf = false, bare_cr = false;
   bool line_start = true;
+  bool lf_line = false;  // normalize: this line was started by a bare LF
   size_t i = 0;
   DataResult r;
   while (i < in.size()) {
     if (line_start && in[i] == '.') {
-      if (in.substr(i, 3) == ".\r\n") {
+      if (in.substr(i, 3) == ".\r\n" && !lf_line) {
         r.done = true;
         r.consumed = i + 3;
         break;
+      }
+      if (lf_line && (in.substr(i, 3) == ".\r\n" || in.substr(i, 2) == ".\n")) {
+        body += '.';  // a lone dot after a bare LF: content, never the end
+      } else if (lf_line && i + 1 >= in.size()) {
+        break;  // undecidable without more input
       }
       ++i;  // stuffing dot
       line_start = false;
@@ -82,6 +88,7 @@ DataResult ReferenceData(std::string_view in, const BodyOptions& options) {
         body += "\r\n";
         i += 2;
         line_start = true;
+        lf_line = false;
         continue;
       }
       body += normalize ? "\r\n" : "\r";
@@ -93,6 +100,7 @@ DataResult ReferenceData(std::string_view in, const BodyOptions& options) {
       body += normalize ? "\r\n" : "\n";
       bare_lf = bare_lf || !normalize;
       ++i;
+      line_start = lf_line = normalize;  // normalize: a bare LF ends a line too
       continue;
     }
     if (c == '\0') nul = true;

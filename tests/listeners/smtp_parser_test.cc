@@ -226,8 +226,24 @@ TEST(BodyReaderDataTest, NormalizeStoresBareLineEndsAsCrlf) {
     ASSERT_TRUE(out.done) << i;
     EXPECT_EQ(out.defect, BodyDefect::kNone);
     // ".\n" after CRLF: the dot is unstuffed, the LF normalised. "\n.\n" keeps its dot (a
-    // bare LF does not start a line) and is stored as CRLF . CRLF inside the body.
+    // lone dot after a bare LF is content) and is stored as CRLF . CRLF inside the body.
     ASSERT_EQ(out.body, "a\r\nb\r\nc\r\n\r\nd\r\n\r\n\r\n.\r\n\r\n") << i;
+  }
+}
+
+// A bare LF ends a line in normalize mode, so the next line's leading dot is stuffing as
+// after CRLF ("..x" is ".x", ".x" is "x": a client that ends lines with LF stuffs them
+// too), but "<LF>.<CRLF>" and "<LF>.<LF>" never end the data and their dot is kept.
+TEST(BodyReaderDataTest, NormalizeUnstuffsLinesAfterABareLf) {
+  BodyOptions options;
+  options.bare_line_endings = BareLineEndings::kNormalize;
+  const std::string input = "a\n..b\n.c\n.\r\nQUIT\r\n.\nd\r\n..e\r\n.\r\n";
+  for (size_t i = 0; i <= input.size(); ++i) {
+    DataOutcome out = ScanData(input, {i}, options);
+    ASSERT_TRUE(out.done) << i;
+    EXPECT_EQ(out.consumed, input.size()) << i;
+    EXPECT_EQ(out.defect, BodyDefect::kNone);
+    ASSERT_EQ(out.body, "a\r\n.b\r\nc\r\n.\r\nQUIT\r\n\r\nd\r\n.e\r\n") << i;
   }
 }
 
