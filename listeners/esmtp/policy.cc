@@ -548,19 +548,12 @@ std::optional<ReplyId> ParseRcptArguments(std::string_view argument, bool smtput
   }
   if (!rest.empty() && rest.front() != ' ') return ReplyId::kRcptSyntax;
   out->parameters = TrimSpaces(rest);
-  bool notify = false;
-  bool orcpt = false;
-  std::optional<ReplyId> refusal =
-      ForEachParameter(out->parameters, [&](const Parameter& p) -> std::optional<ReplyId> {
-        // DSN (RFC 3461) parameters are kept verbatim for the bounce logic; nothing else.
-        bool* seen = absl::EqualsIgnoreCase(ToAbsl(p.keyword), "NOTIFY")  ? &notify
-                     : absl::EqualsIgnoreCase(ToAbsl(p.keyword), "ORCPT") ? &orcpt
-                                                                  : nullptr;
-        if (seen == nullptr) return ReplyId::kUnknownRcptParameter;
-        if (*seen || !p.has_value) return ReplyId::kBadParameter;
-        *seen = true;
-        return std::nullopt;
-      });
+  // No RCPT extension is offered (DSN, RFC 3461, is not: its NOTIFY= and ORCPT= would be
+  // promises the bounce logic does not keep), so any parameter is refused 555 (RFC 5321
+  // §4.1.1.11), after the syntax check.
+  std::optional<ReplyId> refusal = ForEachParameter(
+      out->parameters,
+      [](const Parameter&) -> std::optional<ReplyId> { return ReplyId::kUnknownRcptParameter; });
   if (refusal.has_value()) return refusal;
   if (out->recipient.non_ascii && !smtputf8) return ReplyId::kNonAsciiAddress;
   return std::nullopt;

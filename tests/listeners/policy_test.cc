@@ -251,14 +251,16 @@ TEST(ParameterTest, MailParameters) {
   EXPECT_EQ(Mail(many), ReplyId::kBadParameter);
 }
 
+// EHLO offers no RCPT extension (no DSN): every parameter is 555, a malformed one 501.
 TEST(ParameterTest, RcptParameters) {
   RcptArguments r;
-  EXPECT_EQ(Rcpt("TO:<a@b.c> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b.c", false, &r),
-            std::nullopt);
-  EXPECT_EQ(r.parameters, "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b.c");
+  EXPECT_EQ(Rcpt("TO:<a@b.c>  ", false, &r), std::nullopt);
+  EXPECT_EQ(r.parameters, "");
+  EXPECT_EQ(Rcpt("TO:<a@b.c> NOTIFY=SUCCESS,FAILURE"), ReplyId::kUnknownRcptParameter);
+  EXPECT_EQ(Rcpt("TO:<a@b.c> ORCPT=rfc822;a@b.c"), ReplyId::kUnknownRcptParameter);
   EXPECT_EQ(Rcpt("TO:<a@b.c> FOO=1"), ReplyId::kUnknownRcptParameter);
-  EXPECT_EQ(Rcpt("TO:<a@b.c> NOTIFY"), ReplyId::kBadParameter);
-  EXPECT_EQ(Rcpt("TO:<a@b.c> NOTIFY=NEVER NOTIFY=NEVER"), ReplyId::kBadParameter);
+  EXPECT_EQ(Rcpt("TO:<a@b.c> NOTIFY"), ReplyId::kUnknownRcptParameter);
+  EXPECT_EQ(Rcpt("TO:<a@b.c> X=a=b"), ReplyId::kBadParameter);
 }
 
 TEST(HeloTest, Arguments) {

@@ -238,7 +238,8 @@ std::vector<Dialogue> Dialogues() {
         {"RCPT TO:<>\r\n", "501 5.1.3"},
         {"RCPT TO:x@example.com\r\n", "501 5.5.4"},
         {"RCPT TO:<x@example.com> FOO=1\r\n", "555 5.5.4"},
-        {"RCPT TO:<x@example.com> NOTIFY=NEVER\r\n", "250 2.1.5"},
+        {"RCPT TO:<x@example.com> NOTIFY=NEVER\r\n", "555 5.5.4"},  // no DSN offered
+        {"RCPT TO:<x@example.com>\r\n", "250 2.1.5"},
         {"DATA now\r\n", "501 5.5.4"},
         {"RSET now\r\n", "501 5.5.4"},
         {"VRFY\r\n", "501 5.5.4"},
@@ -355,7 +356,7 @@ TEST(SessionMachineTest, CommittedMessageCarriesEnvelopeAndTraceHeader) {
   Client client(DefaultLimits(), DefaultPolicy(), "192.0.2.1", 2525);
   client.Line("EHLO client.example");
   client.Line("MAIL FROM:<a@b.example> SIZE=100 BODY=8BITMIME");
-  client.Line("RCPT TO:<x@example.com> NOTIFY=NEVER");
+  client.Line("RCPT TO:<x@example.com>");
   client.Line("DATA");
   const std::string reply = client.Send("Subject: t\r\n\r\n..dot\r\n.\r\n");
   ASSERT_EQ(client.commits.size(), 1u);
@@ -367,7 +368,7 @@ TEST(SessionMachineTest, CommittedMessageCarriesEnvelopeAndTraceHeader) {
   EXPECT_EQ(m.envelope.mail_params, "SIZE=100 BODY=8BITMIME");
   ASSERT_EQ(m.envelope.recipients.size(), 1u);
   EXPECT_EQ(m.envelope.recipients[0].address, "x@example.com");
-  EXPECT_EQ(m.envelope.recipients[0].params, "NOTIFY=NEVER");
+  EXPECT_EQ(m.envelope.recipients[0].params, "");
   EXPECT_EQ(m.envelope.helo, "client.example");
   EXPECT_EQ(m.envelope.peer, "192.0.2.1:2525");
   EXPECT_EQ(m.body.ToString(), "Subject: t\r\n\r\n.dot\r\n");
