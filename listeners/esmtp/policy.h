@@ -127,7 +127,7 @@ struct MailArguments {
 
 struct RcptArguments {
   Mailbox recipient;
-  std::string_view parameters;  // NOTIFY= / ORCPT= kept verbatim for DSN later
+  std::string_view parameters;  // always empty when accepted: no RCPT extension is offered
 };
 
 // `argument` is the text after "MAIL " / "RCPT ". Returns the refusal, or nullopt when the
