@@ -72,6 +72,21 @@ const std::string& ReceivedDate(uint64_t unix_s) {
   return cached;
 }
 
+// The client's HELO/EHLO word as it goes into our Received: field. It was checked to be
+// one word of printable characters (or UTF-8), but it may be any such word: the header
+// must still parse. Comment and list delimiters a bare domain never holds ('(' ')' '\\'
+// '"' ';': an unclosed "(" would hide our "by ...; date" from a parser) become '?', and so
+// do 8-bit bytes unless the message is SMTPUTF8 (RFC 6532 allows UTF-8 in its header).
+std::string HeaderSafeHelo(std::string_view helo, bool utf8) {
+  std::string safe(helo);
+  for (char& c : safe) {
+    const auto u = static_cast<unsigned char>(c);
+    const bool delimiter = c == '(' || c == ')' || c == '\\' || c == '"' || c == ';';
+    if (delimiter || u < 0x21 || u == 0x7f || (u >= 0x80 && !utf8)) c = '?';
+  }
+  return safe;
+}
+
 }  // namespace
 
 namespace session_internal {
@@ -883,7 +898,9 @@ std::string SessionMachine::ReceivedHeader(const core::Message& message,
   const char* with = transaction_->smtputf8 ? (tls_ ? "UTF8SMTPS" : "UTF8SMTP")
                      : esmtp_               ? (tls_ ? "ESMTPS" : "ESMTP")
                                             : "SMTP";
-  std::string header = absl::StrCat("Received: from ", helo_, " (", received_tcp_info_,
+  std::string header = absl::StrCat("Received: from ",
+                                    HeaderSafeHelo(helo_, transaction_->smtputf8), " (",
+                                    received_tcp_info_,
                                     ")\r\n\tby ",
                                     local_host_, " (ringmail) with ", with);
   if (tls_ && !tls_description_.empty()) absl::StrAppend(&header, " (", tls_description_, ")");

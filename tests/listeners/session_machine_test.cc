@@ -408,6 +408,22 @@ TEST(SessionMachineTest, TraceHeaderVariants) {
     EXPECT_NE(client.commits[0]->received_header.find(" with UTF8SMTP id "),
               std::string::npos);
   }
+  // Any one-word HELO is taken, but our field must still parse: delimiters become '?', and
+  // 8-bit bytes too unless the message is SMTPUTF8. The envelope keeps the word as sent.
+  for (bool utf8 : {false, true}) {
+    Client client;
+    client.Line("EHLO (x;\\\"\xc3\xa9");
+    client.Line(utf8 ? "MAIL FROM:<a@b.example> SMTPUTF8" : "MAIL FROM:<a@b.example>");
+    client.Line("RCPT TO:<x@example.com>");
+    client.Line("DATA");
+    client.Send("x\r\n.\r\n");
+    ASSERT_EQ(client.commits.size(), 1u) << utf8;
+    const core::Message& m = *client.commits[0];
+    EXPECT_EQ(m.received_header.substr(0, m.received_header.find(" ([")),
+              utf8 ? "Received: from ?x???\xc3\xa9" : "Received: from ?x?????")
+        << utf8;
+    EXPECT_EQ(m.envelope.helo, "(x;\\\"\xc3\xa9");
+  }
 }
 
 TEST(SessionMachineTest, EhloAdvertisesSize) {
