@@ -297,6 +297,10 @@ class Driver {
         RM_CHECK(!closed_seen_) << "second kClose";
         closed_seen_ = true;
         break;
+      case Action::Kind::kRefused:
+        RM_CHECK(action.message != nullptr && action.message->body.empty());
+        RM_CHECK(GetReply(action.refusal).code >= 500) << "a refusal is permanent";
+        break;
     }
   }
 

@@ -165,6 +165,9 @@ void Session::Execute(Action action) {
     case Action::Kind::kClose:
       close_after_send_ = true;  // Pump sends the last replies (221, 421) first
       return;
+    case Action::Kind::kRefused:
+      LogRefusal(action);
+      return;
   }
 }
 
@@ -466,13 +469,31 @@ void Session::LogReception(const spool::CommitRequest& request) {
       .Str("from", last_from_)
       .Uint("rcpts", last_rcpts_)
       .Uint("size", last_size_)
-      .Int("code", request.status.ok() ? 250 : 452)
+      .Int("code", GetReply(ReplyForCommitStatus(request.status)).code)
       .Uint("latency_us", listener_.loop().now_us() - data_started_us_);
   if (tls_ != nullptr && tls_->established()) {
     line.Str("tls", tls_->Description());
     if (tls_->resumed()) line.Bool("tls_resumed", true);
   }
   if (!request.status.ok()) line.Str("error", std::string(request.status.message()));
+  log->Append(line.Finish());
+}
+
+// A message refused at its end (size, bare line ends, NUL, a mail loop): no id was given,
+// nothing was written; the line says what the client was told.
+void Session::LogRefusal(const Action& action) {
+  core::EventLog* log = listener_.log();
+  if (log == nullptr || action.message == nullptr) return;
+  const ReplySpec& reply = GetReply(action.refusal);
+  core::JsonLine line;
+  line.Str("event", "rejected")
+      .Str("peer", peer_ip_)
+      .Str("from", action.message->envelope.mail_from)
+      .Uint("rcpts", action.message->envelope.recipients.size())
+      .Uint("size", action.size_bytes)
+      .Int("code", reply.code)
+      .Str("status", reply.enhanced);
+  if (tls_ != nullptr && tls_->established()) line.Str("tls", tls_->Description());
   log->Append(line.Finish());
 }
 

@@ -82,6 +82,7 @@ class Session {
   void DeadlineFired(core::Timer& t);
   void CommitDone(spool::CommitRequest& request);
   void LogReception(const spool::CommitRequest& request);
+  void LogRefusal(const Action& action);
   void BeginClose();
   void MaybeFinishClose();
   void CloseDone(core::Operation& op, core::IoResult r);

@@ -460,10 +460,11 @@ void SessionMachine::Reply(ReplyId id, std::string_view arg) {
   if (GetReply(id).client_error) ++errors_;
 }
 
-void SessionMachine::PushAction(Action::Kind kind, std::unique_ptr<core::Message> message) {
+void SessionMachine::PushAction(Action::Kind kind, std::unique_ptr<core::Message> message,
+                                ReplyId refusal, uint64_t size_bytes) {
   // At most a handful are queued between two drains (slot release + close, ...).
   RM_DCHECK(actions_.size() < 16) << "the I/O layer is not draining actions";
-  actions_.push_back(Action{kind, std::move(message)});
+  actions_.push_back(Action{kind, std::move(message), refusal, size_bytes});
 }
 
 // ---------------------------------------------------------------------------------------
@@ -818,21 +819,30 @@ void SessionMachine::DoBdat(std::string_view argument, bool in_sequence, uint64_
 // ---------------------------------------------------------------------------------------
 // End of body
 
+void SessionMachine::Refuse(ReplyId reply) {
+  Reply(reply);
+  std::unique_ptr<core::Message> message = std::move(transaction_->message);
+  message->body.Clear();  // only the envelope is reported
+  message->envelope.helo = helo_;
+  message->envelope.peer = peer_;
+  PushAction(Action::Kind::kRefused, std::move(message), reply, body_reader_.body_bytes());
+}
+
 bool SessionMachine::RefuseDefect() {
   switch (body_reader_.defect()) {
     case BodyDefect::kNone:
       return false;
     case BodyDefect::kTooBig:
-      Reply(ReplyId::kMessageTooBig);
+      Refuse(ReplyId::kMessageTooBig);
       return true;
     case BodyDefect::kNul:
-      Reply(ReplyId::kNulByte);
+      Refuse(ReplyId::kNulByte);
       return true;
     case BodyDefect::kBareLf:
-      Reply(ReplyId::kBareLf);
+      Refuse(ReplyId::kBareLf);
       return true;
     case BodyDefect::kBareCr:
-      Reply(ReplyId::kBareCr);
+      Refuse(ReplyId::kBareCr);
       return true;
   }
   return true;
@@ -871,7 +881,7 @@ bool SessionMachine::RefuseLoop() {
   if (CountTraceFields(transaction_->message->body, limits_.max_hops + 1) <= limits_.max_hops) {
     return false;
   }
-  Reply(ReplyId::kTooManyHops);
+  Refuse(ReplyId::kTooManyHops);
   return true;
 }
 

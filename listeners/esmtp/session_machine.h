@@ -146,9 +146,12 @@ struct Action {
     kCommit,                  // make `message` durable, then CommitDone(status)
     kStartTls,                // run the TLS handshake, then TlsEstablished()
     kClose,                   // send the pending output, then close the connection
+    kRefused,                 // a message was refused at its end (for the reception log)
   };
   Kind kind;
-  std::unique_ptr<core::Message> message;  // kCommit only
+  std::unique_ptr<core::Message> message;  // kCommit; kRefused: its envelope (no body)
+  ReplyId refusal = ReplyId::kOk;          // kRefused: what the client was told
+  uint64_t size_bytes = 0;                 // kRefused: body octets received
 };
 
 class SessionMachine {
@@ -242,6 +245,7 @@ class SessionMachine {
   void FinishData(uint64_t now_ms);
   void FinishChunk(uint64_t now_ms);
   void FinishDiscard();
+  void Refuse(ReplyId reply);  // the message of this transaction: reply, and say so
   bool RefuseDefect();
   bool RefuseLoop();  // more than max_hops Received: fields: 554 5.4.6
   void BeginCommit(uint64_t now_ms);
@@ -249,7 +253,8 @@ class SessionMachine {
 
   void Reply(ReplyId id);
   void Reply(ReplyId id, std::string_view arg);
-  void PushAction(Action::Kind kind, std::unique_ptr<core::Message> message = nullptr);
+  void PushAction(Action::Kind kind, std::unique_ptr<core::Message> message = nullptr,
+                  ReplyId refusal = ReplyId::kOk, uint64_t size_bytes = 0);
 
   const SessionLimits limits_;
   const Policy& policy_;

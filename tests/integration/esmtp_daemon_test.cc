@@ -742,7 +742,7 @@ TEST_F(EsmtpDaemonTest, SigtermFinishesDataInProgressAndRefusesNewCommands) {
   EXPECT_THAT(SpooledContent(id), HasSubstr("first half\r\nsecond half\r\n"));
 }
 
-TEST_F(EsmtpDaemonTest, ReceptionLogHasOneJsonLinePerAcceptedMessage) {
+TEST_F(EsmtpDaemonTest, ReceptionLogHasOneJsonLinePerAcceptedOrRejectedMessage) {
   StartDaemon();
   SmtpClient c;
   Greeted(c);
@@ -753,7 +753,7 @@ TEST_F(EsmtpDaemonTest, ReceptionLogHasOneJsonLinePerAcceptedMessage) {
     SmtpClient::Reply r = Transaction(c, {"user@local.test"}, bodies[i]);
     ids.push_back(QueuedId(r.last()));
     ASSERT_EQ(ids.back().size(), 32u) << r.text();
-    if (i == 0) {  // a refused one in between leaves no line
+    if (i == 0) {  // a refused one in between has its own line, "rejected"
       r = Transaction(c, {"user@local.test"}, "bare\nlf\r\n");
       EXPECT_EQ(r.code, 554);
     }
@@ -765,7 +765,14 @@ TEST_F(EsmtpDaemonTest, ReceptionLogHasOneJsonLinePerAcceptedMessage) {
   absl::StatusOr<std::string> log = ReadFile(daemon_.log_dir() + "/reception.log");
   ASSERT_TRUE(log.ok()) << log.status();
   std::vector<std::string> lines = absl::StrSplit(*log, '\n', absl::SkipEmpty());
-  ASSERT_EQ(lines.size(), ids.size()) << *log;
+  ASSERT_EQ(lines.size(), ids.size() + 1) << *log;
+  const std::string rejected = lines[1];
+  EXPECT_EQ(JsonField(rejected, "event"), "rejected") << rejected;
+  EXPECT_EQ(JsonField(rejected, "code"), "554") << rejected;
+  EXPECT_EQ(JsonField(rejected, "status"), "5.6.0") << rejected;
+  EXPECT_EQ(JsonField(rejected, "from"), "sender@client.test") << rejected;
+  EXPECT_EQ(JsonField(rejected, "id"), std::nullopt) << rejected;
+  lines.erase(lines.begin() + 1);
   for (size_t i = 0; i < lines.size(); ++i) {
     SCOPED_TRACE(lines[i]);
     EXPECT_THAT(lines[i], StartsWith("{"));

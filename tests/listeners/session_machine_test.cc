@@ -111,6 +111,7 @@ class Client {
   std::string greeting;
   std::vector<std::string> flushes;
   std::vector<std::unique_ptr<core::Message>> commits;
+  std::vector<ReplyId> refusals;  // kRefused actions, in order
   bool grant_slots = true;
   bool commit_sync = true;
   absl::Status commit_status = absl::OkStatus();
@@ -152,6 +153,11 @@ class Client {
       case Action::Kind::kClose:
         ++closes;
         EXPECT_EQ(closes, 1);
+        break;
+      case Action::Kind::kRefused:
+        ASSERT_NE(action.message, nullptr);
+        EXPECT_EQ(action.message->body.size(), 0u);
+        refusals.push_back(action.refusal);
         break;
     }
   }
@@ -1082,6 +1088,8 @@ TEST(SessionMachineTest, TooManyReceivedFieldsIsAMailLoop) {
   EXPECT_EQ(Codes(client.Send("BDAT " + std::to_string(chunk.size()) + " LAST\r\n" + chunk)),
             "554 5.4.6");
   EXPECT_EQ(client.commits.size(), 1u);
+  EXPECT_EQ(client.refusals,
+            (std::vector<ReplyId>{ReplyId::kTooManyHops, ReplyId::kTooManyHops}));
   EXPECT_EQ(client.m().errors(), 0u);
   EXPECT_FALSE(client.m().closed());
 }

@@ -418,6 +418,11 @@ class FuzzDriver {
       case Action::Kind::kClose:
         ASSERT_TRUE(machine_.closed());
         break;
+      case Action::Kind::kRefused:
+        ASSERT_NE(action.message, nullptr);
+        ASSERT_TRUE(action.message->body.empty());
+        ASSERT_GE(GetReply(action.refusal).code, 500);
+        break;
     }
   }
 
