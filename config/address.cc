@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "config/strings.h"
 
 namespace ringmail::config {
@@ -268,6 +269,23 @@ absl::StatusOr<std::string> NormalizeDomainName(std::string_view text) {
     }
   }
   return absl::AsciiStrToLower(Av(text));
+}
+
+absl::StatusOr<std::string> NormalizeRelayDomain(std::string_view text) {
+  const bool subdomains = !text.empty() && text.front() == '.';
+  if (subdomains) text.remove_prefix(1);
+  absl::StatusOr<std::string> name = NormalizeDomainName(text);
+  if (!name.ok()) return name.status();
+  for (absl::string_view label : absl::StrSplit(*name, '.')) {
+    if (label.find('_') != absl::string_view::npos) {
+      return absl::InvalidArgumentError(Cat("'_' in mail domain '", text, "'"));
+    }
+    if (label.front() == '-' || label.back() == '-') {
+      return absl::InvalidArgumentError(
+          Cat("a label of mail domain '", text, "' begins or ends with '-'"));
+    }
+  }
+  return subdomains ? Cat(".", *name) : *std::move(name);
 }
 
 }  // namespace ringmail::config

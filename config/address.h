@@ -91,5 +91,8 @@ struct RouteHost {
 // A DNS host or domain name: labels of letters, digits, '-' and '_', 1..63 octets each,
 // 253 in all; one trailing dot allowed. Returns the name in lower case without the dot.
 absl::StatusOr<std::string> NormalizeDomainName(std::string_view text);
+// A relay_domains entry: a mail domain (RFC 5321 §4.1.2: letters, digits, inner hyphens;
+// no '_'), or ".domain" for every subdomain of it. Lower case; the leading dot is kept.
+absl::StatusOr<std::string> NormalizeRelayDomain(std::string_view text);
 
 }  // namespace ringmail::config

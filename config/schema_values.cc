@@ -224,7 +224,7 @@ bool ConvertList(const KeySpec& key, const Value& value, TypedValue* out, Positi
     }
     case ValueType::kDomainList: {
       std::vector<std::string> list;
-      if (!ConvertItems(key, items, &list, NormalizeDomainName, error_at, error)) return false;
+      if (!ConvertItems(key, items, &list, NormalizeRelayDomain, error_at, error)) return false;
       *out = std::move(list);
       return true;
     }

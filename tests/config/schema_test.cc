@@ -213,6 +213,14 @@ TEST(SchemaErrorsTest, BadListItems) {
                           "IPv6 as [::1]:PORT; no host names)"));
   EXPECT_THAT(LoadFails("ESMTP_Listener { relay_domains = ( \"bad domain\" ) }"),
               ElementsAre("t.conf:1:36: relay_domains: bad character in name 'bad domain'"));
+  // What the listener's policy would refuse is refused here, at its place in the file.
+  EXPECT_THAT(LoadFails("ESMTP_Listener { relay_domains = ( \"a_b.example\" ) }"),
+              ElementsAre("t.conf:1:36: relay_domains: '_' in mail domain 'a_b.example'"));
+  EXPECT_THAT(LoadFails("ESMTP_Listener { relay_domains = ( \"-a.example\" ) }"),
+              ElementsAre("t.conf:1:36: relay_domains: a label of mail domain '-a.example' "
+                          "begins or ends with '-'"));
+  EXPECT_THAT(LoadFails("ESMTP_Listener { relay_domains = ( \"..example\" ) }"),
+              ElementsAre("t.conf:1:36: relay_domains: empty label in name '.example'"));
   EXPECT_THAT(LoadFails("default_route = \"relay.example:99999\"\n"),
               ElementsAre("t.conf:1:17: default_route: bad port '99999' in "
                           "'relay.example:99999' (expected 0..65535)"));
@@ -245,7 +253,8 @@ TEST(SchemaValuesTest, QuotedNumbersBoolsAndLoneListItems) {
       "completion_wait = 250us\n"
       "pin_event_loops = off\n"
       "resolvers = \"[::1]\"\n"
-      "ESMTP_Listener { require_tls = no  relay_domains = \"Example.COM.\" }\n");
+      "ESMTP_Listener { require_tls = no\n"
+      "  relay_domains = ( \"Example.COM.\" \".Sub.Example\" ) }\n");
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->global.spool_segment_size_bytes, uint64_t{128} << 20);
   EXPECT_EQ(c->global.spool_segment_fill, SpoolSegmentFill::kAllocate);
@@ -256,7 +265,7 @@ TEST(SchemaValuesTest, QuotedNumbersBoolsAndLoneListItems) {
   ASSERT_EQ(c->global.resolvers.size(), 1u);
   EXPECT_EQ(c->global.resolvers[0].ToString(), "[::1]:53");
   EXPECT_FALSE(c->esmtp.require_tls);
-  EXPECT_THAT(c->esmtp.relay_domains, ElementsAre("example.com"));
+  EXPECT_THAT(c->esmtp.relay_domains, ElementsAre("example.com", ".sub.example"));
 }
 
 }  // namespace
