@@ -295,8 +295,9 @@ constexpr KeySpec kKeys[] = {
         kLive, "connections at once from one client address"),
     Key<kSmtp, VT::kInt, &E::max_connection_rate_per_ip>("max_connection_rate_per_ip", "0", 0,
         kBig, kLive, "new connections per minute from one address; 0: unlimited"),
-    Key<kSmtp, VT::kSize, &E::max_message_size_bytes>("max_message_size", "20MB", KiB(1), GiB(2),
-        kLive, "SIZE limit; larger messages get 552"),
+    // At most 960MB: a spool record holds 1GB with its envelope and trace (spool/record.h).
+    Key<kSmtp, VT::kSize, &E::max_message_size_bytes>("max_message_size", "20MB", KiB(1),
+        MiB(960), kLive, "SIZE limit; larger messages get 552"),
     Key<kSmtp, VT::kInt, &E::max_recipients>("max_recipients", "100", 1, 100000, kLive,
         "RCPT per transaction; the excess gets 452"),
     Key<kSmtp, VT::kInt, &E::max_errors>("max_errors", "10", 1, 1000, kLive,

@@ -316,8 +316,8 @@ absl::StatusOr<EncodedRecord> EncodeMessage(const core::Message& message, Record
   }
   rec.content_length = message.content_size();
   uint64_t length = rec.head.size() + rec.content_length;
-  if (AlignRecord(length) > kRecordBytesMax) {
-    return absl::InvalidArgumentError(
+  if (AlignRecord(length) > kRecordBytesMax) {  // OutOfRange: "552 5.3.4" to the client
+    return absl::OutOfRangeError(
         absl::StrCat("spool record: message is ", length, " bytes, limit ", kRecordBytesMax));
   }
   rec.tail = std::string_view(kZeros, AlignRecord(length) - length);

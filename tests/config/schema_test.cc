@@ -168,7 +168,7 @@ TEST(SchemaErrorsTest, OutOfRange) {
   EXPECT_THAT(LoadFails("ESMTP_Listener { max_connections = 0 }\n"),
               ElementsAre("t.conf:1:36: max_connections = 0 is out of range (1..1000000)"));
   EXPECT_THAT(LoadFails("ESMTP_Listener { max_message_size = 3GB }\n"),
-              ElementsAre("t.conf:1:37: max_message_size = 3GB is out of range (1KB..2GB)"));
+              ElementsAre("t.conf:1:37: max_message_size = 3GB is out of range (1KB..960MB)"));
   EXPECT_THAT(LoadFails("retry_interval = 500ms\n"),
               ElementsAre("t.conf:1:18: retry_interval = 500ms is out of range (1s..1d)"));
   EXPECT_THAT(LoadFails("remote_smtp_port = 70000\n"),
