@@ -163,7 +163,7 @@ void SmtpClient::Advance() {
   // Nothing (more) to try.
   if (current_.has_value()) {
     if (last_error_.empty()) last_error_ = "no host to deliver to";
-    bool permanent = last_code_ >= 500;
+    bool permanent = last_code_ >= 500 && !last_greeting_refused_;
     FailCurrent(permanent ? RecipientOutcome::kPermanent : RecipientOutcome::kTemporary,
                 permanent ? Status(5, 0, 0) : Status(4, 4, 1), last_error_, last_code_ != 0,
                 !used_);
@@ -209,6 +209,7 @@ void SmtpClient::HostDone(dns::HostLookup& lookup) {
   } else {
     last_error_ = absl::StrCat("host ", host_name_, ": ", lookup.status().message());
     last_code_ = 0;
+    last_greeting_refused_ = false;
   }
   Advance();
 }
@@ -222,6 +223,7 @@ bool SmtpClient::Connect(const dns::IpAddress& address) {
     ++stats_.connect_failures;
     last_error_ = absl::StrCat("connect to ", remote_host_, ": socket: ", strerror(errno));
     last_code_ = 0;
+    last_greeting_refused_ = false;
     return false;
   }
   fd_ = fd;
@@ -252,6 +254,7 @@ void SmtpClient::ConnectDone(core::Operation&, core::IoResult result) {
     last_error_ = absl::StrCat("connect to ", remote_host_, ": ",
                                result.canceled() ? "timed out" : strerror(result.error()));
     last_code_ = 0;
+    last_greeting_refused_ = false;
     Disconnect(/*final=*/false);
     return;
   }
@@ -510,6 +513,7 @@ void SmtpClient::EndSession() {
   if (failure.kind != ClientFailureKind::kNone) {
     last_error_ = absl::StrCat(remote_host_, ": ", failure.diagnostic);
     last_code_ = failure.code;
+    last_greeting_refused_ = failure.kind == ClientFailureKind::kGreetingRejected;
   }
   // With a Work still carried, Advance() (after the close) tries the next address or
   // reports it; without one the client is done.

@@ -262,6 +262,10 @@ class SmtpClient {
   uint32_t connects_ = 0;
   std::string last_error_;  // why the last host or connection failed
   uint16_t last_code_ = 0;  // its reply code, when a reply said so
+  // The last failure was a 5xx greeting: that server would not talk to us, which says
+  // nothing of the message (Postfix's smtp_skip_5xx_greeting): the next MX is tried, and
+  // when none is left the message waits (4.x.x) instead of bouncing.
+  bool last_greeting_refused_ = false;
   dns::MxLookup mx_lookup_;
   dns::HostLookup host_lookup_;
 

@@ -533,6 +533,25 @@ TEST_F(EngineTest, NextHostAfter421GreetingOrMidTransaction) {
   EXPECT_EQ(server_->transactions()[0].content, SpoolFile::ContentOf(job));
 }
 
+// A server that greets with 5xx will not talk to us; that says nothing of the messages
+// (Postfix: smtp_skip_5xx_greeting). The next host is tried; when none is left, every
+// message waiting for the destination is deferred, none bounced.
+TEST_F(EngineTest, FiveHundredGreetingDefersInsteadOfBouncing) {
+  ServerOptions refusing;
+  refusing.greeting = "554 5.7.1 no service for you";
+  StartServer(refusing);
+  StartEngine(Options(Config("", "max_outbound_connections = 1")));
+  for (int i = 0; i < 3; ++i) {
+    engine_.Submit(spool_.Add("a@origin.test", {"r@smart.test"}, "smart.test", "x\r\n"));
+  }
+  ASSERT_TRUE(engine_.AwaitItems(RecipientState::kDeferred, 3));
+  std::vector<DeliveryReport::Item> items = AllItems(engine_.reports());
+  for (const DeliveryReport::Item& item : items) {
+    EXPECT_NE(item.state, RecipientState::kFailed) << item.reply;
+  }
+  EXPECT_NE(items[0].reply.find("greeting: 554 5.7.1"), std::string::npos) << items[0].reply;
+}
+
 TEST_F(EngineTest, RequiredTlsIsNeverPlaintext) {
   StartServer();  // offers no STARTTLS
   StartEngine(Options(Config("", "tls = \"required\"")));
