@@ -220,7 +220,8 @@ constexpr KeySpec kKeys[] = {
     Key<kG, VT::kString, &G::delivery_pool>("delivery_pool", "\"\"", 0, 0, kRestart,
         "eventloop pool owning domains and outbound sessions; empty: master loop"),
     Key<kG, VT::kString, &G::maintainer_pool>("maintainer_pool", "\"\"", 0, 0, kRestart,
-        "eventloop pool running queue maintenance; empty: master loop"),
+        "names an eventloop pool (checked); selects nothing yet: queue maintenance (retries, "
+        "compaction, unlink retries) runs on the loop that owns each queue and spool"),
     Key<kG, VT::kInt, &G::remote_smtp_port>("remote_smtp_port", "25", 1, 65535, kLive,
         "port of remote MTAs"),
     Key<kG, VT::kRouteList, &G::default_route>("default_route", "\"\"", 0, 0, kLive,

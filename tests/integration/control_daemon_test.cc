@@ -394,6 +394,24 @@ TEST_F(ControlDaemonTest, SighupDoesWhatConfigReloadDoes) {
   EXPECT_EQ(ConfigValue("ESMTP_Listener.max_connections"), "2");
 }
 
+// log_level chooses the diagnostics written, from start-up on, and a reload changes it (it
+// used to be parsed and ignored: every info line was written whatever it said).
+TEST_F(ControlDaemonTest, LogLevelFiltersDiagnosticsAndIsLive) {
+  DaemonConfig config;
+  config.global_extra = "log_level = warning\n";
+  StartDaemon(config);
+  EXPECT_THAT(daemon_.StderrText(), ::testing::Not(HasSubstr(" info "))) << daemon_.StderrText();
+  config_.global_extra = "log_level = info\n";
+  ASSERT_TRUE(WriteFile(daemon_.config_path(), daemon_.ConfigText(config_)).ok());
+  RunResult r = Ringctl({"config", "reload"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("log_level: \"warning\" -> \"info\" (applied)"));
+  // The reload's own report is an info line, written once the new level applies.
+  EXPECT_TRUE(PollUntil(kWait, [&] {
+    return absl::StrContains(daemon_.StderrText(), " info config reload: generation ");
+  })) << daemon_.StderrText();
+}
+
 TEST_F(ControlDaemonTest, DomainSuspendHoldsItsMailAndResumeReleasesIt) {
   RelaySink sink;
   ASSERT_TRUE(sink.Start(dir_.Sub("dumps"), {}).ok());

@@ -69,7 +69,19 @@ static void RaiseDescriptorLimit() {
   }
 }
 
+void Daemon::ApplyLogLevel(config::LogLevel level) {
+  switch (level) {
+    case config::LogLevel::kDebug: core::SetLogLevel(core::LogLevel::kDebug); return;
+    case config::LogLevel::kInfo: core::SetLogLevel(core::LogLevel::kInfo); return;
+    // Diagnostics have no notice level: "notice" keeps what is more severe than info.
+    case config::LogLevel::kNotice:
+    case config::LogLevel::kWarning: core::SetLogLevel(core::LogLevel::kWarning); return;
+    case config::LogLevel::kError: core::SetLogLevel(core::LogLevel::kError); return;
+  }
+}
+
 absl::Status Daemon::Prepare() {
+  ApplyLogLevel(config_->global.log_level);
   RM_RETURN_IF_ERROR(core::ProbeKernel());
   RaiseDescriptorLimit();
   // Restart-only: before any TLS context exists; reloads keep the start-up choice.

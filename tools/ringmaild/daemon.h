@@ -64,6 +64,8 @@ class Daemon {
   };
 
   absl::Status Prepare();
+  // log_level: the diagnostics written from now on (start-up, and each reload: it is live).
+  static void ApplyLogLevel(config::LogLevel level);
   absl::Status SetUpOnLoop(LoopParts& parts, std::vector<config::NetAddress> addresses);
   absl::Status StartListeners();
   // ---- HTTP listener (the HTTP section at the end of daemon.cc) ----

@@ -42,6 +42,7 @@ absl::Status Daemon::StartDelivery() {
       for (const config::NetAddress& r : config_->global.resolvers) {
         o.resolver.channel.servers.push_back(r.ToString());
       }
+      o.resolver.cache.entries_max = static_cast<size_t>(config_->global.dns_cache_entries);
       int64_t dns_ms = absl::ToInt64Milliseconds(config_->global.dns_timeout);
       if (dns_ms > 0) o.resolver.channel.timeout_ms = static_cast<uint32_t>(dns_ms);
       RM_ASSIGN_OR_RETURN(engines_[i], delivery::Engine::Create(loop, std::move(o)));

@@ -259,6 +259,7 @@ void Daemon::FinishReload(ReloadPlan plan) {
 void Daemon::ApplyReload(const ReloadPlan& plan) {
   config_ = plan.next;
   generations_.Publish(plan.next);
+  ApplyLogLevel(config_->global.log_level);
   ++reloads_;
   esmtp_settings_ = plan.esmtp;
   for (auto& parts : parts_) {
