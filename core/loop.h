@@ -8,12 +8,13 @@
 //   IORING_OP_MSG_RING (from another loop: batched into that loop's next submit; from a
 //   plain thread: through a tiny per-thread ring used only for that). A full inbox returns
 //   PostResult::kFull: the caller brakes, the inbox never grows.
-// - Reserve() (loop thread) makes a ReservedPost: room for one task, allocated when the loop
-//   hands work to another thread, used once by that thread to bring the result back. It
-//   never answers kFull. Why: a worker's result must not be dropped (a dropped unlink result
-//   strands its segments; a dropped reload plan wedges every later reload), and a worker
-//   must not sleep-and-retry against a full inbox. The loop never holds more reserved tasks
-//   than the work it chose to start, so the inbox's bound still holds for everything else.
+// - Reserve() (any thread; usually the loop's own) makes a ReservedPost: room for one task,
+//   allocated when the loop hands work to another thread, used once by that thread to bring
+//   the result back. It never answers kFull. Why: a worker's result must not be dropped (a
+//   dropped unlink result strands its segments; a dropped reload plan wedges every later
+//   reload), and a worker must not sleep-and-retry against a full inbox. The loop never
+//   holds more reserved tasks than the work it chose to start, so the inbox's bound still
+//   holds for everything else.
 // - A turn: run inbox tasks and deferred tasks (bounded batches), fire due timers, submit
 //   and wait (never sleeping while work is ready, never spinning while idle), optionally
 //   wait `completion_wait` more for further completions, then reap a batch of CQEs and run
