@@ -56,7 +56,7 @@ ListenerShared::Admit ListenerShared::TryAdmit(const std::string& ip, int64_t ma
     return refusal;
   }
   ++e.connections;
-  ++e.window_count;
+  if (max_rate_per_ip > 0) ++e.window_count;  // else nothing to remember past the close
   return Admit::kOk;
 }
 
@@ -65,8 +65,8 @@ void ListenerShared::Release(const std::string& ip) {
   absl::MutexLock lock(&mu_);
   auto it = per_ip_.find(ip);
   if (it == per_ip_.end() || --it->second.connections > 0) return;
-  // Kept for its rate window, unless the table is at its bound.
-  if (per_ip_.size() >= kIpTableMax) per_ip_.erase(it);
+  // Kept for its rate window (when a rate is counted), unless the table is at its bound.
+  if (it->second.window_count == 0 || per_ip_.size() >= kIpTableMax) per_ip_.erase(it);
 }
 
 void ListenerShared::SweepLocked(uint64_t now_ms) {

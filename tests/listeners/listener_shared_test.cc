@@ -22,6 +22,10 @@ TEST(ListenerSharedTest, ConnectionsAndPerAddressLimits) {
   EXPECT_EQ(shared.connections(), 2);
   shared.Release("192.0.2.1");
   EXPECT_EQ(shared.TryAdmit("192.0.2.1", 2, 1, 0, 0), Admit::kOk);
+  // Without a rate limit nothing is remembered of an address once its last connection closes.
+  shared.Release("192.0.2.1");
+  shared.Release("192.0.2.2");
+  EXPECT_EQ(shared.addresses(), 0u);
 }
 
 // The rate counts admitted connections in a window that starts at the first; closing them
