@@ -47,10 +47,10 @@ class Session;
 // The rate limit (max_connection_rate_per_ip) counts the connections admitted from one
 // address in a fixed one-minute window that starts at the first of them (Postfix's anvil
 // counts the same way): the window's count outlives the address's connections, so an
-// address with nothing open may still be remembered (only while a rate is configured). Those entries are swept once the
-// table has doubled since the last sweep; past kIpTableMax addresses, one whose last
-// connection closes is forgotten at once (the limit fails open for it; memory stays
-// bounded however many addresses a client has).
+// address with nothing open may still be remembered (only while a rate is configured).
+// Those entries are swept once the table has doubled since the last sweep; past
+// kIpTableMax addresses, one whose last connection closes is forgotten at once (the limit
+// fails open for it; memory stays bounded however many addresses a client has).
 class ListenerShared {
  public:
   static constexpr size_t kIpTableMax = 1 << 18;
