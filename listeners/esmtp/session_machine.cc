@@ -652,6 +652,11 @@ bool SessionMachine::DoMail(std::string_view argument) {
     Reply(*refusal);
     return false;
   }
+  if (!esmtp_ && !mail.parameters.empty()) {
+    // After HELO no extension was offered (RFC 5321 §4.1.1.1): SIZE=, BODY=, SMTPUTF8 too.
+    Reply(ReplyId::kUnknownMailParameter);
+    return false;
+  }
   if (mail.size_given && limits_.max_message_size_bytes != 0 &&
       mail.size_bytes > limits_.max_message_size_bytes) {
     Reply(ReplyId::kMessageTooBig);  // RFC 1870 §6.1
@@ -784,6 +789,8 @@ void SessionMachine::DoBdat(std::string_view argument, bool in_sequence, uint64_
   std::optional<ReplyId> refusal;
   if (!rest.empty() && !last) {
     refusal = ReplyId::kBdatSyntax;
+  } else if (!esmtp_ && state_ != State::kGreeting) {
+    refusal = ReplyId::kNotImplemented;  // CHUNKING is offered by EHLO only (RFC 3030)
   } else if (policy_.require_tls() && !tls_) {
     refusal = ReplyId::kNeedStartTls;
   } else if (bdat_aborted_) {
