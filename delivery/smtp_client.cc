@@ -575,6 +575,7 @@ void SmtpClient::StepTls() {
       TlsHandshakeFailed("certificate not verified");  // kRequire should have said so
       return;
     }
+    armed_kind_ = ClientDeadline::kNone;  // the handshake's wait is over: EHLO's starts
     machine_->TlsEstablished();
   }
   std::string plain;
