@@ -626,7 +626,10 @@ void SpoolWriter::Impl::FailBatch(int error) {
                                                                " cancelled: the loop is stopping"))
                          : SpoolIoError(error, absl::StrCat("spool write to ", id.ToString()));
   core::LogWarning("spool: %s; segment sealed", status.ToString());
-  SealActive();
+  if (active_.has_value()) {
+    creator_.CloseZeroingFrom(active_->fd, batch_.offset);  // the batch's bytes go
+    active_.reset();
+  }
   RequestQueue failed = batch_.requests.Take();
   batch_.in_flight = false;
   batch_.iov.clear();

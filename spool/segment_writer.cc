@@ -410,6 +410,23 @@ void SegmentCreator::Finish(int error) {
   done_(owner_, result);
 }
 
+void SegmentCreator::CloseZeroingFrom(int fd, uint64_t valid_end) {
+  RM_CHECK(fd >= 0);
+  // Past the end of the file a punch does nothing: one length covers any segment.
+  constexpr uint64_t kToTheEnd = uint64_t{1} << 40;
+  core::Ring& ring = loop_.ring();
+  // The three must go in one submission, or the links would not hold.
+  if (io_uring_sq_space_left(ring.raw()) < 3) ring.Submit();
+  io_uring_sqe* punch = ring.PrepareUntracked();
+  io_uring_prep_fallocate(punch, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                          valid_end, kToTheEnd);
+  punch->flags |= IOSQE_IO_HARDLINK;
+  io_uring_sqe* sync = ring.PrepareUntracked();
+  io_uring_prep_fsync(sync, fd, IORING_FSYNC_DATASYNC);
+  sync->flags |= IOSQE_IO_HARDLINK;
+  Close(fd);  // the chain's last link: the next SQE
+}
+
 void SegmentCreator::Close(int fd) {
   RM_CHECK(fd >= 0);
   CloseSlot* slot = nullptr;

@@ -147,6 +147,13 @@ class SegmentCreator {
   // Starts reusing drained segment `old` (this loop directory) as `seq`. Only when !busy().
   void Recycle(SegmentId old, uint64_t seq, uint64_t bytes);
   void Close(int fd);
+  // Close() for a segment whose last batch failed: first the bytes from `valid_end` on (a
+  // torn record, or records nobody was told about) are punched out (they read as zeros and
+  // give their blocks back, which a full disk needs) and that is made durable, so the sealed
+  // segment ends cleanly; a torn tail in a segment that is not the newest then always means
+  // damage (spool/recovery.h). One linked chain: fallocate, fdatasync, close (hard links:
+  // the close runs even when the others fail; those failures are only logged).
+  void CloseZeroingFrom(int fd, uint64_t valid_end);
 
   bool busy() const { return stage_ != Stage::kIdle; }
   size_t ops_in_flight() const;

@@ -171,15 +171,20 @@ TEST_F(DiskFullTest, WriteRunsOutSealsTheSegmentAndNothingTornIsAcknowledged) {
   EXPECT_FALSE(active.has_value() && active->seq == 1);
   EXPECT_EQ(CommitOne(next_++).code(), absl::StatusCode::kResourceExhausted);
   RecoveryResult r = ExpectRecovered(options_.spool_dir, acknowledged_);
-  // The torn tail of the failed batch is where recovery stops, with nothing valid after it.
+  // The failed batch's bytes were punched out of the sealed segment: it ends cleanly,
+  // nothing torn and nothing corrupt, though it is where the disk ran out.
   EXPECT_EQ(r.report.CountEnds(SegmentEnd::kCorrupt), 0u);
+  EXPECT_EQ(r.report.CountEnds(SegmentEnd::kTornTail), 0u) << r.report.Summary();
 
   ASSERT_EQ(::unlink(ballast_.c_str()), 0);
   SpoolLocation at;
   ASSERT_TRUE(CommitOne(next_++, &at).ok());
   EXPECT_NE(at.segment.seq, 1u);  // never appended to the sealed segment again
   EXPECT_TRUE(CommitOne(next_++).ok());
-  ExpectRecovered(options_.spool_dir, acknowledged_);
+  // The sealed segment is no longer the newest: a torn tail there would read as damage.
+  r = ExpectRecovered(options_.spool_dir, acknowledged_);
+  EXPECT_EQ(r.report.CountEnds(SegmentEnd::kTornTail), 0u) << r.report.Summary();
+  EXPECT_EQ(r.report.CountEnds(SegmentEnd::kCorrupt), 0u) << r.report.Summary();
 }
 
 }  // namespace
