@@ -296,6 +296,10 @@ TEST_F(LedgerTest, DrainedSegmentsAreUnlinkedThroughThePools) {
   LedgerNode& n = Start(std::move(setup));
   DeliverAllAndExpectUnlinked(n, SpoolDir());
   n.Stop();
+  // A job counts as completed once it has returned, which can be after the loop ran the
+  // result it posted: Stop() waits for every job to be over, then the counts are final.
+  (*unlink)->Stop();
+  (*batch)->Stop();
   EXPECT_GE((*unlink)->Stats().completed + (*batch)->Stats().completed, 1u);
 }
 
