@@ -14,9 +14,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "spool/group_commit.h"
@@ -106,6 +108,18 @@ class DiskFullTest : public ::testing::Test {
   }
 
   // Commits until the first failure; returns it.
+  // The failed batch's segment is sealed by a ring chain (punch, sync, close) that runs after
+  // the batch's requests were answered: recovery reads the files once the writer has
+  // nothing in flight. Polled with a pause (a bounded wait for several ring ops).
+  void AwaitWriterIdle() {
+    bool idle = false;
+    for (int i = 0; i < 10'000 && !idle; ++i) {
+      lt_.Run([&] { idle = writer_->idle(); });
+      if (!idle) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_TRUE(idle) << "the spool writer stayed busy for 10 s";
+  }
+
   absl::Status FillUntilFailure() {
     for (uint64_t n = 1; n <= kCommitsMax; ++n) {
       absl::Status s = CommitOne(next_++);
@@ -170,6 +184,7 @@ TEST_F(DiskFullTest, WriteRunsOutSealsTheSegmentAndNothingTornIsAcknowledged) {
   lt_.Run([&] { active = writer_->active_segment(); });
   EXPECT_FALSE(active.has_value() && active->seq == 1);
   EXPECT_EQ(CommitOne(next_++).code(), absl::StatusCode::kResourceExhausted);
+  ASSERT_NO_FATAL_FAILURE(AwaitWriterIdle());
   RecoveryResult r = ExpectRecovered(options_.spool_dir, acknowledged_);
   // The failed batch's bytes were punched out of the sealed segment: it ends cleanly,
   // nothing torn and nothing corrupt, though it is where the disk ran out.
@@ -182,6 +197,7 @@ TEST_F(DiskFullTest, WriteRunsOutSealsTheSegmentAndNothingTornIsAcknowledged) {
   EXPECT_NE(at.segment.seq, 1u);  // never appended to the sealed segment again
   EXPECT_TRUE(CommitOne(next_++).ok());
   // The sealed segment is no longer the newest: a torn tail there would read as damage.
+  ASSERT_NO_FATAL_FAILURE(AwaitWriterIdle());
   r = ExpectRecovered(options_.spool_dir, acknowledged_);
   EXPECT_EQ(r.report.CountEnds(SegmentEnd::kTornTail), 0u) << r.report.Summary();
   EXPECT_EQ(r.report.CountEnds(SegmentEnd::kCorrupt), 0u) << r.report.Summary();
