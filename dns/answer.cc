@@ -201,6 +201,13 @@ absl::Status StatusFromAres(int ares_status, std::string_view what) {
 
 AnswerPtr ParseAnswer(RecordType type, std::string_view name, int ares_status,
                       const uint8_t* abuf, int alen) {
+  // A packet without the QR bit (RFC 1035 §4.1.1) is a query, not an answer: our own query
+  // echoed back (a resolver socket whose local port is the server's port on loopback), or
+  // something forged. c-ares takes it for an empty answer (NODATA), which would bounce the
+  // mail; a broken path is a temporary error instead.
+  if (abuf != nullptr && alen >= 3 && (abuf[2] & 0x80) == 0) {
+    return Malformed(type, name, ARES_EBADRESP);
+  }
   if (ares_status == ARES_ENOTFOUND) {
     return Negative(RecordAnswer::Kind::kNxDomain, abuf, alen);
   }

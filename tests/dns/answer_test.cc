@@ -61,6 +61,21 @@ TEST(AnswerTest, HostNamesWithEscapedOctetsAreDropped) {
   EXPECT_EQ(a->dropped, 1u);
 }
 
+// A query echoed back (QR clear) is no answer, whatever status c-ares gave it: NODATA for an
+// empty "answer" would have made the domain look mailless and bounced its mail.
+TEST(AnswerTest, AQueryIsNotAnAnswer) {
+  std::string query = Encode(MxMessage({}));
+  ASSERT_GE(query.size(), 3u);
+  query[2] = static_cast<char>(query[2] & 0x7f);  // QR = 0: a query
+  for (int status : {ARES_SUCCESS, ARES_ENODATA, ARES_ENOTFOUND}) {
+    AnswerPtr a = Parse(RecordType::kMx, status, query);
+    ASSERT_EQ(a->kind, RecordAnswer::Kind::kError) << status;
+    EXPECT_EQ(a->error.code(), absl::StatusCode::kUnavailable) << status;
+  }
+  AnswerPtr empty = Parse(RecordType::kMx, ARES_ENODATA, Encode(MxMessage({})));
+  EXPECT_EQ(empty->kind, RecordAnswer::Kind::kNoData);  // the same, as a response
+}
+
 TEST(AnswerTest, NullMx) {
   AnswerPtr a = Parse(RecordType::kMx, ARES_SUCCESS, Encode(MxMessage({Mx(0, ".")})));
   ASSERT_EQ(a->kind, RecordAnswer::Kind::kData);
