@@ -68,8 +68,8 @@ int64_t MetricSum(const std::string& metrics, std::string_view name);
 // `ringctl metrics` from the daemon on `socket`; empty when ringctl fails.
 std::string Metrics(const std::string& socket);
 
-// A UDP port on 127.0.0.1 that was free a moment ago (bound to port 0, read, closed); 0 on
-// failure.
+// A UDP port on 127.0.0.1 that was free a moment ago (bound, then closed), chosen below the
+// kernel's ephemeral range; 0 on failure.
 uint16_t PickFreeUdpPort();
 
 // Re-evaluates `done` every ~20 ms until it returns true or `timeout` passes.
