@@ -830,8 +830,6 @@ void SessionMachine::Refuse(ReplyId reply) {
   Reply(reply);
   std::unique_ptr<core::Message> message = std::move(transaction_->message);
   message->body.Clear();  // only the envelope is reported
-  message->envelope.helo = helo_;
-  message->envelope.peer = peer_;
   PushAction(Action::Kind::kRefused, std::move(message), reply, body_reader_.body_bytes());
 }
 
