@@ -4,7 +4,7 @@
 #
 #   bench/ab_builds.sh --a DIR --b DIR [--pairs 5] [--sessions 10] [--messages 20000]
 #                      [--size 1024] [--spool disk|tmpfs] [--new-connections] [--loops N]
-#                      [--a-loops N] [--b-loops N]
+#                      [--a-loops N] [--b-loops N] [--a-conf LINES] [--b-conf LINES]
 #
 # Why: a change to the data path is judged against the build before it, on the same machine
 # minutes apart, since this machine's absolute rates move by 30% within an hour. Each pair
@@ -17,7 +17,9 @@
 # each daemon runs --loops loops (default_loops; the test license when more than one;
 # --a-loops and --b-loops set one side's, so one build against itself compares loop counts),
 # the recipients' domain suspended as in run_matrix.sh, its spool under var/ (disk) or
-# /dev/shm (tmpfs, not durable).
+# /dev/shm (tmpfs, not durable). --a-conf and --b-conf add global config lines to one side
+# (e.g. --b-conf 'spool_segment_fill = "zeros"'), so one build against itself compares
+# settings.
 # Loopback only; every client is bounded by timeout; every daemon is stopped.
 set -uo pipefail
 
@@ -32,6 +34,7 @@ SPOOL=disk
 REUSE=-d
 LOOPS=$(default_loops)
 A_LOOPS="" B_LOOPS=""
+A_CONF="" B_CONF=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --a) A=$2; shift 2 ;;
@@ -45,9 +48,11 @@ while [[ $# -gt 0 ]]; do
     --loops) LOOPS=$2; shift 2 ;;
     --a-loops) A_LOOPS=$2; shift 2 ;;
     --b-loops) B_LOOPS=$2; shift 2 ;;
+    --a-conf) A_CONF=$2; shift 2 ;;
+    --b-conf) B_CONF=$2; shift 2 ;;
     *) echo "usage: $0 --a DIR --b DIR [--pairs N] [--sessions N] [--messages N] [--size B]" \
             "[--spool disk|tmpfs] [--new-connections] [--loops N] [--a-loops N]" \
-            "[--b-loops N]" >&2; exit 2 ;;
+            "[--b-loops N] [--a-conf LINES] [--b-conf LINES]" >&2; exit 2 ;;
   esac
 done
 [[ -n $A && -n $B ]] || { echo "--a and --b (build directories) are both needed" >&2; exit 2; }
@@ -68,10 +73,10 @@ cleanup() {
 trap cleanup EXIT
 TICKS=$(getconf CLK_TCK)
 
-# run LABEL BUILD LOOPS: one daemon, one smtp-source load; prints a TSV line
+# run LABEL BUILD LOOPS CONF: one daemon, one smtp-source load; prints a TSV line
 # "label msg/s cpu_us_per_msg msgs_per_batch sync_mean_us".
 run() {
-  local label=$1 build=$2 loops=$3 port c0 c1 t0 t1
+  local label=$1 build=$2 loops=$3 conf=$4 port c0 c1 t0 t1
   if [[ $SPOOL == disk ]]; then
     mkdir -p "$ROOT/var"
     SPOOL_DIR=$(mktemp -d "$ROOT/var/ab_builds.XXXXXX")
@@ -80,7 +85,7 @@ run() {
   fi
   port=$(free_port)
   rm -rf "$WORK/d"
-  start_bench_ringmaild "$build" "$WORK/d" "$SPOOL_DIR" "$loops" "$port"
+  start_bench_ringmaild "$build" "$WORK/d" "$SPOOL_DIR" "$loops" "$port" "$conf"
   local started=$?
   DAEMON_PID=$BENCH_DAEMON_PID
   [[ $started -eq 0 ]] || { echo "$label: no daemon" >&2; return 1; }
@@ -96,6 +101,9 @@ run() {
   stop_pid "$DAEMON_PID" 30
   DAEMON_PID=""
   rm -rf "$SPOOL_DIR"
+  # The file system is mounted with online discard on these machines: the freed blocks are
+  # discarded at the next journal commit, which would otherwise be the next run's first sync.
+  sync -f "$(dirname "$SPOOL_DIR")"
   SPOOL_DIR=""
   awk -v l="$label" -v n="$N" -v a="$t0" -v b="$t1" -v c="$((c1 - c0))" -v k="$TICKS" '
     /^ringmail_spool_batches_total/ { batches += $2 }
@@ -107,13 +115,14 @@ run() {
     }' "$WORK/d/metrics"
 }
 
-echo "A = $A ($A_LOOPS loop(s)), B = $B ($B_LOOPS loop(s)):" \
+echo "A = $A ($A_LOOPS loop(s))${A_CONF:+ [$A_CONF]}," \
+  "B = $B ($B_LOOPS loop(s))${B_CONF:+ [$B_CONF]}:" \
   "smtp-source -s $SESSIONS -m $N -l $SIZE${REUSE:+ -d}," \
   "spool on $SPOOL, $PAIRS interleaved pairs"
 printf 'build\tmsg/s\tcpu_us/msg\tmsgs/batch\tsync_mean_us\n'
 for _ in $(seq "$PAIRS"); do
-  run A "$A" "$A_LOOPS"
-  run B "$B" "$B_LOOPS"
+  run A "$A" "$A_LOOPS" "$A_CONF"
+  run B "$B" "$B_LOOPS" "$B_CONF"
 done | tee "$WORK/runs.tsv"
 awk -F'\t' '
   function med(s,   a, n, i, j, t) {

@@ -5,7 +5,9 @@ usage: bench/dsync_probe.py [DIR] (default /tmp; use the spool's file system)
 
 Each of 1, 2 and 4 threads appends 1,000 blocks of 4 KiB and of 64 KiB to its own
 preallocated file with pwritev(RWF_DSYNC), the call ringmail's group commit makes once per
-batch. Prints the total syncs per second and the median latency. The files are removed.
+batch. Then 1, 2 and 3 threads write 4 KiB blocks with RWF_DSYNC at interleaved offsets of
+one zero-filled file (a spool segment with 1, 2 or 3 batches in flight at once). Prints the
+total syncs per second and the median latency. The files are removed.
 """
 import os
 import sys
@@ -31,6 +33,37 @@ def worker(path, count, size, medians, idx):
     medians[idx] = latencies[len(latencies) // 2]
 
 
+def same_file(directory, threads, count=2000, size=4096):
+    """threads writers, each to every threads-th block of one zero-filled file."""
+    path = os.path.join(directory, f"dsync_probe.{os.getpid()}.same")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    latencies = []
+    try:
+        os.write(fd, bytes(threads * count * size))  # written zeros, like a zero-filled segment
+        os.fsync(fd)
+
+        def writer(k):
+            block = b"x" * size
+            for i in range(count):
+                start = time.perf_counter()
+                os.pwritev(fd, [block], (i * threads + k) * size, os.RWF_DSYNC)
+                latencies.append(time.perf_counter() - start)
+
+        workers = [threading.Thread(target=writer, args=(k,)) for k in range(threads)]
+        start = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        elapsed = time.perf_counter() - start
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    latencies.sort()
+    print(f"one file, {threads} in flight, block=4 KiB: {threads * count / elapsed:.0f} syncs/s"
+          f" in all, median {1e6 * latencies[len(latencies) // 2]:.0f} us")
+
+
 def main():
     directory = sys.argv[1] if len(sys.argv) > 1 else "/tmp"
     count = 1000
@@ -49,6 +82,8 @@ def main():
             print(f"threads={threads} block={size // 1024} KiB: "
                   f"{threads * count / elapsed:.0f} syncs/s in all, "
                   f"median {1e6 * sorted(medians)[threads // 2]:.0f} us")
+    for threads in (1, 2, 3):
+        same_file(directory, threads)
 
 
 if __name__ == "__main__":

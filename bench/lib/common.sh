@@ -105,17 +105,19 @@ need_ringmaild() {
   done
 }
 
-# start_bench_ringmaild BUILD DIR SPOOL LOOPS PORT: a ringmaild of BUILD (a build directory)
+# start_bench_ringmaild BUILD DIR SPOOL LOOPS PORT [EXTRA]: a ringmaild of BUILD (a build directory)
 # accepting on 127.0.0.1:PORT with its spool in SPOOL, its config, log and control socket in
 # DIR (DIR/control.sock), LOOPS loops, and the recipients' domain bench.test suspended so that
-# accepted mail stays queued (as bench/run_matrix.sh does). Sets BENCH_DAEMON_PID at once (the
-# caller stops it); fails, with the daemon's output on stderr, when it does not come up.
+# accepted mail stays queued (as bench/run_matrix.sh does). EXTRA (optional): more global config
+# lines, e.g. 'spool_segment_fill = "zeros"'. Sets BENCH_DAEMON_PID at once (the caller stops
+# it); fails, with the daemon's output on stderr, when it does not come up.
 start_bench_ringmaild() {
-  local build=$1 dir=$2 spool=$3 loops=$4 port=$5
+  local build=$1 dir=$2 spool=$3 loops=$4 port=$5 extra=${6:-}
   mkdir -p "$dir"
   cat > "$dir/ringmaild.conf" <<CONF
 spool_dir = "$spool/spool"
 log_dir = "$dir/log"
+$extra
 $(loops_conf "$loops" esmtp delivery)
 $(esmtp_listener_conf "$loops" "$port")
 Control_Listener { Listen "$dir/control.sock" { } }
