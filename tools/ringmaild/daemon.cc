@@ -254,16 +254,22 @@ void Daemon::BeginDrain() {
     return;
   }
   // The Daemon outlives every loop (Run joins them), so `this` and the parts stay valid.
+  // Both ways are reserved posts: a full inbox must not lose a drain order or its answer,
+  // which would leave the daemon waiting for the drain timeout.
   for (auto& parts : parts_) {
     LoopParts* p = parts.get();
-    p->loop->Post([this, p, &master] {
-      auto drained = [this, &master] {
-        master.Post([this] {
+    auto answer = [this](core::ReservedPost back) {
+      return [this, back = std::make_shared<core::ReservedPost>(std::move(back))] {
+        (void)std::move(*back).Post([this] {
           if (--listeners_draining_ == 0) StopEverything();
         });
       };
-      if (p->esmtp) p->esmtp->Drain(drained);
-      if (p->http) p->http->Drain(drained);
+    };
+    auto esmtp_done = answer(master.Reserve());
+    auto http_done = answer(master.Reserve());
+    (void)p->loop->Reserve().Post([p, esmtp_done, http_done] {
+      if (p->esmtp) p->esmtp->Drain(esmtp_done);
+      if (p->http) p->http->Drain(http_done);
     });
   }
 }
