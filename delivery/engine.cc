@@ -212,6 +212,10 @@ void Engine::SetTlsClient(std::shared_ptr<const tls::TlsContext> context) {
   for (auto& [name, d] : domains_) UpdateShareKey(*d);
 }
 
+void Engine::SetSelfEndpoints(std::shared_ptr<const SelfEndpoints> self) {
+  options_.self = std::move(self);
+}
+
 // ---- domain records
 
 Engine::Domain* Engine::Find(std::string_view name) {
@@ -654,6 +658,7 @@ void Engine::StartClient(Domain& d, Work work) {
   settings.config = config_;
   settings.deliveries_max = DeliveriesMax(d);
   settings.addresses_max = options_.addresses_max;
+  settings.self = options_.self;
   SmtpClient::Owner& owner = *this;  // a private base: converted here, where it is visible
   auto client = std::make_unique<SmtpClient>(loop_, *resolver_, files_, owner, *d.route,
                                              std::move(settings), std::move(work));

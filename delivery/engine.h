@@ -113,6 +113,7 @@
 #include "delivery/job.h"
 #include "delivery/retry.h"
 #include "delivery/routes.h"
+#include "delivery/self_endpoints.h"
 #include "delivery/smtp_client.h"
 #include "delivery/topology.h"
 #include "dns/resolver.h"
@@ -167,6 +168,9 @@ struct EngineOptions {
   // Outbound STARTTLS's client context (MakeOutboundTlsContext, made off this loop); null:
   // no TLS (opportunistic destinations get plaintext, required ones are deferred).
   std::shared_ptr<const tls::TlsContext> tls_client;
+  // This daemon's own ESMTP endpoints: a next hop among them is never connected to
+  // (delivery/self_endpoints.h). Null: no check (tests that route to themselves on purpose).
+  std::shared_ptr<const SelfEndpoints> self;
 };
 
 // The client context for outbound STARTTLS: the system CA store plus global.tls_ca_file.
@@ -233,6 +237,8 @@ class Engine final : private SmtpClient::Owner {
   // A new outbound TLS context (after a reload); connections already open keep theirs.
   // Changes the route keys: connections opened before are not shared with new ones.
   void SetTlsClient(std::shared_ptr<const tls::TlsContext> context);
+  // This daemon's own endpoints, once its listeners are bound (ports chosen at bind time).
+  void SetSelfEndpoints(std::shared_ptr<const SelfEndpoints> self);
   // Spool segments an owner loop has just removed (their paths): their descriptors are
   // closed now, or when the read that pins one ends (BodyFiles::Forget).
   void SegmentsRemoved(const std::vector<std::string>& paths);

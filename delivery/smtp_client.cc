@@ -137,7 +137,9 @@ void SmtpClient::Advance() {
     }
     if (!current_.has_value() || connects_ >= settings_.addresses_max) break;
     if (next_address_ < addresses_.size()) {
-      if (Connect(addresses_[next_address_++])) return;
+      const dns::IpAddress& address = addresses_[next_address_++];
+      if (IsSelf(address)) continue;
+      if (Connect(address)) return;
       continue;
     }
     if (next_host_ >= hosts_.size()) break;
@@ -161,7 +163,14 @@ void SmtpClient::Advance() {
     return;
   }
   // Nothing (more) to try.
-  if (current_.has_value()) {
+  if (current_.has_value() && self_found_ && connects_ == 0) {
+    // This server was the best (or only) next hop: nothing else can take the mail.
+    FailCurrent(RecipientOutcome::kPermanent, Status(5, 4, 6),
+                absl::StrCat("mail for ", route_.kind == Route::Kind::kMx ? route_.mx_domain
+                                                                          : self_hop_,
+                             " loops back to myself (", self_hop_, " is this server)"),
+                false, true);
+  } else if (current_.has_value()) {
     if (last_error_.empty()) last_error_ = "no host to deliver to";
     bool permanent = last_code_ >= 500 && !last_greeting_refused_;
     FailCurrent(permanent ? RecipientOutcome::kPermanent : RecipientOutcome::kTemporary,
@@ -169,6 +178,20 @@ void SmtpClient::Advance() {
                 !used_);
   }
   Disconnect(/*final=*/true);
+}
+
+// Whether `address` on port_ is this daemon (delivery/self_endpoints.h): then it is never
+// connected to. An MX host that is this server also ends the walk of the MX list: the hosts
+// after it are no more preferred than this server (RFC 5321 §5.1).
+bool SmtpClient::IsSelf(const dns::IpAddress& address) {
+  if (settings_.self == nullptr || !settings_.self->Contains(address, port_)) return false;
+  if (!self_found_) self_hop_ = absl::StrCat(host_name_, "[", address.ToString(), "]:", port_);
+  self_found_ = true;
+  if (route_.kind == Route::Kind::kMx) {
+    next_address_ = addresses_.size();
+    next_host_ = hosts_.size();
+  }
+  return true;
 }
 
 void SmtpClient::MxDone(dns::MxLookup& lookup) {

@@ -12,6 +12,9 @@
 //              order, equal preferences shuffled; implicit MX) — a permanent DNS answer
 //              (NXDOMAIN, null MX, bad name) fails the Work, a temporary one defers it.
 //   addresses  each host's A then AAAA records (ResolveHost), or the literal itself.
+//              An address and port of this daemon's own listeners (settings.self) is
+//              skipped, and for an MX host ends the list; when that leaves nothing tried,
+//              the Work fails 5.4.6 "loops back to myself" (delivery/self_endpoints.h).
 //   connect    socket() + IORING_OP_CONNECT linked to IORING_OP_LINK_TIMEOUT
 //              (smtp_connect_timeout). Refused, unreachable or timed out: the next address,
 //              then the next host, at most `addresses_max` connects per client.
@@ -78,6 +81,7 @@
 #include "delivery/client_machine.h"
 #include "delivery/domain_queue.h"
 #include "delivery/routes.h"
+#include "delivery/self_endpoints.h"
 #include "dns/resolver.h"
 #include "tls/context.h"
 #include "tls/session.h"
@@ -92,6 +96,8 @@ struct SmtpClientSettings {
   // Client-role context shared by every client of the process (immutable). Null: TLS is
   // never attempted; a policy that requires it then defers ("no TLS client context").
   std::shared_ptr<const tls::TlsContext> tls_client;
+  // This daemon's own endpoints (delivery/self_endpoints.h); null: no check.
+  std::shared_ptr<const SelfEndpoints> self;
 };
 
 // What the connection that decided a result did about TLS (all empty: plaintext).
@@ -189,6 +195,7 @@ class SmtpClient {
 
   void Advance();
   bool HasMoreCandidates() const;
+  bool IsSelf(const dns::IpAddress& address);
   void MxDone(dns::MxLookup& lookup);
   void HostDone(dns::HostLookup& lookup);
   bool Connect(const dns::IpAddress& address);
@@ -260,6 +267,8 @@ class SmtpClient {
   std::vector<dns::IpAddress> addresses_;
   size_t next_address_ = 0;
   uint32_t connects_ = 0;
+  bool self_found_ = false;  // a next hop was this daemon (IsSelf)
+  std::string self_hop_;     // the first such: "host[address]:port"
   std::string last_error_;  // why the last host or connection failed
   uint16_t last_code_ = 0;  // its reply code, when a reply said so
   // The last failure was a 5xx greeting: that server would not talk to us, which says

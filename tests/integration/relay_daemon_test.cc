@@ -22,6 +22,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "base/string_view.h"
@@ -365,6 +366,105 @@ TEST_F(RelayDaemonTest, MxRoutingThroughDnsmasqDelivers) {
       << "\n" << ReadFile(dir_.Sub("dnsmasq.stderr")).value_or("");
   WaitSpoolDrained();
   EXPECT_EQ(Counter("recipients_delivered"), 3u);
+  EXPECT_TRUE(dns->running()) << ReadFile(dir_.Sub("dnsmasq.stderr")).value_or("");
+}
+
+// A next hop that is this daemon's own listener is never connected to (delivery/
+// self_endpoints.h): with it as the only host, the message bounces 5.4.6 "loops back to
+// myself" at once, instead of coming back through the listener until max_hops refuses it
+// ~100 passes later. The daemon listens on a port picked before it starts, so that the
+// route can name it.
+TEST_F(RelayDaemonTest, ARouteBackToThisServerBouncesAsALoopAndNeverComesBack) {
+  const std::string python = FindProgram({"python3"});
+  if (python.empty()) GTEST_SKIP() << "python3 not installed";
+  RelaySink sender_mx;
+  ASSERT_TRUE(sender_mx.Start(dir_.Sub("sender_mx"), {}).ok());
+  const uint16_t port = PickFreeTcpPort();
+  ASSERT_NE(port, 0);
+  std::string text = daemon_.ConfigText(RelayConfig(absl::StrCat(
+      "Domain \"self.test\" { routes = \"[127.0.0.1]:", port, "\" }\n",
+      "Domain \"sender.test\" { routes = \"", sender_mx.route(), "\" }\n")));
+  ASSERT_TRUE(absl::StrContains(text, "Listen \"127.0.0.1:0\""));
+  absl::StrReplaceAll({{"Listen \"127.0.0.1:0\"", absl::StrCat("Listen \"127.0.0.1:", port, "\"")}},
+                      &text);
+  absl::Status started = daemon_.StartWithText(text);
+  ASSERT_TRUE(started.ok()) << started << "\n" << daemon_.StderrText();
+  ASSERT_EQ(daemon_.port(), port);
+  ASSERT_NO_FATAL_FAILURE(Send({"--messages", "1", "--rcpt-template", "bob@self.test",
+                               "--from", "alice@sender.test"}));
+  ASSERT_TRUE(PollUntil(kDeliveryTimeout, [&] { return sender_mx.DumpCount() >= 1; }))
+      << "no DSN arrived; failed=" << Counter("recipients_failed")
+      << " received=" << Counter("messages_received");
+  WaitSpoolDrained();
+  EXPECT_EQ(Counter("messages_received"), 1u) << "the message came back to the listener";
+  EXPECT_EQ(Counter("recipients_failed"), 1u);
+  std::vector<DumpedMessage> dsns = ReadDumps(sender_mx.dump_dir());
+  ASSERT_EQ(dsns.size(), 1u);
+  ASSERT_TRUE(WriteFile(dir_.Sub("dsn.py"), kDsnParser).ok());
+  RunResult r = RunProgram({python, dir_.Sub("dsn.py"), dsns[0].file}, Millis(20'000));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("status=5.4.6\n"));
+  EXPECT_THAT(ReadFile(daemon_.log_dir() + "/delivery.log").value_or(""),
+              HasSubstr("loops back to myself"));
+}
+
+// The same through MX (RFC 5321 §5.1): when this server is the best MX, the mail bounces
+// 5.4.6; when it is a backup MX below a host that is down, the mail waits for that host
+// (deferred, never bounced) and is not sent to any host of this server's preference or
+// lower.
+TEST_F(RelayDaemonTest, AsBestMxThisServerBouncesALoopAsBackupMxItWaitsForThePrimary) {
+  const std::string dnsmasq = FindProgram({"/usr/sbin/dnsmasq", "dnsmasq"});
+  if (dnsmasq.empty()) GTEST_SKIP() << "dnsmasq not installed";
+  RelaySink sender_mx;  // takes the bounce, so that nothing else is deferred
+  ASSERT_TRUE(sender_mx.Start(dir_.Sub("sender_mx"), {}).ok());
+  const uint16_t dns_port = PickFreeUdpPort();
+  const uint16_t port = PickFreeTcpPort();
+  ASSERT_NE(dns_port, 0);
+  ASSERT_NE(port, 0);
+  Subprocess::Options options;
+  options.stderr_path = dir_.Sub("dnsmasq.stderr");
+  options.pipe_stdout = false;
+  // loop.test: this server is its only MX. backup.test: primary.test (127.0.0.2, where
+  // nothing listens on `port`) at 10, this server at 20, other.test (127.0.0.3) at 30.
+  absl::StatusOr<Subprocess> dns = Subprocess::Start(
+      {dnsmasq, absl::StrCat("--port=", dns_port), "--listen-address=127.0.0.1",
+       "--bind-interfaces", "--no-resolv", "--no-hosts", "--no-daemon", "--conf-file=/dev/null",
+       "--local=/test/", "--pid-file=", "--mx-host=loop.test,me.test,10",
+       "--mx-host=backup.test,primary.test,10", "--mx-host=backup.test,me.test,20",
+       "--mx-host=backup.test,other.test,30", "--address=/me.test/127.0.0.1",
+       "--address=/primary.test/127.0.0.2", "--address=/other.test/127.0.0.3"},
+      options);
+  ASSERT_TRUE(dns.ok()) << dns.status();
+  std::string text = daemon_.ConfigText(RelayConfig(absl::StrCat(
+      "resolvers = ( \"127.0.0.1:", dns_port, "\" )\n", "dns_timeout = 1s\n",
+      "remote_smtp_port = ", port, "\n", "Domain \"loop.test\" { routes = \"\" }\n",
+      "Domain \"backup.test\" { routes = \"\" }\n",
+      "Domain \"sender.test\" { routes = \"", sender_mx.route(), "\" }\n")));
+  absl::StrReplaceAll({{"Listen \"127.0.0.1:0\"", absl::StrCat("Listen \"127.0.0.1:", port, "\"")}},
+                      &text);
+  absl::Status started = daemon_.StartWithText(text);
+  ASSERT_TRUE(started.ok()) << started << "\n" << daemon_.StderrText();
+  ASSERT_EQ(daemon_.port(), port);
+  ASSERT_NO_FATAL_FAILURE(Send({"--messages", "1", "--rcpt-template", "bob@loop.test",
+                               "--from", "alice@sender.test"}));
+  ASSERT_NO_FATAL_FAILURE(Send({"--messages", "1", "--rcpt-template", "carol@backup.test",
+                               "--from", "alice@sender.test"}));
+  const std::string log_path = daemon_.log_dir() + "/delivery.log";
+  ASSERT_TRUE(PollUntil(kDeliveryTimeout, [&] {
+    return Counter("recipients_failed") >= 1 && Counter("recipients_deferred") >= 1;
+  })) << "failed=" << Counter("recipients_failed")
+      << " deferred=" << Counter("recipients_deferred") << "\n"
+      << ReadFile(log_path).value_or("") << ReadFile(dir_.Sub("dnsmasq.stderr")).value_or("");
+  const std::string log = ReadFile(log_path).value_or("");
+  EXPECT_EQ(Counter("messages_received"), 2u) << "a message came back to the listener";
+  EXPECT_EQ(Counter("recipients_failed"), 1u) << log;
+  EXPECT_THAT(log, HasSubstr("mail for loop.test loops back to myself"));
+  EXPECT_TRUE(PollUntil(kDeliveryTimeout, [&] { return sender_mx.DumpCount() >= 1; }))
+      << "the bounce for loop.test did not arrive";
+  // backup.test: deferred for the primary's refusal, never tried at other.test.
+  EXPECT_THAT(log, HasSubstr("primary.test[127.0.0.2]"));
+  EXPECT_THAT(log, ::testing::Not(HasSubstr("other.test")));
+  EXPECT_THAT(log, ::testing::Not(HasSubstr("mail for backup.test loops back")));
   EXPECT_TRUE(dns->running()) << ReadFile(dir_.Sub("dnsmasq.stderr")).value_or("");
 }
 

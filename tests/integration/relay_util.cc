@@ -157,11 +157,12 @@ std::map<std::string, uint64_t> Summary(const std::string& socket) {
 // handed out again as the source port of the daemon's own DNS queries, which then go to
 // themselves (seen: a campaign whose resolver read its own queries as empty answers while
 // the test server was not yet up) and keep the server from binding it later.
-uint16_t PickFreeUdpPort() {
+namespace {
+uint16_t PickFreePort(int type) {
   static std::atomic<uint32_t> next{static_cast<uint32_t>(getpid()) * 7919u};
   for (int attempt = 0; attempt < 200; ++attempt) {
     const uint16_t port = static_cast<uint16_t>(20000 + next.fetch_add(1) % 12000);
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
     if (fd < 0) return 0;
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -173,6 +174,10 @@ uint16_t PickFreeUdpPort() {
   }
   return 0;
 }
+}  // namespace
+
+uint16_t PickFreeUdpPort() { return PickFreePort(SOCK_DGRAM); }
+uint16_t PickFreeTcpPort() { return PickFreePort(SOCK_STREAM); }
 
 bool PollUntil(Millis timeout, const std::function<bool()>& done) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -71,6 +71,9 @@ std::string Metrics(const std::string& socket);
 // A UDP port on 127.0.0.1 that was free a moment ago (bound, then closed), chosen below the
 // kernel's ephemeral range; 0 on failure.
 uint16_t PickFreeUdpPort();
+// The same for TCP: a port to write into a config before the daemon binds it (a route back
+// to the daemon itself).
+uint16_t PickFreeTcpPort();
 
 // Re-evaluates `done` every ~20 ms until it returns true or `timeout` passes.
 bool PollUntil(Millis timeout, const std::function<bool()>& done);

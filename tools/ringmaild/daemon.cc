@@ -198,6 +198,8 @@ absl::Status Daemon::StartListeners() {
     for (size_t i = 0; i < addresses.size(); ++i) addresses[i].port = ports[i];
     parts_.push_back(std::move(parts));
   }
+  esmtp_bound_ = ec.listen;
+  for (size_t i = 0; i < addresses.size(); ++i) esmtp_bound_[i].address = addresses[i];
   std::vector<std::string> shown;
   for (const config::NetAddress& a : addresses) shown.push_back(a.ToString());
   core::LogInfo("esmtp listening on %s (%d loops)", absl::StrJoin(shown, " "), pool->size());
@@ -329,6 +331,7 @@ int Daemon::Run() {
     ArmSignalRead();
     absl::Status started = StartDelivery();
     if (started.ok()) started = StartListeners();
+    if (started.ok()) ShareSelfEndpoints();
     if (started.ok()) started = StartHttpListeners();
     if (started.ok()) AdoptRecovered();
     if (started.ok()) started = StartControl();

@@ -75,7 +75,10 @@ class Daemon {
   // Reload: hands the next generation's HTTP settings to the listeners (null: none run).
   void UpdateHttpSettings(std::shared_ptr<const listeners::http::HttpSettings> settings);
   // ---- delivery (daemon_delivery.cc) ----
-  absl::Status StartDelivery();  // engines on the delivery_pool loops
+  absl::Status StartDelivery();
+  // Once the ESMTP listeners are bound: their endpoints to every engine, so that delivery
+  // never connects back to this daemon (delivery/self_endpoints.h). Start-up only.
+  void ShareSelfEndpoints();  // engines on the delivery_pool loops
   absl::Status OpenLedgerAndSpool(LoopParts& parts);
   void AdoptRecovered();         // hands the start-up recovery result to the ledgers
   delivery::LedgerOptions LedgerOptionsFor(core::Loop& loop);
@@ -149,6 +152,7 @@ class Daemon {
   std::vector<std::unique_ptr<delivery::Engine>> engines_;
   std::unique_ptr<core::EventLog> delivery_log_;
   std::shared_ptr<const listeners::esmtp::Settings> esmtp_settings_;
+  std::vector<config::ListenConfig> esmtp_bound_;  // Listen scopes with the ports bound
   listeners::http::HttpShared http_shared_;
   std::shared_ptr<const listeners::http::HttpSettings> http_settings_;
   std::shared_ptr<const listeners::http::HttpHooks> http_hooks_;

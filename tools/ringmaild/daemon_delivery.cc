@@ -55,6 +55,27 @@ absl::Status Daemon::StartDelivery() {
   return absl::OkStatus();
 }
 
+void Daemon::ShareSelfEndpoints() {
+  // getifaddrs: a netlink dump, here on the master at start-up, never on a delivery loop.
+  absl::StatusOr<std::vector<dns::IpAddress>> local = delivery::LocalAddresses();
+  if (!local.ok()) {
+    // Listeners on specific addresses are still known; wildcards match loopback only.
+    core::LogWarning("interface addresses unknown (%s): a wildcard listener's own addresses "
+                     "are checked on loopback only", std::string(local.status().message()));
+    local = std::vector<dns::IpAddress>{};
+  }
+  auto self = std::make_shared<const delivery::SelfEndpoints>(
+      delivery::SelfEndpoints::Make(esmtp_bound_, *local));
+  for (size_t i = 0; i < engines_.size(); ++i) {
+    delivery::Engine* engine = engines_[i].get();
+    if (engine == nullptr) continue;
+    (void)core::RunOnLoopAndWait(*topology_.delivery_loops[i], [engine, self] {
+      engine->SetSelfEndpoints(self);
+      return absl::OkStatus();
+    });
+  }
+}
+
 delivery::LedgerOptions Daemon::LedgerOptionsFor(core::Loop&) {
   delivery::LedgerOptions o;
   o.spool_dir = config_->global.spool_dir;

@@ -1,0 +1,74 @@
+// SelfEndpoints: which next hops are this daemon's own listeners (delivery/self_endpoints.h).
+#include "delivery/self_endpoints.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace ringmail::delivery {
+namespace {
+
+config::ListenConfig Listen(const std::string& text) {
+  absl::StatusOr<config::NetAddress> a = config::NetAddress::Parse(text);
+  EXPECT_TRUE(a.ok()) << text;
+  config::ListenConfig l;
+  l.address = a.value_or(config::NetAddress{});
+  return l;
+}
+
+dns::IpAddress Ip(const std::string& text) {
+  std::optional<dns::IpAddress> a = dns::IpAddress::Parse(text);
+  EXPECT_TRUE(a.has_value()) << text;
+  return a.value_or(dns::IpAddress{});
+}
+
+TEST(SelfEndpointsTest, ASpecificListenerIsItsAddressAndPortOnly) {
+  SelfEndpoints self = SelfEndpoints::Make({Listen("127.0.0.1:2525"), Listen("[::1]:2526")}, {});
+  EXPECT_TRUE(self.Contains(Ip("127.0.0.1"), 2525));
+  EXPECT_TRUE(self.Contains(Ip("::1"), 2526));
+  EXPECT_FALSE(self.Contains(Ip("127.0.0.1"), 25)) << "another port is another server";
+  EXPECT_FALSE(self.Contains(Ip("127.0.0.2"), 2525)) << "a specific listener binds one address";
+  EXPECT_FALSE(self.Contains(Ip("::1"), 2525));
+  EXPECT_FALSE(self.Contains(Ip("192.0.2.1"), 2525));
+}
+
+TEST(SelfEndpointsTest, AWildcardListenerIsEveryLocalAddressAndAllOfLoopback) {
+  const std::vector<dns::IpAddress> local = {Ip("192.0.2.7"), Ip("2001:db8::7"), Ip("127.0.0.1")};
+  SelfEndpoints self = SelfEndpoints::Make({Listen("0.0.0.0:25")}, local);
+  EXPECT_TRUE(self.Contains(Ip("192.0.2.7"), 25));
+  EXPECT_TRUE(self.Contains(Ip("127.0.0.1"), 25));
+  EXPECT_TRUE(self.Contains(Ip("127.3.2.1"), 25)) << "all of 127.0.0.0/8 reaches lo";
+  EXPECT_FALSE(self.Contains(Ip("192.0.2.8"), 25)) << "not an address of this host";
+  EXPECT_FALSE(self.Contains(Ip("192.0.2.7"), 587));
+  // IPv6 listening sockets are IPv6-only, and 0.0.0.0 is IPv4 only.
+  EXPECT_FALSE(self.Contains(Ip("2001:db8::7"), 25));
+  EXPECT_FALSE(self.Contains(Ip("::1"), 25));
+}
+
+TEST(SelfEndpointsTest, AnIpv6WildcardIsEveryLocalIpv6AddressAndTheLoopback) {
+  const std::vector<dns::IpAddress> local = {Ip("192.0.2.7"), Ip("2001:db8::7")};
+  SelfEndpoints self = SelfEndpoints::Make({Listen("[::]:25")}, local);
+  EXPECT_TRUE(self.Contains(Ip("2001:db8::7"), 25));
+  EXPECT_TRUE(self.Contains(Ip("::1"), 25));
+  EXPECT_FALSE(self.Contains(Ip("192.0.2.7"), 25));
+  EXPECT_FALSE(self.Contains(Ip("127.0.0.1"), 25));
+  EXPECT_FALSE(self.Contains(Ip("2001:db8::8"), 25));
+}
+
+TEST(SelfEndpointsTest, NoListenerNoSelf) {
+  SelfEndpoints self = SelfEndpoints::Make({}, {Ip("127.0.0.1")});
+  EXPECT_TRUE(self.empty());
+  EXPECT_FALSE(self.Contains(Ip("127.0.0.1"), 25));
+}
+
+TEST(SelfEndpointsTest, LocalAddressesIncludeTheLoopback) {
+  absl::StatusOr<std::vector<dns::IpAddress>> local = LocalAddresses();
+  ASSERT_TRUE(local.ok()) << local.status();
+  bool loopback = false;
+  for (const dns::IpAddress& a : *local) loopback = loopback || a == Ip("127.0.0.1");
+  EXPECT_TRUE(loopback);
+}
+
+}  // namespace
+}  // namespace ringmail::delivery
