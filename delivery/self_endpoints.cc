@@ -33,6 +33,33 @@ bool IsLoopback(const dns::IpAddress& a) {
   return a.bytes == kV6Loopback;
 }
 
+// The address a connect to `a` reaches: an IPv4-mapped IPv6 address (::ffff:a.b.c.d, from
+// an AAAA record) reaches the IPv4 address it maps through an IPv6 socket, and connect()
+// takes the unspecified addresses to mean this host (0.0.0.0 -> 127.0.0.1, :: -> ::1).
+dns::IpAddress Destination(dns::IpAddress a) {
+  static constexpr std::array<uint8_t, 12> kV4MappedPrefix = {0, 0, 0, 0, 0,    0,
+                                                              0, 0, 0, 0, 0xff, 0xff};
+  if (a.family == AF_INET6 && std::equal(kV4MappedPrefix.begin(), kV4MappedPrefix.end(),
+                                         a.bytes.begin())) {
+    dns::IpAddress v4;
+    v4.family = AF_INET;
+    std::copy(a.bytes.begin() + 12, a.bytes.end(), v4.bytes.begin());
+    a = v4;
+  }
+  if (IsAnyAddress(a)) {
+    dns::IpAddress loopback;
+    loopback.family = a.family;
+    if (a.family == AF_INET) {
+      loopback.bytes[0] = 127;
+      loopback.bytes[3] = 1;
+    } else {
+      loopback.bytes[15] = 1;
+    }
+    return loopback;
+  }
+  return a;
+}
+
 }  // namespace
 
 SelfEndpoints SelfEndpoints::Make(const std::vector<config::ListenConfig>& listen,
@@ -56,7 +83,8 @@ SelfEndpoints SelfEndpoints::Make(const std::vector<config::ListenConfig>& liste
   return self;
 }
 
-bool SelfEndpoints::Contains(const dns::IpAddress& address, uint16_t port) const {
+bool SelfEndpoints::Contains(const dns::IpAddress& next_hop, uint16_t port) const {
+  const dns::IpAddress address = Destination(next_hop);
   for (const Endpoint& e : endpoints_) {
     if (e.port != port || e.address.family != address.family) continue;
     if (e.any_loopback ? IsLoopback(address) : e.address == address) return true;

@@ -34,7 +34,10 @@ class SelfEndpoints {
   static SelfEndpoints Make(const std::vector<config::ListenConfig>& listen,
                             const std::vector<dns::IpAddress>& local);
 
-  bool Contains(const dns::IpAddress& address, uint16_t port) const;
+  // Whether a connect to `next_hop`:`port` reaches one of the listeners. An IPv4-mapped
+  // IPv6 address counts as the IPv4 address it maps; 0.0.0.0 and :: as loopback (connect()
+  // takes them to mean this host).
+  bool Contains(const dns::IpAddress& next_hop, uint16_t port) const;
   bool empty() const { return endpoints_.empty(); }
 
  private:

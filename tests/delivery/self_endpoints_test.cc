@@ -56,6 +56,22 @@ TEST(SelfEndpointsTest, AnIpv6WildcardIsEveryLocalIpv6AddressAndTheLoopback) {
   EXPECT_FALSE(self.Contains(Ip("2001:db8::8"), 25));
 }
 
+// Addresses that reach the listener by another spelling: an AAAA record of ::ffff:127.0.0.1
+// connects through an IPv6 socket to the IPv4 listener; 0.0.0.0 is this host to connect().
+TEST(SelfEndpointsTest, MappedAndUnspecifiedAddressesAreSeenThrough) {
+  SelfEndpoints wildcard = SelfEndpoints::Make({Listen("0.0.0.0:25")}, {Ip("192.0.2.7")});
+  EXPECT_TRUE(wildcard.Contains(Ip("::ffff:127.0.0.1"), 25));
+  EXPECT_TRUE(wildcard.Contains(Ip("::ffff:192.0.2.7"), 25));
+  EXPECT_TRUE(wildcard.Contains(Ip("0.0.0.0"), 25));
+  EXPECT_FALSE(wildcard.Contains(Ip("::ffff:192.0.2.8"), 25));
+  SelfEndpoints specific = SelfEndpoints::Make({Listen("127.0.0.1:2525")}, {});
+  EXPECT_TRUE(specific.Contains(Ip("::ffff:127.0.0.1"), 2525));
+  EXPECT_TRUE(specific.Contains(Ip("0.0.0.0"), 2525)) << "connect(0.0.0.0) reaches 127.0.0.1";
+  EXPECT_TRUE(specific.Contains(Ip("::ffff:0.0.0.0"), 2525));
+  SelfEndpoints v6 = SelfEndpoints::Make({Listen("[::]:25")}, {});
+  EXPECT_TRUE(v6.Contains(Ip("::"), 25));
+}
+
 TEST(SelfEndpointsTest, NoListenerNoSelf) {
   SelfEndpoints self = SelfEndpoints::Make({}, {Ip("127.0.0.1")});
   EXPECT_TRUE(self.empty());
