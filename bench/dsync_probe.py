@@ -33,6 +33,16 @@ def worker(path, count, size, medians, idx):
     medians[idx] = latencies[len(latencies) // 2]
 
 
+def run_all(workers):
+    """Starts every thread, waits for all; returns the seconds they took together."""
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return time.perf_counter() - start
+
+
 def same_file(directory, threads, count=2000, size=4096):
     """threads writers, each to every threads-th block of one zero-filled file."""
     path = os.path.join(directory, f"dsync_probe.{os.getpid()}.same")
@@ -49,13 +59,7 @@ def same_file(directory, threads, count=2000, size=4096):
                 os.pwritev(fd, [block], (i * threads + k) * size, os.RWF_DSYNC)
                 latencies.append(time.perf_counter() - start)
 
-        workers = [threading.Thread(target=writer, args=(k,)) for k in range(threads)]
-        start = time.perf_counter()
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        elapsed = time.perf_counter() - start
+        elapsed = run_all([threading.Thread(target=writer, args=(k,)) for k in range(threads)])
     finally:
         os.close(fd)
         os.unlink(path)
@@ -73,12 +77,7 @@ def main():
             workers = [threading.Thread(target=worker, args=(
                 os.path.join(directory, f"dsync_probe.{os.getpid()}.{i}"), count, size,
                 medians, i)) for i in range(threads)]
-            start = time.perf_counter()
-            for w in workers:
-                w.start()
-            for w in workers:
-                w.join()
-            elapsed = time.perf_counter() - start
+            elapsed = run_all(workers)
             print(f"threads={threads} block={size // 1024} KiB: "
                   f"{threads * count / elapsed:.0f} syncs/s in all, "
                   f"median {1e6 * sorted(medians)[threads // 2]:.0f} us")

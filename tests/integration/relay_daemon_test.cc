@@ -61,6 +61,18 @@ class RelayDaemonTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s << "\n" << daemon_.StderrText();
   }
 
+  // The same with the ESMTP listener on 127.0.0.1:`port` instead of port 0: for a config
+  // that names the daemon's own port.
+  void StartDaemonOnPort(const DaemonConfig& config, uint16_t port) {
+    const std::string any_port = "Listen \"127.0.0.1:0\"";
+    std::string text = daemon_.ConfigText(config);
+    ASSERT_TRUE(absl::StrContains(text, any_port));
+    absl::StrReplaceAll({{any_port, absl::StrCat("Listen \"127.0.0.1:", port, "\"")}}, &text);
+    absl::Status s = daemon_.StartWithText(text);
+    ASSERT_TRUE(s.ok()) << s << "\n" << daemon_.StderrText();
+    ASSERT_EQ(daemon_.port(), port);
+  }
+
   // `ringload send` to the daemon; the run must succeed.
   void Send(const std::vector<std::string>& flags) {
     std::vector<std::string> argv = {RingloadPath(), "send", "--target",
@@ -344,15 +356,10 @@ TEST_F(RelayDaemonTest, MxRoutingThroughDnsmasqDelivers) {
   // A UDP port that was free a moment ago; dnsmasq binds it on 127.0.0.1.
   const uint16_t dns_port = PickFreeUdpPort();
   ASSERT_NE(dns_port, 0);
-  Subprocess::Options options;
-  options.stderr_path = dir_.Sub("dnsmasq.stderr");
-  options.pipe_stdout = false;
-  absl::StatusOr<Subprocess> dns = Subprocess::Start(
-      {dnsmasq, absl::StrCat("--port=", dns_port), "--listen-address=127.0.0.1",
-       "--bind-interfaces", "--no-resolv", "--no-hosts", "--no-daemon", "--conf-file=/dev/null",
-       "--local=/test/", "--pid-file=", "--mx-host=mxdomain.test,mxhost.test,10",
-       "--address=/mxhost.test/127.0.0.1"},
-      options);
+  absl::StatusOr<Subprocess> dns = StartTestDns(
+      dnsmasq, dns_port,
+      {"--mx-host=mxdomain.test,mxhost.test,10", "--address=/mxhost.test/127.0.0.1"},
+      dir_.Sub("dnsmasq.stderr"));
   ASSERT_TRUE(dns.ok()) << dns.status();
   ASSERT_NO_FATAL_FAILURE(StartDaemon(RelayConfig(absl::StrCat(
       "resolvers = ( \"127.0.0.1:", dns_port, "\" )\n", "dns_timeout = 1s\n",
@@ -381,15 +388,11 @@ TEST_F(RelayDaemonTest, ARouteBackToThisServerBouncesAsALoopAndNeverComesBack) {
   ASSERT_TRUE(sender_mx.Start(dir_.Sub("sender_mx"), {}).ok());
   const uint16_t port = PickFreeTcpPort();
   ASSERT_NE(port, 0);
-  std::string text = daemon_.ConfigText(RelayConfig(absl::StrCat(
-      "Domain \"self.test\" { routes = \"[127.0.0.1]:", port, "\" }\n",
-      "Domain \"sender.test\" { routes = \"", sender_mx.route(), "\" }\n")));
-  ASSERT_TRUE(absl::StrContains(text, "Listen \"127.0.0.1:0\""));
-  absl::StrReplaceAll({{"Listen \"127.0.0.1:0\"", absl::StrCat("Listen \"127.0.0.1:", port, "\"")}},
-                      &text);
-  absl::Status started = daemon_.StartWithText(text);
-  ASSERT_TRUE(started.ok()) << started << "\n" << daemon_.StderrText();
-  ASSERT_EQ(daemon_.port(), port);
+  ASSERT_NO_FATAL_FAILURE(StartDaemonOnPort(
+      RelayConfig(absl::StrCat(
+          "Domain \"self.test\" { routes = \"[127.0.0.1]:", port, "\" }\n",
+          "Domain \"sender.test\" { routes = \"", sender_mx.route(), "\" }\n")),
+      port));
   ASSERT_NO_FATAL_FAILURE(Send({"--messages", "1", "--rcpt-template", "bob@self.test",
                                "--from", "alice@sender.test"}));
   ASSERT_TRUE(PollUntil(kDeliveryTimeout, [&] { return sender_mx.DumpCount() >= 1; }))
@@ -421,30 +424,23 @@ TEST_F(RelayDaemonTest, AsBestMxThisServerBouncesALoopAsBackupMxItWaitsForThePri
   const uint16_t port = PickFreeTcpPort();
   ASSERT_NE(dns_port, 0);
   ASSERT_NE(port, 0);
-  Subprocess::Options options;
-  options.stderr_path = dir_.Sub("dnsmasq.stderr");
-  options.pipe_stdout = false;
   // loop.test: this server is its only MX. backup.test: primary.test (127.0.0.2, where
   // nothing listens on `port`) at 10, this server at 20, other.test (127.0.0.3) at 30.
-  absl::StatusOr<Subprocess> dns = Subprocess::Start(
-      {dnsmasq, absl::StrCat("--port=", dns_port), "--listen-address=127.0.0.1",
-       "--bind-interfaces", "--no-resolv", "--no-hosts", "--no-daemon", "--conf-file=/dev/null",
-       "--local=/test/", "--pid-file=", "--mx-host=loop.test,me.test,10",
-       "--mx-host=backup.test,primary.test,10", "--mx-host=backup.test,me.test,20",
-       "--mx-host=backup.test,other.test,30", "--address=/me.test/127.0.0.1",
-       "--address=/primary.test/127.0.0.2", "--address=/other.test/127.0.0.3"},
-      options);
+  absl::StatusOr<Subprocess> dns = StartTestDns(
+      dnsmasq, dns_port,
+      {"--mx-host=loop.test,me.test,10", "--mx-host=backup.test,primary.test,10",
+       "--mx-host=backup.test,me.test,20", "--mx-host=backup.test,other.test,30",
+       "--address=/me.test/127.0.0.1", "--address=/primary.test/127.0.0.2",
+       "--address=/other.test/127.0.0.3"},
+      dir_.Sub("dnsmasq.stderr"));
   ASSERT_TRUE(dns.ok()) << dns.status();
-  std::string text = daemon_.ConfigText(RelayConfig(absl::StrCat(
-      "resolvers = ( \"127.0.0.1:", dns_port, "\" )\n", "dns_timeout = 1s\n",
-      "remote_smtp_port = ", port, "\n", "Domain \"loop.test\" { routes = \"\" }\n",
-      "Domain \"backup.test\" { routes = \"\" }\n",
-      "Domain \"sender.test\" { routes = \"", sender_mx.route(), "\" }\n")));
-  absl::StrReplaceAll({{"Listen \"127.0.0.1:0\"", absl::StrCat("Listen \"127.0.0.1:", port, "\"")}},
-                      &text);
-  absl::Status started = daemon_.StartWithText(text);
-  ASSERT_TRUE(started.ok()) << started << "\n" << daemon_.StderrText();
-  ASSERT_EQ(daemon_.port(), port);
+  ASSERT_NO_FATAL_FAILURE(StartDaemonOnPort(
+      RelayConfig(absl::StrCat(
+          "resolvers = ( \"127.0.0.1:", dns_port, "\" )\n", "dns_timeout = 1s\n",
+          "remote_smtp_port = ", port, "\n", "Domain \"loop.test\" { routes = \"\" }\n",
+          "Domain \"backup.test\" { routes = \"\" }\n",
+          "Domain \"sender.test\" { routes = \"", sender_mx.route(), "\" }\n")),
+      port));
   ASSERT_NO_FATAL_FAILURE(Send({"--messages", "1", "--rcpt-template", "bob@loop.test",
                                "--from", "alice@sender.test"}));
   ASSERT_NO_FATAL_FAILURE(Send({"--messages", "1", "--rcpt-template", "carol@backup.test",

@@ -179,6 +179,26 @@ uint16_t PickFreePort(int type) {
 uint16_t PickFreeUdpPort() { return PickFreePort(SOCK_DGRAM); }
 uint16_t PickFreeTcpPort() { return PickFreePort(SOCK_STREAM); }
 
+absl::StatusOr<Subprocess> StartTestDns(const std::string& dnsmasq, uint16_t port,
+                                        const std::vector<std::string>& records,
+                                        const std::string& stderr_path) {
+  std::vector<std::string> argv = {dnsmasq,
+                                   absl::StrCat("--port=", port),
+                                   "--listen-address=127.0.0.1",
+                                   "--bind-interfaces",
+                                   "--no-resolv",
+                                   "--no-hosts",
+                                   "--no-daemon",
+                                   "--conf-file=/dev/null",
+                                   "--local=/test/",
+                                   "--pid-file="};
+  argv.insert(argv.end(), records.begin(), records.end());
+  Subprocess::Options options;
+  options.stderr_path = stderr_path;
+  options.pipe_stdout = false;
+  return Subprocess::Start(argv, options);
+}
+
 bool PollUntil(Millis timeout, const std::function<bool()>& done) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {

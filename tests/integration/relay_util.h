@@ -68,6 +68,13 @@ int64_t MetricSum(const std::string& metrics, std::string_view name);
 // `ringctl metrics` from the daemon on `socket`; empty when ringctl fails.
 std::string Metrics(const std::string& socket);
 
+// A dnsmasq (`dnsmasq`: its path, from FindProgram) answering on 127.0.0.1:`port` for the
+// names under .test from `records` only (its --mx-host=, --address=, ... flags), in the
+// foreground: the Subprocess stops it. Its stderr goes to `stderr_path`.
+absl::StatusOr<Subprocess> StartTestDns(const std::string& dnsmasq, uint16_t port,
+                                        const std::vector<std::string>& records,
+                                        const std::string& stderr_path);
+
 // A UDP port on 127.0.0.1 that was free a moment ago (bound, then closed), chosen below the
 // kernel's ephemeral range; 0 on failure.
 uint16_t PickFreeUdpPort();

@@ -85,15 +85,10 @@ class TlsOutDaemonTest : public ::testing::Test {
     if (dnsmasq.empty()) GTEST_SKIP() << "dnsmasq not installed";
     dns_port_ = PickFreeUdpPort();
     ASSERT_NE(dns_port_, 0);
-    Subprocess::Options options;
-    options.stderr_path = dir_.Sub("dnsmasq.stderr");
-    options.pipe_stdout = false;
-    auto dns = Subprocess::Start(
-        {dnsmasq, absl::StrCat("--port=", dns_port_), "--listen-address=127.0.0.1",
-         "--bind-interfaces", "--no-resolv", "--no-hosts", "--no-daemon",
-         "--conf-file=/dev/null", "--local=/test/", "--pid-file=",
-         "--address=/mx.good.test/127.0.0.1", "--address=/mx.bad.test/127.0.0.1"},
-        options);
+    auto dns = StartTestDns(
+        dnsmasq, dns_port_,
+        {"--address=/mx.good.test/127.0.0.1", "--address=/mx.bad.test/127.0.0.1"},
+        dir_.Sub("dnsmasq.stderr"));
     ASSERT_TRUE(dns.ok()) << dns.status();
     dns_ = std::move(*dns);
   }
