@@ -1,5 +1,6 @@
 #include "listeners/http/connection.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -56,6 +57,7 @@ Connection::~Connection() {
 
 void Connection::Start() {
   draining_ = listener_.draining();
+  started_ms_ = listener_.loop().now_ms();
   if (tls_wanted_ && tls_ == nullptr) {
     BeginClose();  // no session could be made: nothing can be said to this client
     return;
@@ -227,6 +229,16 @@ void Connection::EndRequest() {
 
 void Connection::StartInject(std::string body) {
   const HttpSettings& s = *settings_;
+  // Built messages wait in memory for the spool: past a few requests' worth on this loop,
+  // a new request is turned away before anything is decoded or built.
+  if (listener_.inject_bytes_in_flight() + s.request_bytes_max >
+      kInFlightRequestsPerLoop * s.request_bytes_max) {
+    HttpResponse busy = JsonError(503, "too many messages being committed; try again");
+    busy.headers.push_back({"Retry-After", "1"});
+    Respond(busy);
+    EndRequest();
+    return;
+  }
   absl::StatusOr<InjectRequest> decoded =
       listener_.decoder(s.parser.body_bytes_max).Decode(body, DecodeLimits{s.max_recipients});
   if (!decoded.ok()) {
@@ -266,6 +278,7 @@ void Connection::CommitAll(InjectionPlan plan) {
     c->from = m->envelope.mail_from;
     c->size = m->content_size();
     c->request.message = std::move(m);
+    listener_.AddInjectBytes(c->size);
     commits_.push_back(std::move(c));
   }
   commits_in_flight_ = commits_.size();
@@ -279,6 +292,7 @@ void Connection::CommitDone(spool::CommitRequest& request) {
   HttpCounters& counters = listener_.shared().counters();
   for (const auto& c : commits_) {
     if (&c->request != &request) continue;
+    listener_.ReleaseInjectBytes(c->size);
     if (request.status.ok()) {
       counters.messages.fetch_add(1, std::memory_order_relaxed);
       counters.recipients.fetch_add(c->recipients.size(), std::memory_order_relaxed);
@@ -448,6 +462,12 @@ void Connection::Flush() {
 }
 
 bool Connection::TlsInput(std::string_view ciphertext) {
+  // Ciphertext starts the request's clock as plaintext does (FeedParser): else a partial
+  // record trickled a byte at a time, which gives the parser nothing, would renew the idle
+  // timer for ever.
+  if (!ciphertext.empty() && request_started_ms_ == 0 && tls_->established()) {
+    request_started_ms_ = listener_.loop().now_ms();
+  }
   // Everything fed is decrypted before the next recv: the engine's buffer stays small, so
   // a refusal means a peer that broke the record layer.
   if (tls_->FeedCiphertext(ciphertext) < ciphertext.size()) return false;
@@ -524,6 +544,11 @@ void Connection::ArmDeadline() {
     at = hook_started_ms_ + kHookTimeoutMs;
   } else if (!close_after_send_ && sending_.empty() && request_started_ms_ != 0) {
     at = request_started_ms_ + settings_->request_timeout_ms;
+  }
+  // HTTPS: the handshake has its own deadline from accept, whatever bytes trickle in
+  // (tls_handshake_timeout, as for SMTPS and STARTTLS).
+  if (tls_ != nullptr && !tls_->established()) {
+    at = std::min(at, started_ms_ + settings_->tls_handshake_timeout_ms);
   }
   loop.timers().Arm(deadline_, at);
 }

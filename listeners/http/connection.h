@@ -117,6 +117,7 @@ class Connection {
   bool head_request_ = false;
   Persistence persistence_ = Persistence::kKeepAlive;
   uint64_t request_started_ms_ = 0;  // 0: no request in progress
+  uint64_t started_ms_ = 0;          // accepted: the TLS handshake's deadline counts from here
   uint64_t hook_seq_ = 0;
   uint64_t hook_started_ms_ = 0;
 

@@ -121,6 +121,12 @@ class HttpListener {
   core::EventLog* log() { return log_; }
   HttpShared& shared() { return shared_; }
   InjectDecoder& decoder(uint64_t body_bytes_max);
+  // Bytes of built messages this loop's connections hold until the spool answers: a
+  // connection adds a request's messages when it commits them and takes each back in its
+  // commit's answer. Bounds what many concurrent injections keep in memory together.
+  uint64_t inject_bytes_in_flight() const { return inject_bytes_in_flight_; }
+  void AddInjectBytes(uint64_t n) { inject_bytes_in_flight_ += n; }
+  void ReleaseInjectBytes(uint64_t n) { inject_bytes_in_flight_ -= n; }
   bool draining() const { return draining_; }
   // The Date: header value, formatted at most once per second.
   const std::string& DateHeader();
@@ -147,6 +153,7 @@ class HttpListener {
   core::MessageIdGenerator ids_;
   std::unique_ptr<InjectDecoder> decoder_;
   uint64_t decoder_capacity_ = 0;
+  uint64_t inject_bytes_in_flight_ = 0;
   std::vector<std::unique_ptr<core::Acceptor>> acceptors_;
   std::vector<uint16_t> bound_ports_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> connections_;  // by id

@@ -67,10 +67,11 @@ absl::StatusOr<std::shared_ptr<const HttpSettings>> HttpSettings::FromConfig(
   s->max_connections = h.max_connections;
   s->idle_timeout_ms = Ms(h.idle_timeout);
   s->request_timeout_ms = Ms(h.request_timeout);
+  s->tls_handshake_timeout_ms = Ms(config->global.tls_handshake_timeout);
   s->max_recipients = static_cast<size_t>(std::max<int64_t>(e.max_recipients, 1));
   s->message_bytes_max =
       e.max_message_size_bytes > 0 ? e.max_message_size_bytes : h.max_body_size_bytes * 2;
-  s->request_bytes_max = std::max(kRequestMessageBytesMax, s->message_bytes_max);
+  s->request_bytes_max = std::max(s->parser.body_bytes_max, s->message_bytes_max);
   s->tls_server = std::move(tls_server);
   for (const config::ListenConfig& l : h.listen) {
     s->listen_tls.push_back(l.tls == config::ListenTls::kImplicit);

@@ -457,6 +457,30 @@ TEST_F(HttpDaemonTest, TemplatedInjectionMakesOneMessagePerRecipient) {
             "OK");
 }
 
+// The messages of one request may total max(max_body_size, max_message_size): templates
+// cannot make a small request into more than a big plain one could be (the audit made 500
+// MB from 56 KB; the cap was 512 MiB). Here 20 MB (max_message_size's default): 40
+// recipients of a 400 KB template fit, 60 do not: 413, and nothing is spooled.
+TEST_F(HttpDaemonTest, TemplatesCannotMakeMoreThanOneRequestsWorthOfMessages) {
+  StartDaemon("  max_body_size = 1MB\n");
+  auto request = [](int recipients) {
+    std::string r = absl::StrCat(R"({"envelope_sender":"s@x.test","substitution_data":{"a":")",
+                                 std::string(400'000, 'a'), R"("},"recipients":[)");
+    for (int i = 0; i < recipients; ++i) {
+      absl::StrAppend(&r, i == 0 ? "" : ",", R"({"email":"u)", i,
+                      R"(@local.test","substitution_data":{}})");
+    }
+    return absl::StrCat(r, R"(],"content":{"from":"s@x.test","subject":"s","text_body":"{{a}}"}})");
+  };
+  CurlResult fits = Inject(request(40));
+  ASSERT_EQ(fits.status, 200) << fits.body;
+  EXPECT_EQ(Ids(fits.body).size(), 40u) << fits.body;
+  CurlResult over = Inject(request(60));
+  EXPECT_EQ(over.status, 413) << over.body;
+  EXPECT_THAT(over.body, HasSubstr("would be larger than"));
+  EXPECT_TRUE(Ids(over.body).empty()) << over.body;
+}
+
 TEST_F(HttpDaemonTest, RawInjectionIsNormalisedAndKept) {
   StartDaemon();
   CurlResult r =

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -293,6 +294,32 @@ TEST_F(TlsOutDaemonTest, HttpsInjectionWithCurl) {
   plain.push_back(absl::StrCat("http://127.0.0.1:", daemon_.http_port(), "/metrics"));
   RunResult p = RunProgram(plain, Millis(30'000));
   EXPECT_NE(p.exit_code, 0) << p.out;
+}
+
+// HTTPS: the handshake has tls_handshake_timeout from accept, as SMTPS and STARTTLS do. A
+// client trickling a ClientHello a byte every 300 ms against a 1 s idle timeout is closed at
+// the 2 s handshake timeout; before, each byte renewed the idle timer and the connection was
+// held for as long as the bytes came (the audit held one for 8.5 hours with the defaults).
+TEST_F(TlsOutDaemonTest, HttpsHandshakeTrickledAByteAtATimeIsClosedAtTheHandshakeTimeout) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(
+      "tls_handshake_timeout = 2s\n",
+      absl::StrCat("HTTP_Listener {\n  auth_token = \"", kTlsOutToken, "\"\n",
+                   "  tls_certificate = \"", cert_.chain_file, "\"\n  tls_key = \"",
+                   cert_.key_file, "\"\n  idle_timeout = 1s\n  request_timeout = 30s\n",
+                   "  Listen \"127.0.0.1:0\" { tls = \"implicit\" }\n}\n")));
+  SmtpClient c;
+  ASSERT_TRUE(c.Connect(daemon_.http_port()).ok());
+  // A record header announcing a 512-byte ClientHello, then its first bytes.
+  const std::string hello =
+      std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11) + std::string(64, 'r');
+  const auto start = std::chrono::steady_clock::now();
+  bool closed = false;
+  for (size_t i = 0; i < 40 && !closed; ++i) {  // plays a slow client: at most 12 s
+    closed = !c.Send(hello.substr(i, 1)).ok() || c.WaitForClose(Millis(300));
+  }
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(closed) << "still open after 40 bytes in 12 s";
+  EXPECT_LT(waited, Millis(6'000));
 }
 
 // A reload re-reads the HTTP listener's certificate files: handshakes after it get the new
