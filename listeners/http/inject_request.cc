@@ -9,6 +9,7 @@
 #include "base/check.h"
 #include "base/status_macros.h"
 #include "base/string_view.h"
+#include "core/log.h"
 
 namespace ringmail::listeners::http {
 namespace {
@@ -19,6 +20,11 @@ using simdjson::dom::element_type;
 using simdjson::dom::object;
 
 constexpr size_t kInitialCapacity = 64 * 1024;
+// The parser keeps its buffers between requests up to this capacity (a few MB of memory);
+// one bigger document grows them to its size (about 14 bytes of memory per byte of JSON),
+// and they are given back after it: else one 32 MB body pinned ~450 MB on its loop for good
+// (session 11's audit, F3).
+constexpr size_t kRetainedCapacity = 256 * 1024;
 
 std::string Sub(std::string_view field, std::string_view key) {
   return absl::StrCat(ToAbsl(field), ".", ToAbsl(key));
@@ -272,7 +278,20 @@ InjectDecoder::InjectDecoder(size_t body_bytes_max)
 
 InjectDecoder::~InjectDecoder() = default;
 
+size_t InjectDecoder::capacity() const { return parser_->capacity(); }
+
 absl::StatusOr<InjectRequest> InjectDecoder::Decode(std::string& body, const DecodeLimits& limits) {
+  absl::StatusOr<InjectRequest> result = DecodeDocument(body, limits);
+  if (parser_->capacity() > kRetainedCapacity) {
+    // Fails only without memory; the next parse then allocates what it needs, as it does.
+    const simdjson::error_code shrunk = parser_->allocate(kInitialCapacity, kJsonDepthMax);
+    if (shrunk != simdjson::SUCCESS) core::LogWarning("json parser: cannot shrink its buffers");
+  }
+  return result;
+}
+
+absl::StatusOr<InjectRequest> InjectDecoder::DecodeDocument(std::string& body,
+                                                            const DecodeLimits& limits) {
   const size_t size = body.size();
   body.resize(size + simdjson::SIMDJSON_PADDING, '\0');  // simdjson reads past the end
   element doc;

@@ -72,8 +72,11 @@ class InjectDecoder {
 
   // `body` is padded in place for simdjson (and restored) so it is never copied.
   absl::StatusOr<InjectRequest> Decode(std::string& body, const DecodeLimits& limits);
+  // What the parser holds (bytes of JSON it can take without growing): tests.
+  size_t capacity() const;
 
  private:
+  absl::StatusOr<InjectRequest> DecodeDocument(std::string& body, const DecodeLimits& limits);
   std::unique_ptr<simdjson::dom::parser> parser_;
 };
 

@@ -132,6 +132,22 @@ struct BadCase {
   int status;
 };
 
+// A declared Content-Length does not reserve the whole body before it comes: 32 MB declared
+// and 1 byte sent hold a small buffer (idle clients could commit memory they never sent).
+TEST(HttpRequestParserTest, ADeclaredBodyIsNotReservedWholeBeforeItComes) {
+  ParserLimits limits;
+  limits.body_bytes_max = 64 << 20;
+  RequestParser p(limits);
+  const std::string head =
+      "POST /api/inject/v1 HTTP/1.1\r\nHost: h\r\nContent-Length: 33554432\r\n\r\nx";
+  RequestParser::Result r = p.Feed(head);
+  ASSERT_EQ(r.event, RequestParser::Event::kHeaders);
+  EXPECT_LT(p.request().body.capacity(), size_t{1} << 20);
+  r = p.Feed(std::string_view(head).substr(r.consumed));
+  EXPECT_NE(r.event, RequestParser::Event::kError);
+  EXPECT_LT(p.request().body.capacity(), size_t{1} << 20);
+}
+
 TEST(HttpRequestParserTest, MalformedAndOverLimitRequestsGetTheirStatus) {
   ParserLimits limits;
   limits.header_bytes_max = 1024;
