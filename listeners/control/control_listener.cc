@@ -28,7 +28,12 @@ class ControlListener::Connection {
   core::Loop& loop() { return owner_.loop_; }
 
   void ArmRecv() {
-    loop().timers().Arm(idle_, loop().now_ms() + owner_.options_.idle_timeout_ms);
+    // The idle timer runs from the connect or the last reply; the bytes of a partial request
+    // do not move it, else a byte a minute would hold one of the few control slots for as
+    // long as the line limit allows (session 11's audit, F9).
+    if (line_.empty() || !idle_.armed()) {
+      loop().timers().Arm(idle_, loop().now_ms() + owner_.options_.idle_timeout_ms);
+    }
     io_uring_prep_recv(loop().Prepare(recv_op_), fd_, buf_, sizeof(buf_), 0);
   }
 

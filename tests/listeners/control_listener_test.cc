@@ -147,6 +147,28 @@ TEST_F(ControlListenerTest, SilentClientIsCutWithoutBlockingOthers) {
   close(talker);
 }
 
+// A partial request does not renew the idle timer: a client sending one byte every 100 ms
+// without a newline (idle timeout 300 ms) is cut at the timeout, not kept while it sends.
+TEST_F(ControlListenerTest, ATrickledPartialRequestIsCutAtTheIdleTimeout) {
+  ControlListener::Options o;
+  o.idle_timeout_ms = 300;
+  StartListener(o);
+  int fd = Connect();
+  bool closed = false;
+  int sent = 0;
+  for (; sent < 50 && !closed; ++sent) {  // plays a slow client: at most 5 s
+    if (send(fd, "s", 1, MSG_NOSIGNAL) != 1) break;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) > 0) {
+      char c;
+      closed = recv(fd, &c, 1, 0) <= 0;
+    }
+  }
+  EXPECT_TRUE(closed || sent < 50) << "still open after " << sent << " bytes";
+  EXPECT_LT(sent, 20);
+  close(fd);
+}
+
 TEST_F(ControlListenerTest, TooManyClientsAreRefused) {
   ControlListener::Options o;
   o.max_connections = 1;
