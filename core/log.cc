@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/string_view.h"
+#include "base/utf8.h"
 
 namespace ringmail::core {
 namespace {
@@ -69,13 +70,11 @@ void AppendJsonString(std::string* out, std::string_view s) {
       out->push_back(static_cast<char>(c));
       ++i;
     } else {
-      // Copy a well-formed UTF-8 sequence; escape a stray byte as \u00XX.
-      size_t len = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-      bool valid = len > 0 && i + len <= s.size();
-      for (size_t k = 1; valid && k < len; ++k) {
-        valid = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
-      }
-      if (valid) {
+      // Copy a well-formed UTF-8 sequence; escape a stray byte as \u00XX. Overlong forms
+      // and surrogates are stray bytes too: a JSON reader refuses them (session 11's audit
+      // saw `queue summary --json` made unreadable by a suspended domain's name).
+      const size_t len = Utf8SequenceLength(s, i);
+      if (len > 0) {
         out->append(s.substr(i, len));
         i += len;
       } else {

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/string_view.h"
+#include "base/utf8.h"
 
 namespace ringmail::listeners::esmtp {
 namespace {
@@ -23,33 +24,6 @@ bool IsAlnum(unsigned char c) { return absl::ascii_isalnum(c); }
 bool IsAtext(unsigned char c) {
   constexpr std::string_view kSpecials = "!#$%&'*+-/=?^_`{|}~";
   return IsAlnum(c) || kSpecials.find(static_cast<char>(c)) != std::string_view::npos;
-}
-
-// Length of the well-formed UTF-8 sequence starting at s[i] (s[i] >= 0x80), or 0.
-size_t Utf8SequenceLength(std::string_view s, size_t i) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = byte(i);
-  size_t n;
-  unsigned char lo = 0x80, hi = 0xbf;  // allowed range of the second byte
-  if (c >= 0xc2 && c <= 0xdf) {
-    n = 2;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    n = 3;
-    if (c == 0xe0) lo = 0xa0;  // no overlongs
-    if (c == 0xed) hi = 0x9f;  // no surrogates
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    n = 4;
-    if (c == 0xf0) lo = 0x90;
-    if (c == 0xf4) hi = 0x8f;  // <= U+10FFFF
-  } else {
-    return 0;
-  }
-  if (s.size() - i < n) return 0;
-  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
-  for (size_t k = 2; k < n; ++k) {
-    if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
-  }
-  return n;
 }
 
 // Consumes one UTF-8 sequence at s[*i] if s[*i] >= 0x80; false if it is malformed.

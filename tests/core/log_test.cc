@@ -41,6 +41,20 @@ TEST(JsonLineTest, EscapesHostileBytesAndStaysOneLine) {
             "\"tls\":false}\n");
 }
 
+// Bytes that look like UTF-8 but are not well-formed (RFC 3629 §4) are escaped too: an
+// overlong '/', a UTF-16 surrogate, a code point above U+10FFFF. A JSON reader refuses them.
+TEST(JsonLineTest, OverlongSurrogateAndOutOfRangeSequencesAreEscaped) {
+  std::string line = JsonLine()
+                         .Str("overlong", "\xc0\xaf")
+                         .Str("surrogate", "\xed\xa0\x80")
+                         .Str("too_high", "\xf4\x90\x80\x80")
+                         .Str("ok", "\xf0\x9f\x98\x80")
+                         .Finish();
+  EXPECT_EQ(line,
+            "{\"overlong\":\"\\u00c0\\u00af\",\"surrogate\":\"\\u00ed\\u00a0\\u0080\","
+            "\"too_high\":\"\\u00f4\\u0090\\u0080\\u0080\",\"ok\":\"\xf0\x9f\x98\x80\"}\n");
+}
+
 TEST(EventLogTest, LinesFromManyThreadsAllWrittenWhole) {
   std::string path = TempPath("events.log");
   unlink(path.c_str());

@@ -420,7 +420,13 @@ TEST_F(ControlDaemonTest, DomainSuspendHoldsItsMailAndResumeReleasesIt) {
   config.default_route = sink.route();
   config.global_extra = "retry_interval = 1s\nmax_retry_interval = 2s\noutbound_tls = off\n";
   StartDaemon(config);
-  RunResult r = Ringctl({"domain", "suspend", "held.test"});
+  // Not a domain: refused, no record made. A domain is normalised as queues are keyed.
+  for (const char* junk : {"has space", "", "a/../b", "\xc0\xaf.test"}) {
+    RunResult bad = Ringctl({"domain", "suspend", junk});
+    EXPECT_NE(bad.exit_code, 0) << junk << ": " << bad.out;
+    EXPECT_THAT(bad.out + bad.err, HasSubstr("not a domain")) << junk;
+  }
+  RunResult r = Ringctl({"domain", "suspend", "Held.TEST."});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(r.out, "domain held.test suspended\n");
 
