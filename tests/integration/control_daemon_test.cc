@@ -594,5 +594,24 @@ TEST_F(ControlDaemonTest, SurvivesGarbageOverlongLinesAndASilentClient) {
   EXPECT_EQ(DescribeWaitStatus(*stopped), "exit 0");
 }
 
+// `config check FILE` with a relative FILE checks the caller's file: ringctl makes it
+// absolute against its own working directory. Before, the daemon read FILE from its own
+// directory: a broken rel.conf beside the caller was reported "configuration OK" because a
+// good rel.conf lay beside the daemon.
+TEST_F(ControlDaemonTest, ConfigCheckOfARelativePathReadsTheCallersFile) {
+  StartDaemon(DaemonConfig{});
+  const std::string here = dir_.Sub("caller");
+  std::filesystem::create_directories(here);
+  ASSERT_TRUE(WriteFile(here + "/rel.conf", "no_such_key = 1\n").ok());
+  ASSERT_TRUE(WriteFile(daemon_.root() + "/rel.conf", "log_level = \"info\"\n").ok());
+  RunResult r = RunProgram({"/bin/sh", "-c",
+                            absl::StrCat("cd '", here, "' && exec '", RingctlPath(),
+                                         "' --socket '", Socket(), "' config check rel.conf")},
+                           kWait);
+  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out + r.err, HasSubstr(here + "/rel.conf"));
+  EXPECT_THAT(r.out + r.err, HasSubstr("no_such_key"));
+}
+
 }  // namespace
 }  // namespace ringmail::integration

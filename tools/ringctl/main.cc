@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "listeners/control/protocol.h"
@@ -139,6 +140,16 @@ int main(int argc, char** argv) {
     }
   }
   if (request.words.empty()) return Usage("no command given");
+  // `config check FILE` is read by the daemon, from its own working directory: a relative
+  // FILE is made absolute here, against the caller's (else another file of the same name,
+  // beside the daemon, was checked).
+  std::vector<std::string>& w = request.words;
+  if (w.size() == 3 && w[0] == "config" && w[1] == "check" && !w[2].empty() && w[2][0] != '/') {
+    std::error_code ec;
+    std::filesystem::path absolute = std::filesystem::absolute(w[2], ec);
+    if (ec) return Usage(("cannot make " + w[2] + " absolute: " + ec.message()).c_str());
+    w[2] = absolute.lexically_normal().string();
+  }
   std::string line = ringmail::control::FormatRequestLine(request);
   if (line.size() > ringmail::control::kRequestLineMax) return Usage("command too long");
   int fd = Connect(socket_path);
