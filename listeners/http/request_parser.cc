@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <mutex>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace ringmail::listeners::http {
@@ -199,11 +201,31 @@ int RequestParser::OnHeadersComplete(http_parser* p) {
     return p->http_major >= 2 ? self->Fail(505, "only HTTP/1.x is spoken here")
                               : self->Fail(400, "malformed request line (no HTTP version)");
   }
+  int hosts = 0;
+  int transfer_encodings = 0;
+  const std::string* transfer_encoding = nullptr;
   for (const auto& [name, value] : r.headers) {
-    // The library is lenient (spaces in names, obs-fold in values); we are not (RFC 9112).
+    // The library is lenient about names (spaces); we are not (RFC 9112 §5.1). It joins
+    // obs-fold continuation lines into the value, which §5.2 lets a server accept.
     if (!ValidFieldName(name)) return self->Fail(400, "malformed header field name");
     if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
       return self->Fail(400, "header value with a line break or NUL");
+    }
+    if (name == "host") ++hosts;
+    if (name == "transfer-encoding") {
+      ++transfer_encodings;
+      transfer_encoding = &value;
+    }
+  }
+  // RFC 9112 §3.2: more than one Host is a 400. §6.1: a transfer coding we do not know is a
+  // 501 (we know only chunked, and only alone: "gzip, chunked" would be read as plain
+  // chunks), and Transfer-Encoding in HTTP/1.0 is faulty framing.
+  if (hosts > 1) return self->Fail(400, "more than one Host header");
+  if (transfer_encoding != nullptr) {
+    if (p->http_minor == 0) return self->Fail(400, "Transfer-Encoding in an HTTP/1.0 request");
+    if (transfer_encodings > 1 ||
+        !absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(*transfer_encoding), "chunked")) {
+      return self->Fail(501, "only the chunked transfer coding is understood");
     }
   }
   r.method_name = http_method_str(static_cast<http_method>(p->method));

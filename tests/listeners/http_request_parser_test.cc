@@ -175,6 +175,16 @@ TEST(HttpRequestParserTest, MalformedAndOverLimitRequestsGetTheirStatus) {
       {"two content-lengths",
        "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
       {"bad chunk size", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+      // RFC 9112 §3.2 and §6.1 (session 11's audit, F10).
+      {"two hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+      {"a coding before chunked",
+       "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
+      {"two transfer-encoding lines",
+       "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "0\r\n\r\n",
+       501},
+      {"chunked in HTTP/1.0",
+       "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
   };
   for (const BadCase& c : cases) {
     for (size_t step : {size_t{1}, size_t{7}, c.input.size()}) {
