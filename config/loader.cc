@@ -133,7 +133,8 @@ void Builder::ApplyKeys(ScopeKind scope, const std::vector<Node>& statements, vo
     if (node.kind != Node::Kind::kAssignment) continue;
     const KeySpec* key = FindKey(scope, node.name);
     if (key == nullptr) {
-      d_->Error(node.pos, UnknownKeyMessage(scope, node.name));
+      // Built only while it can be kept: past the error cap it is dropped anyway.
+      d_->Error(node.pos, d_->full() ? std::string() : UnknownKeyMessage(scope, node.name));
       continue;
     }
     std::string key_path = KeyPath(path, key->name);
@@ -160,7 +161,7 @@ void Builder::BuildChildScopes(ScopeKind parent, const std::vector<Node>& statem
     if (node.kind != Node::Kind::kScope) continue;
     const ScopeSpec* spec = FindChildScope(parent, node.name);
     if (spec == nullptr) {
-      d_->Error(node.pos, UnknownScopeMessage(parent, node.name));
+      d_->Error(node.pos, d_->full() ? std::string() : UnknownScopeMessage(parent, node.name));
       continue;
     }
     BuildScope(*spec, node, parent_path, parent_object);

@@ -505,6 +505,12 @@ std::string ClosestName(std::string_view name, std::span<const std::string_view>
   std::string_view best;
   size_t best_distance = allowed + 1;
   for (std::string_view candidate : candidates) {
+    // The lengths' difference is a lower bound of the distance: a 4 KB unknown name is not
+    // compared letter by letter with every key (session 11's audit: 5 s of CPU for a 4 MB
+    // file of such names, through `ringctl config check` too).
+    const size_t gap = name.size() > candidate.size() ? name.size() - candidate.size()
+                                                      : candidate.size() - name.size();
+    if (gap >= best_distance) continue;
     size_t distance = EditDistance(name, candidate);
     if (distance < best_distance) {
       best = candidate;
