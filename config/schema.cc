@@ -347,7 +347,8 @@ constexpr KeySpec kKeys[] = {
     Key<kHttp, VT::kInt, &H::max_connections>("max_connections", "1000", 1, kBig, kLive,
         "connections at once"),
     Key<kHttp, VT::kSize, &H::max_body_size_bytes>("max_body_size", "32MB", KiB(1), GiB(2), kLive,
-        "request body limit (413 above)"),
+        "request body limit (413 above); also what one request's messages may total "
+        "after templates, or max_message_size if larger"),
     Key<kHttp, VT::kSize, &H::max_header_size_bytes>("max_header_size", "16KB", KiB(1), MiB(1),
         kLive, "request line plus headers limit (431 above)"),
     Key<kHttp, VT::kDuration, &H::idle_timeout>("idle_timeout", "1m", Sec(1), Hours(1), kLive,
