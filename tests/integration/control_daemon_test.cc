@@ -570,6 +570,15 @@ TEST_F(ControlDaemonTest, SurvivesGarbageOverlongLinesAndASilentClient) {
   ASSERT_TRUE(frame.has_value());
   EXPECT_EQ(frame->first, "OK");
   EXPECT_THAT(frame->second, HasSubstr("\"uptime_s\""));
+  // Words after a command that takes none are an error, not ignored: `shutdown --nwo` (a
+  // typo of --now) does not drain the daemon, `summary extra` is not a summary.
+  for (std::vector<std::string> typo : {std::vector<std::string>{"shutdown", "--nwo"},
+                                        {"summary", "extra"}, {"config", "reload", "now"}}) {
+    RunResult t = Ringctl(typo);
+    EXPECT_NE(t.exit_code, 0) << t.out;
+    EXPECT_THAT(t.err, HasSubstr("unknown command")) << t.err;
+  }
+  EXPECT_TRUE(daemon_.running());
 
   RawControlClient overlong;
   ASSERT_EQ(overlong.Connect(Socket()), 0);

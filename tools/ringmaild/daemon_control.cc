@@ -123,7 +123,13 @@ void Daemon::HandleControl(const control::Request& request, Reply reply) {
     }
     return true;
   };
-  if (is({"summary"}) || is({"eventloop", "list"}) || is({"metrics"})) {
+  // Commands without arguments take none: `shutdown --nwo` must not drain as if it were
+  // `shutdown`, and `summary foo` is a typo to point out, not to ignore.
+  auto exactly = [&w, &is](std::initializer_list<const char*> words) {
+    return w.size() == words.size() && is(words);
+  };
+  const bool shutdown_now = w.size() == 2 && w[0] == "shutdown" && w[1] == "--now";
+  if (exactly({"summary"}) || exactly({"eventloop", "list"}) || exactly({"metrics"})) {
     const std::string what = w[0];
     GatherLoops([this, what, json, reply = std::move(reply)](
                     std::vector<LoopSnapshot> loops) mutable {
@@ -134,26 +140,26 @@ void Daemon::HandleControl(const control::Request& request, Reply reply) {
     return;
   }
   Response r;
-  if (is({"threadpool", "list"})) {
+  if (exactly({"threadpool", "list"})) {
     r = ThreadPoolList(json);
   } else if (is({"threadpool", "set"})) {
     r = ThreadPoolSet(w);
-  } else if (is({"license", "show"})) {
+  } else if (exactly({"license", "show"})) {
     r = LicenseShow(json);
-  } else if (is({"config", "show"})) {
+  } else if (is({"config", "show"}) && w.size() <= 3) {
     r = ConfigShow(w, json);
   } else if (is({"config", "check"})) {
     ConfigCheck(w, std::move(reply));
     return;
-  } else if (is({"config", "reload"})) {
+  } else if (exactly({"config", "reload"})) {
     Reload(json, std::move(reply));
     return;
-  } else if (is({"log", "reopen"})) {
+  } else if (exactly({"log", "reopen"})) {
     reception_log_->Reopen();
     if (delivery_log_ != nullptr) delivery_log_->Reopen();
     r = Ok("log files reopened\n");
-  } else if (is({"shutdown"})) {
-    const bool now = w.size() > 1 && w[1] == "--now";
+  } else if (exactly({"shutdown"}) || shutdown_now) {
+    const bool now = shutdown_now;
     std::move(reply)(Ok(now ? "stopping now\n" : "draining, then stopping\n"));
     // After the reply has been queued: the listener stays until the loop stops.
     loops_->master().Defer([this, now] { now ? StopEverything() : BeginDrain(); });
@@ -164,7 +170,8 @@ void Daemon::HandleControl(const control::Request& request, Reply reply) {
   } else {
     r = Err(absl::StrCat("unknown command '", absl::StrJoin(w, " "),
                          "'; try: summary, config show|check|reload, threadpool list|set, "
-                         "eventloop list, license show, metrics, log reopen, shutdown"));
+                         "eventloop list, license show, metrics, log reopen, "
+                         "shutdown [--now]"));
   }
   std::move(reply)(std::move(r));
 }
