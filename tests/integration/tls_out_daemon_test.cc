@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -320,6 +321,29 @@ TEST_F(TlsOutDaemonTest, HttpsHandshakeTrickledAByteAtATimeIsClosedAtTheHandshak
   const auto waited = std::chrono::steady_clock::now() - start;
   EXPECT_TRUE(closed) << "still open after 40 bytes in 12 s";
   EXPECT_LT(waited, Millis(6'000));
+}
+
+// After the handshake, ciphertext that never decrypts to a request starts the request's
+// clock as plaintext does: a record header trickled a byte every 300 ms (idle timeout 1 s)
+// is cut at request_timeout (2 s), not kept while the bytes come, as each byte renewed the
+// idle timer before.
+TEST_F(TlsOutDaemonTest, HttpsRecordTrickledAfterTheHandshakeIsCutAtTheRequestTimeout) {
+  const std::string python = FindProgram({"python3"});
+  if (python.empty()) GTEST_SKIP() << "python3 not installed";
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(
+      "", absl::StrCat("HTTP_Listener {\n  auth_token = \"", kTlsOutToken, "\"\n",
+                       "  tls_certificate = \"", cert_.chain_file, "\"\n  tls_key = \"",
+                       cert_.key_file, "\"\n  idle_timeout = 1s\n  request_timeout = 2s\n",
+                       "  Listen \"127.0.0.1:0\" { tls = \"implicit\" }\n}\n")));
+  RunResult r = RunProgram({python, ClientScriptPath("tls_trickle_record.py"), "127.0.0.1",
+                            std::to_string(daemon_.http_port()), pki_->ca_file(),
+                            "mx.good.test", "0.3", "40"},
+                           Millis(60'000));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  ASSERT_TRUE(absl::StartsWith(r.out, "CLOSED ")) << r.out;
+  double seconds = 0;
+  ASSERT_TRUE(absl::SimpleAtod(absl::StripAsciiWhitespace(r.out.substr(7)), &seconds)) << r.out;
+  EXPECT_LT(seconds, 6.0) << r.out;
 }
 
 // A reload re-reads the HTTP listener's certificate files: handshakes after it get the new
