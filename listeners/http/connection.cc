@@ -252,21 +252,44 @@ void Connection::StartInject(std::string body) {
   ctx.peer_text = absl::StrCat(peer_ip_, ":", peer_port_);
   ctx.hostname = s.hostname;
   ctx.now_ms = WallMs();
-  ctx.ids = &listener_.ids();
   ctx.message_bytes_max = s.message_bytes_max;
   ctx.request_bytes_max = s.request_bytes_max;
-  absl::StatusOr<InjectionPlan> plan = PlanInjection(*decoded, ctx);
+  // Templates and MIME are built off the loop when the daemon lends a thread: ids for every
+  // message it can make (one per recipient at most) are drawn here, on the loop that owns
+  // the generator.
+  for (size_t i = 0; i < std::max<size_t>(decoded->recipients.size(), 1); ++i) {
+    ctx.drawn.push_back(listener_.ids().Next(ctx.now_ms));
+  }
+  if (listener_.PlanOffLoop(*decoded, ctx, settings_, id_, ++plan_seq_)) {
+    phase_ = Phase::kPlanning;
+    ArmDeadline();
+    return;
+  }
+  UsePlan(PlanInjection(*decoded, ctx), /*posted=*/false);
+}
+
+void Connection::PlanDone(uint64_t seq, absl::StatusOr<InjectionPlan> plan) {
+  if (closing_ || phase_ != Phase::kPlanning || seq != plan_seq_) return;  // late: dropped
+  UsePlan(std::move(plan), /*posted=*/true);
+}
+
+// Answers the request from its plan, or commits its messages. `posted`: from a task of its
+// own (built off the loop), so the connection is pumped after; else the parser's loop that
+// called OnMessage goes on by itself.
+void Connection::UsePlan(absl::StatusOr<InjectionPlan> plan, bool posted) {
+  phase_ = Phase::kReading;
   if (!plan.ok()) {
     Respond(ResponseForStatus(plan.status(), ErrorStage::kRequest));
     EndRequest();
-    return;
+  } else {
+    failures_ = std::move(plan->failures);
+    if (plan->messages.empty()) {
+      FinishInject();
+    } else {
+      CommitAll(*std::move(plan));
+    }
   }
-  failures_ = std::move(plan->failures);
-  if (plan->messages.empty()) {
-    FinishInject();
-    return;
-  }
-  CommitAll(*std::move(plan));
+  if (posted) Pump();
 }
 
 void Connection::CommitAll(InjectionPlan plan) {
@@ -535,8 +558,8 @@ void Connection::SendDone(core::Operation&, core::IoResult r) {
 
 void Connection::ArmDeadline() {
   core::Loop& loop = listener_.loop();
-  if (closing_ || phase_ == Phase::kCommitting) {
-    loop.timers().Cancel(deadline_);
+  if (closing_ || phase_ == Phase::kPlanning || phase_ == Phase::kCommitting) {
+    loop.timers().Cancel(deadline_);  // our own work, bounded: the client waits for it
     return;
   }
   uint64_t at = loop.now_ms() + settings_->idle_timeout_ms;

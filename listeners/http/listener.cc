@@ -191,6 +191,42 @@ void HttpListener::CallHook(Endpoint endpoint, uint64_t connection_id, uint64_t 
   (*hook)(std::move(reply));
 }
 
+bool HttpListener::PlanOffLoop(InjectRequest& request, InjectContext& context,
+                               std::shared_ptr<const HttpSettings> settings,
+                               uint64_t connection_id, uint64_t seq) {
+  if (hooks_ == nullptr || !hooks_->run_off_loop) return false;
+  // What the job reads; handed back to the caller if the pool refuses the job.
+  struct Input {
+    InjectRequest request;
+    InjectContext context;
+    std::shared_ptr<const HttpSettings> settings;  // keeps the policy context points at
+  };
+  auto input = std::make_shared<Input>(
+      Input{std::move(request), std::move(context), std::move(settings)});
+  // As for hooks: the answer comes back by a post reserved now, and the listener outlives
+  // its loop's last task.
+  HttpListener* self = this;
+  auto job = [self, back = loop_.Reserve(), input, connection_id, seq]() mutable {
+    absl::StatusOr<InjectionPlan> plan = PlanInjection(input->request, input->context);
+    (void)std::move(back).Post([self, connection_id, seq, plan = std::move(plan)]() mutable {
+      self->PlanAnswered(connection_id, seq, std::move(plan));
+    });
+  };
+  if (!hooks_->run_off_loop(std::move(job))) {
+    request = std::move(input->request);
+    context = std::move(input->context);
+    return false;
+  }
+  return true;
+}
+
+void HttpListener::PlanAnswered(uint64_t connection_id, uint64_t seq,
+                                absl::StatusOr<InjectionPlan> plan) {
+  auto it = connections_.find(connection_id);
+  if (it == connections_.end()) return;  // the connection has gone: the messages go too
+  it->second->PlanDone(seq, std::move(plan));
+}
+
 void HttpListener::HookAnswered(uint64_t connection_id, uint64_t seq, HookResponse response) {
   auto it = connections_.find(connection_id);
   if (it == connections_.end()) return;  // the connection has gone

@@ -31,6 +31,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "config/address.h"
 #include "core/acceptor.h"
 #include "core/buffers.h"
@@ -38,6 +39,7 @@
 #include "core/loop.h"
 #include "core/message.h"
 #include "listeners/http/inject_request.h"
+#include "listeners/http/injection.h"
 #include "listeners/http/responses.h"
 #include "listeners/http/settings.h"
 #include "spool/group_commit.h"
@@ -64,6 +66,10 @@ using HookReply = absl::AnyInvocable<void(HookResponse) &&>;
 struct HttpHooks {
   std::function<void(HookReply)> metrics;  // Prometheus text exposition
   std::function<void(HookReply)> queues;   // JSON object
+  // Runs a job on another thread (the daemon's IO pool); false when it cannot take it now.
+  // An injection's messages (templates, MIME) are built there, so that a big request does
+  // not hold the loop's other connections. Empty, or false: built on the loop.
+  std::function<bool(absl::AnyInvocable<void() &&> job)> run_off_loop;
 };
 inline constexpr uint64_t kHookTimeoutMs = 10'000;
 
@@ -133,6 +139,14 @@ class HttpListener {
   // Runs the hook for `endpoint`; the answer reaches Connection::HookDone(seq, ...) of the
   // connection `connection_id` on this loop, if it still exists then.
   void CallHook(Endpoint endpoint, uint64_t connection_id, uint64_t seq);
+  // Builds `request`'s messages off the loop when the hooks can (HttpHooks::run_off_loop):
+  // the plan reaches Connection::PlanDone(seq, ...) of `connection_id` on this loop, if it
+  // still exists then. The messages being built are not in inject_bytes_in_flight(): the
+  // pool's concurrency bounds how many requests are built at once. False: not taken,
+  // `request` and `context` left as they were: plan on the loop.
+  bool PlanOffLoop(InjectRequest& request, InjectContext& context,
+                   std::shared_ptr<const HttpSettings> settings, uint64_t connection_id,
+                   uint64_t seq);
   void ConnectionClosed(Connection* c);
 
  private:
@@ -142,6 +156,7 @@ class HttpListener {
   void CloseAcceptors();
   void MaybeDrained();
   void HookAnswered(uint64_t connection_id, uint64_t seq, HookResponse response);
+  void PlanAnswered(uint64_t connection_id, uint64_t seq, absl::StatusOr<InjectionPlan> plan);
 
   core::Loop& loop_;
   HttpShared& shared_;

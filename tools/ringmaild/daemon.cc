@@ -373,6 +373,13 @@ absl::Status Daemon::StartHttpListeners() {
   auto hooks = std::make_shared<listeners::http::HttpHooks>();
   hooks->metrics = [this](listeners::http::HookReply r) { AnswerHttpHook(std::move(r), true); };
   hooks->queues = [this](listeners::http::HookReply r) { AnswerHttpHook(std::move(r), false); };
+  // Injections' messages are built on the IO pool (a loop thread calls this: the pool's
+  // TrySubmit is thread-safe, and the pool outlives the loops); a full backlog builds them
+  // on the loop instead.
+  core::ThreadPool* io = thread_pools_->Find(core::kIoPool);
+  hooks->run_off_loop = [io](absl::AnyInvocable<void() &&> job) {
+    return io != nullptr && io->TrySubmit(std::move(job)) == core::SubmitResult::kAccepted;
+  };
   http_hooks_ = std::move(hooks);
   std::vector<config::NetAddress> addresses;
   for (const config::ListenConfig& l : hc.listen) addresses.push_back(l.address);
