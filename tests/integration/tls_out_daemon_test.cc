@@ -112,6 +112,14 @@ class TlsOutDaemonTest : public ::testing::Test {
     ASSERT_TRUE(started.ok()) << started;
   }
 
+  // An HTTPS HTTP_Listener scope with the test certificate, and `extra` keys.
+  std::string HttpsListener(const std::string& extra = "") const {
+    return absl::StrCat("HTTP_Listener {\n  auth_token = \"", kTlsOutToken, "\"\n",
+                        "  tls_certificate = \"", cert_.chain_file, "\"\n  tls_key = \"",
+                        cert_.key_file, "\"\n", extra,
+                        "  Listen \"127.0.0.1:0\" { tls = \"implicit\" }\n}\n");
+  }
+
   // One message to r@<domain> over plain SMTP to the daemon.
   void Send(const std::string& domain) {
     SmtpClient c;
@@ -257,11 +265,7 @@ TEST_F(TlsOutDaemonTest, OpportunisticUsesTlsWithAnUnknownCaAndRecordsIt) {
 TEST_F(TlsOutDaemonTest, HttpsInjectionWithCurl) {
   const std::string curl = FindProgram({"curl"});
   if (curl.empty()) GTEST_SKIP() << "curl missing";
-  ASSERT_NO_FATAL_FAILURE(StartDaemon(
-      "", absl::StrCat("HTTP_Listener {\n  auth_token = \"", kTlsOutToken, "\"\n",
-                       "  tls_certificate = \"", cert_.chain_file, "\"\n  tls_key = \"",
-                       cert_.key_file, "\"\n",
-                       "  Listen \"127.0.0.1:0\" { tls = \"implicit\" }\n}\n")));
+  ASSERT_NO_FATAL_FAILURE(StartDaemon("", HttpsListener()));
   ASSERT_TRUE(WriteFile(dir_.Sub("body.json"),
                         R"({"envelope_sender":"s@x.test","recipients":[{"email":"a@local.test"}],)"
                         R"("content":{"from":"s@x.test","subject":"hi","text_body":"t"}})")
@@ -304,10 +308,7 @@ TEST_F(TlsOutDaemonTest, HttpsInjectionWithCurl) {
 TEST_F(TlsOutDaemonTest, HttpsHandshakeTrickledAByteAtATimeIsClosedAtTheHandshakeTimeout) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon(
       "tls_handshake_timeout = 2s\n",
-      absl::StrCat("HTTP_Listener {\n  auth_token = \"", kTlsOutToken, "\"\n",
-                   "  tls_certificate = \"", cert_.chain_file, "\"\n  tls_key = \"",
-                   cert_.key_file, "\"\n  idle_timeout = 1s\n  request_timeout = 30s\n",
-                   "  Listen \"127.0.0.1:0\" { tls = \"implicit\" }\n}\n")));
+      HttpsListener("  idle_timeout = 1s\n  request_timeout = 30s\n")));
   SmtpClient c;
   ASSERT_TRUE(c.Connect(daemon_.http_port()).ok());
   // A record header announcing a 512-byte ClientHello, then its first bytes.
@@ -330,11 +331,8 @@ TEST_F(TlsOutDaemonTest, HttpsHandshakeTrickledAByteAtATimeIsClosedAtTheHandshak
 TEST_F(TlsOutDaemonTest, HttpsRecordTrickledAfterTheHandshakeIsCutAtTheRequestTimeout) {
   const std::string python = FindProgram({"python3"});
   if (python.empty()) GTEST_SKIP() << "python3 not installed";
-  ASSERT_NO_FATAL_FAILURE(StartDaemon(
-      "", absl::StrCat("HTTP_Listener {\n  auth_token = \"", kTlsOutToken, "\"\n",
-                       "  tls_certificate = \"", cert_.chain_file, "\"\n  tls_key = \"",
-                       cert_.key_file, "\"\n  idle_timeout = 1s\n  request_timeout = 2s\n",
-                       "  Listen \"127.0.0.1:0\" { tls = \"implicit\" }\n}\n")));
+  ASSERT_NO_FATAL_FAILURE(
+      StartDaemon("", HttpsListener("  idle_timeout = 1s\n  request_timeout = 2s\n")));
   RunResult r = RunProgram({python, ClientScriptPath("tls_trickle_record.py"), "127.0.0.1",
                             std::to_string(daemon_.http_port()), pki_->ca_file(),
                             "mx.good.test", "0.3", "40"},
