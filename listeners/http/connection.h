@@ -12,7 +12,8 @@
 // are built on the daemon's IO pool when it lends a thread (HttpHooks::run_off_loop; else
 // here), so that a big request does not hold the loop's other connections: 6 requests of
 // 18 MB held a new SMTP greeting on the same loop up to 43-74 ms built here, 5-10 ms built
-// there (bench/http_inject_stall.py). The plan comes back as a posted task, and its messages are committed here.
+// there (bench/http_inject_stall.py). The plan comes back as a posted task, and its
+// messages are committed here.
 //
 // Deadlines: idle_timeout between requests (and for a client that stops reading our
 // responses); request_timeout from a request's first byte to its last (408, then close);
