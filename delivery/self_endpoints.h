@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "config/address.h"
 #include "config/config.h"
 #include "dns/answer.h"
 
@@ -32,25 +33,23 @@ class SelfEndpoints {
   // `listen`: the ESMTP listeners' Listen scopes; `local`: the host's interface addresses
   // (LocalAddresses()), read only for wildcard listeners.
   static SelfEndpoints Make(const std::vector<config::ListenConfig>& listen,
-                            const std::vector<dns::IpAddress>& local);
+                            const std::vector<config::IpAddress>& local);
 
   // Whether a connect to `next_hop`:`port` reaches one of the listeners. An IPv4-mapped
   // IPv6 address counts as the IPv4 address it maps; 0.0.0.0 and :: as loopback (connect()
   // takes them to mean this host).
   bool Contains(const dns::IpAddress& next_hop, uint16_t port) const;
-  bool empty() const { return endpoints_.empty(); }
 
  private:
   struct Endpoint {
-    dns::IpAddress address;  // the family only, when any_loopback
+    config::Cidr block;  // one address, or all of loopback for a wildcard listener
     uint16_t port = 0;
-    bool any_loopback = false;  // every loopback address of the family (127.0.0.0/8, ::1)
   };
   std::vector<Endpoint> endpoints_;  // wildcards already expanded
 };
 
 // The addresses of the host's interfaces (getifaddrs). Blocking (a netlink dump): call it at
 // start-up, off the delivery loops.
-absl::StatusOr<std::vector<dns::IpAddress>> LocalAddresses();
+absl::StatusOr<std::vector<config::IpAddress>> LocalAddresses();
 
 }  // namespace ringmail::delivery

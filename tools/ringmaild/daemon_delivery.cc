@@ -57,12 +57,12 @@ absl::Status Daemon::StartDelivery() {
 
 void Daemon::ShareSelfEndpoints() {
   // getifaddrs: a netlink dump, here on the master at start-up, never on a delivery loop.
-  absl::StatusOr<std::vector<dns::IpAddress>> local = delivery::LocalAddresses();
+  absl::StatusOr<std::vector<config::IpAddress>> local = delivery::LocalAddresses();
   if (!local.ok()) {
     // Listeners on specific addresses are still known; wildcards match loopback only.
     core::LogWarning("interface addresses unknown (%s): a wildcard listener's own addresses "
                      "are checked on loopback only", std::string(local.status().message()));
-    local = std::vector<dns::IpAddress>{};
+    local = std::vector<config::IpAddress>{};
   }
   auto self = std::make_shared<const delivery::SelfEndpoints>(
       delivery::SelfEndpoints::Make(esmtp_bound_, *local));
