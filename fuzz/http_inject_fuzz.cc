@@ -131,7 +131,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ctx.peer_text = (mode & 2) ? "192.0.2.7:5000" : "203.0.113.9:5000";
   ctx.hostname = "mx.fuzz.example";
   ctx.now_ms = 1700000000000;
-  ctx.ids = &ids;
+  for (size_t i = 0; i < request->recipients.size(); ++i) ctx.ids.push_back(ids.Next(ctx.now_ms));
   if (mode & 4) {
     ctx.message_bytes_max = 2048;
     ctx.request_bytes_max = 4096;

@@ -258,7 +258,7 @@ void Connection::StartInject(std::string body) {
   // message it can make (one per recipient at most) are drawn here, on the loop that owns
   // the generator.
   for (size_t i = 0; i < std::max<size_t>(decoded->recipients.size(), 1); ++i) {
-    ctx.drawn.push_back(listener_.ids().Next(ctx.now_ms));
+    ctx.ids.push_back(listener_.ids().Next(ctx.now_ms));
   }
   if (listener_.PlanOffLoop(*decoded, ctx, settings_, id_, ++plan_seq_)) {
     phase_ = Phase::kPlanning;

@@ -115,7 +115,7 @@ struct Builder {
   const InjectContext& ctx;
   bool sender_non_ascii = false;
   uint64_t bytes = 0;
-  size_t drawn_used = 0;
+  size_t ids_used = 0;
 
   // One message for `recipients` (indices into the checked list).
   absl::StatusOr<std::unique_ptr<core::Message>> Make(
@@ -125,13 +125,10 @@ struct Builder {
 absl::StatusOr<std::unique_ptr<core::Message>> Builder::Make(
     const std::vector<const CheckedRecipient*>& recipients, const TemplateScope& scope) {
   auto m = std::make_unique<core::Message>();
-  if (ctx.ids != nullptr) {
-    m->id = ctx.ids->Next(ctx.now_ms);
-  } else if (drawn_used < ctx.drawn.size()) {
-    m->id = ctx.drawn[drawn_used++];
-  } else {
+  if (ids_used == ctx.ids.size()) {
     return absl::InternalError("injection: fewer message ids drawn than messages");
   }
+  m->id = ctx.ids[ids_used++];
   m->received_ms = ctx.now_ms;
   const std::string message_id = absl::StrCat("<", m->id.ToHex(), "@", ctx.hostname, ">");
   std::string content;

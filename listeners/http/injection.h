@@ -37,11 +37,10 @@ struct InjectContext {
   std::string peer_text;                 // "ip:port" for the envelope
   std::string hostname;                  // Message-ID domain and Received: "by"
   uint64_t now_ms = 0;
-  // Message ids: drawn from `ids` (on its loop), or, when that is null, taken in order from
-  // `drawn` (drawn on the loop beforehand, for planning on another thread: one per
-  // recipient of the request is always enough).
-  core::MessageIdGenerator* ids = nullptr;
-  std::vector<core::MessageId> drawn;
+  // Message ids, taken in order: drawn beforehand from the generator of the loop that owns
+  // the request, so that the plan can be made on another thread. One per recipient of the
+  // request is always enough (a message has one recipient at least).
+  std::vector<core::MessageId> ids;
   uint64_t message_bytes_max = 64ull << 20;
   uint64_t request_bytes_max = 256ull << 20;
 };

@@ -218,7 +218,8 @@ class HttpPlanTest : public ::testing::Test {
     ctx_.peer_text = "192.0.2.1:4000";
     ctx_.hostname = "mx.test";
     ctx_.now_ms = 1'700'000'000'000;
-    ctx_.ids = &ids_;
+    // One per recipient is what the listener draws; the tests here have fewer than this.
+    for (int i = 0; i < 200; ++i) ctx_.ids.push_back(ids_.Next(ctx_.now_ms));
   }
 
   InjectRequest Structured(std::vector<InjectRecipient> recipients) {
