@@ -24,13 +24,9 @@
 
 namespace ringmail::listeners::http {
 
-// The bytes all messages of one request may grow to (templates multiply a body): what one
-// request or one message may be anyway, max(max_body_size, max_message_size), so that a
-// small templated request cannot make more than a large plain one (session 11's audit: 56 KB
-// with 100 templated recipients made 500 MB of messages, built on the loop). A bigger batch
-// is split by the client into several requests.
 // The bytes of built messages one loop's connections may hold at once, waiting for the
-// spool, in requests: beyond it a request gets 503 and Retry-After before anything is built.
+// spool, in requests' worth (request_bytes_max): beyond it a request gets 503 and
+// Retry-After before anything is decoded or built.
 inline constexpr uint64_t kInFlightRequestsPerLoop = 4;
 
 struct HttpSettings {
@@ -48,7 +44,11 @@ struct HttpSettings {
   uint64_t tls_handshake_timeout_ms = 0;  // HTTPS: from accept to the handshake's end
   size_t max_recipients = 0;       // per request (the ESMTP_Listener's max_recipients)
   uint64_t message_bytes_max = 0;  // per built message (the ESMTP max_message_size)
-  uint64_t request_bytes_max = 0;  // all messages of one request
+  // All messages of one request (templates multiply a body): what one request or one
+  // message may be anyway, max(max_body_size, max_message_size), so that a small templated
+  // request cannot make more than a large plain one (session 11's audit: 56 KB with 100
+  // templated recipients made 500 MB of messages). A bigger batch is several requests.
+  uint64_t request_bytes_max = 0;
   // HTTPS: the server context (tls_certificate + tls_key), null when none is configured,
   // and for each Listen entry, in the config's order (the order HttpListener::Listen gets
   // the addresses in), whether it speaks TLS from the first byte.

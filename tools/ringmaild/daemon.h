@@ -75,10 +75,10 @@ class Daemon {
   // Reload: hands the next generation's HTTP settings to the listeners (null: none run).
   void UpdateHttpSettings(std::shared_ptr<const listeners::http::HttpSettings> settings);
   // ---- delivery (daemon_delivery.cc) ----
-  absl::Status StartDelivery();
+  absl::Status StartDelivery();  // engines on the delivery_pool loops
   // Once the ESMTP listeners are bound: their endpoints to every engine, so that delivery
   // never connects back to this daemon (delivery/self_endpoints.h). Start-up only.
-  void ShareSelfEndpoints();  // engines on the delivery_pool loops
+  void ShareSelfEndpoints();
   absl::Status OpenLedgerAndSpool(LoopParts& parts);
   void AdoptRecovered();         // hands the start-up recovery result to the ledgers
   delivery::LedgerOptions LedgerOptionsFor(core::Loop& loop);
