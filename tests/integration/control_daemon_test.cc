@@ -426,6 +426,9 @@ TEST_F(ControlDaemonTest, DomainSuspendHoldsItsMailAndResumeReleasesIt) {
     EXPECT_NE(bad.exit_code, 0) << junk << ": " << bad.out;
     EXPECT_THAT(bad.out + bad.err, HasSubstr("not a domain")) << junk;
   }
+  RunResult empty = Ringctl({"queue", "flush", ""});  // not "flush every queue"
+  EXPECT_NE(empty.exit_code, 0) << empty.out;
+  EXPECT_THAT(empty.out + empty.err, HasSubstr("not a domain"));
   RunResult r = Ringctl({"domain", "suspend", "Held.TEST."});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(r.out, "domain held.test suspended\n");

@@ -424,7 +424,7 @@ void Daemon::HandleDeliveryCommand(const control::Request& request, Reply reply)
   const bool takes_domain = w.size() >= 2 && ((w[0] == "queue" && (w[1] == "summary" ||
                                                                      w[1] == "flush")) ||
                                               w[0] == "domain");
-  if (takes_domain && (!arg.empty() || (w[0] == "domain" && w.size() > 2))) {
+  if (takes_domain && w.size() > 2) {  // an empty word too: `queue flush ""` is not "all"
     absl::StatusOr<std::string> domain = delivery::RecipientDomain(absl::StrCat("x@", arg));
     if (!domain.ok()) {
       std::move(reply)(Err(absl::StrCat("not a domain: ", domain.status().message())));
