@@ -230,9 +230,10 @@ void Connection::EndRequest() {
 void Connection::StartInject(std::string body) {
   const HttpSettings& s = *settings_;
   // Built messages wait in memory for the spool: past a few requests' worth on this loop,
-  // a new request is turned away before anything is decoded or built.
-  if (listener_.inject_bytes_in_flight() + s.request_bytes_max >
-      kInFlightRequestsPerLoop * s.request_bytes_max) {
+  // a new request is turned away before anything is decoded. The messages are charged as
+  // they are built, so that requests built together on the pool cannot all pass this check.
+  const uint64_t budget_limit = kInFlightRequestsPerLoop * s.request_bytes_max;
+  if (listener_.inject_budget()->used() + s.request_bytes_max > budget_limit) {
     HttpResponse busy = JsonError(503, "too many messages being committed; try again");
     busy.headers.push_back({"Retry-After", "1"});
     Respond(busy);
@@ -254,6 +255,8 @@ void Connection::StartInject(std::string body) {
   ctx.now_ms = WallMs();
   ctx.message_bytes_max = s.message_bytes_max;
   ctx.request_bytes_max = s.request_bytes_max;
+  ctx.budget = listener_.inject_budget();
+  ctx.budget_limit = budget_limit;
   // Templates and MIME are built off the loop when the daemon lends a thread: ids for every
   // message it can make (one per recipient at most) are drawn here, on the loop that owns
   // the generator.
@@ -294,6 +297,7 @@ void Connection::UsePlan(absl::StatusOr<InjectionPlan> plan, bool posted) {
 
 void Connection::CommitAll(InjectionPlan plan) {
   phase_ = Phase::kCommitting;
+  commit_charge_ = std::move(plan.charge);
   for (std::unique_ptr<core::Message>& m : plan.messages) {
     auto c = std::make_unique<PendingCommit>();
     c->request.Bind<&Connection::CommitDone>(this);
@@ -301,7 +305,6 @@ void Connection::CommitAll(InjectionPlan plan) {
     c->from = m->envelope.mail_from;
     c->size = m->content_size();
     c->request.message = std::move(m);
-    listener_.AddInjectBytes(c->size);
     commits_.push_back(std::move(c));
   }
   commits_in_flight_ = commits_.size();
@@ -315,7 +318,7 @@ void Connection::CommitDone(spool::CommitRequest& request) {
   HttpCounters& counters = listener_.shared().counters();
   for (const auto& c : commits_) {
     if (&c->request != &request) continue;
-    listener_.ReleaseInjectBytes(c->size);
+    commit_charge_.Release(c->size);
     if (request.status.ok()) {
       counters.messages.fetch_add(1, std::memory_order_relaxed);
       counters.recipients.fetch_add(c->recipients.size(), std::memory_order_relaxed);

@@ -135,6 +135,7 @@ class Connection {
 
   std::vector<std::unique_ptr<PendingCommit>> commits_;
   size_t commits_in_flight_ = 0;
+  BudgetCharge commit_charge_;  // the committing request's messages, given back per answer
   std::vector<RecipientFailure> failures_;
 
   std::string stash_;      // received bytes not yet parsed

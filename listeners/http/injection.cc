@@ -114,6 +114,7 @@ struct Builder {
   const InjectRequest& request;
   const InjectContext& ctx;
   bool sender_non_ascii = false;
+  BudgetCharge& charge;
   uint64_t bytes = 0;
   size_t ids_used = 0;
 
@@ -173,6 +174,9 @@ absl::StatusOr<std::unique_ptr<core::Message>> Builder::Make(
   m->received_header = ReceivedHeader(
       ctx, m->id, recipients.size() == 1 ? &m->envelope.recipients[0].address : nullptr);
   m->body.Append(content);
+  if (!charge.TryAdd(m->content_size(), ctx.budget_limit)) {
+    return absl::UnavailableError("too many messages are waiting for the spool; try again");
+  }
   return m;
 }
 
@@ -283,6 +287,7 @@ absl::StatusOr<InjectionPlan> PlanInjection(const InjectRequest& request,
     return FieldError("content", "templates (substitution_data) need structured content");
   }
   InjectionPlan plan;
+  plan.charge = BudgetCharge(ctx.budget);
   std::vector<CheckedRecipient> accepted;
   for (size_t i = 0; i < request.recipients.size(); ++i) {
     RM_ASSIGN_OR_RETURN(CheckedRecipient c, CheckRecipient(request.recipients[i], i));
@@ -293,7 +298,7 @@ absl::StatusOr<InjectionPlan> PlanInjection(const InjectRequest& request,
     accepted.push_back(std::move(c));
   }
   if (accepted.empty()) return plan;
-  Builder builder{request, ctx, sender_non_ascii};
+  Builder builder{request, ctx, sender_non_ascii, plan.charge};
   const SubstitutionValues* global =
       request.global_substitution ? &*request.global_substitution : nullptr;
   if (!templated) {
@@ -308,6 +313,7 @@ absl::StatusOr<InjectionPlan> PlanInjection(const InjectRequest& request,
     const TemplateScope scope{r.substitution ? &*r.substitution : nullptr, global};
     absl::StatusOr<std::unique_ptr<core::Message>> m = builder.Make({&c}, scope);
     if (!m.ok()) {
+      if (absl::IsUnavailable(m.status())) return m.status();  // the budget: not this recipient
       return absl::Status(m.status().code(),
                           absl::StrCat(m.status().message(), " (after substitution for recipients[",
                                        c.index, "])"));

@@ -15,6 +15,9 @@
 //   (RFC 6409 §8.2, §8.3). 8-bit content is flagged BODY=8BITMIME in the envelope.
 // - Sizes: each message's content ≤ message_bytes_max, all of them together ≤
 //   request_bytes_max (templates multiply a body): past that, kResourceExhausted (→ 413).
+// - Budget: each message built is charged to the loop's InjectBudget (context.budget, up to
+//   context.budget_limit) in the plan's charge; when other requests hold too much of it,
+//   kUnavailable (→ 503 with Retry-After) and what was charged is given back.
 #pragma once
 
 #include <cstddef>
@@ -27,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "core/message.h"
 #include "listeners/esmtp/policy.h"
+#include "listeners/http/inject_budget.h"
 #include "listeners/http/inject_request.h"
 
 namespace ringmail::listeners::http {
@@ -43,6 +47,8 @@ struct InjectContext {
   std::vector<core::MessageId> ids;
   uint64_t message_bytes_max = 64ull << 20;
   uint64_t request_bytes_max = 256ull << 20;
+  std::shared_ptr<InjectBudget> budget;  // null: no budget (tests, the fuzzer)
+  uint64_t budget_limit = 0;
 };
 
 struct RecipientFailure {
@@ -53,6 +59,7 @@ struct RecipientFailure {
 struct InjectionPlan {
   std::vector<std::unique_ptr<core::Message>> messages;
   std::vector<RecipientFailure> failures;
+  BudgetCharge charge;  // holds every message's content_size() until the spool answers
 };
 
 absl::StatusOr<InjectionPlan> PlanInjection(const InjectRequest& request,

@@ -127,12 +127,10 @@ class HttpListener {
   core::EventLog* log() { return log_; }
   HttpShared& shared() { return shared_; }
   InjectDecoder& decoder(uint64_t body_bytes_max);
-  // Bytes of built messages this loop's connections hold until the spool answers: a
-  // connection adds a request's messages when it commits them and takes each back in its
-  // commit's answer. Bounds what many concurrent injections keep in memory together.
-  uint64_t inject_bytes_in_flight() const { return inject_bytes_in_flight_; }
-  void AddInjectBytes(uint64_t n) { inject_bytes_in_flight_ += n; }
-  void ReleaseInjectBytes(uint64_t n) { inject_bytes_in_flight_ -= n; }
+  // Bytes of built messages this loop's requests hold until the spool answers, charged as
+  // they are built (on the loop or the pool) and given back as each commit is answered.
+  // Bounds what many concurrent injections keep in memory together.
+  const std::shared_ptr<InjectBudget>& inject_budget() const { return inject_budget_; }
   bool draining() const { return draining_; }
   // The Date: header value, formatted at most once per second.
   const std::string& DateHeader();
@@ -141,8 +139,7 @@ class HttpListener {
   void CallHook(Endpoint endpoint, uint64_t connection_id, uint64_t seq);
   // Builds `request`'s messages off the loop when the hooks can (HttpHooks::run_off_loop):
   // the plan reaches Connection::PlanDone(seq, ...) of `connection_id` on this loop, if it
-  // still exists then. The messages being built are not in inject_bytes_in_flight(): the
-  // pool's concurrency bounds how many requests are built at once. False: not taken,
+  // still exists then. False: not taken,
   // `request` and `context` left as they were: plan on the loop.
   bool PlanOffLoop(InjectRequest& request, InjectContext& context,
                    std::shared_ptr<const HttpSettings> settings, uint64_t connection_id,
@@ -168,7 +165,7 @@ class HttpListener {
   core::MessageIdGenerator ids_;
   std::unique_ptr<InjectDecoder> decoder_;
   uint64_t decoder_capacity_ = 0;
-  uint64_t inject_bytes_in_flight_ = 0;
+  std::shared_ptr<InjectBudget> inject_budget_ = std::make_shared<InjectBudget>();
   std::vector<std::unique_ptr<core::Acceptor>> acceptors_;
   std::vector<uint16_t> bound_ports_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> connections_;  // by id

@@ -94,6 +94,11 @@ HttpResponse ResponseForStatus(const absl::Status& status, ErrorStage stage) {
   if (stage == ErrorStage::kRequest) {
     if (code == absl::StatusCode::kInvalidArgument) return JsonError(400, message, field);
     if (code == absl::StatusCode::kResourceExhausted) return JsonError(413, message, field);
+    if (code == absl::StatusCode::kUnavailable) {  // the loop's inject budget: try again
+      HttpResponse r = JsonError(503, message);
+      r.headers.emplace_back("Retry-After", "1");
+      return r;
+    }
     return JsonError(500, message);
   }
   if (code == absl::StatusCode::kResourceExhausted || code == absl::StatusCode::kUnavailable) {

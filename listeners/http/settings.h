@@ -26,7 +26,7 @@ namespace ringmail::listeners::http {
 
 // The bytes of built messages one loop's connections may hold at once, waiting for the
 // spool, in requests' worth (request_bytes_max): beyond it a request gets 503 and
-// Retry-After before anything is decoded or built.
+// Retry-After (listeners/http/inject_budget.h).
 inline constexpr uint64_t kInFlightRequestsPerLoop = 4;
 
 struct HttpSettings {

@@ -23,6 +23,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <string>
 #include <thread>
@@ -479,6 +480,39 @@ TEST_F(HttpDaemonTest, TemplatesCannotMakeMoreThanOneRequestsWorthOfMessages) {
   EXPECT_EQ(over.status, 413) << over.body;
   EXPECT_THAT(over.body, HasSubstr("would be larger than"));
   EXPECT_TRUE(Ids(over.body).empty()) << over.body;
+}
+
+// Requests that arrive together are built together on the IO pool. Each message charges
+// the loop's budget (4 requests' worth) as it is built, so a burst cannot hold more than
+// that between them: the rest get 503 and Retry-After, and once the burst is answered the
+// budget is whole again. (Before: all 12 were built and held at once, ~900 MB.)
+TEST_F(HttpDaemonTest, ABurstOfBigTemplatedRequestsIsHeldToTheLoopsBudget) {
+  StartDaemon();  // max_body_size 32MB: 32 MB a request, 128 MB for the loop
+  std::string r = absl::StrCat(R"({"envelope_sender":"s@x.test","substitution_data":{"a":")",
+                               std::string(1'000'000, 'a'), R"("},"recipients":[)");
+  for (int i = 0; i < 30; ++i) {  // 30 MB of messages from a 1 MB request
+    absl::StrAppend(&r, i == 0 ? "" : ",", R"({"email":"u)", i,
+                    R"(@local.test","substitution_data":{}})");
+  }
+  absl::StrAppend(&r, R"(],"content":{"from":"s@x.test","subject":"s","text_body":"{{a}}"}})");
+  const std::string path = dir_.Sub("burst.json");
+  ASSERT_TRUE(WriteFile(path, r).ok());
+  std::vector<std::string> argv = {FindProgram({"curl"}), "-sS", "--max-time", "60", "-Z",
+                                   "--parallel-immediate", "--parallel-max", "12", "-o",
+                                   "/dev/null", "-w", "%{http_code}\n", "-H",
+                                   absl::StrCat("Authorization: Bearer ", kToken), "-H",
+                                   "Content-Type: application/json", "--data-binary", "@" + path};
+  for (int i = 0; i < 12; ++i) argv.push_back(Url("/api/inject/v1"));
+  RunResult burst = RunProgram(argv, kHttpTimeout);
+  std::map<std::string, int> codes;
+  for (absl::string_view code : absl::StrSplit(burst.out, '\n', absl::SkipEmpty())) {
+    ++codes[std::string(code)];
+  }
+  EXPECT_EQ(codes["200"] + codes["503"], 12) << burst.out << burst.err;
+  EXPECT_GE(codes["200"], 1) << burst.out;
+  EXPECT_GE(codes["503"], 1) << burst.out;
+  CurlResult after = Inject(SimpleInject());
+  EXPECT_EQ(after.status, 200) << after.body;
 }
 
 TEST_F(HttpDaemonTest, RawInjectionIsNormalisedAndKept) {

@@ -7,8 +7,10 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "listeners/http/inject_request.h"
+#include "listeners/http/inject_budget.h"
 #include "listeners/http/injection.h"
 #include "listeners/http/mime.h"
+#include "listeners/http/responses.h"
 #include "listeners/http/template.h"
 
 namespace ringmail::listeners::http {
@@ -422,6 +424,63 @@ TEST_F(HttpPlanTest, SizesAreBounded) {
   EXPECT_TRUE(PlanInjection(r, ctx_).ok());
   ctx_.message_bytes_max = 5'000;
   EXPECT_EQ(PlanInjection(r, ctx_).status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+// Requests built together (on the IO pool) share the loop's budget as they build: the one
+// that would take it past its limit is turned away (503), and gives back what it took.
+TEST_F(HttpPlanTest, MessagesAreChargedToTheLoopsBudgetAsTheyAreBuilt) {
+  InjectRequest r = Structured({});
+  for (int i = 0; i < 10; ++i) {
+    r.recipients.push_back(
+        {"r" + std::to_string(i) + "@local.test", "", SubstitutionValues{{"name", "x"}}});
+  }
+  r.structured.text_body = std::string(10'000, 'z');
+  auto budget = std::make_shared<InjectBudget>();
+  ctx_.budget = budget;
+  ctx_.budget_limit = 250'000;  // room for two of these requests (~101 KB each), not three
+
+  auto first = PlanInjection(r, ctx_);
+  ASSERT_TRUE(first.ok()) << first.status();
+  uint64_t sizes = 0;
+  for (const auto& m : first->messages) sizes += m->content_size();
+  EXPECT_EQ(first->charge.held(), sizes);
+  EXPECT_EQ(budget->used(), sizes);
+  auto second = PlanInjection(r, ctx_);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(budget->used(), 2 * sizes);
+
+  auto third = PlanInjection(r, ctx_);
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ResponseForStatus(third.status(), ErrorStage::kRequest).status, 503);
+  EXPECT_EQ(budget->used(), 2 * sizes);  // its first messages were given back
+
+  first->charge.Release(first->messages[0]->content_size());  // the spool answered one
+  EXPECT_EQ(budget->used(), 2 * sizes - first->messages[0]->content_size());
+  *first = InjectionPlan();  // a plan dropped gives back the rest
+  EXPECT_EQ(budget->used(), sizes);
+  EXPECT_TRUE(PlanInjection(r, ctx_).ok());
+  second->messages.clear();
+  second = absl::UnavailableError("gone");
+  EXPECT_EQ(budget->used(), 0u);
+}
+
+TEST(HttpInjectBudgetTest, ChargesAreAllOrNothingWithinTheLimit) {
+  auto budget = std::make_shared<InjectBudget>();
+  BudgetCharge a(budget);
+  EXPECT_TRUE(a.TryAdd(60, 100));
+  EXPECT_FALSE(a.TryAdd(41, 100));
+  EXPECT_TRUE(a.TryAdd(40, 100));
+  EXPECT_FALSE(a.TryAdd(1, 100));
+  EXPECT_FALSE(a.TryAdd(UINT64_MAX, 100));
+  BudgetCharge b = std::move(a);
+  EXPECT_EQ(b.held(), 100u);
+  EXPECT_EQ(a.held(), 0u);  // NOLINT(bugprone-use-after-move): moved-from holds nothing
+  b.Release(30);
+  EXPECT_EQ(budget->used(), 70u);
+  BudgetCharge none;  // no budget: never refuses, holds nothing
+  EXPECT_TRUE(none.TryAdd(UINT64_MAX, 0));
+  EXPECT_EQ(none.held(), 0u);
 }
 
 TEST(HttpResultJsonTest, OneIdOrSeveral) {
