@@ -68,6 +68,7 @@ constexpr ReplySpec kReplies[] = {
     // The client pipelined it before it could see the failure (RFC 3030 §2): not counted.
     {R::kBdatAborted, 503, "5.5.1", "Error: transaction aborted by an earlier BDAT", false},
     {R::kBadSequence, 503, "5.5.1", "Error: bad sequence of commands", true},
+    {R::kTlsActive, 503, "5.5.1", "Error: TLS already active", true},
     {R::kNeedStartTls, 530, "5.7.0", "Must issue a STARTTLS command first", true},
     {R::kRelayDenied, 550, "5.7.1", "Relaying denied", true},
     {R::kMessageTooBig, 552, "5.3.4", "Error: message exceeds fixed maximum message size",

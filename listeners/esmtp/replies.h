@@ -70,6 +70,7 @@ enum class ReplyId : uint8_t {
   kBinaryMimeData,     // 503 5.5.1
   kBdatAborted,        // 503 5.5.1 (a pipelined BDAT after a failed one)
   kBadSequence,        // 503 5.5.1 (e.g. STARTTLS inside a transaction)
+  kTlsActive,          // 503 5.5.1 (STARTTLS again, on a session already in TLS)
   kNeedStartTls,       // 530 5.7.0
   kRelayDenied,        // 550 5.7.1 Relaying denied
   kMessageTooBig,      // 552 5.3.4

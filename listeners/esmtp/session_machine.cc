@@ -721,8 +721,12 @@ bool SessionMachine::DoData(std::string_view argument) {
 }
 
 bool SessionMachine::DoStartTls(std::string_view argument) {
-  if (!policy_.starttls_offered() || tls_) {
-    Reply(ReplyId::kNotImplemented);  // not advertised (yet, or any more)
+  if (tls_) {
+    Reply(ReplyId::kTlsActive);  // no longer advertised: TLS is up (RFC 3207 §4.2)
+    return false;
+  }
+  if (!policy_.starttls_offered()) {
+    Reply(ReplyId::kNotImplemented);  // not advertised: no certificate
     return false;
   }
   if (!argument.empty()) {

@@ -40,6 +40,7 @@ TEST(RepliesTest, IssueCodesAreExact) {
   const Expected table[] = {
       {ReplyId::kLineTooLong, "500 5.5.6 "},
       {ReplyId::kBadSequence, "503 5.5.1 "},
+      {ReplyId::kTlsActive, "503 5.5.1 "},
       {ReplyId::kNeedMail, "503 5.5.1 "},
       {ReplyId::kMailSyntax, "501 5.5.4 "},
       {ReplyId::kUnknownCommand, "500 5.5.2 "},

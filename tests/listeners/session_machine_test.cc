@@ -936,7 +936,7 @@ TEST(StartTlsTest, PlaintextPipelinedAfterStartTlsIsDropped) {
   client.Send("x\r\n.\r\n");
   ASSERT_EQ(client.commits.size(), 1u);
   EXPECT_NE(client.commits[0]->received_header.find(" with ESMTPS id "), std::string::npos);
-  EXPECT_EQ(Codes(client.Line("STARTTLS")), "502 5.5.1");  // not twice
+  EXPECT_EQ(client.Line("STARTTLS"), "503 5.5.1 Error: TLS already active\r\n");  // not twice
 }
 
 TEST(StartTlsTest, ReceivedHeaderNamesVersionAndCipher) {
@@ -969,7 +969,7 @@ TEST(StartTlsTest, ImplicitTlsNeitherOffersNorAcceptsStartTls) {
   machine.Feed("EHLO c\r\n", kNowMs);
   EXPECT_EQ(machine.TakeOutput().find("STARTTLS"), std::string::npos);
   machine.Feed("STARTTLS\r\n", kNowMs);
-  EXPECT_EQ(machine.TakeOutput().substr(0, 4), "502 ");
+  EXPECT_EQ(machine.TakeOutput().substr(0, 4), "503 ");  // TLS already active
   EXPECT_FALSE(machine.TakeAction().has_value());
 }
 
