@@ -1,12 +1,14 @@
 // base/utf8.h — the length of a well-formed UTF-8 sequence (RFC 3629), for code that must
 // tell valid UTF-8 from bytes that only look like it: SMTPUTF8 addresses (listeners/esmtp/
-// policy.cc) and the JSON lines and documents the daemon writes (core/log.cc).
+// policy.cc) and the JSON lines and documents the daemon writes (core/log.cc); and text quoted
+// in messages for people (config errors, control replies).
 //
 // Well-formed means what RFC 3629 §4 allows: no overlong forms (C0, C1, E0 80..9F,
 // F0 80..8F), no UTF-16 surrogates (ED A0..BF), nothing above U+10FFFF (F4 90.., F5..FF).
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace ringmail {
@@ -36,6 +38,35 @@ inline size_t Utf8SequenceLength(std::string_view s, size_t i) {
     if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
   }
   return n;
+}
+
+// `text` made fit to show in a message that reaches terminals, logs and JSON: bytes that are
+// not well-formed UTF-8, control bytes and DEL become \xNN, CR becomes \r and LF \n (or
+// stays a line break when `keep_newlines`); tab and well-formed UTF-8 stay as they are.
+inline std::string EscapeForDisplay(std::string_view text, bool keep_newlines) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    const auto u = static_cast<unsigned char>(c);
+    const size_t n = u >= 0x80 ? Utf8SequenceLength(text, i) : 0;
+    if (n > 0) {
+      out.append(text.substr(i, n));
+      i += n - 1;
+    } else if (c == '\n') {
+      out += keep_newlines ? "\n" : "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if ((u < 0x20 && c != '\t') || u >= 0x7f) {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
 }
 
 }  // namespace ringmail

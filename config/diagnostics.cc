@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/utf8.h"
 #include "config/strings.h"
 
 namespace ringmail::config {
@@ -24,28 +25,15 @@ namespace {
 // Every error is one line (the Status lists them one per line): whatever raw text a message
 // quotes — a value, a path, an address from the file — its line breaks and other control
 // bytes are shown escaped here, in the one place all messages pass (found by
-// fuzz/config_fuzz: "resolvers: bad address '127.0.0.1<CR>:53'" split its error).
+// fuzz/config_fuzz: "resolvers: bad address '127.0.0.1<CR>:53'" split its error). So are
+// bytes that are not well-formed UTF-8 (a name from a binary file): the message goes on to
+// terminals, logs and ringctl's JSON, and well-formed UTF-8 is shown as it is.
 std::string OneLine(std::string message) {
-  if (std::none_of(message.begin(), message.end(), [](char c) {
-        const unsigned char u = static_cast<unsigned char>(c);
-        return (u < 0x20 && c != '\t') || u == 0x7f;
-      })) {
-    return message;
-  }
-  std::string out;
-  for (char c : message) {
+  const bool plain = std::all_of(message.begin(), message.end(), [](char c) {
     const unsigned char u = static_cast<unsigned char>(c);
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if ((u < 0x20 && c != '\t') || u == 0x7f) {
-      absl::StrAppend(&out, "\\x", absl::Hex(u, absl::kZeroPad2));
-    } else {
-      out += c;
-    }
-  }
-  return out;
+    return (u >= 0x20 && u < 0x7f) || c == '\t';
+  });
+  return plain ? message : EscapeForDisplay(message, /*keep_newlines=*/false);
 }
 
 }  // namespace

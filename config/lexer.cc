@@ -199,6 +199,11 @@ std::string Token::Describe() const {
   return TokenKindName(kind);
 }
 
+bool IsUnitName(std::string_view word) {
+  const std::string lower = absl::AsciiStrToLower(Av(word));
+  return Lookup(kSizeUnits, lower).has_value() || Lookup(kDurationUnits, lower).has_value();
+}
+
 Token ClassifyBare(std::string_view word, Position pos) {
   Token token;
   token.kind = TokenKind::kWord;

@@ -89,6 +89,9 @@ class Lexer {
   int column_ = 1;
 };
 
+// Whether `word` is the name of a size or duration unit ("MB", "s"), in any case.
+bool IsUnitName(std::string_view word);
+
 // Classifies one bare word (as the lexer does after reading it): integer, percent, number
 // with a unit, a word, or an error (bad unit, overflow). Used for a quoted value given to a
 // numeric key ("20MB", "75%"). `pos` is stamped on the result.

@@ -83,6 +83,7 @@ class Parser {
   // Statements until the end of the text, or until the '}' of `scope` (consumed).
   void ParseStatements(Stream& s, std::vector<Node>* out, int depth, const Node* scope);
   void ParseStatement(Stream& s, std::vector<Node>* out, int depth);
+  bool SpacedUnit(Stream& s, const Value& value);
   void ParseScope(Stream& s, Node node, std::vector<Node>* out, int depth);
   void ParseInclude(Stream& s, std::vector<Node>* out, int depth);
   std::optional<std::string> CheckInclude(const Token& path_token, const std::string& resolved);
@@ -176,6 +177,23 @@ bool ParseValue(Stream& s, Value* value, Diagnostics* diagnostics, Position* err
   }
 }
 
+// `size = 10 MB`: a unit after a space would otherwise be read as the name of the next
+// statement, and the error would point past it. Named here, where it was written.
+bool Parser::SpacedUnit(Stream& s, const Value& value) {
+  const Token& next = s.Peek();
+  if (value.is_list || value.items.size() != 1 || next.kind != TokenKind::kWord) return false;
+  const Token& number = value.items[0];
+  if (number.kind != TokenKind::kInteger || next.pos.line != number.pos.line ||
+      next.pos.file != number.pos.file || !IsUnitName(next.text)) {
+    return false;
+  }
+  diagnostics_->Error(next.pos, Cat("unit '", EscapeForMessage(next.text),
+                                    "' must follow the number without a space: ", number.text,
+                                    EscapeForMessage(next.text)));
+  s.Take();
+  return true;
+}
+
 void Parser::ParseStatement(Stream& s, std::vector<Node>* out, int depth) {
   Token name = s.Take();
   const Token& next = s.Peek();
@@ -195,6 +213,7 @@ void Parser::ParseStatement(Stream& s, std::vector<Node>* out, int depth) {
       Recover(s, error_at);
       return;
     }
+    if (SpacedUnit(s, node.value)) return;
     out->push_back(std::move(node));
     return;
   }

@@ -118,6 +118,24 @@ TEST(ParserTest, RecoversAndReportsSeveralErrors) {
                           "t.conf:5:9: expected a value, got '}'"));
 }
 
+// A unit after a space is named where it was written, and the next statement still parses
+// (it used to be read as a scope named MB, with the error on the next line).
+TEST(ParserTest, AUnitAfterASpaceIsNamedWhereItIs) {
+  EXPECT_THAT(ParseErrors("S {\n  max_message_size = 10 MB\n}\nb = 30 s\nc = 1\n"),
+              ElementsAre("t.conf:2:25: unit 'MB' must follow the number without a space: 10MB",
+                          "t.conf:4:8: unit 's' must follow the number without a space: 30s"));
+  EXPECT_THAT(ParseErrors("a = 10\nMB { }\nb = 2 c = 3\n"), ElementsAre());  // other lines
+}
+
+// Bytes that are not UTF-8 are escaped in messages; UTF-8 is shown as it is.
+TEST(ParserTest, InvalidUtf8IsEscapedInMessages) {
+  EXPECT_THAT(ParseErrors("caf\xc3\xa9 = = 1\n\xff\xfe\xc0\xaf = = 2\n"),
+              ElementsAre("t.conf:1:9: expected a value, got '='",
+                          "t.conf:2:8: expected a value, got '='"));
+  EXPECT_THAT(ParseErrors("x\xff\xc3\xa9 {\n"),
+              ElementsAre(::testing::HasSubstr("'x\\xff\xc3\xa9'")));
+}
+
 TEST(ParserTest, ErrorCountIsCapped) {
   std::string text;
   for (int i = 0; i < 100; ++i) text += "}\n";

@@ -564,11 +564,12 @@ TEST_F(ControlDaemonTest, SurvivesGarbageOverlongLinesAndASilentClient) {
   std::optional<std::pair<std::string, std::string>> frame = garbage.ReadFrame(kWait);
   ASSERT_TRUE(frame.has_value());
   EXPECT_EQ(frame->first, "ERR");
-  ASSERT_TRUE(garbage.Send("no such command\nsummary --json\n"));
+  // Words that are not UTF-8 come back escaped (UTF-8 as it is), never as raw bytes.
+  ASSERT_TRUE(garbage.Send("no\xff\xc0\xaf caf\xc3\xa9\nsummary --json\n"));
   frame = garbage.ReadFrame(kWait);
   ASSERT_TRUE(frame.has_value());
   EXPECT_EQ(frame->first, "ERR");
-  EXPECT_THAT(frame->second, HasSubstr("unknown command"));
+  EXPECT_THAT(frame->second, HasSubstr("unknown command 'no\\xff\\xc0\\xaf caf\xc3\xa9'"));
   frame = garbage.ReadFrame(kWait);  // the pipelined request after the bad one
   ASSERT_TRUE(frame.has_value());
   EXPECT_EQ(frame->first, "OK");

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "base/utf8.h"
 #include "config/diff.h"
 #include "config/render.h"
 #include "core/log.h"
@@ -20,7 +21,11 @@ namespace {
 using control::Response;
 
 Response Ok(std::string body) { return Response{true, std::move(body)}; }
-Response Err(std::string body) { return Response{false, std::move(body) + "\n"}; }
+// An error may quote what the client sent (an unknown command's words): shown escaped
+// where it is not UTF-8 text, for the terminal and the --json reply it reaches.
+Response Err(std::string body) {
+  return Response{false, EscapeForDisplay(body, /*keep_newlines=*/true) + "\n"};
+}
 
 std::string Json(std::string_view s) {
   std::string out;
