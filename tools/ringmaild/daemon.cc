@@ -331,7 +331,8 @@ int Daemon::Run() {
     ArmSignalRead();
     absl::Status started = StartDelivery();
     if (started.ok()) started = StartListeners();
-    if (started.ok()) ShareSelfEndpoints();
+    // getifaddrs: a netlink dump, here on the master at start-up, never on a delivery loop.
+    if (started.ok()) ShareSelfEndpoints(delivery::LocalAddresses(), /*wait=*/true);
     if (started.ok()) started = StartHttpListeners();
     if (started.ok()) AdoptRecovered();
     if (started.ok()) started = StartControl();
@@ -458,11 +459,9 @@ void Daemon::UpdateHttpSettings(std::shared_ptr<const listeners::http::HttpSetti
   for (auto& parts : parts_) {
     LoopParts* p = parts.get();
     if (p->http == nullptr) continue;
-    if (p->loop->Post([p, settings] { p->http->UpdateSettings(settings); }) !=
-        core::PostResult::kOk) {
-      core::LogWarning("reload: loop %s busy; its HTTP listener keeps its old settings",
-                       p->loop->name());
-    }
+    // Reserved: a full inbox must not leave one loop on the old settings after a reload
+    // that answered "applied". Only a loop that has stopped misses it.
+    (void)p->loop->Reserve().Post([p, settings] { p->http->UpdateSettings(settings); });
   }
 }
 

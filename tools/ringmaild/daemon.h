@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "config/config.h"
 #include "config/generation.h"
 #include "config/license.h"
@@ -21,6 +22,7 @@
 #include "core/thread_pool_registry.h"
 #include "delivery/engine.h"
 #include "delivery/ledger.h"
+#include "delivery/self_endpoints.h"
 #include "delivery/topology.h"
 #include "listeners/control/control_listener.h"
 #include "listeners/esmtp/listener.h"
@@ -76,9 +78,10 @@ class Daemon {
   void UpdateHttpSettings(std::shared_ptr<const listeners::http::HttpSettings> settings);
   // ---- delivery (daemon_delivery.cc) ----
   absl::Status StartDelivery();  // engines on the delivery_pool loops
-  // Once the ESMTP listeners are bound: their endpoints to every engine, so that delivery
-  // never connects back to this daemon (delivery/self_endpoints.h). Start-up only.
-  void ShareSelfEndpoints();
+  // The ESMTP listeners' endpoints to every delivery engine (delivery/self_endpoints.h), with
+  // `local` the host's interface addresses: at start (waiting until every engine has them)
+  // and after each reload, whose job reads the interfaces again (addresses come and go).
+  void ShareSelfEndpoints(absl::StatusOr<std::vector<config::IpAddress>> local, bool wait);
   absl::Status OpenLedgerAndSpool(LoopParts& parts);
   void AdoptRecovered();         // hands the start-up recovery result to the ledgers
   delivery::LedgerOptions LedgerOptionsFor(core::Loop& loop);

@@ -483,7 +483,7 @@ void Daemon::HandleDeliveryCommand(const control::Request& request, Reply reply)
     }
     for (size_t i = 1; i < topology_.engines.size(); ++i) {
       delivery::Engine* e = topology_.engines[i];
-      topology_.delivery_loops[i]->Post([e] { e->FlushAll(); });
+      (void)topology_.delivery_loops[i]->Reserve().Post([e] { e->FlushAll(); });  // never dropped
     }
     on_engine(0, [](delivery::Engine& e) {
       return absl::StrCat("queues flushed (", e.FlushAll(), " recipient(s) on the first loop)\n");

@@ -55,9 +55,8 @@ absl::Status Daemon::StartDelivery() {
   return absl::OkStatus();
 }
 
-void Daemon::ShareSelfEndpoints() {
-  // getifaddrs: a netlink dump, here on the master at start-up, never on a delivery loop.
-  absl::StatusOr<std::vector<config::IpAddress>> local = delivery::LocalAddresses();
+void Daemon::ShareSelfEndpoints(absl::StatusOr<std::vector<config::IpAddress>> local,
+                                bool wait) {
   if (!local.ok()) {
     // Listeners on specific addresses are still known; wildcards match loopback only.
     core::LogWarning("interface addresses unknown (%s): a wildcard listener's own addresses "
@@ -69,10 +68,15 @@ void Daemon::ShareSelfEndpoints() {
   for (size_t i = 0; i < engines_.size(); ++i) {
     delivery::Engine* engine = engines_[i].get();
     if (engine == nullptr) continue;
-    (void)core::RunOnLoopAndWait(*topology_.delivery_loops[i], [engine, self] {
-      engine->SetSelfEndpoints(self);
-      return absl::OkStatus();
-    });
+    core::Loop& loop = *topology_.delivery_loops[i];
+    if (wait) {
+      (void)core::RunOnLoopAndWait(loop, [engine, self] {
+        engine->SetSelfEndpoints(self);
+        return absl::OkStatus();
+      });
+    } else {
+      (void)loop.Reserve().Post([engine, self] { engine->SetSelfEndpoints(self); });
+    }
   }
 }
 

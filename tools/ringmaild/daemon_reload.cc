@@ -43,13 +43,11 @@ void UpdateEngines(const std::vector<std::unique_ptr<delivery::Engine>>& engines
   for (size_t i = 0; i < engines.size() && i < topology.delivery_loops.size(); ++i) {
     delivery::Engine* engine = engines[i].get();
     if (engine == nullptr) continue;
-    if (topology.delivery_loops[i]->Post([engine, next, tls_client] {
-          engine->SetConfig(next);
-          engine->SetTlsClient(tls_client);
-        }) != core::PostResult::kOk) {
-      core::LogWarning("reload: delivery loop %s busy; it keeps its old settings",
-                       topology.delivery_loops[i]->name());
-    }
+    // Reserved, as every part of a reload: a busy loop runs it late, never not at all.
+    (void)topology.delivery_loops[i]->Reserve().Post([engine, next, tls_client] {
+      engine->SetConfig(next);
+      engine->SetTlsClient(tls_client);
+    });
   }
 }
 
@@ -134,6 +132,9 @@ struct Daemon::ReloadPlan {
   std::shared_ptr<const listeners::esmtp::Settings> esmtp;
   std::shared_ptr<const listeners::http::HttpSettings> http;  // null: no HTTP listener
   std::shared_ptr<const tls::TlsContext> tls_client;
+  // Read again on every reload (an address added to an interface since the start would
+  // otherwise never count as this server's own).
+  absl::StatusOr<std::vector<config::IpAddress>> local_addresses;
 };
 
 struct Daemon::ReloadInputs {
@@ -184,6 +185,7 @@ Daemon::ReloadPlan Daemon::PrepareReload(const ReloadInputs& in) {
   plan.next = std::move(next);
   plan.esmtp = *std::move(esmtp);
   plan.tls_client = *std::move(tls_client);
+  plan.local_addresses = delivery::LocalAddresses();  // getifaddrs: on this IO worker
   return plan;
 }
 
@@ -275,12 +277,13 @@ void Daemon::ApplyReload(const ReloadPlan& plan) {
     LoopParts* p = parts.get();
     auto st = esmtp_settings_;
     if (p->esmtp == nullptr) continue;
-    if (p->loop->Post([p, st] { p->esmtp->UpdateSettings(st); }) != core::PostResult::kOk) {
-      core::LogWarning("reload: loop %s busy; it keeps its old settings", p->loop->name());
-    }
+    // Reserved: a full inbox used to leave this loop on the old settings (with a warning in
+    // the log) while the reload answered "applied".
+    (void)p->loop->Reserve().Post([p, st] { p->esmtp->UpdateSettings(st); });
   }
   UpdateHttpSettings(plan.http);
   UpdateEngines(engines_, topology_, plan.next, plan.tls_client);
+  ShareSelfEndpoints(plan.local_addresses, /*wait=*/false);
   for (const config::ThreadPoolConfig& tp : plan.next->thread_pools) {
     (void)thread_pools_->SetConcurrency(tp.name, static_cast<uint32_t>(tp.concurrency));
   }
