@@ -13,7 +13,7 @@ namespace ringmail::control {
 
 class ControlListener::Connection {
  public:
-  Connection(ControlListener& owner, int fd) : owner_(owner), fd_(fd) {
+  Connection(ControlListener& owner, int fd, uint64_t id) : owner_(owner), fd_(fd), id_(id) {
     recv_op_.Bind<&Connection::RecvDone>(this, "control.recv");
     send_op_.Bind<&Connection::SendDone>(this, "control.send");
     close_op_.Bind<&Connection::CloseDone>(this, "control.close");
@@ -22,7 +22,22 @@ class ControlListener::Connection {
   ~Connection() { RM_CHECK(recv_op_.idle() && send_op_.idle() && close_op_.idle()); }
 
   void Start() { ArmRecv(); }
-  void Abort() { BeginClose(); }
+  // The loop is stopping. A client still waiting for a reply is told it will get none (best
+  // effort: a short frame on a socket that took the request, sent without waiting).
+  void Abort() {
+    if (reply_pending_ && !closing_) {
+      const std::string frame = EncodeResponse(
+          Response{false, "ringmaild is stopping: the request was not completed\n"});
+      (void)!send(fd_, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    BeginClose();
+  }
+  // The handler's answer to the request in progress.
+  void ReplyArrived(Response response) {
+    reply_pending_ = false;
+    if (closing_) return;
+    Send(std::move(response));
+  }
 
  private:
   core::Loop& loop() { return owner_.loop_; }
@@ -68,14 +83,13 @@ class ControlListener::Connection {
       return;
     }
     reply_pending_ = true;
-    // The connection outlives the reply: it is freed only once reply_pending_ is false.
-    owner_.handler_(*request, [this](Response response) {
-      reply_pending_ = false;
-      if (closing_) {
-        MaybeFinishClose();
-        return;
+    // The reply may come after the connection (or the listener) has gone: it holds an id
+    // and a weak reference, never this.
+    std::weak_ptr<ControlListener*> listener = owner_.self_;
+    owner_.handler_(*request, [listener, id = id_](Response response) {
+      if (std::shared_ptr<ControlListener*> l = listener.lock()) {
+        (*l)->Deliver(id, std::move(response));
       }
-      Send(std::move(response));
     });
   }
 
@@ -120,14 +134,15 @@ class ControlListener::Connection {
     MaybeFinishClose();
   }
   void MaybeFinishClose() {
-    if (close_submitted_ || !recv_op_.idle() || !send_op_.idle() || reply_pending_) return;
+    if (close_submitted_ || !recv_op_.idle() || !send_op_.idle()) return;
     close_submitted_ = true;
     io_uring_prep_close(loop().Prepare(close_op_), fd_);
   }
-  void CloseDone(core::Operation&, core::IoResult) { owner_.Closed(this); }
+  void CloseDone(core::Operation&, core::IoResult) { owner_.Closed(id_); }
 
   ControlListener& owner_;
   int fd_;
+  const uint64_t id_;
   core::Operation recv_op_;
   core::Operation send_op_;
   core::Operation close_op_;
@@ -147,7 +162,7 @@ ControlListener::ControlListener(core::Loop& loop, Options options, Handler hand
   loop_.OnStop([this] {
     for (auto& a : acceptors_) a->Close();
     std::vector<Connection*> all;
-    for (auto& [c, owned] : connections_) all.push_back(c);
+    for (auto& [id, c] : connections_) all.push_back(c.get());
     for (Connection* c : all) c->Abort();
   });
 }
@@ -240,12 +255,19 @@ void ControlListener::AcceptDone(core::Accepted a) {
     close(fd);
     return;
   }
-  auto c = std::make_unique<Connection>(*this, fd);
+  const uint64_t id = next_id_++;
+  auto c = std::make_unique<Connection>(*this, fd, id);
   Connection* raw = c.get();
-  connections_.emplace(raw, std::move(c));
+  connections_.emplace(id, std::move(c));
   raw->Start();
 }
 
-void ControlListener::Closed(Connection* c) { connections_.erase(c); }
+void ControlListener::Closed(uint64_t id) { connections_.erase(id); }
+
+void ControlListener::Deliver(uint64_t id, Response response) {
+  auto it = connections_.find(id);
+  if (it == connections_.end()) return;  // the client left, or the loop stopped: dropped
+  it->second->ReplyArrived(std::move(response));
+}
 
 }  // namespace ringmail::control

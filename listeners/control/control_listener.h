@@ -8,9 +8,12 @@
 // slot and is cut after `idle_timeout_ms`; it never blocks other clients or the loop.
 // Over-long lines and garbage get an ERR reply, then the connection is closed.
 //
-// Loop thread only. A connection is freed only once none of its operations is in flight
-// and no reply is pending. Accepting is core::Acceptor's: out of descriptors (EMFILE and
-// friends) it retries after a pause instead of spinning the master loop.
+// Loop thread only. A connection is freed once none of its operations is in flight; a reply
+// may still be pending then (the handler asked an IO worker, the daemon is stopping): the
+// Reply finds its connection by id, through a weak reference to the listener, and is
+// dropped when either has gone. When the loop stops, a client still waiting for its reply
+// is told so before its connection closes. Accepting is core::Acceptor's: out of
+// descriptors (EMFILE and friends) it retries after a pause instead of spinning the loop.
 #pragma once
 
 #include <cstdint>
@@ -50,19 +53,26 @@ class ControlListener {
   // for a moment, and without touching the process-wide umask.
   absl::Status Listen();
   size_t connection_count() const { return connections_.size(); }
+  // A reload's Control_Listener.max_connections: for clients that connect from now on.
+  void SetMaxConnections(int64_t n) { options_.max_connections = n; }
 
  private:
   class Connection;
   // The handler of every socket path's core::Acceptor (which owns the socket).
   void AcceptDone(core::Accepted a);
-  void Closed(Connection* c);
+  void Closed(uint64_t id);
+  // A reply reaching its connection, if that is still there (see the contract above).
+  void Deliver(uint64_t id, Response response);
 
   core::Loop& loop_;
   Options options_;
   Handler handler_;
   std::vector<std::unique_ptr<core::Acceptor>> acceptors_;
   std::vector<std::string> bound_paths_;  // unlinked when the listener goes
-  absl::flat_hash_map<Connection*, std::unique_ptr<Connection>> connections_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> connections_;  // by id
+  uint64_t next_id_ = 1;
+  // What a pending Reply holds instead of the listener: empty once the listener has gone.
+  std::shared_ptr<ControlListener*> self_ = std::make_shared<ControlListener*>(this);
 };
 
 }  // namespace ringmail::control

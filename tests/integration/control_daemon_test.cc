@@ -363,6 +363,76 @@ TEST_F(ControlDaemonTest, ConcurrentReloadsAreAllAnsweredOneAtATime) {
   EXPECT_EQ(ConfigValue("ESMTP_Listener.max_connections"), "9");
 }
 
+// SIGTERM while reloads wait for their answers (one on an IO worker, one queued behind it):
+// the daemon used to abort on its way out ("control listener destroyed with live
+// connections": a connection waiting for a reply was never closed), exit status 134. Now the
+// waiting clients are told the daemon is stopping, and it exits 0. (Session 12's reload
+// audit, F1.)
+TEST_F(ControlDaemonTest, StoppingWhileReloadsWaitExitsCleanlyAndTellsTheClients) {
+  DaemonConfig config;
+  // Enough Domain scopes that a reload keeps an IO worker busy for a while (~1 s).
+  for (int i = 0; i < 40'000; ++i) {
+    absl::StrAppend(&config.global_extra, "Domain \"d", i, ".test\" { routes = ",
+                    "\"[127.0.0.1]:9\" }\n");
+  }
+  StartDaemon(config);
+  RawControlClient first;
+  RawControlClient second;
+  ASSERT_EQ(first.Connect(Socket()), 0);
+  ASSERT_EQ(second.Connect(Socket()), 0);
+  ASSERT_TRUE(first.Send("config reload\n"));
+  ASSERT_TRUE(second.Send("config reload\n"));
+  // The first reload is on its IO worker (the second waits for it): stop now.
+  ASSERT_TRUE(PollUntil(kWait, [&] {
+    RunResult r = Ringctl({"threadpool", "list"});
+    for (absl::string_view line : absl::StrSplit(r.out, '\n')) {
+      std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      if (f.size() >= 3 && f[0] == "IO" && f[2] != "0") return true;
+    }
+    return false;
+  }));
+  daemon_.Signal(SIGTERM);
+  std::optional<int> status = daemon_.WaitExit(Millis(60'000));
+  ASSERT_TRUE(status.has_value()) << "the daemon did not exit";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+      << "wait status " << *status << "\n" << daemon_.StderrText();
+  for (RawControlClient* c : {&first, &second}) {
+    std::optional<std::pair<std::string, std::string>> frame = c->ReadFrame(kWait);
+    if (!frame.has_value()) continue;  // closed: the request had not been read yet
+    if (frame->first == "OK") continue;  // the reload finished before the stop
+    EXPECT_EQ(frame->first, "ERR");
+    EXPECT_THAT(frame->second, HasSubstr("ringmaild is stopping")) << frame->second;
+  }
+}
+
+// Control_Listener.max_connections is live: a reload that lowers it refuses the next client
+// over it (it used to be read at start only, while the reload said "applied").
+TEST_F(ControlDaemonTest, ControlMaxConnectionsChangesOnReload) {
+  StartDaemon(DaemonConfig{});
+  std::string text = daemon_.ConfigText(config_);
+  const std::string scope = "Control_Listener {\n";
+  ASSERT_NE(text.find(scope), std::string::npos);
+  text.replace(text.find(scope), scope.size(), scope + "  max_connections = 2\n");
+  ASSERT_TRUE(WriteFile(daemon_.config_path(), text).ok());
+  RunResult reload = Ringctl({"config", "reload"});
+  ASSERT_EQ(reload.exit_code, 0) << reload.out << reload.err;
+  EXPECT_THAT(reload.out, HasSubstr("Control_Listener.max_connections: 16 -> 2 (applied)"));
+  RawControlClient a;
+  RawControlClient b;
+  ASSERT_EQ(a.Connect(Socket()), 0);
+  ASSERT_EQ(b.Connect(Socket()), 0);
+  // Both are in (each is answered), so the next is the third.
+  for (RawControlClient* c : {&a, &b}) {
+    ASSERT_TRUE(c->Send("summary\n"));
+    std::optional<std::pair<std::string, std::string>> frame = c->ReadFrame(kWait);
+    ASSERT_TRUE(frame.has_value());
+    EXPECT_EQ(frame->first, "OK");
+  }
+  RunResult third = Ringctl({"summary"});
+  EXPECT_NE(third.exit_code, 0) << third.out;
+  EXPECT_THAT(third.err, HasSubstr("too many control clients")) << third.err;
+}
+
 TEST_F(ControlDaemonTest, SighupDoesWhatConfigReloadDoes) {
   DaemonConfig config;
   config.esmtp_extra = "max_connections = 50\n";

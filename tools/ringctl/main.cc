@@ -82,21 +82,24 @@ bool SendAll(int fd, const std::string& data) {
 }
 
 // Reads one response frame, waiting at most `timeout_ms` in all.
-int ReadResponse(int fd, int timeout_ms, ringmail::control::Response* out) {
+// `quiet`: no message of its own on failure (the caller has a better one).
+int ReadResponse(int fd, int timeout_ms, ringmail::control::Response* out, bool quiet) {
   ringmail::control::ResponseDecoder decoder;
   char buf[65536];
   for (;;) {
     pollfd p{fd, POLLIN, 0};
     int rc = poll(&p, 1, timeout_ms);
     if (rc == 0) {
-      std::fprintf(stderr, "ringctl: no answer from ringmaild within the timeout\n");
+      if (!quiet) std::fprintf(stderr, "ringctl: no answer from ringmaild within the timeout\n");
       return 3;
     }
     if (rc < 0 && errno == EINTR) continue;
     ssize_t n = recv(fd, buf, sizeof(buf), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      std::fprintf(stderr, "ringctl: ringmaild closed the connection before answering\n");
+      if (!quiet) {
+        std::fprintf(stderr, "ringctl: ringmaild closed the connection before answering\n");
+      }
       return 3;
     }
     auto r = decoder.Feed(std::string_view(buf, static_cast<size_t>(n)));
@@ -154,13 +157,12 @@ int main(int argc, char** argv) {
   if (line.size() > ringmail::control::kRequestLineMax) return Usage("command too long");
   int fd = Connect(socket_path);
   if (fd < 0) return 3;
-  if (!SendAll(fd, line)) {
-    std::fprintf(stderr, "ringctl: lost the connection to ringmaild\n");
-    close(fd);
-    return 3;
-  }
+  // A daemon that turns the client away (too many control clients) answers at once and
+  // closes: the send then fails, and the answer is still there to read.
+  const bool sent = SendAll(fd, line);
   ringmail::control::Response response;
-  int rc = ReadResponse(fd, timeout_s * 1000, &response);
+  int rc = ReadResponse(fd, timeout_s * 1000, &response, /*quiet=*/!sent);
+  if (!sent && rc != 0) std::fprintf(stderr, "ringctl: lost the connection to ringmaild\n");
   close(fd);
   if (rc != 0) return rc;
   std::fwrite(response.body.data(), 1, response.body.size(), response.ok ? stdout : stderr);

@@ -282,6 +282,10 @@ void Daemon::ApplyReload(const ReloadPlan& plan) {
     (void)p->loop->Reserve().Post([p, st] { p->esmtp->UpdateSettings(st); });
   }
   UpdateHttpSettings(plan.http);
+  if (control_ != nullptr) {  // on this (the master) loop, as the control listener
+    const int64_t n = config_->control.max_connections;
+    control_->SetMaxConnections(n > 0 ? n : control::ControlListener::Options{}.max_connections);
+  }
   UpdateEngines(engines_, topology_, plan.next, plan.tls_client);
   ShareSelfEndpoints(plan.local_addresses, /*wait=*/false);
   for (const config::ThreadPoolConfig& tp : plan.next->thread_pools) {
