@@ -6,6 +6,13 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <string.h>  // explicit_bzero
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 
 #include "absl/status/status.h"
@@ -18,6 +25,10 @@ namespace ringmail::tls {
 absl::Status SelfTestServerContext(std::shared_ptr<const TlsContext> server);  // session.cc
 
 namespace {
+
+// A certificate chain or key is a few KB; a CA bundle (Debian's: ~220 KB) some hundreds.
+constexpr size_t kTlsFileBytesMax = 1u << 20;
+constexpr size_t kTlsCaFileBytesMax = 16u << 20;
 
 void InitOnce() {
   static std::once_flag once;
@@ -36,15 +47,69 @@ WOLFSSL_METHOD* MethodFor(TlsRole role, TlsVersion min, TlsVersion max) {
   return server ? wolfTLS_server_method() : wolfTLS_client_method();
 }
 
+// What wolfSSL refused in a file it was given: its error text when it set one, else what
+// the file must be (its *_buffer functions answer a bare WOLFSSL_FAILURE, 0, to a file
+// that is not PEM at all).
 absl::Status FileError(const char* what, const std::string& path, int code) {
-  return absl::FailedPreconditionError(
-      absl::StrCat("TLS ", what, " '", path, "': ", WolfSslErrorText(code)));
+  const std::string why =
+      code == WOLFSSL_FAILURE ? "not PEM that wolfSSL can read" : WolfSslErrorText(code);
+  return absl::FailedPreconditionError(absl::StrCat("TLS ", what, " '", path, "': ", why));
+}
+
+// A certificate, key or CA file, read here rather than by wolfSSL's *_file functions: they
+// fopen() whatever the path names, so a FIFO there blocked the reload's IO worker for good,
+// and every later reload queued behind it (session 12's reload audit, F2). Opened without
+// blocking, refused unless a regular file of at most `max_bytes`; errors name the errno.
+absl::StatusOr<std::string> ReadTlsFile(const char* what, const std::string& path,
+                                        size_t max_bytes) {
+  const auto fail = [&](const std::string& why) {
+    return absl::FailedPreconditionError(absl::StrCat("TLS ", what, " '", path, "': ", why));
+  };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) return fail(std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return fail("not a regular file");
+  }
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    ::close(fd);
+    return fail(absl::StrCat("larger than ", max_bytes, " bytes"));
+  }
+  std::string data(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < data.size()) {
+    const ssize_t n = ::read(fd, data.data() + got, data.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return fail(std::strerror(err));
+    }
+    if (n == 0) break;  // shrank meanwhile: what was read is what there is
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  data.resize(got);
+  return data;
+}
+
+const unsigned char* Bytes(const std::string& s) {
+  return reinterpret_cast<const unsigned char*>(s.data());
 }
 
 absl::Status LoadIdentity(WOLFSSL_CTX* ctx, const TlsContextOptions& o) {
-  int r = wolfSSL_CTX_use_certificate_chain_file(ctx, o.certificate_chain_file.c_str());
+  absl::StatusOr<std::string> chain =
+      ReadTlsFile("certificate", o.certificate_chain_file, kTlsFileBytesMax);
+  if (!chain.ok()) return chain.status();
+  int r = wolfSSL_CTX_use_certificate_chain_buffer_format(
+      ctx, Bytes(*chain), static_cast<long>(chain->size()), WOLFSSL_FILETYPE_PEM);
   if (r != WOLFSSL_SUCCESS) return FileError("certificate", o.certificate_chain_file, r);
-  r = wolfSSL_CTX_use_PrivateKey_file(ctx, o.private_key_file.c_str(), WOLFSSL_FILETYPE_PEM);
+  absl::StatusOr<std::string> key = ReadTlsFile("key", o.private_key_file, kTlsFileBytesMax);
+  if (!key.ok()) return key.status();
+  r = wolfSSL_CTX_use_PrivateKey_buffer(ctx, Bytes(*key), static_cast<long>(key->size()),
+                                        WOLFSSL_FILETYPE_PEM);
+  explicit_bzero(key->data(), key->size());  // no copy of the key left in freed memory
   if (r != WOLFSSL_SUCCESS) return FileError("key", o.private_key_file, r);
   if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
     return absl::FailedPreconditionError(
@@ -58,7 +123,10 @@ absl::Status LoadIdentity(WOLFSSL_CTX* ctx, const TlsContextOptions& o) {
 absl::StatusOr<bool> LoadTrustAnchors(WOLFSSL_CTX* ctx, const TlsContextOptions& o) {
   bool any = false;
   if (!o.ca_file.empty()) {
-    int r = wolfSSL_CTX_load_verify_locations(ctx, o.ca_file.c_str(), nullptr);
+    absl::StatusOr<std::string> cas = ReadTlsFile("CA file", o.ca_file, kTlsCaFileBytesMax);
+    if (!cas.ok()) return cas.status();
+    int r = wolfSSL_CTX_load_verify_buffer(ctx, Bytes(*cas), static_cast<long>(cas->size()),
+                                           WOLFSSL_FILETYPE_PEM);
     if (r != WOLFSSL_SUCCESS) return FileError("CA file", o.ca_file, r);
     any = true;
   }

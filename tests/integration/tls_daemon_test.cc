@@ -5,6 +5,7 @@
 //
 // Certificates: a throwaway CA and server certificates made by tests/tls/test_pki_util for
 // this run. Every wait is bounded; each test starts its own daemon (daemon_util's RAII).
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -543,6 +544,44 @@ TEST_F(TlsDaemonTest, CertificateReloadServesTheNewCertificateToNewHandshakes) {
     (void)Ringctl({"summary"});
   }
   EXPECT_EQ(ServedSubject(), "CN = mx.test");
+}
+
+// A certificate path that names a FIFO (or anything but a regular file) is refused at once
+// with its reason. It used to block the reload's IO worker in fopen() for good, so that no
+// later reload ever ran, and a missing key file was "ok (0)". (Session 12's reload audit,
+// F2 and F9.)
+TEST_F(TlsDaemonTest, ReloadRefusesAFifoOrMissingTlsFileAtOnceAndReloadsAfterwards) {
+  StartDaemon();
+  std::filesystem::remove(CertPath());
+  ASSERT_EQ(mkfifo(CertPath().c_str(), 0600), 0) << strerror(errno);
+  RunResult fifo = Ringctl({"config", "reload"});
+  EXPECT_NE(fifo.exit_code, 0) << fifo.out;
+  EXPECT_THAT(fifo.out + fifo.err, HasSubstr("'" + CertPath() + "': not a regular file"));
+  RunResult check = Ringctl({"config", "check", daemon_.config_path()});
+  EXPECT_NE(check.exit_code, 0) << check.out;
+  std::filesystem::remove(CertPath());
+  UseCertificate(*second_);
+  std::filesystem::remove(KeyPath());
+  RunResult missing = Ringctl({"config", "reload"});
+  EXPECT_NE(missing.exit_code, 0) << missing.out;
+  EXPECT_THAT(missing.out + missing.err,
+              HasSubstr("TLS key '" + KeyPath() + "': No such file or directory"));
+  // A key that does not match its certificate: both checks say what start-up and the
+  // reload would (they used to say "configuration OK").
+  UseCertificate(*second_);
+  std::filesystem::copy_file(first_->key_file, KeyPath(),
+                             std::filesystem::copy_options::overwrite_existing);
+  RunResult ctl_check = Ringctl({"config", "check", daemon_.config_path()});
+  EXPECT_NE(ctl_check.exit_code, 0) << ctl_check.out;
+  EXPECT_THAT(ctl_check.err, HasSubstr("ESMTP_Listener: TLS self-test handshake"));
+  RunResult start_check = RunProgram(
+      {RingmaildPath(), "--check-config", "--config", daemon_.config_path()}, Millis(30'000));
+  EXPECT_EQ(start_check.exit_code, 1) << start_check.out;
+  EXPECT_THAT(start_check.err, HasSubstr("ESMTP_Listener: TLS self-test handshake"));
+  UseCertificate(*second_);
+  RunResult good = Ringctl({"config", "reload"});
+  ASSERT_EQ(good.exit_code, 0) << good.out << good.err;
+  EXPECT_EQ(ServedSubject(), "CN = mx2.test");
 }
 
 // `ringload sink --tls CERT KEY`: the downstream the outbound STARTTLS tests deliver to.

@@ -13,6 +13,7 @@
 #include "config/render.h"
 #include "core/log.h"
 #include "tls/context.h"
+#include "tools/ringmaild/config_check.h"
 #include "tools/ringmaild/daemon.h"
 
 namespace ringmail::daemon {
@@ -94,6 +95,8 @@ void Daemon::ConfigCheck(const std::vector<std::string>& w, Reply reply) {
       r = Response{false, ErrorsText(loaded.status(), errors) + "\n"};
     } else if (absl::Status s = config::ValidateConcurrency(**loaded, cpus, licensed); !s.ok()) {
       r = Response{false, absl::StrCat(path, ": ", s.message(), "\n")};
+    } else if (absl::Status t = CheckListenersAndTls(*loaded); !t.ok()) {
+      r = Response{false, absl::StrCat(path, ": ", t.message(), "\n")};
     } else {
       r = Response{true, absl::StrCat(path, ": configuration OK\n")};
     }

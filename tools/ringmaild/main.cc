@@ -13,6 +13,7 @@
 #include "config/generation.h"
 #include "config/license.h"
 #include "core/loop_pool.h"
+#include "tools/ringmaild/config_check.h"
 #include "tools/ringmaild/daemon.h"
 
 namespace {
@@ -90,6 +91,12 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s: %s\n",
                    flags.config.empty() ? "embedded default" : flags.config.c_str(),
                    std::string(fits.message()).c_str());
+      return 1;
+    }
+    if (absl::Status t = ringmail::daemon::CheckListenersAndTls(*config); !t.ok()) {
+      std::fprintf(stderr, "%s: %s\n",
+                   flags.config.empty() ? "embedded default" : flags.config.c_str(),
+                   std::string(t.message()).c_str());
       return 1;
     }
     std::printf("%s: configuration OK\n",
