@@ -162,7 +162,7 @@ void Connection::OnHeaders() {
   } else if (!route.endpoint) {
     refuse = std::move(route.error);
   } else if (NeedsToken(*route.endpoint) &&
-             !BearerMatches(req.Header("authorization"), settings_->auth_token)) {
+             !BearerMatches(req.Header("authorization"), listener_.auth_token())) {
     refuse = Unauthorized();
   } else if (expect != nullptr && !EqualsIgnoreCase(*expect, "100-continue")) {
     refuse = JsonError(417, "only 'Expect: 100-continue' is understood");

@@ -145,6 +145,10 @@ class HttpListener {
                    std::shared_ptr<const HttpSettings> settings, uint64_t connection_id,
                    uint64_t seq);
   void ConnectionClosed(Connection* c);
+  // The token of the running generation. Every request is checked against it, not against
+  // the settings its connection was accepted with: a token rotated because it leaked is
+  // revoked on keep-alive connections too (session 12's reload audit, F3).
+  const std::string& auth_token() const { return settings_->auth_token; }
 
  private:
   // The handler of every Listen address's core::Acceptor (which owns the socket and backs

@@ -605,6 +605,35 @@ TEST_F(HttpDaemonTest, KeepAliveReusesTheConnection) {
   EXPECT_THAT(c.err, HasSubstr("Re-using existing connection"));
 }
 
+// A token rotated by a reload is revoked on connections already open: each request is
+// checked against the running generation's token (it used to be the one the connection was
+// accepted with, so a leaked token kept working on a keep-alive connection, mail included).
+TEST_F(HttpDaemonTest, ARotatedTokenIsRevokedOnOpenConnections) {
+  StartDaemon();
+  RawHttp open;
+  ASSERT_TRUE(open.Connect(daemon_.http_port()));
+  ASSERT_TRUE(open.Send(Request("GET", "/api/v1/queues")));
+  EXPECT_EQ(open.Read().status, 200);
+  std::string text = ConfigText("", true);
+  const std::string old_token = absl::StrCat("auth_token = \"", kToken, "\"");
+  ASSERT_NE(text.find(old_token), std::string::npos);
+  text.replace(text.find(old_token), old_token.size(), "auth_token = \"rotated-token-42\"");
+  ASSERT_TRUE(WriteFile(daemon_.config_path(), text).ok());
+  daemon_.Signal(SIGHUP);
+  // Applied once a new connection is served with the new token.
+  ASSERT_TRUE(PollUntil(Millis(10'000), [&] {
+    return Curl({"-H", "Authorization: Bearer rotated-token-42", Url("/api/v1/queues")}, false)
+               .status == 200;
+  }));
+  ASSERT_TRUE(open.Send(Request("GET", "/api/v1/queues")));  // the old token
+  EXPECT_EQ(open.Read().status, 401);
+  ASSERT_TRUE(open.Send(Request("GET", "/api/v1/queues", "",
+                                "Authorization: Bearer rotated-token-42\r\n", false)));
+  EXPECT_EQ(open.Read().status, 200);  // the same connection, with the new token
+  ASSERT_TRUE(open.Send(Request("POST", "/api/inject/v1", SimpleInject())));
+  EXPECT_EQ(open.Read().status, 401);  // no mail with the old one either
+}
+
 TEST_F(HttpDaemonTest, PipelinedRequestsAnswerInOrder) {
   StartDaemon();
   RawHttp h;
