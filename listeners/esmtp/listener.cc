@@ -177,6 +177,18 @@ void EsmtpListener::AcceptDone(bool implicit_tls, core::Accepted a) {
 
 void EsmtpListener::UpdateSettings(std::shared_ptr<const Settings> settings) {
   settings_ = std::move(settings);
+  // A raised max_processings lets in the transactions already waiting, in their order
+  // (they used to wait for a slot to be released, and later sessions overtook them).
+  GrantWaiting();
+}
+
+void EsmtpListener::GrantWaiting() {
+  while (!slot_waiters_.empty() && slots_used_ < settings_->processings_per_loop) {
+    Session* next = slot_waiters_.front();
+    slot_waiters_.pop_front();
+    ++slots_used_;
+    next->SlotGranted();
+  }
 }
 
 bool EsmtpListener::RequestSlot(Session* s) {
@@ -200,12 +212,7 @@ void EsmtpListener::ReleaseSlot(Session* s, bool was_waiting) {
   }
   RM_DCHECK(slots_used_ > 0);
   --slots_used_;
-  while (!slot_waiters_.empty() && slots_used_ < settings_->processings_per_loop) {
-    Session* next = slot_waiters_.front();
-    slot_waiters_.pop_front();
-    ++slots_used_;
-    next->SlotGranted();
-  }
+  GrantWaiting();
 }
 
 void EsmtpListener::SessionClosed(Session* s) {

@@ -140,6 +140,7 @@ class EsmtpListener {
   void AcceptDone(bool implicit_tls, core::Accepted a);
   void CloseAcceptors();
   void MaybeDrained();
+  void GrantWaiting();  // slots to waiting sessions, oldest first, while any is free
 
   core::Loop& loop_;
   ListenerShared& shared_;

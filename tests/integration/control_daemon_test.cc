@@ -433,6 +433,30 @@ TEST_F(ControlDaemonTest, ControlMaxConnectionsChangesOnReload) {
   EXPECT_THAT(third.err, HasSubstr("too many control clients")) << third.err;
 }
 
+// A reload that raises max_processings lets in the transaction already waiting for a slot
+// (it used to wait until the slot's holder ended, while later sessions overtook it).
+TEST_F(ControlDaemonTest, RaisingMaxProcessingsAdmitsTheTransactionsWaiting) {
+  DaemonConfig config;
+  config.esmtp_extra = "max_processings = 1\n";
+  StartDaemon(config);
+  SmtpClient holder, waiting;
+  for (SmtpClient* c : {&holder, &waiting}) {
+    ASSERT_TRUE(c->Connect(daemon_.port()).ok());
+    ASSERT_EQ(c->ReadReply().code, 220);
+    ASSERT_EQ(c->Command("EHLO client.test").code, 250);
+  }
+  ASSERT_EQ(holder.Command("MAIL FROM:<a@client.test>").code, 250);
+  ASSERT_TRUE(waiting.Send("MAIL FROM:<b@client.test>\r\n").ok());
+  ASSERT_EQ(holder.Command("NOOP").code, 250);  // a round trip on the same loop meanwhile
+  pollfd p{waiting.fd(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 0), 0) << "the second MAIL was answered while the slot was taken";
+  RewriteEsmtp("max_processings = 10\n");
+  RunResult r = Ringctl({"config", "reload"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(waiting.ReadReply().code, 250);  // while the holder still holds its slot
+  EXPECT_EQ(holder.Command("RCPT TO:<u@local.test>").code, 250);
+}
+
 TEST_F(ControlDaemonTest, SighupDoesWhatConfigReloadDoes) {
   DaemonConfig config;
   config.esmtp_extra = "max_connections = 50\n";
