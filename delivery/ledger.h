@@ -234,6 +234,13 @@ class Ledger final : public spool::MessageSink, private spool::CompactionHost {
   // Delivery results from an engine (posted to this loop).
   void Report(DeliveryReport&& report);
 
+  // A reload's hostname (the DSNs' Reporting-MTA) and postmaster (where a bare "postmaster"
+  // goes): for messages committed and bounces made from now on. On this loop.
+  void SetIdentity(std::string hostname, std::string postmaster) {
+    options_.hostname = std::move(hostname);
+    options_.postmaster = std::move(postmaster);
+  }
+
   // Engines: no new delivery while true (relaxed loads are enough: it is a hint that
   // bounds, not a lock).
   const std::atomic<bool>& brake() const { return brake_; }

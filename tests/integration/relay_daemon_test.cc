@@ -411,6 +411,43 @@ TEST_F(RelayDaemonTest, ARouteBackToThisServerBouncesAsALoopAndNeverComesBack) {
               HasSubstr("loops back to myself"));
 }
 
+// postmaster (and hostname, the DSNs' Reporting-MTA) are live: after a reload, a bare
+// "postmaster" goes to the new address. The ledgers kept the start-up values while the
+// reload said "applied" (session 12's reload audit, F5).
+TEST_F(RelayDaemonTest, AfterAReloadMailForPostmasterGoesToTheNewPostmaster) {
+  RelaySink sink;
+  ASSERT_TRUE(sink.Start(dir_.Sub("sink"), {}).ok());
+  auto config_for = [&](const std::string& postmaster) {
+    return RelayConfig(absl::StrCat("postmaster = \"", postmaster, "\"\n",
+                                    "Domain \"sink.test\" { routes = \"", sink.route(), "\" }\n"));
+  };
+  auto mail_postmaster = [&] {
+    SmtpClient c;
+    ASSERT_TRUE(c.Connect(daemon_.port()).ok());
+    ASSERT_EQ(c.ReadReply().code, 220);
+    ASSERT_EQ(c.Command("EHLO client.test").code, 250);
+    ASSERT_EQ(c.Command("MAIL FROM:<a@client.test>").code, 250);
+    ASSERT_EQ(c.Command("RCPT TO:<postmaster>").code, 250);
+    ASSERT_EQ(c.Command("DATA").code, 354);
+    ASSERT_EQ(c.Command("Subject: hello\r\n\r\nbody\r\n.").code, 250);
+  };
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(config_for("pm-old@sink.test")));
+  ASSERT_NO_FATAL_FAILURE(mail_postmaster());
+  ASSERT_TRUE(PollUntil(kDeliveryTimeout, [&] { return sink.DumpCount() >= 1; }));
+  ASSERT_TRUE(
+      WriteFile(daemon_.config_path(), daemon_.ConfigText(config_for("pm-new@sink.test"))).ok());
+  RunResult reload =
+      RunProgram({RingctlPath(), "--socket", Socket(), "config", "reload"}, Millis(30'000));
+  ASSERT_EQ(reload.exit_code, 0) << reload.out << reload.err;
+  ASSERT_NO_FATAL_FAILURE(mail_postmaster());
+  ASSERT_TRUE(PollUntil(kDeliveryTimeout, [&] { return sink.DumpCount() >= 2; }));
+  std::multiset<std::string> rcpts;
+  for (const DumpedMessage& m : ReadDumps(sink.dump_dir())) {
+    for (const std::string& r : m.rcpts) rcpts.insert(r);
+  }
+  EXPECT_EQ(rcpts, (std::multiset<std::string>{"pm-new@sink.test", "pm-old@sink.test"}));
+}
+
 // The same through MX (RFC 5321 §5.1): when this server is the best MX, the mail bounces
 // 5.4.6; when it is a backup MX below a host that is down, the mail waits for that host
 // (deferred, never bounced) and is not sent to any host of this server's preference or

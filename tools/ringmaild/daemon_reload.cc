@@ -285,6 +285,16 @@ void Daemon::ApplyReload(const ReloadPlan& plan) {
     (void)p->loop->Reserve().Post([p, st] { p->esmtp->UpdateSettings(st); });
   }
   UpdateHttpSettings(plan.http);
+  // The ledgers' copies of hostname and postmaster (bounces, a bare "postmaster"): they
+  // used to keep the start-up values while the reload said "applied" (reload audit, F5).
+  for (auto& parts : parts_) {
+    LoopParts* p = parts.get();
+    if (p->ledger == nullptr) continue;
+    (void)p->loop->Reserve().Post([p, hostname = config_->global.hostname,
+                                   postmaster = config_->global.postmaster]() mutable {
+      p->ledger->SetIdentity(std::move(hostname), std::move(postmaster));
+    });
+  }
   if (control_ != nullptr) {  // on this (the master) loop, as the control listener
     const int64_t n = config_->control.max_connections;
     control_->SetMaxConnections(n > 0 ? n : control::ControlListener::Options{}.max_connections);
