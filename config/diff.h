@@ -4,8 +4,9 @@
 // value differs, and every scope instance added or removed (a Domain, a Listen, a
 // ThreadPool...), each marked applies_live or needs-restart from the table (eventloop
 // concurrency, ThreadPool Backlog/Stack_Size, spool_dir, user, listen sockets... need a
-// restart). ringmaild's reload applies the new generation only when every change is live and
-// otherwise reports the restart-only ones and keeps the old generation.
+// restart). ringmaild's reload applies the live changes and reports the restart-only ones,
+// measured against the generation it started with until it restarts
+// (tools/ringmaild/daemon_reload.cc).
 // Pure; any thread.
 #pragma once
 

@@ -457,6 +457,31 @@ TEST_F(ControlDaemonTest, RaisingMaxProcessingsAdmitsTheTransactionsWaiting) {
   EXPECT_EQ(holder.Command("RCPT TO:<u@local.test>").code, 250);
 }
 
+// A change that needs a restart is reported by every reload until the restart, and
+// `config show` gives the value that runs. The first reload used to publish it as if it
+// ran: `config show` showed the new value, and the next reload said "no changes".
+TEST_F(ControlDaemonTest, ARestartOnlyChangeStaysPendingUntilTheRestart) {
+  StartDaemon(DaemonConfig{});
+  DaemonConfig changed = config_;
+  changed.global_extra += "dns_timeout = 7s\n";
+  ASSERT_TRUE(WriteFile(daemon_.config_path(), daemon_.ConfigText(changed)).ok());
+  for (int i = 0; i < 2; ++i) {  // reported again by the second reload of the same file
+    RunResult r = Ringctl({"config", "reload"});
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("dns_timeout: 5s -> 7s (needs restart)")) << i;
+  }
+  EXPECT_EQ(Ringctl({"config", "show", "dns_timeout"}).out,
+            "dns_timeout = 5s  (needs restart for 7s)\n");
+  RunResult json = Ringctl({"--json", "config", "show", "dns_timeout"});
+  EXPECT_THAT(json.out, HasSubstr("\"value\":\"5s\",\"live\":false,\"after_restart\":\"7s\""));
+  // Back to the running value: nothing pending any more.
+  ASSERT_TRUE(WriteFile(daemon_.config_path(), daemon_.ConfigText(config_)).ok());
+  RunResult back = Ringctl({"config", "reload"});
+  ASSERT_EQ(back.exit_code, 0) << back.out << back.err;
+  EXPECT_THAT(back.out, HasSubstr("no changes"));
+  EXPECT_EQ(Ringctl({"config", "show", "dns_timeout"}).out, "dns_timeout = 5s\n");
+}
+
 TEST_F(ControlDaemonTest, SighupDoesWhatConfigReloadDoes) {
   DaemonConfig config;
   config.esmtp_extra = "max_connections = 50\n";

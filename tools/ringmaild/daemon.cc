@@ -49,7 +49,8 @@ std::vector<core::ThreadPoolSpec> ThreadPoolSpecsFrom(const config::Config& c) {
 
 }  // namespace
 
-Daemon::Daemon(std::shared_ptr<const config::Config> config) : config_(std::move(config)) {
+Daemon::Daemon(std::shared_ptr<const config::Config> config)
+    : config_(std::move(config)), started_config_(config_) {
   generations_.Publish(config_);
   signal_op_.Bind<&Daemon::SignalDone>(this, "signalfd.read");
   drain_timer_.Bind<&Daemon::DrainTimedOut>(this);

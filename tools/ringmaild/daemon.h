@@ -141,6 +141,11 @@ class Daemon {
 
   config::GenerationStore generations_;
   std::shared_ptr<const config::Config> config_;
+  // The generation the daemon started with: what runs of every key and scope that needs a
+  // restart. Reloads publish the file's values (config_), and measure what still waits for
+  // a restart against this one, so that it is reported until the restart, and `config show`
+  // names the value that runs.
+  std::shared_ptr<const config::Config> started_config_;
   config::LicenseStatus license_;
   int cpus_ = 1;
   std::unique_ptr<core::ThreadPoolRegistry> thread_pools_;

@@ -4,6 +4,9 @@
 // with; new connections get the new ones. Restart-only changes are reported, not applied.
 #include <malloc.h>
 
+#include <algorithm>
+
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -52,17 +55,64 @@ void UpdateEngines(const std::vector<std::unique_ptr<delivery::Engine>>& engines
   }
 }
 
+// What a reload of `next` changes: the live changes against the generation published now,
+// and every restart-only difference against the one the daemon started with, which is what
+// still runs of those (a restart-only change reported once used to be forgotten by the next
+// reload, and `config show` claimed it ran: session 12's reload audit, F4).
+std::vector<config::ConfigChange> ReloadChanges(const config::Config& started,
+                                                const config::Config& current,
+                                                const config::Config& next) {
+  std::vector<config::ConfigChange> changes;
+  for (config::ConfigChange& c : config::DiffConfigs(current, next)) {
+    if (c.applies_live) changes.push_back(std::move(c));
+  }
+  for (config::ConfigChange& c : config::DiffConfigs(started, next)) {
+    if (!c.applies_live) changes.push_back(std::move(c));
+  }
+  return changes;
+}
+
 }  // namespace
 
 Response Daemon::ConfigShow(const std::vector<std::string>& w, bool json) {
   const std::string filter = w.size() > 2 ? absl::AsciiStrToLower(w[2]) : "";
+  const auto matches = [&](const std::string& path) {
+    return filter.empty() || absl::StrContains(absl::AsciiStrToLower(path), filter);
+  };
+  // What the file says and does not run yet: a key shows the value that runs, and the one
+  // waiting; a scope added or removed is listed after the keys.
+  absl::flat_hash_map<std::string, config::ConfigChange> pending;
+  for (config::ConfigChange& c : config::DiffConfigs(*started_config_, *config_)) {
+    if (!c.applies_live) pending.emplace(c.path, std::move(c));
+  }
   std::vector<std::string> lines;
   std::vector<std::string> items;
   for (const config::FlatEntry& e : config::FlattenConfig(*config_)) {
-    if (!filter.empty() && !absl::StrContains(absl::AsciiStrToLower(e.path), filter)) continue;
-    lines.push_back(absl::StrCat(e.path, " = ", e.value));
-    items.push_back(absl::StrCat("{\"key\":", JsonStr(e.path), ",\"value\":", JsonStr(e.value),
-                                 ",\"live\":", e.live ? "true" : "false", "}"));
+    if (!matches(e.path)) continue;
+    auto waiting = pending.find(e.path);
+    if (waiting == pending.end()) {
+      lines.push_back(absl::StrCat(e.path, " = ", e.value));
+      items.push_back(absl::StrCat("{\"key\":", JsonStr(e.path), ",\"value\":", JsonStr(e.value),
+                                   ",\"live\":", e.live ? "true" : "false", "}"));
+      continue;
+    }
+    const std::string& running = waiting->second.old_value;
+    lines.push_back(absl::StrCat(e.path, " = ", running, "  (needs restart for ", e.value, ")"));
+    items.push_back(absl::StrCat("{\"key\":", JsonStr(e.path), ",\"value\":", JsonStr(running),
+                                 ",\"live\":false,\"after_restart\":", JsonStr(e.value), "}"));
+    pending.erase(waiting);
+  }
+  std::vector<std::string> scopes;
+  for (const auto& [path, c] : pending) {
+    if (matches(path)) scopes.push_back(path);
+  }
+  std::sort(scopes.begin(), scopes.end());
+  for (const std::string& path : scopes) {
+    const config::ConfigChange& c = pending.at(path);
+    lines.push_back(absl::StrCat(path, ": ", c.old_value, " -> ", c.new_value, " (needs restart)"));
+    items.push_back(absl::StrCat("{\"scope\":", JsonStr(path), ",\"running\":",
+                                 JsonStr(c.old_value), ",\"after_restart\":",
+                                 JsonStr(c.new_value), "}"));
   }
   if (lines.empty()) return Response{false, absl::StrCat("no key matches '", filter, "'\n")};
   if (json) return Response{true, absl::StrCat("[", absl::StrJoin(items, ","), "]\n")};
@@ -142,6 +192,7 @@ struct Daemon::ReloadPlan {
 
 struct Daemon::ReloadInputs {
   std::shared_ptr<const config::Config> current;
+  std::shared_ptr<const config::Config> started;
   int cpus = 1;
   int licensed = 1;
   bool http_running = false;
@@ -163,7 +214,8 @@ Daemon::ReloadPlan Daemon::PrepareReload(const ReloadInputs& in) {
     plan.refusal = absl::StrCat("reload refused: ", s.message(), "\n");
     return plan;
   }
-  const core::LoopPool* pool = in.loops->pool(next->esmtp.event_loop);
+  // The listener's pool is the one it started on (event_loop needs a restart).
+  const core::LoopPool* pool = in.loops->pool(in.started->esmtp.event_loop);
   auto esmtp = listeners::esmtp::Settings::FromConfig(
       next, pool != nullptr ? static_cast<int>(pool->size()) : 1);
   if (!esmtp.ok()) {
@@ -184,7 +236,7 @@ Daemon::ReloadPlan Daemon::PrepareReload(const ReloadInputs& in) {
                                 tls_client.status().message(), "\n");
     return plan;
   }
-  plan.changes = config::DiffConfigs(*in.current, *next);
+  plan.changes = ReloadChanges(*in.started, *in.current, *next);
   plan.next = std::move(next);
   plan.esmtp = *std::move(esmtp);
   plan.tls_client = *std::move(tls_client);
@@ -212,6 +264,7 @@ void Daemon::StartReload() {
   notifier_.Reloading(absl::StrCat("reloading ", config_->source));
   ReloadInputs in;
   in.current = config_;
+  in.started = started_config_;
   in.cpus = cpus_;
   in.licensed = license_.licensed_concurrency;
   in.http_running = http_settings_ != nullptr;
