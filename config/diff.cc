@@ -15,7 +15,9 @@ constexpr std::string_view kPresent = "(defined)";
 
 }  // namespace
 
-std::vector<ConfigChange> DiffConfigs(const Config& old_config, const Config& new_config) {
+std::vector<ConfigChange> DiffConfigs(const Config& old_config, const Config& new_config,
+                                      KeyFilter filter) {
+  const bool restart_only = filter == KeyFilter::kRestartOnly;
   std::vector<ScopeInstance> old_scopes = ListScopeInstances(old_config);
   std::vector<ScopeInstance> new_scopes = ListScopeInstances(new_config);
   absl::flat_hash_map<std::string, const ScopeInstance*> old_by_path, new_by_path;
@@ -26,12 +28,13 @@ std::vector<ConfigChange> DiffConfigs(const Config& old_config, const Config& ne
   for (const ScopeInstance& s : new_scopes) {
     if (old_by_path.contains(s.path)) continue;
     bool live = GetScopeSpec(s.kind).add_remove == Apply::kLive;
+    if (live && restart_only) continue;
     changes.push_back(ConfigChange{s.path, std::string(kAbsent), std::string(kPresent), live});
   }
-  std::vector<FlatEntry> old_entries = FlattenConfig(old_config);
+  std::vector<FlatEntry> old_entries = FlattenConfig(old_config, filter);
   absl::flat_hash_map<std::string, const FlatEntry*> old_values;
   for (const FlatEntry& e : old_entries) old_values.emplace(e.path, &e);
-  for (const FlatEntry& e : FlattenConfig(new_config)) {
+  for (const FlatEntry& e : FlattenConfig(new_config, filter)) {
     auto it = old_values.find(e.path);
     // Keys of an added scope are part of the scope's own change above.
     if (it == old_values.end() || it->second->value == e.value) continue;
@@ -40,6 +43,7 @@ std::vector<ConfigChange> DiffConfigs(const Config& old_config, const Config& ne
   for (const ScopeInstance& s : old_scopes) {
     if (new_by_path.contains(s.path)) continue;
     bool live = GetScopeSpec(s.kind).add_remove == Apply::kLive;
+    if (live && restart_only) continue;
     changes.push_back(ConfigChange{s.path, std::string(kPresent), std::string(kAbsent), live});
   }
   return changes;

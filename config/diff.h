@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/render.h"
 
 namespace ringmail::config {
 
@@ -25,7 +26,9 @@ struct ConfigChange {
 };
 
 // Added scopes, then changed keys (in the new configuration's order), then removed scopes.
-std::vector<ConfigChange> DiffConfigs(const Config& old_config, const Config& new_config);
+// kRestartOnly: only the changes that need a restart (keys and scope instances).
+std::vector<ConfigChange> DiffConfigs(const Config& old_config, const Config& new_config,
+                                      KeyFilter filter = KeyFilter::kAll);
 bool AllChangesLive(const std::vector<ConfigChange>& changes);
 // One line per change: `path: old -> new (live)` or `(needs restart)`.
 std::string FormatChanges(const std::vector<ConfigChange>& changes);

@@ -33,7 +33,11 @@ struct FlatEntry {
   std::string value;  // config syntax
   bool live = true;   // a change applies without restart
 };
-std::vector<FlatEntry> FlattenConfig(const Config& config);
+// Which keys a flattening or a diff (config/diff.h) looks at. kRestartOnly skips the live
+// keys without rendering them: what a reload measures against the generation the daemon
+// started with, cheap even with 100,000 Domain scopes (all of whose keys are live).
+enum class KeyFilter : uint8_t { kAll, kRestartOnly };
+std::vector<FlatEntry> FlattenConfig(const Config& config, KeyFilter filter = KeyFilter::kAll);
 
 std::string RenderConfigText(const Config& config);
 std::string RenderConfigFlat(const Config& config);

@@ -121,7 +121,12 @@ class Daemon {
   control::Response ThreadPoolList(bool json);
   control::Response ThreadPoolSet(const std::vector<std::string>& words);
   control::Response LicenseShow(bool json);
-  control::Response ConfigShow(const std::vector<std::string>& words, bool json);
+  // `config show`: flattened (and compared with the started generation) on an IO worker,
+  // as a reload is, since 100,000 Domain scopes take the master seconds.
+  void ConfigShow(const std::vector<std::string>& words, bool json, Reply reply);
+  static control::Response RenderConfigShow(const config::Config& started,
+                                            const config::Config& current,
+                                            const std::string& filter, bool json);
   // `config check FILE` and `config reload` (also SIGHUP): answered later, from the master,
   // once an IO pool worker has read and built everything (daemon_reload.cc).
   void ConfigCheck(const std::vector<std::string>& words, Reply reply);

@@ -152,7 +152,8 @@ void Daemon::HandleControl(const control::Request& request, Reply reply) {
   } else if (exactly({"license", "show"})) {
     r = LicenseShow(json);
   } else if (is({"config", "show"}) && w.size() <= 3) {
-    r = ConfigShow(w, json);
+    ConfigShow(w, json, std::move(reply));
+    return;
   } else if (is({"config", "check"})) {
     ConfigCheck(w, std::move(reply));
     return;

@@ -66,28 +66,46 @@ std::vector<config::ConfigChange> ReloadChanges(const config::Config& started,
   for (config::ConfigChange& c : config::DiffConfigs(current, next)) {
     if (c.applies_live) changes.push_back(std::move(c));
   }
-  for (config::ConfigChange& c : config::DiffConfigs(started, next)) {
-    if (!c.applies_live) changes.push_back(std::move(c));
+  for (config::ConfigChange& c :
+       config::DiffConfigs(started, next, config::KeyFilter::kRestartOnly)) {
+    changes.push_back(std::move(c));
   }
   return changes;
 }
 
 }  // namespace
 
-Response Daemon::ConfigShow(const std::vector<std::string>& w, bool json) {
-  const std::string filter = w.size() > 2 ? absl::AsciiStrToLower(w[2]) : "";
+void Daemon::ConfigShow(const std::vector<std::string>& w, bool json, Reply reply) {
+  std::string filter = w.size() > 2 ? absl::AsciiStrToLower(w[2]) : "";
+  // Both generations are immutable and shared: the worker reads its own references.
+  RunOffLoop([started = started_config_, current = config_, filter = std::move(filter), json,
+              back = loops_->master().Reserve(), reply = std::move(reply)](bool accepted) mutable {
+    if (!accepted) {  // still on the master
+      std::move(reply)(Response{false, "config show: the IO thread pool is busy\n"});
+      return;
+    }
+    Response r = RenderConfigShow(*started, *current, filter, json);
+    (void)std::move(back).Post([reply = std::move(reply), r = std::move(r)]() mutable {
+      std::move(reply)(std::move(r));
+    });
+  });
+}
+
+Response Daemon::RenderConfigShow(const config::Config& started, const config::Config& current,
+                                  const std::string& filter, bool json) {
   const auto matches = [&](const std::string& path) {
     return filter.empty() || absl::StrContains(absl::AsciiStrToLower(path), filter);
   };
   // What the file says and does not run yet: a key shows the value that runs, and the one
   // waiting; a scope added or removed is listed after the keys.
   absl::flat_hash_map<std::string, config::ConfigChange> pending;
-  for (config::ConfigChange& c : config::DiffConfigs(*started_config_, *config_)) {
-    if (!c.applies_live) pending.emplace(c.path, std::move(c));
+  for (config::ConfigChange& c :
+       config::DiffConfigs(started, current, config::KeyFilter::kRestartOnly)) {
+    pending.emplace(c.path, std::move(c));
   }
   std::vector<std::string> lines;
   std::vector<std::string> items;
-  for (const config::FlatEntry& e : config::FlattenConfig(*config_)) {
+  for (const config::FlatEntry& e : config::FlattenConfig(current)) {
     if (!matches(e.path)) continue;
     auto waiting = pending.find(e.path);
     if (waiting == pending.end()) {
