@@ -4,10 +4,13 @@
 #include "delivery/engine.h"
 #include "listeners/esmtp/settings.h"
 #include "listeners/http/settings.h"
+#include "tls/context.h"
 
 namespace ringmail::daemon {
 
-absl::Status CheckListenersAndTls(const std::shared_ptr<const config::Config>& config) {
+namespace {
+
+absl::Status Build(const std::shared_ptr<const config::Config>& config) {
   // One loop: the pool's size only splits max_processings, which FromConfig does not refuse.
   auto esmtp = listeners::esmtp::Settings::FromConfig(config, 1);
   if (!esmtp.ok()) return esmtp.status();
@@ -21,6 +24,16 @@ absl::Status CheckListenersAndTls(const std::shared_ptr<const config::Config>& c
                         absl::StrCat("outbound TLS: ", tls_client.status().message()));
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckListenersAndTls(const std::shared_ptr<const config::Config>& config) {
+  absl::Status s = Build(config);
+  // Loading the keys (and the self-test handshake) filled this thread's ECC cache, which
+  // wolfSSL keeps per thread: freed here, as after a reload, not left to the thread's end.
+  tls::ReleaseThreadEccCache();
+  return s;
 }
 
 }  // namespace ringmail::daemon
