@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -42,7 +43,10 @@ inline size_t Utf8SequenceLength(std::string_view s, size_t i) {
 
 // `text` made fit to show in a message that reaches terminals, logs and JSON: bytes that are
 // not well-formed UTF-8, control bytes and DEL become \xNN, CR becomes \r and LF \n (or
-// stays a line break when `keep_newlines`); tab and well-formed UTF-8 stay as they are.
+// stays a line break when `keep_newlines`); the C1 controls (U+0080..U+009F: a terminal
+// takes U+009B as CSI) and the bidi embeddings, overrides and isolates (U+202A..U+202E,
+// U+2066..U+2069: they reorder what follows on screen) become \uXXXX; tab and the rest of
+// well-formed UTF-8 stay as they are.
 inline std::string EscapeForDisplay(std::string_view text, bool keep_newlines) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
@@ -51,7 +55,20 @@ inline std::string EscapeForDisplay(std::string_view text, bool keep_newlines) {
     const char c = text[i];
     const auto u = static_cast<unsigned char>(c);
     const size_t n = u >= 0x80 ? Utf8SequenceLength(text, i) : 0;
-    if (n > 0) {
+    const auto b = [&](size_t k) { return static_cast<unsigned char>(text[i + k]); };
+    uint32_t hidden = 0;  // a code point shown escaped (0: none)
+    if (n == 2 && u == 0xc2 && b(1) <= 0x9f) hidden = b(1);
+    if (n == 3 && u == 0xe2 && b(1) == 0x80 && b(2) >= 0xaa && b(2) <= 0xae) {
+      hidden = 0x2000 | (b(2) & 0x3f);
+    }
+    if (n == 3 && u == 0xe2 && b(1) == 0x81 && b(2) >= 0xa6 && b(2) <= 0xa9) {
+      hidden = 0x2040 | (b(2) & 0x3f);
+    }
+    if (hidden != 0) {
+      out += "\\u";
+      for (int shift = 12; shift >= 0; shift -= 4) out += kHex[(hidden >> shift) & 0xf];
+      i += n - 1;
+    } else if (n > 0) {
       out.append(text.substr(i, n));
       i += n - 1;
     } else if (c == '\n') {

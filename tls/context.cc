@@ -68,7 +68,12 @@ absl::StatusOr<std::string> ReadTlsFile(const char* what, const std::string& pat
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   if (fd < 0) return fail(std::strerror(errno));
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return fail(std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
     ::close(fd);
     return fail("not a regular file");
   }

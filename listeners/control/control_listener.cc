@@ -265,6 +265,7 @@ void ControlListener::AcceptDone(core::Accepted a) {
 void ControlListener::Closed(uint64_t id) { connections_.erase(id); }
 
 void ControlListener::Deliver(uint64_t id, Response response) {
+  RM_DCHECK(loop_.IsCurrent()) << "a control reply called off the listener's loop";
   auto it = connections_.find(id);
   if (it == connections_.end()) return;  // the client left, or the loop stopped: dropped
   it->second->ReplyArrived(std::move(response));

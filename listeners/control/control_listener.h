@@ -8,12 +8,14 @@
 // slot and is cut after `idle_timeout_ms`; it never blocks other clients or the loop.
 // Over-long lines and garbage get an ERR reply, then the connection is closed.
 //
-// Loop thread only. A connection is freed once none of its operations is in flight; a reply
-// may still be pending then (the handler asked an IO worker, the daemon is stopping): the
-// Reply finds its connection by id, through a weak reference to the listener, and is
-// dropped when either has gone. When the loop stops, a client still waiting for its reply
-// is told so before its connection closes. Accepting is core::Acceptor's: out of
-// descriptors (EMFILE and friends) it retries after a pause instead of spinning the loop.
+// Loop thread only; a Reply too must be called on this loop (the handler posts its answer
+// back here when another thread made it). A connection is freed once none of its
+// operations is in flight; a reply may still be pending then (the handler asked an IO
+// worker, the daemon is stopping): the Reply finds its connection by id, through a weak
+// reference to the listener, and is dropped when either has gone. When the loop stops, a
+// client still waiting for its reply is told so before its connection closes. Accepting is
+// core::Acceptor's: out of descriptors (EMFILE and friends) it retries after a pause
+// instead of spinning the loop.
 #pragma once
 
 #include <cstdint>

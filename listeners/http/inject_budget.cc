@@ -39,6 +39,7 @@ bool BudgetCharge::TryAdd(uint64_t bytes, uint64_t limit) {
 }
 
 void BudgetCharge::Release(uint64_t bytes) {
+  if (budget_ == nullptr) return;  // holds nothing, as TryAdd took nothing
   RM_CHECK(bytes <= held_) << "released " << bytes << " of a charge of " << held_;
   if (bytes == 0) return;
   held_ -= bytes;

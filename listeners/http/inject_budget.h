@@ -14,7 +14,8 @@
 //   nothing, and only while the total stays within `limit`); the request gives back each
 //   message as the spool answers for it (Release), and whatever it still holds when the
 //   charge is destroyed (a plan dropped, a request refused after building).
-// - A charge without a budget (tests, the fuzzer) holds nothing and never refuses.
+// - A charge without a budget (tests, the fuzzer) holds nothing, never refuses, and takes
+//   any Release as a no-op.
 #pragma once
 
 #include <atomic>

@@ -37,6 +37,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/daemon_util.h"
+#include "tests/integration/relay_util.h"  // PollUntil
 
 namespace ringmail::integration {
 namespace {

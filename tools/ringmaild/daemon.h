@@ -166,6 +166,7 @@ class Daemon {
   std::unique_ptr<core::EventLog> delivery_log_;
   std::shared_ptr<const listeners::esmtp::Settings> esmtp_settings_;
   std::vector<config::ListenConfig> esmtp_bound_;  // Listen scopes with the ports bound
+  std::vector<config::IpAddress> local_addresses_;  // the interfaces' last reading
   listeners::http::HttpShared http_shared_;
   std::shared_ptr<const listeners::http::HttpSettings> http_settings_;
   std::shared_ptr<const listeners::http::HttpHooks> http_hooks_;

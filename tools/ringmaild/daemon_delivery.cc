@@ -57,14 +57,18 @@ absl::Status Daemon::StartDelivery() {
 
 void Daemon::ShareSelfEndpoints(absl::StatusOr<std::vector<config::IpAddress>> local,
                                 bool wait) {
-  if (!local.ok()) {
-    // Listeners on specific addresses are still known; wildcards match loopback only.
+  if (local.ok()) {
+    local_addresses_ = *std::move(local);
+  } else {
+    // Listeners on specific addresses are still known. Wildcards keep the addresses read
+    // before (a reload that cannot read them must not forget them); at start that is none,
+    // and they match loopback only.
     core::LogWarning("interface addresses unknown (%s): a wildcard listener's own addresses "
-                     "are checked on loopback only", std::string(local.status().message()));
-    local = std::vector<config::IpAddress>{};
+                     "are the %d read before, and loopback",
+                     std::string(local.status().message()), local_addresses_.size());
   }
   auto self = std::make_shared<const delivery::SelfEndpoints>(
-      delivery::SelfEndpoints::Make(esmtp_bound_, *local));
+      delivery::SelfEndpoints::Make(esmtp_bound_, local_addresses_));
   for (size_t i = 0; i < engines_.size(); ++i) {
     delivery::Engine* engine = engines_[i].get();
     if (engine == nullptr) continue;

@@ -62,14 +62,19 @@ void UpdateEngines(const std::vector<std::unique_ptr<delivery::Engine>>& engines
 std::vector<config::ConfigChange> ReloadChanges(const config::Config& started,
                                                 const config::Config& current,
                                                 const config::Config& next) {
+  std::vector<config::ConfigChange> pending =
+      config::DiffConfigs(started, next, config::KeyFilter::kRestartOnly);
   std::vector<config::ConfigChange> changes;
   for (config::ConfigChange& c : config::DiffConfigs(current, next)) {
-    if (c.applies_live) changes.push_back(std::move(c));
-  }
-  for (config::ConfigChange& c :
-       config::DiffConfigs(started, next, config::KeyFilter::kRestartOnly)) {
+    if (!c.applies_live) continue;
+    // A key of a scope that does not run until the restart (an HTTP_Listener added since
+    // the start) is not applied by changing it either.
+    for (const config::ConfigChange& p : pending) {
+      if (absl::StartsWith(c.path, absl::StrCat(p.path, "."))) c.applies_live = false;
+    }
     changes.push_back(std::move(c));
   }
+  for (config::ConfigChange& c : pending) changes.push_back(std::move(c));
   return changes;
 }
 
