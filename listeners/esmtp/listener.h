@@ -117,6 +117,8 @@ class EsmtpListener {
   void UpdateSettings(std::shared_ptr<const Settings> settings);
   void Drain(std::function<void()> drained);
   size_t session_count() const { return sessions_.size(); }
+  // Transactions waiting for a max_processings slot on this loop.
+  size_t waiting_for_slot() const { return slot_waiters_.size(); }
   const ListenerCounters& counters() const { return counters_; }
 
   // ---- for Session (same loop) ----

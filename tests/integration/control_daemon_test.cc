@@ -452,7 +452,8 @@ TEST_F(ControlDaemonTest, RaisingMaxProcessingsAdmitsTheTransactionsWaiting) {
   }
   ASSERT_EQ(holder.Command("MAIL FROM:<a@client.test>").code, 250);
   ASSERT_TRUE(waiting.Send("MAIL FROM:<b@client.test>\r\n").ok());
-  ASSERT_EQ(holder.Command("NOOP").code, 250);  // a round trip on the same loop meanwhile
+  // The daemon has read it and it waits for the slot.
+  ASSERT_TRUE(PollUntil(kWait, [&] { return Counter("transactions_waiting") == 1; }));
   pollfd p{waiting.fd(), POLLIN, 0};
   ASSERT_EQ(poll(&p, 1, 0), 0) << "the second MAIL was answered while the slot was taken";
   RewriteEsmtp("max_processings = 10\n");

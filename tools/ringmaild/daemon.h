@@ -49,6 +49,7 @@ class Daemon {
     int cpu = -1;
     core::LoopStats loop;
     size_t esmtp_sessions = 0;
+    size_t esmtp_waiting = 0;  // transactions waiting for a max_processings slot
     listeners::esmtp::ListenerCounters esmtp;
     spool::SpoolWriterStats spool;
     delivery::EngineStats engine;

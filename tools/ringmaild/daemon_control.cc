@@ -63,6 +63,7 @@ Daemon::LoopSnapshot Daemon::SnapshotOf(core::Loop& loop, bool with_domains) {
     if (parts->loop != &loop) continue;
     if (parts->esmtp) {
       s.esmtp_sessions = parts->esmtp->session_count();
+      s.esmtp_waiting = parts->esmtp->waiting_for_slot();
       s.esmtp = parts->esmtp->counters();
     }
     if (parts->spool) s.spool = parts->spool->stats();
@@ -185,7 +186,9 @@ void Daemon::HandleControl(const control::Request& request, Reply reply) {
 Response Daemon::Summary(const std::vector<LoopSnapshot>& loops, bool json) {
   uint64_t conns = 0, accepted = 0, messages = 0, bytes = 0, commit_errors = 0, batches = 0;
   uint64_t delivered = 0, deferred = 0, failed = 0, bounces = 0, live = 0, live_bytes = 0;
+  uint64_t waiting = 0;
   for (const LoopSnapshot& s : loops) {
+    waiting += s.esmtp_waiting;
     delivered += s.engine.delivered;
     deferred += s.engine.deferred;
     failed += s.engine.failed;
@@ -203,6 +206,7 @@ Response Daemon::Summary(const std::vector<LoopSnapshot>& loops, bool json) {
   if (json) {
     return Ok(absl::StrCat(
         "{\"uptime_s\":", uptime_s, ",\"loops\":", loops.size(), ",\"connections\":", conns,
+        ",\"transactions_waiting\":", waiting,
         ",\"connections_accepted\":", accepted, ",\"messages_received\":", messages,
         ",\"bytes_received\":", bytes, ",\"commit_errors\":", commit_errors,
         ",\"spool_batches\":", batches, ",\"recipients_delivered\":", delivered,
@@ -217,6 +221,7 @@ Response Daemon::Summary(const std::vector<LoopSnapshot>& loops, bool json) {
       {{"uptime", absl::StrCat(uptime_s, "s")},
        {"loops", absl::StrCat(loops.size())},
        {"connections", absl::StrCat(conns)},
+       {"transactions waiting for a slot", absl::StrCat(waiting)},
        {"connections accepted", absl::StrCat(accepted)},
        {"messages received", absl::StrCat(messages)},
        {"bytes received", absl::StrCat(bytes)},
@@ -363,6 +368,14 @@ void Daemon::AppendMetricGauges(const std::vector<LoopSnapshot>& loops,
   for (const LoopSnapshot& s : loops) {
     absl::StrAppend(out, "ringmail_esmtp_connections{loop=\"", s.name, "\"} ",
                     s.esmtp_sessions, "\n");
+  }
+  absl::StrAppend(out,
+                  "# HELP ringmail_esmtp_transactions_waiting Transactions waiting for a "
+                  "max_processings slot.\n",
+                  "# TYPE ringmail_esmtp_transactions_waiting gauge\n");
+  for (const LoopSnapshot& s : loops) {
+    absl::StrAppend(out, "ringmail_esmtp_transactions_waiting{loop=\"", s.name, "\"} ",
+                    s.esmtp_waiting, "\n");
   }
   absl::StrAppend(out, "# HELP ringmail_outbound_connections Open outbound connections.\n",
                   "# TYPE ringmail_outbound_connections gauge\n");
