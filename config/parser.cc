@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/small_file.h"
 #include "config/strings.h"
 
 namespace ringmail::config {
@@ -325,34 +326,7 @@ void Parser::SkipBlock(Stream& s) {
 }  // namespace
 
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t max_bytes) {
-  // O_NONBLOCK: opening a FIFO must not wait for a writer (a reload would hang on it);
-  // anything but a regular file is refused just below.
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) return absl::NotFoundError(ErrnoText(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return absl::InvalidArgumentError("not a regular file");
-  }
-  std::string out;
-  char buffer[16384];
-  while (true) {
-    ssize_t n = read(fd, buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int error = errno;
-      close(fd);
-      return absl::InternalError(ErrnoText(error));
-    }
-    if (n == 0) break;
-    if (out.size() + static_cast<size_t>(n) > max_bytes) {
-      close(fd);
-      return absl::ResourceExhaustedError(Cat("file is larger than ", max_bytes, " bytes"));
-    }
-    out.append(buffer, static_cast<size_t>(n));
-  }
-  close(fd);
-  return out;
+  return ringmail::ReadSmallFile(path, max_bytes);  // base/small_file.h, shared with tls/
 }
 
 std::vector<Node> ParseConfigText(std::string_view text, std::string_view name,

@@ -6,18 +6,14 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <string.h>  // explicit_bzero
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <mutex>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/small_file.h"
 #include "tls/crypto_offload.h"
 
 namespace ringmail::tls {
@@ -56,46 +52,17 @@ absl::Status FileError(const char* what, const std::string& path, int code) {
   return absl::FailedPreconditionError(absl::StrCat("TLS ", what, " '", path, "': ", why));
 }
 
-// A certificate, key or CA file, read here rather than by wolfSSL's *_file functions: they
-// fopen() whatever the path names, so a FIFO there blocked the reload's IO worker for good,
-// and every later reload queued behind it (session 12's reload audit, F2). Opened without
-// blocking, refused unless a regular file of at most `max_bytes`; errors name the errno.
+// A certificate, key or CA file, read here (base/small_file.h) rather than by wolfSSL's
+// *_file functions: they fopen() whatever the path names, so a FIFO there blocked the
+// reload's IO worker for good, and every later reload queued behind it (session 12's reload
+// audit, F2). Errors name the file and the errno.
 absl::StatusOr<std::string> ReadTlsFile(const char* what, const std::string& path,
                                         size_t max_bytes) {
-  const auto fail = [&](const std::string& why) {
-    return absl::FailedPreconditionError(absl::StrCat("TLS ", what, " '", path, "': ", why));
-  };
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-  if (fd < 0) return fail(std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return fail(std::strerror(err));
+  absl::StatusOr<std::string> data = ReadSmallFile(path, max_bytes);
+  if (!data.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("TLS ", what, " '", path, "': ", data.status().message()));
   }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return fail("not a regular file");
-  }
-  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
-    ::close(fd);
-    return fail(absl::StrCat("larger than ", max_bytes, " bytes"));
-  }
-  std::string data(static_cast<size_t>(st.st_size), '\0');
-  size_t got = 0;
-  while (got < data.size()) {
-    const ssize_t n = ::read(fd, data.data() + got, data.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return fail(std::strerror(err));
-    }
-    if (n == 0) break;  // shrank meanwhile: what was read is what there is
-    got += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  data.resize(got);
   return data;
 }
 
