@@ -64,13 +64,15 @@ std::vector<config::ConfigChange> ReloadChanges(const config::Config& started,
                                                 const config::Config& next) {
   std::vector<config::ConfigChange> pending =
       config::DiffConfigs(started, next, config::KeyFilter::kRestartOnly);
+  // A key of a scope that does not run until the restart (an HTTP_Listener added since the
+  // start) is not applied by changing it either.
+  std::vector<std::string> waiting_scopes;
+  for (const config::ConfigChange& p : pending) waiting_scopes.push_back(p.path + ".");
   std::vector<config::ConfigChange> changes;
   for (config::ConfigChange& c : config::DiffConfigs(current, next)) {
     if (!c.applies_live) continue;
-    // A key of a scope that does not run until the restart (an HTTP_Listener added since
-    // the start) is not applied by changing it either.
-    for (const config::ConfigChange& p : pending) {
-      if (absl::StartsWith(c.path, absl::StrCat(p.path, "."))) c.applies_live = false;
+    for (const std::string& scope : waiting_scopes) {
+      if (absl::StartsWith(c.path, scope)) c.applies_live = false;
     }
     changes.push_back(std::move(c));
   }
